@@ -1,0 +1,277 @@
+//! The command line: argv → one `Options` struct, and the `--help` text.
+//!
+//! Parsing only. Nothing below this module reads argv, and nothing here touches the network or
+//! the disk; prompting for credentials happens in `main`.
+
+use crate::error::Error;
+use crate::manifest::Platform;
+use crate::reference::Reference;
+use lexopt::prelude::*;
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+pub const HELP: &str = "\
+dockersave - fetch a container image from a Docker/OCI registry, without Docker,
+and write an archive that `docker load` accepts.
+
+Usage: dockersave [OPTIONS] IMAGE
+
+IMAGE is a reference as Docker spells it: [HOST[:PORT]/]PATH[:TAG][@sha256:DIGEST]
+(`debian`, `debian:12`, `myregistry.example:5000/team/app:1.2`). The archive is
+written as PATH-TAG.tar (`library-debian-latest.tar`) in the working directory.
+
+Options:
+  --insecure            talk plain HTTP to the registry (default: HTTPS, certificates verified)
+  --user USER           user name for the registry (the password is asked for if not given)
+  --password PASSWORD   password for the registry (lands in shell history: prefer --ilogin)
+  --ilogin              ask for user name and password on the terminal
+  --platform OS/ARCH[/VARIANT]
+                        which image of a multi-platform index to save
+                        (default: the host's, e.g. linux/amd64, linux/arm64, linux/arm/v7)
+  --arch ARCH           shorthand for --platform linux/ARCH (e.g. arm64, arm/v7)
+  --working-dir DIR     where the directory and the archive go (default: .)
+  --layers-dir NAME     name of the assembled directory (default: the archive's base name)
+  --tarname NAME        file name of the archive (default: PATH-TAG.tar)
+  --no-tar              leave the assembled directory; do not make the archive
+  --no-rm               keep the assembled directory after making the archive
+  -h, --help            show this help
+  -V, --version         show the version
+
+Exit codes: 0 success, 2 bad usage or image name, 3 network failure, 4 authentication
+refused, 5 image/tag/platform not found, 6 verification failed or unsupported image,
+7 local file error (e.g. disk full), 8 unexpected registry answer.
+";
+
+#[derive(Debug)]
+pub struct Options {
+    pub image: Reference,
+    pub insecure: bool,
+    pub user: Option<String>,
+    pub password: Option<String>,
+    pub ilogin: bool,
+    pub platform: Platform,
+    pub working_dir: PathBuf,
+    pub layers_dir: Option<String>,
+    pub tarname: Option<String>,
+    /// Leave the assembled directory instead of making the archive.
+    pub no_tar: bool,
+    /// Keep the assembled directory (also a failed run's partial one).
+    pub no_rm: bool,
+}
+
+#[derive(Debug)]
+pub enum Command {
+    Pull(Box<Options>),
+    Help,
+    Version,
+}
+
+pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, Error> {
+    let mut parser = lexopt::Parser::from_iter(args);
+    let mut image = None;
+    let mut insecure = false;
+    let mut user = None;
+    let mut password = None;
+    let mut ilogin = false;
+    let mut platform = None;
+    let mut working_dir = PathBuf::from(".");
+    let mut layers_dir = None;
+    let mut tarname = None;
+    let mut no_tar = false;
+    let mut no_rm = false;
+    while let Some(arg) = parser.next().map_err(usage)? {
+        match arg {
+            Short('h') | Long("help") => return Ok(Command::Help),
+            Short('V') | Long("version") => return Ok(Command::Version),
+            Long("insecure") => insecure = true,
+            Long("user") => user = Some(string(&mut parser, "--user")?),
+            Long("password") => password = Some(string(&mut parser, "--password")?),
+            Long("ilogin") => ilogin = true,
+            Long("platform") => {
+                let text = string(&mut parser, "--platform")?;
+                platform = Some(Platform::parse(&text).map_err(Error::Usage)?);
+            }
+            Long("arch") => {
+                let text = string(&mut parser, "--arch")?;
+                platform = Some(Platform::parse(&format!("linux/{text}")).map_err(|_| {
+                    Error::Usage(format!(
+                        "--arch {text:?} is not an architecture such as amd64, arm64 or arm/v7"
+                    ))
+                })?);
+            }
+            Long("working-dir") => working_dir = PathBuf::from(parser.value().map_err(usage)?),
+            Long("layers-dir") => layers_dir = Some(file_name(&mut parser, "--layers-dir")?),
+            Long("tarname") => tarname = Some(file_name(&mut parser, "--tarname")?),
+            Long("no-tar") => no_tar = true,
+            Long("no-rm") => no_rm = true,
+            Value(value) if image.is_none() => {
+                let text = value
+                    .into_string()
+                    .map_err(|_| Error::Usage("the image name is not valid UTF-8".into()))?;
+                image = Some(Reference::parse(&text).map_err(|reason| Error::Reference {
+                    input: text,
+                    reason,
+                })?);
+            }
+            Value(value) => {
+                return Err(Error::Usage(format!(
+                    "unexpected extra argument {:?}: give one IMAGE",
+                    value.to_string_lossy()
+                )))
+            }
+            _ => return Err(usage(arg.unexpected())),
+        }
+    }
+    let Some(image) = image else {
+        return Err(Error::Usage("missing IMAGE, e.g. dockersave debian".into()));
+    };
+    if password.is_some() && user.is_none() {
+        return Err(Error::Usage("--password needs --user".into()));
+    }
+    if ilogin && (user.is_some() || password.is_some()) {
+        return Err(Error::Usage(
+            "--ilogin asks for the credentials; do not combine it with --user/--password".into(),
+        ));
+    }
+    Ok(Command::Pull(Box::new(Options {
+        image,
+        insecure,
+        user,
+        password,
+        ilogin,
+        platform: platform.unwrap_or_else(Platform::host),
+        working_dir,
+        layers_dir,
+        tarname,
+        no_tar,
+        no_rm,
+    })))
+}
+
+fn usage(error: lexopt::Error) -> Error {
+    Error::Usage(error.to_string())
+}
+
+fn string(parser: &mut lexopt::Parser, flag: &str) -> Result<String, Error> {
+    parser
+        .value()
+        .map_err(usage)?
+        .into_string()
+        .map_err(|_| Error::Usage(format!("the value of {flag} is not valid UTF-8")))
+}
+
+/// A name for something inside the working directory: no separators, not `.` or `..`.
+fn file_name(parser: &mut lexopt::Parser, flag: &str) -> Result<String, Error> {
+    let name = string(parser, flag)?;
+    if name.is_empty() || name == "." || name == ".." || name.contains('/') || name.contains('\0') {
+        return Err(Error::Usage(format!(
+            "{flag} takes a plain file name, not {name:?}; use --working-dir for the directory"
+        )));
+    }
+    Ok(name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pull(args: &[&str]) -> Result<Options, Error> {
+        let argv = std::iter::once("dockersave")
+            .chain(args.iter().copied())
+            .map(OsString::from);
+        match parse(argv)? {
+            Command::Pull(options) => Ok(*options),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn defaults() {
+        let o = pull(&["debian"]).unwrap();
+        assert_eq!(o.image.repository, "library/debian");
+        assert!(!o.no_tar && !o.no_rm && !o.insecure);
+        assert_eq!(o.platform, Platform::host());
+        assert_eq!(o.working_dir, PathBuf::from("."));
+    }
+
+    #[test]
+    fn flags() {
+        let o = pull(&[
+            "--insecure",
+            "--user",
+            "u",
+            "--password=p",
+            "--arch",
+            "arm/v7",
+            "--working-dir",
+            "/tmp",
+            "--layers-dir",
+            "d",
+            "--tarname",
+            "x.tar",
+            "--no-tar",
+            "127.0.0.1:5000/a:b",
+        ])
+        .unwrap();
+        assert!(o.insecure && o.no_tar && !o.no_rm);
+        assert_eq!(o.platform.to_string(), "linux/arm/v7");
+        assert_eq!(
+            (o.user.as_deref(), o.password.as_deref()),
+            (Some("u"), Some("p"))
+        );
+        assert_eq!(
+            (o.layers_dir.as_deref(), o.tarname.as_deref()),
+            (Some("d"), Some("x.tar"))
+        );
+        assert_eq!(
+            pull(&["--platform", "linux/arm64", "x"])
+                .unwrap()
+                .platform
+                .to_string(),
+            "linux/arm64"
+        );
+        assert!(pull(&["--no-rm", "x"]).unwrap().no_rm);
+    }
+
+    #[test]
+    fn usage_errors() {
+        for (args, needle) in [
+            (&[][..], "missing IMAGE"),
+            (&["a", "b"], "extra argument"),
+            (&["--bogus", "a"], "bogus"),
+            (&["--password", "p", "a"], "needs --user"),
+            (&["--platform", "linux", "a"], "os/arch"),
+            (&["--tarname", "../x.tar", "a"], "plain file name"),
+            (&["--user"], "missing argument"),
+        ] {
+            let err = pull(args).unwrap_err();
+            assert!(matches!(err, Error::Usage(_)), "{args:?}: {err:?}");
+            assert!(err.to_string().contains(needle), "{args:?}: {err}");
+        }
+        assert!(matches!(
+            pull(&["Bad"]).unwrap_err(),
+            Error::Reference { .. }
+        ));
+    }
+
+    #[test]
+    fn help_lists_every_flag() {
+        for flag in [
+            "--insecure",
+            "--user",
+            "--password",
+            "--ilogin",
+            "--no-tar",
+            "--no-rm",
+            "--working-dir",
+            "--layers-dir",
+            "--tarname",
+            "--platform",
+            "--arch",
+            "--help",
+            "--version",
+        ] {
+            assert!(HELP.contains(flag), "{flag}");
+        }
+    }
+}

@@ -1,0 +1,378 @@
+//! Streaming decompression of layer blobs: gzip (one or more members) or plain tar, told apart by
+//! their first bytes as Docker does, through fixed buffers (64 KiB in, caller's buffer out).
+//!
+//! It checks gzip framing and each member's length but not its CRC-32: the diff ID (sha256 of
+//! the output) that the layer pipeline checks is the stronger proof. It never buffers a whole
+//! layer. zstd layers are reported as unsupported.
+
+use miniz_oxide::inflate::stream::{inflate, InflateState};
+use miniz_oxide::{DataFormat, MZError, MZFlush, MZStatus};
+use std::io::{self, Read};
+
+const INPUT_BUFFER: usize = 64 * 1024;
+const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
+const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Mode {
+    Detect,
+    Plain,
+    Header,
+    Deflate,
+    Trailer,
+    Done,
+}
+
+pub struct Decompressor<R> {
+    input: Input<R>,
+    mode: Mode,
+    state: Box<InflateState>,
+    member_len: u64,
+}
+
+impl<R: Read> Decompressor<R> {
+    pub fn new(inner: R) -> Decompressor<R> {
+        Decompressor {
+            input: Input {
+                inner,
+                buf: vec![0; INPUT_BUFFER].into_boxed_slice(),
+                pos: 0,
+                end: 0,
+                eof: false,
+            },
+            mode: Mode::Detect,
+            state: InflateState::new_boxed(DataFormat::Raw),
+            member_len: 0,
+        }
+    }
+
+    /// The wrapped reader, e.g. to drain it after a decoding error.
+    pub fn into_inner(self) -> R {
+        self.input.inner
+    }
+
+    fn read_header(&mut self) -> io::Result<()> {
+        if !self.input.ensure(10)? {
+            return Err(truncated());
+        }
+        let header = self.input.available();
+        if header[..2] != GZIP_MAGIC || header[2] != 8 {
+            return Err(invalid("bad gzip header"));
+        }
+        let flags = header[3];
+        self.input.consume(10);
+        if flags & 0x04 != 0 {
+            if !self.input.ensure(2)? {
+                return Err(truncated());
+            }
+            let extra = self.input.available();
+            let len = usize::from(u16::from_le_bytes([extra[0], extra[1]]));
+            self.input.consume(2);
+            self.input.skip(len)?;
+        }
+        for flag in [0x08, 0x10] {
+            if flags & flag != 0 {
+                self.input.skip_past_zero()?;
+            }
+        }
+        if flags & 0x02 != 0 {
+            self.input.skip(2)?;
+        }
+        self.state.reset(DataFormat::Raw);
+        self.member_len = 0;
+        Ok(())
+    }
+
+    fn read_trailer(&mut self) -> io::Result<()> {
+        if !self.input.ensure(8)? {
+            return Err(truncated());
+        }
+        let t = self.input.available();
+        let isize = u32::from_le_bytes([t[4], t[5], t[6], t[7]]);
+        if u64::from(isize) != self.member_len & 0xffff_ffff {
+            return Err(invalid("gzip length check failed"));
+        }
+        self.input.consume(8);
+        Ok(())
+    }
+}
+
+impl<R: Read> Read for Decompressor<R> {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        if out.is_empty() {
+            return Ok(0);
+        }
+        loop {
+            match self.mode {
+                Mode::Detect => {
+                    self.input.ensure(4)?;
+                    let head = self.input.available();
+                    self.mode = if head.starts_with(&GZIP_MAGIC) {
+                        Mode::Header
+                    } else if head.starts_with(&ZSTD_MAGIC) {
+                        return Err(io::Error::new(
+                            io::ErrorKind::Unsupported,
+                            "zstd-compressed layers are not supported yet",
+                        ));
+                    } else {
+                        Mode::Plain
+                    };
+                }
+                Mode::Plain => {
+                    if self.input.available().is_empty() && self.input.fill()? == 0 {
+                        self.mode = Mode::Done;
+                        continue;
+                    }
+                    let available = self.input.available();
+                    let n = available.len().min(out.len());
+                    out[..n].copy_from_slice(&available[..n]);
+                    self.input.consume(n);
+                    return Ok(n);
+                }
+                Mode::Header => {
+                    self.read_header()?;
+                    self.mode = Mode::Deflate;
+                }
+                Mode::Deflate => {
+                    if self.input.available().is_empty() && self.input.fill()? == 0 {
+                        return Err(truncated());
+                    }
+                    let result =
+                        inflate(&mut self.state, self.input.available(), out, MZFlush::None);
+                    self.input.consume(result.bytes_consumed);
+                    self.member_len += result.bytes_written as u64;
+                    match result.status {
+                        Ok(MZStatus::StreamEnd) => self.mode = Mode::Trailer,
+                        Ok(_) | Err(MZError::Buf) => {
+                            if result.bytes_written == 0
+                                && result.bytes_consumed == 0
+                                && self.input.fill()? == 0
+                            {
+                                return Err(truncated());
+                            }
+                        }
+                        Err(_) => return Err(invalid("corrupt deflate data")),
+                    }
+                    if result.bytes_written > 0 {
+                        return Ok(result.bytes_written);
+                    }
+                }
+                Mode::Trailer => {
+                    self.read_trailer()?;
+                    // Members may follow one another (as `cat a.gz b.gz` makes); anything else
+                    // after a member is an error, as in Docker's own reader.
+                    self.mode = if !self.input.ensure(1)? {
+                        Mode::Done
+                    } else if self.input.ensure(2)?
+                        && self.input.available().starts_with(&GZIP_MAGIC)
+                    {
+                        Mode::Header
+                    } else {
+                        return Err(invalid("unexpected data after the gzip stream"));
+                    };
+                }
+                Mode::Done => return Ok(0),
+            }
+        }
+    }
+}
+
+fn truncated() -> io::Error {
+    invalid("the compressed layer ends early (truncated)")
+}
+
+fn invalid(what: &str) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, what.to_string())
+}
+
+/// A fixed read buffer with just enough look-ahead for gzip framing.
+struct Input<R> {
+    inner: R,
+    buf: Box<[u8]>,
+    pos: usize,
+    end: usize,
+    eof: bool,
+}
+
+impl<R: Read> Input<R> {
+    fn available(&self) -> &[u8] {
+        &self.buf[self.pos..self.end]
+    }
+
+    fn consume(&mut self, n: usize) {
+        self.pos += n;
+    }
+
+    /// Reads more after what is buffered; returns how many bytes came (0 at end of input).
+    fn fill(&mut self) -> io::Result<usize> {
+        if self.eof {
+            return Ok(0);
+        }
+        if self.pos > 0 {
+            self.buf.copy_within(self.pos..self.end, 0);
+            self.end -= self.pos;
+            self.pos = 0;
+        }
+        if self.end == self.buf.len() {
+            return Ok(0);
+        }
+        loop {
+            match self.inner.read(&mut self.buf[self.end..]) {
+                Ok(0) => {
+                    self.eof = true;
+                    return Ok(0);
+                }
+                Ok(n) => {
+                    self.end += n;
+                    return Ok(n);
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Buffers at least `n` bytes if the input has them; false if it ends first.
+    fn ensure(&mut self, n: usize) -> io::Result<bool> {
+        while self.end - self.pos < n {
+            if self.fill()? == 0 {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    fn skip(&mut self, mut n: usize) -> io::Result<()> {
+        while n > 0 {
+            if self.available().is_empty() && self.fill()? == 0 {
+                return Err(truncated());
+            }
+            let step = n.min(self.available().len());
+            self.consume(step);
+            n -= step;
+        }
+        Ok(())
+    }
+
+    fn skip_past_zero(&mut self) -> io::Result<()> {
+        loop {
+            if self.available().is_empty() && self.fill()? == 0 {
+                return Err(truncated());
+            }
+            if let Some(i) = self.available().iter().position(|&b| b == 0) {
+                self.consume(i + 1);
+                return Ok(());
+            }
+            let len = self.available().len();
+            self.consume(len);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use miniz_oxide::deflate::compress_to_vec;
+
+    /// A gzip member built by hand, with optional header fields.
+    fn gzip(data: &[u8], flags: u8) -> Vec<u8> {
+        let mut out = vec![0x1f, 0x8b, 8, flags, 0, 0, 0, 0, 0, 3];
+        if flags & 0x04 != 0 {
+            out.extend_from_slice(&[3, 0, b'a', b'b', b'c']);
+        }
+        if flags & 0x08 != 0 {
+            out.extend_from_slice(b"name.tar\0");
+        }
+        if flags & 0x10 != 0 {
+            out.extend_from_slice(b"a comment\0");
+        }
+        if flags & 0x02 != 0 {
+            out.extend_from_slice(&[0, 0]);
+        }
+        out.extend(compress_to_vec(data, 6));
+        out.extend_from_slice(&[0, 0, 0, 0]); // CRC-32, not checked
+        out.extend_from_slice(&(data.len() as u32).to_le_bytes());
+        out
+    }
+
+    /// Reads everything through a reader that hands out `chunk` bytes at a time.
+    fn decode(input: &[u8], chunk: usize) -> io::Result<Vec<u8>> {
+        struct Trickle<'a>(&'a [u8], usize);
+        impl Read for Trickle<'_> {
+            fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+                let n = self.0.len().min(self.1).min(buf.len());
+                buf[..n].copy_from_slice(&self.0[..n]);
+                self.0 = &self.0[n..];
+                Ok(n)
+            }
+        }
+        let mut out = Vec::new();
+        let mut buf = [0u8; 1000];
+        let mut d = Decompressor::new(Trickle(input, chunk));
+        loop {
+            match d.read(&mut buf)? {
+                0 => return Ok(out),
+                n => out.extend_from_slice(&buf[..n]),
+            }
+        }
+    }
+
+    fn sample() -> Vec<u8> {
+        (0..300_000u32)
+            .map(|i| (i % 251) as u8 ^ (i / 7000) as u8)
+            .collect()
+    }
+
+    #[test]
+    fn inflates_gzip_in_any_chunking() {
+        let data = sample();
+        for flags in [0, 0x04 | 0x08 | 0x10 | 0x02] {
+            let gz = gzip(&data, flags);
+            for chunk in [1, 7, 4096, 1 << 20] {
+                assert_eq!(
+                    decode(&gz, chunk).unwrap(),
+                    data,
+                    "flags {flags} chunk {chunk}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn inflates_concatenated_members_and_passes_plain_tar() {
+        let mut gz = gzip(b"first ", 0);
+        gz.extend(gzip(b"second", 0x08));
+        assert_eq!(decode(&gz, 3).unwrap(), b"first second");
+        let plain = sample();
+        assert_eq!(decode(&plain, 999).unwrap(), plain);
+        assert_eq!(decode(b"", 1).unwrap(), b"");
+        assert_eq!(decode(b"ab", 1).unwrap(), b"ab");
+    }
+
+    #[test]
+    fn rejects_truncated_corrupt_and_trailing_data() {
+        let gz = gzip(&sample(), 0);
+        for cut in [5, 12, gz.len() / 2, gz.len() - 3] {
+            let err = decode(&gz[..cut], 100).unwrap_err();
+            assert_eq!(err.kind(), io::ErrorKind::InvalidData, "cut at {cut}");
+        }
+        let mut bad_len = gz.clone();
+        let n = bad_len.len();
+        bad_len[n - 1] ^= 1;
+        assert!(decode(&bad_len, 100).is_err());
+        let mut trailing = gz.clone();
+        trailing.extend_from_slice(&[0, 0, 0]);
+        assert!(decode(&trailing, 100).is_err());
+        let mut corrupt = gz;
+        for b in corrupt[20..60].iter_mut() {
+            *b = 0xff;
+        }
+        assert!(decode(&corrupt, 100).is_err());
+    }
+
+    #[test]
+    fn reports_zstd_as_unsupported() {
+        let err = decode(&[0x28, 0xb5, 0x2f, 0xfd, 0, 0], 10).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::Unsupported);
+    }
+}

@@ -1,0 +1,119 @@
+//! The one error type of dockersave and the exit code each kind of failure maps to.
+//!
+//! Every variant's `Display` is the single line the user sees, so it names the image, host, layer
+//! or file involved and, where there is one, what to try next. It must never carry a credential,
+//! a token or an `Authorization` header: callers pass hosts and paths, never secrets.
+
+use std::fmt;
+use std::io;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug)]
+pub enum Error {
+    /// The command line is wrong (unknown flag, missing value, two images).
+    Usage(String),
+    /// The image reference does not parse.
+    Reference { input: String, reason: String },
+    /// The registry could not be reached or the connection broke.
+    Network { host: String, detail: String },
+    /// The registry refused our credentials or wants some we do not have.
+    Auth { host: String, detail: String },
+    /// The repository, tag or digest does not exist.
+    NotFound { what: String },
+    /// The image has no manifest for the requested platform.
+    PlatformNotFound {
+        image: String,
+        wanted: String,
+        available: Vec<String>,
+    },
+    /// A blob or manifest does not hash to the digest it was fetched by.
+    DigestMismatch {
+        what: String,
+        expected: String,
+        actual: String,
+    },
+    /// Something the registry sent cannot be used (bad JSON, schema 1, unknown compression).
+    Unsupported(String),
+    /// Malformed data from the registry.
+    Invalid { what: String, detail: String },
+    /// The registry answered with a status we cannot act on.
+    Http {
+        host: String,
+        status: u16,
+        detail: String,
+    },
+    /// A local file could not be created, written or renamed.
+    Io { path: PathBuf, source: io::Error },
+}
+
+/// Exit codes, documented in the README.
+pub const EXIT_USAGE: i32 = 2;
+pub const EXIT_NETWORK: i32 = 3;
+pub const EXIT_AUTH: i32 = 4;
+pub const EXIT_NOT_FOUND: i32 = 5;
+pub const EXIT_VERIFY: i32 = 6;
+pub const EXIT_LOCAL_IO: i32 = 7;
+pub const EXIT_REGISTRY: i32 = 8;
+
+impl Error {
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Error::Usage(_) | Error::Reference { .. } => EXIT_USAGE,
+            Error::Network { .. } => EXIT_NETWORK,
+            Error::Auth { .. } => EXIT_AUTH,
+            Error::NotFound { .. } | Error::PlatformNotFound { .. } => EXIT_NOT_FOUND,
+            Error::DigestMismatch { .. } | Error::Unsupported(_) | Error::Invalid { .. } => {
+                EXIT_VERIFY
+            }
+            Error::Io { .. } => EXIT_LOCAL_IO,
+            Error::Http { .. } => EXIT_REGISTRY,
+        }
+    }
+
+    /// Wraps an I/O error with the local path it concerns.
+    pub fn io(path: &Path, source: io::Error) -> Error {
+        Error::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Usage(msg) => write!(f, "{msg} (see dockersave --help)"),
+            Error::Reference { input, reason } => {
+                write!(f, "invalid image reference {input:?}: {reason}")
+            }
+            Error::Network { host, detail } => {
+                write!(f, "cannot talk to {host}: {detail}; check the host name, port and network (plain HTTP registries need --insecure)")
+            }
+            Error::Auth { host, detail } => write!(f, "{host}: {detail}"),
+            Error::NotFound { what } => write!(f, "{what}"),
+            Error::PlatformNotFound { image, wanted, available } => write!(
+                f,
+                "{image} has no image for platform {wanted}; available: {}; choose one with --platform",
+                if available.is_empty() { "none".to_string() } else { available.join(", ") }
+            ),
+            Error::DigestMismatch { what, expected, actual } => write!(
+                f,
+                "{what} failed verification: expected {expected}, got {actual}; the registry or the network corrupted it, nothing was saved"
+            ),
+            Error::Unsupported(msg) => write!(f, "{msg}"),
+            Error::Invalid { what, detail } => write!(f, "{what} is malformed: {detail}"),
+            Error::Http { host, status, detail } => {
+                write!(f, "{host} answered HTTP {status}: {detail}")
+            }
+            Error::Io { path, source } => {
+                if source.kind() == io::ErrorKind::StorageFull {
+                    write!(f, "disk full while writing {}; free some space or choose another --working-dir", path.display())
+                } else {
+                    write!(f, "{}: {source}", path.display())
+                }
+            }
+        }
+    }
+}
+
+impl std::error::Error for Error {}

@@ -1,0 +1,412 @@
+//! Manifests, indexes and image configs: their media types, their JSON shapes, and choosing the
+//! manifest for a platform from an index.
+//!
+//! Parsing only: bytes in, plain structs out. Nothing here fetches, and every digest taken from
+//! the JSON is validated on the way in so later code can trust its shape (not its content: the
+//! bytes behind it are verified when they are downloaded).
+
+use crate::digest::Digest;
+use miniserde::{json, Deserialize};
+
+pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+pub const DOCKER_MANIFEST_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
+pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+const DOCKER_SCHEMA1: &str = "application/vnd.docker.distribution.manifest.v1+json";
+const DOCKER_SCHEMA1_SIGNED: &str = "application/vnd.docker.distribution.manifest.v1+prettyjws";
+
+/// Every manifest format dockersave can use, for the Accept header.
+pub const ACCEPTED: [&str; 4] = [
+    OCI_INDEX,
+    DOCKER_MANIFEST_LIST,
+    OCI_MANIFEST,
+    DOCKER_MANIFEST,
+];
+
+/// A pointer to a blob or manifest.
+#[derive(Clone, Debug)]
+pub struct Descriptor {
+    pub media_type: String,
+    pub digest: Digest,
+    pub size: u64,
+}
+
+/// An image manifest: one config and its layers, bottom first.
+#[derive(Debug)]
+pub struct Manifest {
+    pub config: Descriptor,
+    pub layers: Vec<Descriptor>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Platform {
+    pub os: String,
+    pub architecture: String,
+    pub variant: Option<String>,
+}
+
+#[derive(Debug)]
+pub struct IndexEntry {
+    pub descriptor: Descriptor,
+    pub platform: Option<Platform>,
+}
+
+/// What a manifest request returned.
+#[derive(Debug)]
+pub enum Fetched {
+    Image(Manifest),
+    Index(Vec<IndexEntry>),
+}
+
+/// The parts of an image config dockersave needs; the config's bytes are kept verbatim elsewhere.
+#[derive(Debug)]
+pub struct Config {
+    pub diff_ids: Vec<Digest>,
+    pub os: Option<String>,
+    pub architecture: Option<String>,
+    pub variant: Option<String>,
+    pub created: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct RawDescriptor {
+    #[serde(rename = "mediaType")]
+    media_type: Option<String>,
+    digest: String,
+    size: u64,
+    platform: Option<RawPlatform>,
+    urls: Option<Vec<String>>,
+}
+
+#[derive(Deserialize)]
+struct RawPlatform {
+    os: String,
+    architecture: String,
+    variant: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct RawManifest {
+    #[serde(rename = "schemaVersion")]
+    schema_version: Option<u64>,
+    #[serde(rename = "mediaType")]
+    media_type: Option<String>,
+    config: Option<RawDescriptor>,
+    layers: Option<Vec<RawDescriptor>>,
+    manifests: Option<Vec<RawDescriptor>>,
+}
+
+#[derive(Deserialize)]
+struct RawRootfs {
+    diff_ids: Vec<String>,
+}
+
+#[derive(Deserialize)]
+struct RawConfig {
+    os: Option<String>,
+    architecture: Option<String>,
+    variant: Option<String>,
+    created: Option<String>,
+    rootfs: Option<RawRootfs>,
+}
+
+/// Parses a manifest or index. `content_type` is the response's Content-Type, used when the
+/// document does not name its own media type (OCI allows that).
+pub fn parse(bytes: &[u8], content_type: Option<&str>) -> Result<Fetched, String> {
+    let text = std::str::from_utf8(bytes).map_err(|_| "it is not UTF-8 text".to_string())?;
+    let raw: RawManifest = json::from_str(text)
+        .map_err(|_| "it is not a JSON manifest of a known shape".to_string())?;
+    let content_type = content_type.map(|c| c.split(';').next().unwrap_or(c).trim());
+    let media_type = raw.media_type.as_deref().or(content_type).unwrap_or("");
+    if raw.schema_version == Some(1)
+        || media_type == DOCKER_SCHEMA1
+        || media_type == DOCKER_SCHEMA1_SIGNED
+    {
+        return Err("schema1".into());
+    }
+    let is_index = media_type == OCI_INDEX || media_type == DOCKER_MANIFEST_LIST;
+    if let Some(entries) = raw.manifests.filter(|_| is_index || raw.config.is_none()) {
+        let entries = entries
+            .into_iter()
+            .map(|raw| {
+                let platform = raw.platform.as_ref().map(|p| Platform {
+                    os: p.os.clone(),
+                    architecture: p.architecture.clone(),
+                    variant: p.variant.clone().filter(|v| !v.is_empty()),
+                });
+                Ok(IndexEntry {
+                    descriptor: descriptor(raw)?,
+                    platform,
+                })
+            })
+            .collect::<Result<Vec<_>, String>>()?;
+        return Ok(Fetched::Index(entries));
+    }
+    let (Some(config), Some(layers)) = (raw.config, raw.layers) else {
+        return Err(format!("it has neither \"manifests\" nor \"config\" and \"layers\" (media type {media_type:?})"));
+    };
+    let layers = layers
+        .into_iter()
+        .map(descriptor)
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Fetched::Image(Manifest {
+        config: descriptor(config)?,
+        layers,
+    }))
+}
+
+fn descriptor(raw: RawDescriptor) -> Result<Descriptor, String> {
+    if raw.urls.is_some_and(|urls| !urls.is_empty()) {
+        return Err(format!(
+            "blob {} is a foreign layer served from other URLs, which dockersave does not fetch",
+            raw.digest
+        ));
+    }
+    Ok(Descriptor {
+        media_type: raw.media_type.unwrap_or_default(),
+        digest: Digest::parse(&raw.digest)?,
+        size: raw.size,
+    })
+}
+
+pub fn parse_config(bytes: &[u8]) -> Result<Config, String> {
+    let text = std::str::from_utf8(bytes).map_err(|_| "it is not UTF-8 text".to_string())?;
+    let raw: RawConfig =
+        json::from_str(text).map_err(|_| "it is not a JSON image config".to_string())?;
+    let Some(rootfs) = raw.rootfs else {
+        return Err("it has no rootfs.diff_ids".into());
+    };
+    let diff_ids = rootfs
+        .diff_ids
+        .iter()
+        .map(|d| Digest::parse(d))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Config {
+        diff_ids,
+        os: raw.os,
+        architecture: raw.architecture,
+        variant: raw.variant.filter(|v| !v.is_empty()),
+        created: raw.created,
+    })
+}
+
+impl Platform {
+    /// Parses `os/arch[/variant]`.
+    pub fn parse(text: &str) -> Result<Platform, String> {
+        let parts: Vec<&str> = text.split('/').collect();
+        let valid = |s: &str| {
+            !s.is_empty()
+                && s.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.')
+        };
+        match parts.as_slice() {
+            [os, arch] if valid(os) && valid(arch) => Ok(Platform::new(os, arch, None)),
+            [os, arch, variant] if valid(os) && valid(arch) && valid(variant) => {
+                Ok(Platform::new(os, arch, Some(variant)))
+            }
+            _ => Err(format!("platform {text:?} is not of the form os/arch[/variant], e.g. linux/arm64 or linux/arm/v7")),
+        }
+    }
+
+    /// Builds a platform, normalising the aliases Docker accepts (`x86_64`, `aarch64`, ...).
+    pub fn new(os: &str, architecture: &str, variant: Option<&str>) -> Platform {
+        let os = os.to_ascii_lowercase();
+        let (architecture, variant) = match (
+            architecture.to_ascii_lowercase().as_str(),
+            variant.map(str::to_ascii_lowercase),
+        ) {
+            ("x86_64" | "x86-64" | "amd64", v) => ("amd64".to_string(), v),
+            ("aarch64" | "arm64", Some(v)) if v == "v8" => ("arm64".to_string(), None),
+            ("aarch64" | "arm64", v) => ("arm64".to_string(), v),
+            ("armhf", _) => ("arm".to_string(), Some("v7".to_string())),
+            ("armel", _) => ("arm".to_string(), Some("v6".to_string())),
+            ("i386" | "i686" | "x86", v) => ("386".to_string(), v),
+            (arch, v) => (arch.to_string(), v),
+        };
+        Platform {
+            os,
+            architecture,
+            variant,
+        }
+    }
+
+    /// The platform of the machine dockersave was built for.
+    pub fn host() -> Platform {
+        let (arch, variant) = match std::env::consts::ARCH {
+            "x86_64" => ("amd64", None),
+            "aarch64" => ("arm64", None),
+            "arm" => ("arm", Some("v7")),
+            "x86" => ("386", None),
+            other => (other, None),
+        };
+        Platform::new("linux", arch, variant)
+    }
+
+    /// Whether an index entry's platform serves a request for `self`. A request without a variant
+    /// takes any variant of the architecture; one with a variant needs that variant.
+    fn accepts(&self, offered: &Platform) -> bool {
+        let offered = Platform::new(
+            &offered.os,
+            &offered.architecture,
+            offered.variant.as_deref(),
+        );
+        self.os == offered.os
+            && self.architecture == offered.architecture
+            && (self.variant.is_none() || self.variant == offered.variant)
+    }
+}
+
+impl std::fmt::Display for Platform {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.os, self.architecture)?;
+        if let Some(variant) = &self.variant {
+            write!(f, "/{variant}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Picks the index entry for `wanted`: an exact match (variant included) first, then the first
+/// entry of the same os and architecture when no variant was asked for. On failure returns the
+/// platforms the index offers (attestation entries, `unknown/unknown`, left out).
+pub fn choose<'a>(
+    entries: &'a [IndexEntry],
+    wanted: &Platform,
+) -> Result<&'a IndexEntry, Vec<String>> {
+    let exact = entries.iter().find(|e| {
+        e.platform
+            .as_ref()
+            .is_some_and(|p| Platform::new(&p.os, &p.architecture, p.variant.as_deref()) == *wanted)
+    });
+    if let Some(entry) = exact.or_else(|| {
+        entries
+            .iter()
+            .find(|e| e.platform.as_ref().is_some_and(|p| wanted.accepts(p)))
+    }) {
+        return Ok(entry);
+    }
+    let mut available: Vec<String> = entries
+        .iter()
+        .filter_map(|e| e.platform.as_ref())
+        .filter(|p| p.os != "unknown")
+        .map(|p| p.to_string())
+        .collect();
+    available.dedup();
+    Err(available)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hex(c: char) -> String {
+        std::iter::repeat_n(c, 64).collect()
+    }
+
+    fn index_json() -> String {
+        let entry = |c: char, arch: &str, variant: &str| {
+            format!(
+                r#"{{"mediaType":"{OCI_MANIFEST}","digest":"sha256:{}","size":10,"platform":{{"os":"linux","architecture":"{arch}"{variant}}},"annotations":{{"a":"b"}}}}"#,
+                hex(c)
+            )
+        };
+        format!(
+            r#"{{"schemaVersion":2,"mediaType":"{OCI_INDEX}","manifests":[{},{},{},{}]}}"#,
+            entry('a', "amd64", ""),
+            entry('b', "arm64", r#","variant":"v8""#),
+            entry('c', "arm", r#","variant":"v7""#),
+            entry('d', "arm", r#","variant":"v6""#)
+        )
+    }
+
+    fn choose_digest(wanted: &str) -> Result<char, Vec<String>> {
+        let Fetched::Index(entries) = parse(index_json().as_bytes(), None).unwrap() else {
+            panic!("not an index")
+        };
+        let platform = Platform::parse(wanted).unwrap();
+        choose(&entries, &platform).map(|e| e.descriptor.digest.hex().chars().next().unwrap())
+    }
+
+    #[test]
+    fn picks_platform_from_index() {
+        assert_eq!(choose_digest("linux/amd64"), Ok('a'));
+        assert_eq!(choose_digest("linux/x86_64"), Ok('a'));
+        assert_eq!(choose_digest("linux/arm64"), Ok('b'));
+        assert_eq!(choose_digest("linux/arm64/v8"), Ok('b'));
+        assert_eq!(choose_digest("linux/arm/v7"), Ok('c'));
+        assert_eq!(choose_digest("linux/arm/v6"), Ok('d'));
+        assert_eq!(choose_digest("linux/arm"), Ok('c'));
+    }
+
+    #[test]
+    fn missing_platform_lists_what_exists() {
+        let available = choose_digest("linux/s390x").unwrap_err();
+        assert_eq!(
+            available,
+            [
+                "linux/amd64",
+                "linux/arm64/v8",
+                "linux/arm/v7",
+                "linux/arm/v6"
+            ]
+        );
+        assert!(choose_digest("windows/amd64").is_err());
+        assert!(choose_digest("linux/arm/v5").is_err());
+    }
+
+    #[test]
+    fn parses_image_manifest_and_uses_content_type() {
+        let json = format!(
+            r#"{{"schemaVersion":2,"config":{{"mediaType":"x","digest":"sha256:{}","size":5}},"layers":[{{"mediaType":"y","digest":"sha256:{}","size":7}}]}}"#,
+            hex('1'),
+            hex('2')
+        );
+        let Ok(Fetched::Image(m)) = parse(json.as_bytes(), Some(OCI_MANIFEST)) else {
+            panic!("not a manifest")
+        };
+        assert_eq!(m.config.size, 5);
+        assert_eq!(m.layers.len(), 1);
+        assert_eq!(m.layers[0].digest.hex(), hex('2'));
+    }
+
+    #[test]
+    fn rejects_schema1_bad_digests_and_garbage() {
+        assert_eq!(
+            parse(br#"{"schemaVersion":1,"fsLayers":[]}"#, None).unwrap_err(),
+            "schema1"
+        );
+        let bad =
+            r#"{"schemaVersion":2,"config":{"digest":"sha256:../../etc","size":1},"layers":[]}"#;
+        assert!(parse(bad.as_bytes(), None).unwrap_err().contains("sha256"));
+        assert!(parse(b"not json", None).is_err());
+        assert!(parse(b"{}", None).is_err());
+        assert!(parse(&[0xff, 0xfe], None).is_err());
+    }
+
+    #[test]
+    fn parses_config_diff_ids() {
+        let json = format!(
+            r#"{{"architecture":"amd64","os":"linux","config":{{"Cmd":["sh"]}},"rootfs":{{"type":"layers","diff_ids":["sha256:{}"]}}}}"#,
+            hex('3')
+        );
+        let config = parse_config(json.as_bytes()).unwrap();
+        assert_eq!(config.diff_ids[0].hex(), hex('3'));
+        assert_eq!(config.architecture.as_deref(), Some("amd64"));
+        assert!(parse_config(br#"{"os":"linux"}"#).is_err());
+    }
+
+    #[test]
+    fn platform_syntax() {
+        assert_eq!(
+            Platform::parse("linux/arm/v7").unwrap().to_string(),
+            "linux/arm/v7"
+        );
+        assert_eq!(
+            Platform::parse("linux/aarch64").unwrap().to_string(),
+            "linux/arm64"
+        );
+        assert!(Platform::parse("linux").is_err());
+        assert!(Platform::parse("linux/arm/v7/x").is_err());
+        assert!(Platform::parse("linux//v7").is_err());
+    }
+}

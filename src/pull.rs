@@ -1,0 +1,217 @@
+//! One pull, start to finish: resolve the manifest for the platform, fetch and verify the config,
+//! run every layer through the pipeline into the image directory, then make the archive.
+//!
+//! This is the only module that touches both the registry and the disk. It owns cleanup: whatever
+//! this run created is removed on failure (kept with `--no-rm`), and nothing appears under a final
+//! name until it is complete.
+
+use crate::archive;
+use crate::cli::Options;
+use crate::error::Error;
+use crate::manifest::{self, Fetched, Manifest, Platform};
+use crate::pipeline::{self, LayerLabel};
+use crate::registry::auth::Credentials;
+use crate::registry::http::Http;
+use crate::registry::Registry;
+use std::fs::{self, File};
+use std::path::PathBuf;
+
+/// Pulls `options.image` and returns the path of what it wrote (archive or directory).
+pub fn pull(options: &Options, credentials: Option<Credentials>) -> Result<PathBuf, Error> {
+    let base_name = options
+        .layers_dir
+        .clone()
+        .unwrap_or_else(|| options.image.archive_base_name());
+    let tar_path = options.working_dir.join(
+        options
+            .tarname
+            .clone()
+            .unwrap_or_else(|| format!("{}.tar", options.image.archive_base_name())),
+    );
+    let final_dir = options.working_dir.join(&base_name);
+    let keep_dir = options.no_tar || options.no_rm;
+    if keep_dir && final_dir.exists() {
+        return Err(Error::io(
+            &final_dir,
+            std::io::Error::new(
+                std::io::ErrorKind::AlreadyExists,
+                "already exists; remove it or choose another --layers-dir",
+            ),
+        ));
+    }
+    fs::create_dir_all(&options.working_dir).map_err(|e| Error::io(&options.working_dir, e))?;
+
+    eprintln!("Pulling {}", options.image);
+    let mut registry =
+        Registry::connect(Http::new(), &options.image, options.insecure, credentials)?;
+    let manifest = resolve(&mut registry, options)?;
+    let config_bytes = registry.small_blob(&manifest.config, "the image config")?;
+    let config = manifest::parse_config(&config_bytes).map_err(|detail| Error::Invalid {
+        what: "the image config".into(),
+        detail,
+    })?;
+    if config.diff_ids.len() != manifest.layers.len() {
+        return Err(Error::Invalid {
+            what: "the image".into(),
+            detail: format!(
+                "the manifest lists {} layers but the config {} diff IDs",
+                manifest.layers.len(),
+                config.diff_ids.len()
+            ),
+        });
+    }
+    if let (Some(os), Some(arch)) = (&config.os, &config.architecture) {
+        let actual = Platform::new(os, arch, config.variant.as_deref());
+        if actual.os != options.platform.os || actual.architecture != options.platform.architecture
+        {
+            eprintln!(
+                "warning: the image is for {actual}, not {}",
+                options.platform
+            );
+        }
+    }
+
+    let work_dir = archive::temp_name(&final_dir);
+    let mut cleanup = Cleanup {
+        dir: Some(work_dir.clone()),
+        keep: options.no_rm,
+    };
+    fs::create_dir(&work_dir).map_err(|e| Error::io(&work_dir, e))?;
+    let ids = archive::layer_ids(&config.diff_ids);
+    let total = manifest.layers.len();
+    let (mut compressed, mut uncompressed) = (0, 0);
+    for (i, (blob, diff_id)) in manifest.layers.iter().zip(&config.diff_ids).enumerate() {
+        let layer_dir = work_dir.join(&ids[i]);
+        fs::create_dir(&layer_dir).map_err(|e| Error::io(&layer_dir, e))?;
+        let out_path = layer_dir.join("layer.tar");
+        let name = format!("layer {}/{total} ({})", i + 1, blob.digest);
+        let body = registry.blob_stream(&blob.digest, &name)?;
+        let label = LayerLabel {
+            name: &name,
+            host: registry.host(),
+            out_path: &out_path,
+        };
+        let mut out = File::create(&out_path).map_err(|e| Error::io(&out_path, e))?;
+        let stats = pipeline::unpack_layer(body, blob, diff_id, &mut out, &label)?;
+        out.sync_all().map_err(|e| Error::io(&out_path, e))?;
+        archive::write_file(&layer_dir.join("VERSION"), b"1.0")?;
+        let parent = i.checked_sub(1).map(|p| ids[p].as_str());
+        let json = archive::layer_json(
+            &ids[i],
+            parent,
+            config.created.as_deref(),
+            config.os.as_deref(),
+        );
+        archive::write_file(&layer_dir.join("json"), json.as_bytes())?;
+        eprintln!(
+            "  {name}: {} compressed, {} unpacked",
+            size(stats.compressed),
+            size(stats.uncompressed)
+        );
+        compressed += stats.compressed;
+        uncompressed += stats.uncompressed;
+    }
+    let repo_tag = options.image.repo_tag();
+    archive::write_image_files(
+        &work_dir,
+        &config_bytes,
+        &manifest.config.digest,
+        &ids,
+        repo_tag.as_deref(),
+    )?;
+
+    let written = if options.no_tar {
+        final_dir.clone()
+    } else {
+        archive::write_tar(&work_dir, &tar_path)?;
+        tar_path
+    };
+    if keep_dir {
+        fs::rename(&work_dir, &final_dir).map_err(|e| Error::io(&final_dir, e))?;
+    }
+    // Success: the directory was renamed into place, or is no longer wanted and goes now.
+    cleanup.keep = false;
+    drop(cleanup);
+    eprintln!(
+        "Saved {} (image {}, {total} layers, {} downloaded, {} unpacked) to {}",
+        repo_tag.as_deref().unwrap_or("untagged image"),
+        manifest.config.digest,
+        size(compressed),
+        size(uncompressed),
+        written.display()
+    );
+    Ok(written)
+}
+
+/// Fetches the manifest for the reference, stepping through an index to the platform's entry.
+fn resolve(registry: &mut Registry, options: &Options) -> Result<Manifest, Error> {
+    let image = options.image.to_string();
+    let mut reference = options.image.manifest_ref();
+    // An index may point to another index; two levels are plenty.
+    for _ in 0..3 {
+        let fetched = registry.manifest(&reference)?;
+        match manifest::parse(&fetched.bytes, fetched.content_type.as_deref()) {
+            Ok(Fetched::Image(manifest)) => {
+                eprintln!("  manifest {}", fetched.digest);
+                if let Some(layer) = manifest.layers.iter().find(|l| l.media_type.contains("zstd")) {
+                    return Err(Error::Unsupported(format!(
+                        "{image} has zstd-compressed layers ({}), which dockersave does not support yet",
+                        layer.digest
+                    )));
+                }
+                return Ok(manifest);
+            }
+            Ok(Fetched::Index(entries)) => {
+                let entry = manifest::choose(&entries, &options.platform).map_err(|available| {
+                    Error::PlatformNotFound { image: image.clone(), wanted: options.platform.to_string(), available }
+                })?;
+                eprintln!("  platform {}: {}", options.platform, entry.descriptor.digest);
+                reference = entry.descriptor.digest.to_string();
+            }
+            Err(detail) if detail == "schema1" => {
+                return Err(Error::Unsupported(format!(
+                    "{image} uses the Docker schema 1 manifest format, which is deprecated and not supported; push it again with a current tool"
+                )))
+            }
+            Err(detail) => return Err(Error::Invalid { what: format!("the manifest of {image}"), detail }),
+        }
+    }
+    Err(Error::Invalid {
+        what: format!("the manifest of {image}"),
+        detail: "indexes nest too deeply".into(),
+    })
+}
+
+/// Removes the image directory this run created unless told to keep it.
+struct Cleanup {
+    dir: Option<PathBuf>,
+    keep: bool,
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        if let Some(dir) = self.dir.take() {
+            if !dir.exists() {
+                return;
+            }
+            if self.keep {
+                eprintln!("kept the partial directory {} (--no-rm)", dir.display());
+            } else {
+                let _ = fs::remove_dir_all(&dir);
+            }
+        }
+    }
+}
+
+fn size(bytes: u64) -> String {
+    let b = bytes as f64;
+    if b >= 1e9 {
+        format!("{:.1} GB", b / 1e9)
+    } else if b >= 1e6 {
+        format!("{:.1} MB", b / 1e6)
+    } else if b >= 1e3 {
+        format!("{:.1} kB", b / 1e3)
+    } else {
+        format!("{bytes} B")
+    }
+}

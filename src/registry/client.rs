@@ -1,0 +1,330 @@
+//! The distribution API requests dockersave makes (`/v2/`, manifests, blobs) and what each
+//! status means for the user.
+//!
+//! It hands out manifests and configs only after checking them against their digests; layer
+//! blobs come back as streams for the layer pipeline to verify as they pass. It does not parse
+//! manifests (that is `manifest`) and does not write files.
+
+use super::auth::{self, Credentials};
+use super::http::{Http, Response};
+use crate::digest::Digest;
+use crate::error::Error;
+use crate::manifest::{self, Descriptor};
+use crate::reference::Reference;
+use miniserde::{json, Deserialize};
+use std::io::Read;
+
+/// Manifests and configs larger than this are refused: real ones are a few KiB.
+pub const MAX_DOCUMENT: u64 = 8 << 20;
+/// How much of an error response is read to explain it.
+const MAX_ERROR_BODY: u64 = 64 << 10;
+
+pub struct Registry {
+    http: Http,
+    /// `https://host` or `http://host`.
+    base: String,
+    /// The API host, for messages.
+    host: String,
+    repository: String,
+    /// The image as the user should see it in messages.
+    image: String,
+    credentials: Option<Credentials>,
+    authorization: Option<String>,
+}
+
+/// A manifest as fetched: its verified bytes, Content-Type and digest.
+pub struct FetchedManifest {
+    pub bytes: Vec<u8>,
+    pub content_type: Option<String>,
+    pub digest: Digest,
+}
+
+impl Registry {
+    /// Checks that the host speaks the registry API and authenticates for pulling `reference`.
+    pub fn connect(
+        http: Http,
+        reference: &Reference,
+        insecure: bool,
+        credentials: Option<Credentials>,
+    ) -> Result<Registry, Error> {
+        let host = reference.api_host().to_string();
+        let scheme = if insecure { "http" } else { "https" };
+        let mut registry = Registry {
+            http,
+            base: format!("{scheme}://{host}"),
+            host,
+            repository: reference.repository.clone(),
+            image: reference.to_string(),
+            credentials,
+            authorization: None,
+        };
+        let response = registry.send("/v2/", None)?;
+        match response.status() {
+            200 => {}
+            401 => {
+                registry.authenticate(&response)?;
+                let again = registry.send("/v2/", None)?;
+                match again.status() {
+                    200 => {}
+                    // Some token services issue repository tokens that /v2/ itself rejects;
+                    // the manifest request decides then.
+                    401 | 403
+                        if registry
+                            .authorization
+                            .as_deref()
+                            .is_some_and(|a| a.starts_with("Bearer ")) => {}
+                    401 | 403 => return Err(registry.credentials_refused()),
+                    status => {
+                        return Err(registry.status_error(again, status, "the API check /v2/"))
+                    }
+                }
+            }
+            404 => {
+                return Err(Error::Http {
+                    host: registry.host.clone(),
+                    status: 404,
+                    detail: "this host does not serve the registry API (GET /v2/ not found)".into(),
+                })
+            }
+            status => return Err(registry.status_error(response, status, "the API check /v2/")),
+        }
+        Ok(registry)
+    }
+
+    /// Fetches a manifest or index by tag or digest, verifying the bytes against the digest asked
+    /// for and against `Docker-Content-Digest` when the registry sends one.
+    pub fn manifest(&mut self, reference: &str) -> Result<FetchedManifest, Error> {
+        let path = format!("/v2/{}/manifests/{reference}", self.repository);
+        let what = format!("the manifest of {}", self.image);
+        let accept = manifest::ACCEPTED.join(", ");
+        let response = self.get_authorized(&path, Some(&accept), &what)?;
+        let content_type = response.header("content-type").map(str::to_string);
+        let header_digest = response.header("docker-content-digest").map(str::to_string);
+        let bytes = response.read_limited(MAX_DOCUMENT, &what)?;
+        let digest = Digest::of_bytes(&bytes);
+        let expected = match Digest::parse(reference) {
+            Ok(asked) => Some(asked),
+            // A tag: trust the header's claim only enough to check it.
+            Err(_) => header_digest.as_deref().and_then(|d| Digest::parse(d).ok()),
+        };
+        if let Some(expected) = expected {
+            if expected != digest {
+                return Err(Error::DigestMismatch {
+                    what,
+                    expected: expected.to_string(),
+                    actual: digest.to_string(),
+                });
+            }
+        }
+        Ok(FetchedManifest {
+            bytes,
+            content_type,
+            digest,
+        })
+    }
+
+    /// Fetches a small blob (the image config) whole and verifies size and digest.
+    pub fn small_blob(&mut self, blob: &Descriptor, what: &str) -> Result<Vec<u8>, Error> {
+        if blob.size > MAX_DOCUMENT {
+            return Err(Error::Invalid {
+                what: what.to_string(),
+                detail: format!(
+                    "its size {} exceeds the {} MiB dockersave accepts",
+                    blob.size,
+                    MAX_DOCUMENT >> 20
+                ),
+            });
+        }
+        let bytes = self
+            .blob(&blob.digest, what)?
+            .read_limited(MAX_DOCUMENT, what)?;
+        let actual = Digest::of_bytes(&bytes);
+        if actual != blob.digest || bytes.len() as u64 != blob.size {
+            return Err(Error::DigestMismatch {
+                what: what.to_string(),
+                expected: format!("{} ({} bytes)", blob.digest, blob.size),
+                actual: format!("{actual} ({} bytes)", bytes.len()),
+            });
+        }
+        Ok(bytes)
+    }
+
+    /// Starts downloading a blob; the caller verifies what it reads.
+    pub fn blob_stream(&mut self, digest: &Digest, what: &str) -> Result<impl Read + Send, Error> {
+        Ok(self.blob(digest, what)?.into_reader())
+    }
+
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    fn blob(&mut self, digest: &Digest, what: &str) -> Result<Response, Error> {
+        let path = format!("/v2/{}/blobs/{digest}", self.repository);
+        self.get_authorized(&path, None, what)
+    }
+
+    /// GETs an API path, re-authenticating once when a 401 shows the token expired or was
+    /// scoped too narrowly, and turns every non-200 status into an error the user can act on.
+    fn get_authorized(
+        &mut self,
+        path: &str,
+        accept: Option<&str>,
+        what: &str,
+    ) -> Result<Response, Error> {
+        let mut response = self.send(path, accept)?;
+        if response.status() == 401 {
+            self.authenticate(&response)?;
+            response = self.send(path, accept)?;
+        }
+        match response.status() {
+            200 => Ok(response),
+            status => Err(self.status_error(response, status, what)),
+        }
+    }
+
+    fn send(&self, path: &str, accept: Option<&str>) -> Result<Response, Error> {
+        let url = format!("{}{path}", self.base);
+        let mut headers = Vec::new();
+        if let Some(accept) = accept {
+            headers.push(("Accept", accept));
+        }
+        if let Some(authorization) = &self.authorization {
+            headers.push(("Authorization", authorization.as_str()));
+        }
+        self.http.get(&url, &self.host, &headers)
+    }
+
+    /// Answers a 401: a Bearer challenge is exchanged for a token scoped to pulling this
+    /// repository; a Basic challenge is met with the user's credentials.
+    fn authenticate(&mut self, response: &Response) -> Result<(), Error> {
+        let challenges: Vec<auth::Challenge> = response
+            .headers_all("www-authenticate")
+            .iter()
+            .flat_map(|h| auth::parse_challenges(h))
+            .collect();
+        let scope = format!("repository:{}:pull", self.repository);
+        if let Some(bearer) = challenges.iter().find(|c| c.scheme == "bearer") {
+            let header =
+                auth::bearer_authorization(&self.http, bearer, &scope, self.credentials.as_ref())?;
+            self.authorization = Some(header);
+            return Ok(());
+        }
+        if challenges.iter().any(|c| c.scheme == "basic") {
+            let Some(credentials) = &self.credentials else {
+                return Err(Error::Auth {
+                    host: self.host.clone(),
+                    detail:
+                        "the registry requires a login; pass --user (and --password) or --ilogin"
+                            .into(),
+                });
+            };
+            if self.authorization.is_some() {
+                return Err(self.credentials_refused());
+            }
+            self.authorization = Some(credentials.basic_header());
+            return Ok(());
+        }
+        let schemes: Vec<&str> = challenges.iter().map(|c| c.scheme.as_str()).collect();
+        Err(Error::Auth {
+            host: self.host.clone(),
+            detail: if schemes.is_empty() {
+                "the registry answered 401 without a WWW-Authenticate challenge".into()
+            } else {
+                format!(
+                    "the registry asks for unsupported authentication ({})",
+                    schemes.join(", ")
+                )
+            },
+        })
+    }
+
+    fn credentials_refused(&self) -> Error {
+        Error::Auth {
+            host: self.host.clone(),
+            detail: if self.credentials.is_some() {
+                "the registry refused the user name or password; check --user/--password".into()
+            } else {
+                "the registry requires a login; pass --user (and --password) or --ilogin".into()
+            },
+        }
+    }
+
+    fn status_error(&self, response: Response, status: u16, what: &str) -> Error {
+        let body = response
+            .read_limited(MAX_ERROR_BODY, "the error response")
+            .unwrap_or_default();
+        let detail = registry_error_detail(&body);
+        let host = self.host.clone();
+        match status {
+            401 | 403 => Error::Auth {
+                host,
+                detail: format!(
+                    "access to {} denied{}: {}",
+                    self.image,
+                    detail.map(|d| format!(" ({d})")).unwrap_or_default(),
+                    if self.credentials.is_some() {
+                        "check the user name and password, and that this user may pull it"
+                    } else {
+                        "the repository may not exist, or it needs a login (--user or --ilogin)"
+                    }
+                ),
+            },
+            404 => Error::NotFound {
+                what: format!(
+                    "{what} not found on {host}{}; check the repository name and tag",
+                    detail.map(|d| format!(" ({d})")).unwrap_or_default()
+                ),
+            },
+            429 => Error::Http {
+                host,
+                status,
+                detail: "too many requests: the registry's pull rate limit was reached; wait and retry, or log in (--user/--ilogin) for a higher limit".into(),
+            },
+            _ => Error::Http {
+                host,
+                status,
+                detail: format!("{what}: {}", detail.unwrap_or_else(|| "unexpected answer".into())),
+            },
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct ErrorBody {
+    errors: Vec<ErrorEntry>,
+}
+
+#[derive(Deserialize)]
+struct ErrorEntry {
+    code: Option<String>,
+    message: Option<String>,
+}
+
+/// The registry's own explanation from an error body (`{"errors":[{"code","message"}]}`),
+/// made safe to print on one line.
+fn registry_error_detail(body: &[u8]) -> Option<String> {
+    let parsed: ErrorBody = json::from_str(std::str::from_utf8(body).ok()?).ok()?;
+    let first = parsed.errors.into_iter().next()?;
+    let text = match (first.code, first.message) {
+        (Some(code), Some(message)) => format!("{code}: {message}"),
+        (Some(text), None) | (None, Some(text)) => text,
+        (None, None) => return None,
+    };
+    Some(text.chars().filter(|c| !c.is_control()).take(200).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn explains_registry_errors_on_one_line() {
+        let body = br#"{"errors":[{"code":"MANIFEST_UNKNOWN","message":"manifest\nunknown","detail":{"Tag":"x"}}]}"#;
+        assert_eq!(
+            registry_error_detail(body).unwrap(),
+            "MANIFEST_UNKNOWN: manifestunknown"
+        );
+        assert_eq!(registry_error_detail(b"<html>"), None);
+        assert_eq!(registry_error_detail(br#"{"errors":[]}"#), None);
+    }
+}
