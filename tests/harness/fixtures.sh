@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# Builds the test images as OCI layouts with independent tools (umoci, buildah) from Debian's
+# busybox-static, then pushes them with skopeo/buildah into the registry at $1 (host:port, plain
+# HTTP). Nothing is downloaded: every byte comes from packages installed on this machine.
+#
+#   busybox:latest        runnable busybox, Docker schema-2 manifest (skopeo --format v2s2)
+#   busybox-oci:latest    the same image with an OCI manifest
+#   layers:latest         3 layers: busybox, files, then a deleted file and an opaque directory
+#   multi:latest          OCI index: linux/amd64, linux/arm64, linux/arm/v7 (buildah manifest)
+#   multi-docker:latest   the same as a Docker manifest list
+set -euo pipefail
+registry=$1
+work=$2
+rm -rf "$work" && mkdir -p "$work"
+cd "$work"
+oci=$work/oci
+
+umoci init --layout "$oci"
+umoci new --image "$oci:base"
+
+# busybox: one layer holding the static busybox and a marker file.
+umoci unpack --image "$oci:base" bundle
+mkdir -p bundle/rootfs/bin bundle/rootfs/etc
+cp /bin/busybox bundle/rootfs/bin/busybox
+for applet in sh ls cat echo; do ln -s busybox "bundle/rootfs/bin/$applet"; done
+echo "dockersave fixture" > bundle/rootfs/etc/fixture
+umoci repack --image "$oci:busybox" bundle
+rm -rf bundle
+umoci config --image "$oci:busybox" --os linux --architecture amd64 \
+  --config.cmd /bin/sh --config.env PATH=/bin
+
+# layers: busybox + a layer of files + a layer with a whiteout and an opaque directory.
+umoci unpack --image "$oci:busybox" bundle
+mkdir -p bundle/rootfs/data/dir
+echo a > bundle/rootfs/data/a
+echo b > bundle/rootfs/data/b
+echo x > bundle/rootfs/data/dir/x
+echo y > bundle/rootfs/data/dir/y
+umoci repack --image "$oci:layers" bundle
+rm -rf bundle
+mkdir -p top/data/dir
+: > top/data/.wh.a
+: > top/data/dir/.wh..wh..opq
+echo z > top/data/dir/z
+tar --owner=0 --group=0 --numeric-owner -C top -cf top.tar data
+umoci raw add-layer --image "$oci:layers" top.tar
+rm -rf top top.tar
+
+# Per-platform variants for the index: same files, their own config and a marker layer.
+for platform in arm64 arm/v7; do
+  tag=busybox-${platform//\//-}
+  arch=${platform%%/*}
+  umoci unpack --image "$oci:busybox" bundle
+  echo "$platform" > bundle/rootfs/etc/platform
+  umoci repack --image "$oci:$tag" bundle
+  rm -rf bundle
+  umoci config --image "$oci:$tag" --architecture "$arch"
+done
+umoci gc --layout "$oci"
+
+push=(skopeo copy --quiet --dest-tls-verify=false)
+"${push[@]}" --format v2s2 "oci:$oci:busybox" "docker://$registry/busybox:latest"
+"${push[@]}" --format oci "oci:$oci:busybox" "docker://$registry/busybox-oci:latest"
+"${push[@]}" "oci:$oci:layers" "docker://$registry/layers:latest"
+
+# buildah keeps its own storage here, on vfs, so it needs nothing from the host's setup.
+bh=(buildah --root "$work/storage" --runroot "$work/run" --storage-driver vfs)
+for format in oci v2s2; do
+  name=multi-$format
+  "${bh[@]}" manifest create "$name" >/dev/null
+  "${bh[@]}" manifest add "$name" "oci:$oci:busybox" >/dev/null
+  "${bh[@]}" manifest add --arch arm64 "$name" "oci:$oci:busybox-arm64" >/dev/null
+  "${bh[@]}" manifest add --arch arm --variant v7 "$name" "oci:$oci:busybox-arm-v7" >/dev/null
+  target=multi
+  [ "$format" = v2s2 ] && target=multi-docker
+  "${bh[@]}" manifest push --quiet --all --format "$format" --tls-verify=false "$name" "docker://$registry/$target:latest"
+done
+echo "fixtures pushed to $registry"

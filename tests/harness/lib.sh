@@ -1,0 +1,103 @@
+# Shell helpers for the test harness: install what the tests need, start real servers on
+# loopback ports picked here, and stop each by its own pid. Sourced by tests/run.sh.
+
+# Debian packages the suite uses, as "command:package".
+DS_PACKAGES="docker-registry:docker-registry umoci:umoci skopeo:skopeo buildah:buildah
+/bin/busybox:busybox-static dockerd:docker.io htpasswd:apache2-utils python3:python3"
+
+ensure_packages() {
+  local missing="" entry cmd pkg
+  for entry in $DS_PACKAGES "$@"; do
+    cmd=${entry%%:*} pkg=${entry#*:}
+    command -v "$cmd" >/dev/null 2>&1 || [ -x "$cmd" ] || missing="$missing $pkg"
+  done
+  [ -z "$missing" ] && return 0
+  if [ "$(id -u)" != 0 ]; then
+    echo "tests need these Debian packages:$missing (run as root to install them)" >&2
+    return 1
+  fi
+  echo "installing:$missing" >&2
+  apt-get update -qq >&2
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing >&2
+}
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+# wait_port PORT PID NAME LOG: until something accepts on the port, or fail showing the log.
+wait_port() {
+  local port=$1 pid=$2 name=$3 log=$4 i
+  for i in $(seq 1 150); do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then return 0; fi
+    if ! kill -0 "$pid" 2>/dev/null; then break; fi
+    sleep 0.2
+  done
+  echo "$name did not start on port $port; its log:" >&2
+  tail -n 30 "$log" >&2
+  return 1
+}
+
+# start_bg NAME CMD...: runs CMD in the background with its log and pid under $DS_STATE.
+start_bg() {
+  local name=$1
+  shift
+  "$@" >"$DS_STATE/$name.log" 2>&1 &
+  echo $! >"$DS_STATE/$name.pid"
+}
+
+# start_registry NAME PORT [AUTH_YAML]: the CNCF distribution server on 127.0.0.1:PORT, all of
+# them sharing one storage directory so images pushed once are served by every variant.
+start_registry() {
+  local name=$1 port=$2 auth=${3:-}
+  cat >"$DS_STATE/$name.yml" <<YAML
+version: 0.1
+log:
+  level: warn
+storage:
+  filesystem:
+    rootdirectory: $DS_STATE/storage
+  delete:
+    enabled: true
+http:
+  addr: 127.0.0.1:$port
+$auth
+YAML
+  start_bg "$name" docker-registry serve "$DS_STATE/$name.yml"
+  wait_port "$port" "$(cat "$DS_STATE/$name.pid")" "$name" "$DS_STATE/$name.log"
+}
+
+# start_dockerd: a Docker engine with its own data and exec roots and socket under $DS_STATE.
+start_dockerd() {
+  start_bg dockerd dockerd --storage-driver=vfs --iptables=false --bridge=none \
+    -H "unix://$DS_STATE/d.sock" --data-root "$DS_STATE/docker-data" \
+    --exec-root "$DS_STATE/docker-exec" --pidfile "$DS_STATE/docker.pid"
+  local i
+  for i in $(seq 1 150); do
+    if docker -H "unix://$DS_STATE/d.sock" version >/dev/null 2>&1; then return 0; fi
+    kill -0 "$(cat "$DS_STATE/dockerd.pid")" 2>/dev/null || break
+    sleep 0.2
+  done
+  echo "dockerd did not start; its log:" >&2
+  tail -n 30 "$DS_STATE/dockerd.log" >&2
+  return 1
+}
+
+# stop_all: every server this harness started, by pid; then the state directory.
+stop_all() {
+  local pidfile pid
+  for pidfile in "$DS_STATE"/*.pid; do
+    [ -e "$pidfile" ] || continue
+    [ "$pidfile" = "$DS_STATE/docker.pid" ] && continue
+    pid=$(cat "$pidfile")
+    kill "$pid" 2>/dev/null || true
+  done
+  for pidfile in "$DS_STATE"/*.pid; do
+    [ -e "$pidfile" ] || continue
+    pid=$(cat "$pidfile")
+    for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -9 "$pid" 2>/dev/null || true
+  done
+  # vfs layers of containers may hold read-only files; the engine is gone, so this is ours.
+  rm -rf "$DS_STATE" 2>/dev/null || true
+}

@@ -1,0 +1,63 @@
+#!/usr/bin/env python3
+"""A tiny token service for the registry's `silly` auth mode, as Docker Hub's auth.docker.io.
+
+GET /token?service=S&scope=repository:PATH:ACTIONS answers {"token": ..., "access_token": ...}.
+It refuses a scope that is not of that form (400), refuses wrong Basic credentials (401), and
+appends one line per request to LOG: "service=S scope=SCOPE user=USER|-" (never a password),
+so tests can check what dockersave asked for.
+
+usage: token_server.py PORT LOG USER PASSWORD
+"""
+import base64
+import http.server
+import json
+import re
+import secrets
+import sys
+import urllib.parse
+
+PORT, LOG, USER, PASSWORD = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
+SCOPE = re.compile(r"^repository:[a-z0-9._/-]+:(pull|push|pull,push|push,pull)$")
+
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        url = urllib.parse.urlparse(self.path)
+        query = urllib.parse.parse_qs(url.query)
+        service = query.get("service", ["-"])[0]
+        scopes = query.get("scope", [])
+        user = "-"
+        auth = self.headers.get("Authorization", "")
+        if auth.startswith("Basic "):
+            try:
+                user, _, password = base64.b64decode(auth[6:]).decode().partition(":")
+            except Exception:
+                return self.answer(400, {"error": "bad basic header"})
+            if (user, password) != (USER, PASSWORD):
+                self.log_line(service, scopes, user + "(refused)")
+                return self.answer(401, {"details": "incorrect username or password"})
+        self.log_line(service, scopes, user)
+        if url.path != "/token":
+            return self.answer(404, {"error": "not found"})
+        if len(scopes) != 1 or not SCOPE.match(scopes[0]):
+            return self.answer(400, {"error": "bad scope"})
+        token = secrets.token_hex(16)
+        self.answer(200, {"token": token, "access_token": token, "expires_in": 300})
+
+    def log_line(self, service, scopes, user):
+        with open(LOG, "a") as log:
+            log.write(f"service={service} scope={','.join(scopes) or '-'} user={user}\n")
+
+    def answer(self, status, body):
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args):
+        pass
+
+
+http.server.ThreadingHTTPServer(("127.0.0.1", PORT), Handler).serve_forever()

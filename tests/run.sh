@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# The whole test suite: unit tests, and integration tests against real programs on loopback —
+# the CNCF registry (plain HTTP, Bearer token auth with a token service, htpasswd basic auth),
+# images built by umoci/skopeo/buildah, and a Docker engine that loads and runs what dockersave
+# writes. Run as root on a new machine: it installs the Debian packages it needs.
+#
+#   tests/run.sh            everything
+#   tests/run.sh ARGS...    passes ARGS to `cargo test` (e.g. a test name filter)
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+. "$root/tests/harness/lib.sh"
+
+ensure_packages
+export DS_STATE
+DS_STATE=$(mktemp -d /tmp/dockersave-test.XXXXXX)
+trap stop_all EXIT
+
+plain=$(free_port) token_port=$(free_port)
+start_registry registry "$plain"
+export DS_TOKEN_LOG=$DS_STATE/token.log
+: >"$DS_TOKEN_LOG"
+export DS_TOKEN_USER=tokenuser DS_TOKEN_PASSWORD=token-secret-42
+start_bg token-server python3 "$root/tests/harness/token_server.py" "$token_port" "$DS_TOKEN_LOG" \
+  "$DS_TOKEN_USER" "$DS_TOKEN_PASSWORD"
+wait_port "$token_port" "$(cat "$DS_STATE/token-server.pid")" token-server "$DS_STATE/token-server.log"
+tokened=$(free_port)
+start_registry registry-token "$tokened" "auth:
+  silly:
+    realm: http://127.0.0.1:$token_port/token
+    service: dockersave-test"
+export DS_BASIC_USER=basicuser DS_BASIC_PASSWORD=basic-secret-17
+htpasswd -Bbn "$DS_BASIC_USER" "$DS_BASIC_PASSWORD" >"$DS_STATE/htpasswd"
+basic=$(free_port)
+start_registry registry-basic "$basic" "auth:
+  htpasswd:
+    realm: dockersave-test
+    path: $DS_STATE/htpasswd"
+start_dockerd
+
+"$root/tests/harness/fixtures.sh" "127.0.0.1:$plain" "$DS_STATE/fixtures"
+
+export DS_REGISTRY=127.0.0.1:$plain DS_TOKEN_REGISTRY=127.0.0.1:$tokened DS_BASIC_REGISTRY=127.0.0.1:$basic
+export DOCKER_HOST=unix://$DS_STATE/d.sock
+cd "$root"
+cargo test "$@"
