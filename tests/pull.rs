@@ -187,7 +187,7 @@ fn pull_by_digest_verifies_and_names_archive_after_digest() {
     let dir = Scratch::new("digest");
     dockersave_ok(dir.path(), &["--insecure", &by_digest]);
     let archive = format!("busybox-sha256-{}.tar", &digest["sha256:".len()..][..12]);
-    assert_eq!(dir.names(), [archive.clone()]);
+    assert_eq!(dir.names(), std::slice::from_ref(&archive));
     load(
         &dir.path().join(&archive),
         None,
