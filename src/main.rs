@@ -40,7 +40,12 @@ fn run() -> Result<(), Error> {
             return Ok(());
         }
         Command::Version => {
-            println!("dockersave {}", env!("CARGO_PKG_VERSION"));
+            println!(
+                "dockersave {} ({}, commit {})",
+                env!("CARGO_PKG_VERSION"),
+                env!("DOCKERSAVE_TARGET"),
+                env!("DOCKERSAVE_COMMIT")
+            );
             return Ok(());
         }
         Command::Pull(options) => options,

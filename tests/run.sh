@@ -2,7 +2,7 @@
 # The whole test suite: unit tests, and integration tests against real programs on loopback —
 # the CNCF registry (plain HTTP, Bearer token auth with a token service, htpasswd basic auth),
 # images built by umoci/skopeo/buildah, and a Docker engine that loads and runs what dockersave
-# writes. Run as root on a new machine: it installs the Debian packages it needs.
+# writes, including what the static x86_64, aarch64 and armv7 builds (build/release.sh) write. Run as root on a new machine: it installs the Debian packages it needs.
 #
 #   tests/run.sh            everything
 #   tests/run.sh ARGS...    passes ARGS to `cargo test` (e.g. a test name filter)
@@ -11,6 +11,10 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 . "$root/tests/harness/lib.sh"
 
 ensure_packages
+# The static release binaries for x86_64, aarch64 and armv7 (tests/static_builds.rs runs them).
+export DS_DIST=$root/dist
+"$root/build/release.sh"
+
 export DS_STATE
 DS_STATE=$(mktemp -d /tmp/dockersave-test.XXXXXX)
 trap stop_all EXIT
