@@ -9,21 +9,13 @@
 #                                   gives the arm-linux-musleabihf-gcc wrapper and libc.a; the
 #                                   unwinder comes from gcc's libgcc_eh.a, offered as libunwind.a.
 
+. "$DS_ROOT/build/apt.sh"
+
 DS_TARGETS="x86_64-unknown-linux-musl aarch64-unknown-linux-musl armv7-unknown-linux-musleabihf"
 
 # Where prepared per-target files (the armv7 libunwind.a) live, outside the source tree.
 cross_dir() {
   echo "${CARGO_TARGET_DIR:-$DS_ROOT/target}/cross/$1"
-}
-
-apt_install() {
-  if [ "$(id -u)" != 0 ]; then
-    echo "missing Debian packages: $* (run as root to install them)" >&2
-    return 1
-  fi
-  # A mirror mid-sync can fail one index; what is cached still installs.
-  apt-get update -qq >&2 || true
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >&2
 }
 
 cross_prepare() {

@@ -8,6 +8,7 @@
 #   tests/run.sh ARGS...    passes ARGS to `cargo test` (e.g. a test name filter)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
+DS_ROOT=$root
 . "$root/tests/harness/lib.sh"
 
 ensure_packages

@@ -1,5 +1,8 @@
 # Shell helpers for the test harness: install what the tests need, start real servers on
-# loopback ports picked here, and stop each by its own pid. Sourced by tests/run.sh.
+# loopback ports picked here, and stop each by its own pid. Sourced by tests/run.sh (which sets
+# DS_ROOT, the checkout).
+
+. "$DS_ROOT/build/apt.sh"
 
 # Debian packages the suite uses, as "command:package".
 DS_PACKAGES="docker-registry:docker-registry umoci:umoci skopeo:skopeo buildah:buildah
@@ -11,14 +14,7 @@ ensure_packages() {
     cmd=${entry%%:*} pkg=${entry#*:}
     command -v "$cmd" >/dev/null 2>&1 || [ -x "$cmd" ] || missing="$missing $pkg"
   done
-  [ -z "$missing" ] && return 0
-  if [ "$(id -u)" != 0 ]; then
-    echo "tests need these Debian packages:$missing (run as root to install them)" >&2
-    return 1
-  fi
-  echo "installing:$missing" >&2
-  apt-get update -qq >&2
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing >&2
+  [ -z "$missing" ] || apt_install $missing
 }
 
 free_port() {
