@@ -6,6 +6,8 @@
 use crate::error::Error;
 use crate::manifest::Platform;
 use crate::reference::Reference;
+use crate::registry::http::Settings;
+use crate::registry::proxy::{self, ProxySettings};
 use lexopt::prelude::*;
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -22,9 +24,15 @@ written as PATH-TAG.tar (`library-debian-latest.tar`) in the working directory.
 
 Options:
   --insecure            talk plain HTTP to the registry (default: HTTPS, certificates verified)
+  --cacert FILE         also trust the CA certificates in this PEM file (repeatable;
+                        SSL_CERT_FILE is honoured too)
   --user USER           user name for the registry (the password is asked for if not given)
   --password PASSWORD   password for the registry (lands in shell history: prefer --ilogin)
+  --password-stdin      read the password for --user from standard input (for scripts)
   --ilogin              ask for user name and password on the terminal
+                        (without any of these: Docker's config.json and credential helpers)
+  --proxy URL           send requests through this proxy, loopback included (default: HTTPS_PROXY,
+                        HTTP_PROXY, ALL_PROXY; NO_PROXY names hosts to reach directly)
   --platform OS/ARCH[/VARIANT]
                         which image of a multi-platform index to save
                         (default: the host's, e.g. linux/amd64, linux/arm64, linux/arm/v7)
@@ -48,7 +56,11 @@ pub struct Options {
     pub insecure: bool,
     pub user: Option<String>,
     pub password: Option<String>,
+    pub password_stdin: bool,
     pub ilogin: bool,
+    /// Where Docker's `config.json` is looked for (`$DOCKER_CONFIG`, else `~/.docker`).
+    pub docker_config: Option<PathBuf>,
+    pub http: Settings,
     pub platform: Platform,
     pub working_dir: PathBuf,
     pub layers_dir: Option<String>,
@@ -66,8 +78,16 @@ pub enum Command {
     Version,
 }
 
-pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, Error> {
+/// Parses `args` (with the program name first). `env` is the process environment, passed in so
+/// that nothing else reads it.
+pub fn parse(
+    args: impl IntoIterator<Item = OsString>,
+    env: impl Fn(&str) -> Option<String>,
+) -> Result<Command, Error> {
     let mut parser = lexopt::Parser::from_iter(args);
+    let mut password_stdin = false;
+    let mut ca_files = Vec::new();
+    let mut proxy_url = None;
     let mut image = None;
     let mut insecure = false;
     let mut user = None;
@@ -87,6 +107,9 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, Error>
             Long("user") => user = Some(string(&mut parser, "--user")?),
             Long("password") => password = Some(string(&mut parser, "--password")?),
             Long("ilogin") => ilogin = true,
+            Long("password-stdin") => password_stdin = true,
+            Long("cacert") => ca_files.push(PathBuf::from(parser.value().map_err(usage)?)),
+            Long("proxy") => proxy_url = Some(string(&mut parser, "--proxy")?),
             Long("platform") => {
                 let text = string(&mut parser, "--platform")?;
                 platform = Some(Platform::parse(&text).map_err(Error::Usage)?);
@@ -125,20 +148,50 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, Error>
     let Some(image) = image else {
         return Err(Error::Usage("missing IMAGE, e.g. dockersave debian".into()));
     };
-    if password.is_some() && user.is_none() {
-        return Err(Error::Usage("--password needs --user".into()));
-    }
-    if ilogin && (user.is_some() || password.is_some()) {
+    if (password.is_some() || password_stdin) && user.is_none() {
         return Err(Error::Usage(
-            "--ilogin asks for the credentials; do not combine it with --user/--password".into(),
+            "--password and --password-stdin need --user".into(),
         ));
     }
+    if password.is_some() && password_stdin {
+        return Err(Error::Usage(
+            "give the password once: --password or --password-stdin".into(),
+        ));
+    }
+    if ilogin && user.is_some() {
+        return Err(Error::Usage(
+            "--ilogin asks for the credentials; do not combine it with --user".into(),
+        ));
+    }
+    if let Some(file) = env("SSL_CERT_FILE").filter(|f| !f.is_empty()) {
+        ca_files.push(PathBuf::from(file));
+    }
+    let proxy = match proxy_url {
+        Some(url) => {
+            let no_proxy = env("NO_PROXY")
+                .or_else(|| env("no_proxy"))
+                .unwrap_or_default();
+            ProxySettings::explicit(url, proxy::parse_no_proxy(&no_proxy))
+        }
+        None => ProxySettings::from_env(&env),
+    };
+    let docker_config = env("DOCKER_CONFIG")
+        .filter(|d| !d.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| {
+            env("HOME")
+                .filter(|h| !h.is_empty())
+                .map(|home| PathBuf::from(home).join(".docker"))
+        });
     Ok(Command::Pull(Box::new(Options {
         image,
         insecure,
         user,
         password,
+        password_stdin,
         ilogin,
+        docker_config,
+        http: Settings { ca_files, proxy },
         platform: platform.unwrap_or_else(Platform::host),
         working_dir,
         layers_dir,
@@ -179,7 +232,11 @@ mod tests {
         let argv = std::iter::once("dockersave")
             .chain(args.iter().copied())
             .map(OsString::from);
-        match parse(argv)? {
+        match parse(argv, |name| match name {
+            "HOME" => Some("/home/me".into()),
+            "HTTPS_PROXY" => Some("http://proxy.example:3128".into()),
+            _ => None,
+        })? {
             Command::Pull(options) => Ok(*options),
             other => panic!("{other:?}"),
         }
@@ -192,6 +249,12 @@ mod tests {
         assert!(!o.no_tar && !o.no_rm && !o.insecure);
         assert_eq!(o.platform, Platform::host());
         assert_eq!(o.working_dir, PathBuf::from("."));
+        assert_eq!(o.docker_config, Some(PathBuf::from("/home/me/.docker")));
+        assert_eq!(
+            o.http.proxy.for_target("https", "registry.example"),
+            Some("http://proxy.example:3128")
+        );
+        assert!(o.http.ca_files.is_empty());
     }
 
     #[test]
@@ -231,6 +294,40 @@ mod tests {
             "linux/arm64"
         );
         assert!(pull(&["--no-rm", "x"]).unwrap().no_rm);
+        let o = pull(&[
+            "--cacert",
+            "/a.pem",
+            "--proxy",
+            "http://p:1",
+            "--user",
+            "u",
+            "--password-stdin",
+            "x",
+        ])
+        .unwrap();
+        assert_eq!(o.http.ca_files, [PathBuf::from("/a.pem")]);
+        assert!(o.password_stdin);
+        assert_eq!(
+            o.http.proxy.for_target("http", "127.0.0.1:5000"),
+            Some("http://p:1")
+        );
+        let o = pull(&[
+            "--cacert",
+            "/a.pem",
+            "--proxy",
+            "http://p:1",
+            "--user",
+            "u",
+            "--password-stdin",
+            "x",
+        ])
+        .unwrap();
+        assert_eq!(o.http.ca_files, [PathBuf::from("/a.pem")]);
+        assert!(o.password_stdin);
+        assert_eq!(
+            o.http.proxy.for_target("http", "127.0.0.1:5000"),
+            Some("http://p:1")
+        );
     }
 
     #[test]
@@ -239,7 +336,13 @@ mod tests {
             (&[][..], "missing IMAGE"),
             (&["a", "b"], "extra argument"),
             (&["--bogus", "a"], "bogus"),
-            (&["--password", "p", "a"], "needs --user"),
+            (&["--password", "p", "a"], "need --user"),
+            (&["--password-stdin", "a"], "need --user"),
+            (
+                &["--user", "u", "--password", "p", "--password-stdin", "a"],
+                "once",
+            ),
+            (&["--ilogin", "--user", "u", "a"], "--ilogin"),
             (&["--platform", "linux", "a"], "os/arch"),
             (&["--tarname", "../x.tar", "a"], "plain file name"),
             (&["--user"], "missing argument"),
@@ -257,6 +360,9 @@ mod tests {
     #[test]
     fn help_lists_every_flag() {
         for flag in [
+            "--password-stdin",
+            "--cacert",
+            "--proxy",
             "--insecure",
             "--user",
             "--password",

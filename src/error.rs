@@ -87,7 +87,7 @@ impl fmt::Display for Error {
                 write!(f, "invalid image reference {input:?}: {reason}")
             }
             Error::Network { host, detail } => {
-                write!(f, "cannot talk to {host}: {detail}; check the host name, port and network (plain HTTP registries need --insecure)")
+                write!(f, "cannot talk to {host}: {detail}")
             }
             Error::Auth { host, detail } => write!(f, "{host}: {detail}"),
             Error::NotFound { what } => write!(f, "{what}"),

@@ -20,7 +20,7 @@ mod registry;
 use cli::{Command, Options};
 use error::Error;
 use registry::auth::Credentials;
-use std::io::{BufRead, IsTerminal, Write};
+use std::io::{BufRead, IsTerminal, Read, Write};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
@@ -34,7 +34,7 @@ fn main() -> ExitCode {
 }
 
 fn run() -> Result<(), Error> {
-    let options = match cli::parse(std::env::args_os())? {
+    let options = match cli::parse(std::env::args_os(), |name| std::env::var(name).ok())? {
         Command::Help => {
             print!("{}", cli::HELP);
             return Ok(());
@@ -56,25 +56,53 @@ fn run() -> Result<(), Error> {
     Ok(())
 }
 
-/// The credentials from the command line or, with `--ilogin` (or `--user` alone), the terminal.
+/// The credentials to use, in this order: `--user` with `--password`, `--password-stdin` or a
+/// prompt; `--ilogin`; then Docker's config.json and credential helpers; else anonymous.
 fn credentials(options: &Options) -> Result<Option<Credentials>, Error> {
     if options.password.is_some() {
-        eprintln!("warning: a password given with --password can end up in your shell history; prefer --ilogin");
+        eprintln!("warning: a password given with --password can end up in your shell history; prefer --password-stdin or --ilogin");
     }
     let user = match (&options.user, options.ilogin) {
         (Some(user), _) => user.clone(),
         (None, true) => prompt_user()?,
-        (None, false) => return Ok(None),
+        (None, false) => return Ok(stored_credentials(options)),
     };
-    let password = match &options.password {
-        Some(password) => password.clone(),
-        None => rpassword::prompt_password(format!("Password for {user}: ")).map_err(|e| {
+    let password = if let Some(password) = &options.password {
+        password.clone()
+    } else if options.password_stdin {
+        let mut password = String::new();
+        std::io::stdin()
+            .read_to_string(&mut password)
+            .map_err(|e| {
+                Error::Usage(format!(
+                    "cannot read the password from standard input ({e})"
+                ))
+            })?;
+        password.trim_end_matches(['\n', '\r']).to_string()
+    } else {
+        rpassword::prompt_password(format!("Password for {user}: ")).map_err(|e| {
             Error::Usage(format!(
-                "cannot read the password from the terminal ({e}); use --password"
+                "cannot read the password from the terminal ({e}); use --password-stdin"
             ))
-        })?,
+        })?
     };
-    Ok(Some(Credentials { user, password }))
+    if password.is_empty() {
+        return Err(Error::Usage("the password is empty".into()));
+    }
+    Ok(Some(Credentials::password(&user, &password)))
+}
+
+/// Docker's stored credentials for the image's registry. A broken config or a missing helper is
+/// a warning, not an error: public images still pull anonymously.
+fn stored_credentials(options: &Options) -> Option<Credentials> {
+    let dir = options.docker_config.as_ref()?;
+    match registry::credentials::lookup(dir, &options.image.registry) {
+        Ok(found) => found,
+        Err(e) => {
+            eprintln!("warning: ignoring stored Docker credentials: {e}");
+            None
+        }
+    }
 }
 
 fn prompt_user() -> Result<String, Error> {

@@ -42,8 +42,8 @@ pub fn pull(options: &Options, credentials: Option<Credentials>) -> Result<PathB
     fs::create_dir_all(&options.working_dir).map_err(|e| Error::io(&options.working_dir, e))?;
 
     eprintln!("Pulling {}", options.image);
-    let mut registry =
-        Registry::connect(Http::new(), &options.image, options.insecure, credentials)?;
+    let http = Http::new(&options.http)?;
+    let mut registry = Registry::connect(http, &options.image, options.insecure, credentials)?;
     let manifest = resolve(&mut registry, options)?;
     let config_bytes = registry.small_blob(&manifest.config, "the image config")?;
     let config = manifest::parse_config(&config_bytes).map_err(|detail| Error::Invalid {

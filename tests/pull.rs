@@ -357,7 +357,13 @@ fn basic_auth_registry() {
 
 #[test]
 fn corrupted_layer_is_a_digest_mismatch_and_leaves_nothing() {
-    let proxy = corrupting_proxy(&registry());
+    let proxy = forwarder(
+        &registry(),
+        Faults {
+            flip_blobs: true,
+            ..Faults::default()
+        },
+    );
     let dir = Scratch::new("corrupt");
     let out = dockersave(dir.path(), &["--insecure", &format!("{proxy}/layers")]);
     assert_eq!(out.code, 6, "{out}");

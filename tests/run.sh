@@ -40,11 +40,18 @@ start_registry registry-basic "$basic" "auth:
   htpasswd:
     realm: dockersave-test
     path: $DS_STATE/htpasswd"
+make_test_ca "$DS_STATE/tls"
+export DS_TEST_CA=$DS_STATE/tls/ca.pem
+tls=$(free_port)
+start_registry registry-tls "$tls" "" "  tls:
+    certificate: $DS_STATE/tls/server.pem
+    key: $DS_STATE/tls/server.key"
 start_dockerd
 
 "$root/tests/harness/fixtures.sh" "127.0.0.1:$plain" "$DS_STATE/fixtures"
 
 export DS_REGISTRY=127.0.0.1:$plain DS_TOKEN_REGISTRY=127.0.0.1:$tokened DS_BASIC_REGISTRY=127.0.0.1:$basic
+export DS_TLS_REGISTRY=127.0.0.1:$tls
 export DOCKER_HOST=unix://$DS_STATE/d.sock
 cd "$root"
 cargo test "$@"

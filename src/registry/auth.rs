@@ -4,30 +4,47 @@
 //! The parsing functions are pure and fuzzable. Secrets (passwords, tokens, the headers built from
 //! them) never reach `Display`, `Debug` or an error message: errors name the host and the status.
 
-use super::http::Http;
+use super::http::{host_of, Http};
 use crate::error::Error;
 use miniserde::{json, Deserialize};
 
-/// A user name and password. `Debug` does not show the password.
+/// What the user gave to log in with. `Debug` shows no secret.
 #[derive(Clone)]
-pub struct Credentials {
-    pub user: String,
-    pub password: String,
+pub enum Credentials {
+    Password {
+        user: String,
+        password: String,
+    },
+    /// An OAuth2 refresh token (Docker's `identitytoken`), exchanged at the token service.
+    IdentityToken(String),
 }
 
 impl std::fmt::Debug for Credentials {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Credentials({:?}, <password hidden>)", self.user)
+        match self {
+            Credentials::Password { user, .. } => write!(f, "Password({user:?}, <hidden>)"),
+            Credentials::IdentityToken(_) => write!(f, "IdentityToken(<hidden>)"),
+        }
     }
 }
 
 impl Credentials {
-    /// The value of an `Authorization: Basic …` header.
-    pub fn basic_header(&self) -> String {
-        format!(
-            "Basic {}",
-            base64(format!("{}:{}", self.user, self.password).as_bytes())
-        )
+    pub fn password(user: &str, password: &str) -> Credentials {
+        Credentials::Password {
+            user: user.to_string(),
+            password: password.to_string(),
+        }
+    }
+
+    /// The value of an `Authorization: Basic …` header; identity tokens have none.
+    pub fn basic_header(&self) -> Option<String> {
+        match self {
+            Credentials::Password { user, password } => Some(format!(
+                "Basic {}",
+                base64(format!("{user}:{password}").as_bytes())
+            )),
+            Credentials::IdentityToken(_) => None,
+        }
     }
 }
 
@@ -191,7 +208,8 @@ pub fn parse_token_response(body: &[u8]) -> Result<String, String> {
 const MAX_TOKEN_RESPONSE: u64 = 1 << 20;
 
 /// Exchanges a Bearer challenge for an `Authorization` header value, presenting `credentials`
-/// to the token service when there are some (anonymous otherwise, as Docker Hub allows).
+/// to the token service when there are some (anonymous otherwise, as Docker Hub allows). An
+/// identity token is exchanged with an OAuth2 `refresh_token` POST, as Docker does.
 pub fn bearer_authorization(
     http: &Http,
     challenge: &Challenge,
@@ -203,12 +221,26 @@ pub fn bearer_authorization(
         detail,
     })?;
     let token_host = host_of(&url);
-    let basic = credentials.map(Credentials::basic_header);
-    let mut headers = vec![("Accept", "application/json")];
-    if let Some(basic) = &basic {
-        headers.push(("Authorization", basic));
-    }
-    let response = http.get(&url, &token_host, &headers)?;
+    let response = match credentials {
+        Some(Credentials::IdentityToken(refresh)) => {
+            let realm = challenge.param("realm").unwrap_or_default();
+            let form = format!(
+                "grant_type=refresh_token&client_id=dockersave&service={}&scope={}&refresh_token={}",
+                percent_encode(challenge.param("service").unwrap_or_default()),
+                percent_encode(scope),
+                percent_encode(refresh)
+            );
+            http.post_form(realm, &token_host, &form)?
+        }
+        _ => {
+            let basic = credentials.and_then(Credentials::basic_header);
+            let mut headers = vec![("Accept", "application/json")];
+            if let Some(basic) = &basic {
+                headers.push(("Authorization", basic));
+            }
+            http.get(&url, &token_host, &headers)?
+        }
+    };
     match response.status() {
         200 => {}
         401 | 403 if credentials.is_some() => {
@@ -239,18 +271,6 @@ pub fn bearer_authorization(
     Ok(format!("Bearer {token}"))
 }
 
-/// `host[:port]` of an http(s) URL, for messages.
-pub fn host_of(url: &str) -> String {
-    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or(rest);
-    // Never show user:password@ from a URL.
-    authority
-        .rsplit('@')
-        .next()
-        .unwrap_or(authority)
-        .to_string()
-}
-
 fn percent_encode(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for b in text.bytes() {
@@ -261,6 +281,30 @@ fn percent_encode(text: &str) -> String {
         }
     }
     out
+}
+
+/// Decodes standard base64 (padding optional); `None` if it is not base64.
+pub fn base64_decode(text: &str) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(text.len() / 4 * 3);
+    let (mut acc, mut bits) = (0u32, 0);
+    for c in text.trim_end_matches('=').bytes() {
+        let v = match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' => 62,
+            b'/' => 63,
+            _ => return None,
+        };
+        acc = (acc << 6) | u32::from(v);
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+            acc &= (1 << bits) - 1;
+        }
+    }
+    Some(out)
 }
 
 fn base64(bytes: &[u8]) -> String {
@@ -367,23 +411,25 @@ mod tests {
 
     #[test]
     fn basic_header_and_hidden_password() {
-        let c = Credentials {
-            user: "Aladdin".into(),
-            password: "open sesame".into(),
-        };
-        assert_eq!(c.basic_header(), "Basic QWxhZGRpbjpvcGVuIHNlc2FtZQ==");
+        let c = Credentials::password("Aladdin", "open sesame");
+        assert_eq!(
+            c.basic_header().unwrap(),
+            "Basic QWxhZGRpbjpvcGVuIHNlc2FtZQ=="
+        );
         assert!(!format!("{c:?}").contains("sesame"));
+        assert!(
+            !format!("{:?}", Credentials::IdentityToken("tok-secret".into())).contains("secret")
+        );
+        for text in ["", "a", "ab", "abc", "Aladdin:open sesame"] {
+            assert_eq!(
+                base64_decode(&base64(text.as_bytes())).unwrap(),
+                text.as_bytes()
+            );
+        }
+        assert_eq!(base64_decode("dTpw").unwrap(), b"u:p");
+        assert!(base64_decode("no spaces!").is_none());
         assert_eq!(base64(b"a"), "YQ==");
         assert_eq!(base64(b"ab"), "YWI=");
         assert_eq!(base64(b""), "");
-    }
-
-    #[test]
-    fn host_of_hides_userinfo() {
-        assert_eq!(
-            host_of("https://u:p@auth.example:8443/token?x"),
-            "auth.example:8443"
-        );
-        assert_eq!(host_of("http://127.0.0.1:5000"), "127.0.0.1:5000");
     }
 }

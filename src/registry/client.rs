@@ -221,7 +221,13 @@ impl Registry {
             if self.authorization.is_some() {
                 return Err(self.credentials_refused());
             }
-            self.authorization = Some(credentials.basic_header());
+            let Some(basic) = credentials.basic_header() else {
+                return Err(Error::Auth {
+                    host: self.host.clone(),
+                    detail: "the registry wants a user name and password, but the stored credentials are an identity token; pass --user".into(),
+                });
+            };
+            self.authorization = Some(basic);
             return Ok(());
         }
         let schemes: Vec<&str> = challenges.iter().map(|c| c.scheme.as_str()).collect();

@@ -3,6 +3,8 @@
 
 pub mod auth;
 pub mod client;
+pub mod credentials;
 pub mod http;
+pub mod proxy;
 
 pub use client::Registry;

@@ -9,6 +9,7 @@ use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 /// A value the harness exports, e.g. `DS_REGISTRY`.
 pub fn env(name: &str) -> String {
@@ -40,7 +41,41 @@ impl std::fmt::Display for Output {
 }
 
 pub fn run(program: &str, args: &[&str], cwd: &Path, stdin: Option<&str>) -> Output {
-    let mut child = Command::new(program)
+    run_env(program, args, cwd, stdin, &[])
+}
+
+/// The variables through which the machine's environment could change what dockersave does;
+/// tests start from none of them and set what they test.
+const ISOLATED: [&str; 10] = [
+    "HTTP_PROXY",
+    "http_proxy",
+    "HTTPS_PROXY",
+    "https_proxy",
+    "ALL_PROXY",
+    "all_proxy",
+    "NO_PROXY",
+    "no_proxy",
+    "SSL_CERT_FILE",
+    "DOCKER_CONFIG",
+];
+
+pub fn run_env(
+    program: &str,
+    args: &[&str],
+    cwd: &Path,
+    stdin: Option<&str>,
+    envs: &[(&str, &str)],
+) -> Output {
+    let mut command = Command::new(program);
+    if program == env!("CARGO_BIN_EXE_dockersave") || program.contains("dockersave-") {
+        for name in ISOLATED {
+            command.env_remove(name);
+        }
+        // No stored Docker credentials unless a test provides them.
+        command.env("DOCKER_CONFIG", "/nonexistent/dockersave-tests");
+    }
+    command.envs(envs.iter().copied());
+    let mut child = command
         .args(args)
         .current_dir(cwd)
         .stdin(if stdin.is_some() {
@@ -70,6 +105,16 @@ pub fn run(program: &str, args: &[&str], cwd: &Path, stdin: Option<&str>) -> Out
 
 pub fn dockersave(cwd: &Path, args: &[&str]) -> Output {
     run(env!("CARGO_BIN_EXE_dockersave"), args, cwd, None)
+}
+
+/// Runs dockersave with extra environment variables and optional standard input.
+pub fn dockersave_env(
+    cwd: &Path,
+    args: &[&str],
+    envs: &[(&str, &str)],
+    stdin: Option<&str>,
+) -> Output {
+    run_env(env!("CARGO_BIN_EXE_dockersave"), args, cwd, stdin, envs)
 }
 
 /// Runs dockersave and insists it succeeded.
@@ -192,55 +237,184 @@ impl Drop for Scratch {
     }
 }
 
-/// An HTTP server on a loopback port that forwards every request to the registry at `upstream`
-/// and flips one byte in the middle of every blob body larger than 1 KiB (layers, not configs).
-/// Returns its `host:port`.
-pub fn corrupting_proxy(upstream: &str) -> String {
+/// What a `forwarder` does to the traffic it passes to the registry.
+#[derive(Clone, Default)]
+pub struct Faults {
+    /// Flip one byte in the middle of every blob body larger than 1 KiB (layers, not configs).
+    pub flip_blobs: bool,
+    /// Answer blob requests with a 307 to this `http://host:port` (which serves `/v2/...` too).
+    pub redirect_blobs_to: Option<String>,
+    /// Answer manifest requests with this status and a registry error body.
+    pub manifest_status: Option<u16>,
+}
+
+/// An HTTP server on a loopback port that forwards requests (with their `Accept` and
+/// `Authorization`) to the registry at `upstream`, applying `faults`. Returns its `host:port`.
+pub fn forwarder(upstream: &str, faults: Faults) -> String {
+    let upstream = upstream.to_string();
+    serve(move |request, stream| forward(request, stream, &upstream, &faults))
+}
+
+/// A request's headers, names lower-cased.
+pub type Headers = Vec<(String, String)>;
+
+/// A blob server standing in for a CDN: it serves `/v2/...` from the registry at `upstream`
+/// and records every request's headers (lower-cased names) in the returned log.
+pub fn recording_server(upstream: &str) -> (String, Arc<Mutex<Vec<Headers>>>) {
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let seen = log.clone();
+    let upstream = upstream.to_string();
+    let addr = serve(move |request, stream| {
+        seen.lock().unwrap().push(request.headers.clone());
+        let plain = Request {
+            headers: Vec::new(),
+            ..request
+        };
+        forward(plain, stream, &upstream, &Faults::default())
+    });
+    (addr, log)
+}
+
+/// A forward proxy for CONNECT tunnels, logging `CONNECT host:port user=NAME|-` per tunnel. With
+/// `credentials` it demands `Proxy-Authorization` (407 otherwise). Names ending in
+/// `.dockersave.test` resolve to 127.0.0.1, so tests can use a non-loopback name.
+pub fn connect_proxy(credentials: Option<(&str, &str)>) -> (String, Arc<Mutex<Vec<String>>>) {
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let seen = log.clone();
+    let expected = credentials.map(|(u, p)| (u.to_string(), p.to_string()));
+    let addr = serve(move |request, mut stream| {
+        let user = request
+            .header("proxy-authorization")
+            .and_then(|v| v.strip_prefix("Basic "))
+            .and_then(decode_basic);
+        let user_name = user.as_ref().map_or("-".to_string(), |(u, _)| u.clone());
+        seen.lock().unwrap().push(format!(
+            "{} {} user={user_name}",
+            request.method, request.target
+        ));
+        if request.method != "CONNECT" {
+            return stream.write_all(b"HTTP/1.1 501 Only CONNECT\r\nContent-Length: 0\r\n\r\n");
+        }
+        if expected.is_some() && user != expected {
+            return stream.write_all(b"HTTP/1.1 407 Proxy Authentication Required\r\nProxy-Authenticate: Basic realm=\"t\"\r\nContent-Length: 0\r\n\r\n");
+        }
+        let target = match request.target.rsplit_once(':') {
+            Some((name, port)) if name.ends_with(".dockersave.test") => format!("127.0.0.1:{port}"),
+            _ => request.target.clone(),
+        };
+        let upstream = TcpStream::connect(&target)?;
+        stream.write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")?;
+        let (mut a, mut b) = (stream.try_clone()?, upstream.try_clone()?);
+        let pump = std::thread::spawn(move || {
+            let _ = std::io::copy(&mut a, &mut b);
+            let _ = b.shutdown(std::net::Shutdown::Write);
+        });
+        let (mut up, mut down) = (upstream, stream);
+        let _ = std::io::copy(&mut up, &mut down);
+        let _ = down.shutdown(std::net::Shutdown::Write);
+        let _ = pump.join();
+        Ok(())
+    });
+    (addr, log)
+}
+
+fn decode_basic(b64: &str) -> Option<(String, String)> {
+    let out = run("base64", &["-d"], Path::new("/"), Some(b64));
+    let text = out.stdout;
+    let (u, p) = text.split_once(':')?;
+    Some((u.to_string(), p.to_string()))
+}
+
+/// One parsed request head.
+pub struct Request {
+    pub method: String,
+    pub target: String,
+    pub headers: Headers,
+}
+
+impl Request {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Accepts connections on a loopback port, one thread each, handing each request head to
+/// `handle` (one request per connection: answers say `Connection: close`).
+fn serve(
+    handle: impl Fn(Request, TcpStream) -> std::io::Result<()> + Send + Sync + 'static,
+) -> String {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap().to_string();
-    let upstream = upstream.to_string();
+    let handle = Arc::new(handle);
     std::thread::spawn(move || {
         for stream in listener.incoming().flatten() {
-            let upstream = upstream.clone();
+            let handle = handle.clone();
             std::thread::spawn(move || {
-                let _ = forward_corrupted(stream, &upstream);
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut line = String::new();
+                if reader.read_line(&mut line).is_err() {
+                    return;
+                }
+                let mut parts = line.split_whitespace();
+                let method = parts.next().unwrap_or("").to_string();
+                let target = parts.next().unwrap_or("/").to_string();
+                let mut headers = Vec::new();
+                loop {
+                    let mut header = String::new();
+                    if reader.read_line(&mut header).unwrap_or(0) == 0 || header == "\r\n" {
+                        break;
+                    }
+                    if let Some((name, value)) = header.trim_end().split_once(':') {
+                        headers.push((name.to_ascii_lowercase(), value.trim().to_string()));
+                    }
+                }
+                let _ = handle(
+                    Request {
+                        method,
+                        target,
+                        headers,
+                    },
+                    stream,
+                );
             });
         }
     });
     addr
 }
 
-fn forward_corrupted(mut stream: TcpStream, upstream: &str) -> std::io::Result<()> {
-    let mut reader = BufReader::new(stream.try_clone()?);
-    let mut request_line = String::new();
-    reader.read_line(&mut request_line)?;
-    let path = request_line
-        .split_whitespace()
-        .nth(1)
-        .unwrap_or("/")
-        .to_string();
-    let mut forwarded = Vec::new();
-    loop {
-        let mut line = String::new();
-        if reader.read_line(&mut line)? == 0 || line == "\r\n" {
-            break;
-        }
-        if let Some((name, value)) = line.trim_end().split_once(':') {
-            if name.eq_ignore_ascii_case("accept") || name.eq_ignore_ascii_case("authorization") {
-                forwarded.push((name.to_string(), value.trim().to_string()));
-            }
-        }
+fn forward(
+    request: Request,
+    mut stream: TcpStream,
+    upstream: &str,
+    faults: &Faults,
+) -> std::io::Result<()> {
+    let path = request.target.clone();
+    if let (Some(cdn), true) = (&faults.redirect_blobs_to, path.contains("/blobs/")) {
+        let head = format!("HTTP/1.1 307 Temporary Redirect\r\nLocation: http://{cdn}{path}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+        return stream.write_all(head.as_bytes());
+    }
+    if let (Some(status), true) = (faults.manifest_status, path.contains("/manifests/")) {
+        let body = r#"{"errors":[{"code":"TOOMANYREQUESTS","message":"You have reached your pull rate limit."}]}"#;
+        let head = format!("HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len());
+        stream.write_all(head.as_bytes())?;
+        return stream.write_all(body.as_bytes());
     }
     let agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .max_redirects(0)
+        .proxy(None)
         .build()
         .new_agent();
-    let mut request = agent.get(&format!("http://{upstream}{path}"));
-    for (name, value) in &forwarded {
-        request = request.header(name.as_str(), value.as_str());
+    let mut upstream_request = agent.get(&format!("http://{upstream}{path}"));
+    for name in ["accept", "authorization"] {
+        if let Some(value) = request.header(name) {
+            upstream_request = upstream_request.header(name, value);
+        }
     }
-    let mut response = request.call().map_err(std::io::Error::other)?;
+    let mut response = upstream_request.call().map_err(std::io::Error::other)?;
     let status = response.status().as_u16();
     let mut head = format!("HTTP/1.1 {status} X\r\nConnection: close\r\n");
     for name in ["content-type", "docker-content-digest", "www-authenticate"] {
@@ -250,7 +424,7 @@ fn forward_corrupted(mut stream: TcpStream, upstream: &str) -> std::io::Result<(
     }
     let mut body = Vec::new();
     response.body_mut().as_reader().read_to_end(&mut body)?;
-    if path.contains("/blobs/") && body.len() > 1024 {
+    if faults.flip_blobs && path.contains("/blobs/") && body.len() > 1024 {
         let middle = body.len() / 2;
         body[middle] ^= 0x40;
     }

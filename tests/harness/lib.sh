@@ -6,7 +6,7 @@
 
 # Debian packages the suite uses, as "command:package".
 DS_PACKAGES="docker-registry:docker-registry umoci:umoci skopeo:skopeo buildah:buildah
-/bin/busybox:busybox-static dockerd:docker.io htpasswd:apache2-utils python3:python3"
+/bin/busybox:busybox-static dockerd:docker.io htpasswd:apache2-utils python3:python3 openssl:openssl"
 
 ensure_packages() {
   local missing="" entry cmd pkg
@@ -42,10 +42,11 @@ start_bg() {
   echo $! >"$DS_STATE/$name.pid"
 }
 
-# start_registry NAME PORT [AUTH_YAML]: the CNCF distribution server on 127.0.0.1:PORT, all of
-# them sharing one storage directory so images pushed once are served by every variant.
+# start_registry NAME PORT [TOP_YAML [HTTP_YAML]]: the CNCF distribution server on
+# 127.0.0.1:PORT, all of them sharing one storage directory so images pushed once are served by
+# every variant. TOP_YAML adds top-level settings (auth), HTTP_YAML settings under http (tls).
 start_registry() {
-  local name=$1 port=$2 auth=${3:-}
+  local name=$1 port=$2 auth=${3:-} http=${4:-}
   cat >"$DS_STATE/$name.yml" <<YAML
 version: 0.1
 log:
@@ -57,10 +58,27 @@ storage:
     enabled: true
 http:
   addr: 127.0.0.1:$port
+$http
 $auth
 YAML
   start_bg "$name" docker-registry serve "$DS_STATE/$name.yml"
   wait_port "$port" "$(cat "$DS_STATE/$name.pid")" "$name" "$DS_STATE/$name.log"
+}
+
+# make_test_ca DIR: a throw-away CA (ca.pem) and a server certificate for 127.0.0.1 and
+# localhost signed by it (server.pem, server.key), made with openssl.
+make_test_ca() {
+  local dir=$1
+  mkdir -p "$dir"
+  openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=dockersave-test-ca \
+    -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign \
+    -keyout "$dir/ca.key" -out "$dir/ca.pem" 2>/dev/null
+  openssl req -newkey rsa:2048 -nodes -subj /CN=127.0.0.1 \
+    -keyout "$dir/server.key" -out "$dir/server.csr" 2>/dev/null
+  printf '%s\n' "subjectAltName=IP:127.0.0.1,DNS:localhost" "basicConstraints=CA:FALSE" \
+    "keyUsage=critical,digitalSignature,keyEncipherment" "extendedKeyUsage=serverAuth" >"$dir/ext"
+  openssl x509 -req -in "$dir/server.csr" -CA "$dir/ca.pem" -CAkey "$dir/ca.key" -CAcreateserial \
+    -days 2 -extfile "$dir/ext" -out "$dir/server.pem" 2>/dev/null
 }
 
 # start_dockerd: a Docker engine with its own data and exec roots and socket under $DS_STATE.
