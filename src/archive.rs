@@ -126,6 +126,35 @@ pub fn temp_name(dest: &Path) -> PathBuf {
     dest.with_file_name(format!(".{name}.partial-{}", std::process::id()))
 }
 
+/// Removes what killed runs left behind in `dir`: `.NAME.partial-PID` files and directories
+/// whose process is gone. Best effort; a live process's partial files are never touched.
+pub fn remove_stale_partials(dir: &Path) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some((_, pid)) = name
+            .strip_prefix('.')
+            .and_then(|n| n.rsplit_once(".partial-"))
+        else {
+            continue;
+        };
+        let Ok(pid) = pid.parse::<u32>() else {
+            continue;
+        };
+        if pid == std::process::id() || Path::new(&format!("/proc/{pid}")).exists() {
+            continue;
+        }
+        let path = entry.path();
+        let _ = if path.is_dir() {
+            fs::remove_dir_all(&path)
+        } else {
+            fs::remove_file(&path)
+        };
+    }
+}
+
 fn pack(dir: &Path, temp: &Path) -> Result<(), Error> {
     let file = File::create(temp).map_err(|e| Error::io(temp, e))?;
     let mut builder = tar::Builder::new(io::BufWriter::with_capacity(64 * 1024, file));

@@ -11,6 +11,7 @@ use crate::registry::proxy::{self, ProxySettings};
 use lexopt::prelude::*;
 use std::ffi::OsString;
 use std::path::PathBuf;
+use std::time::Duration;
 
 pub const HELP: &str = "\
 dockersave - fetch a container image from a Docker/OCI registry, without Docker,
@@ -37,6 +38,10 @@ Options:
                         which image of a multi-platform index to save
                         (default: the host's, e.g. linux/amd64, linux/arm64, linux/arm/v7)
   --arch ARCH           shorthand for --platform linux/ARCH (e.g. arm64, arm/v7)
+  --cache-dir DIR       keep verified blobs here and reuse them on later pulls
+                        (default: $DOCKERSAVE_CACHE if set, else no cache)
+  --retries N           retries of a failed request or broken download (default: 5)
+  --timeout SECS        connect timeout and longest stall of a transfer (default: 60)
   --working-dir DIR     where the directory and the archive go (default: .)
   --layers-dir NAME     name of the assembled directory (default: the archive's base name)
   --tarname NAME        file name of the archive (default: PATH-TAG.tar)
@@ -61,6 +66,8 @@ pub struct Options {
     /// Where Docker's `config.json` is looked for (`$DOCKER_CONFIG`, else `~/.docker`).
     pub docker_config: Option<PathBuf>,
     pub http: Settings,
+    /// Where verified blobs are kept between pulls (`--cache-dir`, `DOCKERSAVE_CACHE`).
+    pub cache_dir: Option<PathBuf>,
     pub platform: Platform,
     pub working_dir: PathBuf,
     pub layers_dir: Option<String>,
@@ -88,6 +95,11 @@ pub fn parse(
     let mut password_stdin = false;
     let mut ca_files = Vec::new();
     let mut proxy_url = None;
+    let mut retries = 5;
+    let mut timeout = 60;
+    let mut cache_dir = env("DOCKERSAVE_CACHE")
+        .filter(|d| !d.is_empty())
+        .map(PathBuf::from);
     let mut image = None;
     let mut insecure = false;
     let mut user = None;
@@ -107,6 +119,9 @@ pub fn parse(
             Long("user") => user = Some(string(&mut parser, "--user")?),
             Long("password") => password = Some(string(&mut parser, "--password")?),
             Long("ilogin") => ilogin = true,
+            Long("retries") => retries = number(&mut parser, "--retries", 0, 100)?,
+            Long("timeout") => timeout = number(&mut parser, "--timeout", 1, 3600)?.into(),
+            Long("cache-dir") => cache_dir = Some(PathBuf::from(parser.value().map_err(usage)?)),
             Long("password-stdin") => password_stdin = true,
             Long("cacert") => ca_files.push(PathBuf::from(parser.value().map_err(usage)?)),
             Long("proxy") => proxy_url = Some(string(&mut parser, "--proxy")?),
@@ -191,7 +206,13 @@ pub fn parse(
         password_stdin,
         ilogin,
         docker_config,
-        http: Settings { ca_files, proxy },
+        cache_dir,
+        http: Settings {
+            ca_files,
+            proxy,
+            retries,
+            timeout: Duration::from_secs(timeout),
+        },
         platform: platform.unwrap_or_else(Platform::host),
         working_dir,
         layers_dir,
@@ -199,6 +220,18 @@ pub fn parse(
         no_tar,
         no_rm,
     })))
+}
+
+fn number(parser: &mut lexopt::Parser, flag: &str, min: u32, max: u32) -> Result<u32, Error> {
+    let text = string(parser, flag)?;
+    text.parse::<u32>()
+        .ok()
+        .filter(|n| (min..=max).contains(n))
+        .ok_or_else(|| {
+            Error::Usage(format!(
+                "{flag} takes a whole number from {min} to {max}, not {text:?}"
+            ))
+        })
 }
 
 fn usage(error: lexopt::Error) -> Error {
@@ -344,6 +377,8 @@ mod tests {
             ),
             (&["--ilogin", "--user", "u", "a"], "--ilogin"),
             (&["--platform", "linux", "a"], "os/arch"),
+            (&["--retries", "many", "a"], "whole number"),
+            (&["--timeout", "0", "a"], "whole number"),
             (&["--tarname", "../x.tar", "a"], "plain file name"),
             (&["--user"], "missing argument"),
         ] {
@@ -361,6 +396,9 @@ mod tests {
     fn help_lists_every_flag() {
         for flag in [
             "--password-stdin",
+            "--cache-dir",
+            "--retries",
+            "--timeout",
             "--cacert",
             "--proxy",
             "--insecure",

@@ -7,6 +7,7 @@
 //! them. `main` only parses options, asks for credentials and maps errors to exit codes.
 
 mod archive;
+mod cache;
 mod cli;
 mod decompress;
 mod digest;

@@ -155,7 +155,16 @@ pub fn parse(bytes: &[u8], content_type: Option<&str>) -> Result<Fetched, String
     }))
 }
 
+/// No real blob comes near this; a larger size is an error in, or an attack through, the manifest.
+const MAX_BLOB_SIZE: u64 = 1 << 40;
+
 fn descriptor(raw: RawDescriptor) -> Result<Descriptor, String> {
+    if raw.size > MAX_BLOB_SIZE {
+        return Err(format!(
+            "blob {} claims {} bytes, more than the 1 TiB dockersave accepts",
+            raw.digest, raw.size
+        ));
+    }
     if raw.urls.is_some_and(|urls| !urls.is_empty()) {
         return Err(format!(
             "blob {} is a foreign layer served from other URLs, which dockersave does not fetch",
@@ -379,6 +388,11 @@ mod tests {
             r#"{"schemaVersion":2,"config":{"digest":"sha256:../../etc","size":1},"layers":[]}"#;
         assert!(parse(bad.as_bytes(), None).unwrap_err().contains("sha256"));
         assert!(parse(b"not json", None).is_err());
+        let huge = format!(
+            r#"{{"config":{{"digest":"sha256:{}","size":99999999999999999}},"layers":[]}}"#,
+            hex('1')
+        );
+        assert!(parse(huge.as_bytes(), None).unwrap_err().contains("1 TiB"));
         assert!(parse(b"{}", None).is_err());
         assert!(parse(&[0xff, 0xfe], None).is_err());
     }

@@ -6,6 +6,7 @@
 //! name until it is complete.
 
 use crate::archive;
+use crate::cache::{Cache, Tee};
 use crate::cli::Options;
 use crate::error::Error;
 use crate::manifest::{self, Fetched, Manifest, Platform};
@@ -40,12 +41,26 @@ pub fn pull(options: &Options, credentials: Option<Credentials>) -> Result<PathB
         ));
     }
     fs::create_dir_all(&options.working_dir).map_err(|e| Error::io(&options.working_dir, e))?;
+    archive::remove_stale_partials(&options.working_dir);
+    let cache = options.cache_dir.as_deref().map(Cache::open).transpose()?;
 
     eprintln!("Pulling {}", options.image);
     let http = Http::new(&options.http)?;
     let mut registry = Registry::connect(http, &options.image, options.insecure, credentials)?;
     let manifest = resolve(&mut registry, options)?;
-    let config_bytes = registry.small_blob(&manifest.config, "the image config")?;
+    let config_bytes = match cache
+        .as_ref()
+        .and_then(|c| c.get_bytes(&manifest.config.digest, manifest.config.size))
+    {
+        Some(bytes) => bytes,
+        None => {
+            let bytes = registry.small_blob(&manifest.config, "the image config")?;
+            if let Some(cache) = &cache {
+                cache.put_bytes(&manifest.config.digest, &bytes)?;
+            }
+            bytes
+        }
+    };
     let config = manifest::parse_config(&config_bytes).map_err(|detail| Error::Invalid {
         what: "the image config".into(),
         detail,
@@ -85,14 +100,33 @@ pub fn pull(options: &Options, credentials: Option<Credentials>) -> Result<PathB
         fs::create_dir(&layer_dir).map_err(|e| Error::io(&layer_dir, e))?;
         let out_path = layer_dir.join("layer.tar");
         let name = format!("layer {}/{total} ({})", i + 1, blob.digest);
-        let body = registry.blob_stream(&blob.digest, &name)?;
+        let host = registry.host().to_string();
         let label = LayerLabel {
             name: &name,
-            host: registry.host(),
+            host: &host,
             out_path: &out_path,
         };
         let mut out = File::create(&out_path).map_err(|e| Error::io(&out_path, e))?;
-        let stats = pipeline::unpack_layer(body, blob, diff_id, &mut out, &label)?;
+        let stats = match (
+            &cache,
+            cache.as_ref().and_then(|c| c.get(&blob.digest, blob.size)),
+        ) {
+            (_, Some(cached)) => pipeline::unpack_layer(cached, blob, diff_id, &mut out, &label)?,
+            (Some(cache), None) => {
+                let mut entry = cache.entry(&blob.digest)?;
+                let body = registry.blob_stream(&blob.digest, blob.size, &name)?;
+                let mut tee = Tee::new(body, &mut entry);
+                let stats = pipeline::unpack_layer(&mut tee, blob, diff_id, &mut out, &label)?;
+                if tee.complete() {
+                    entry.commit()?;
+                }
+                stats
+            }
+            (None, None) => {
+                let body = registry.blob_stream(&blob.digest, blob.size, &name)?;
+                pipeline::unpack_layer(body, blob, diff_id, &mut out, &label)?
+            }
+        };
         out.sync_all().map_err(|e| Error::io(&out_path, e))?;
         archive::write_file(&layer_dir.join("VERSION"), b"1.0")?;
         let parent = i.checked_sub(1).map(|p| ids[p].as_str());

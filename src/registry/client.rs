@@ -12,10 +12,10 @@ use crate::error::Error;
 use crate::manifest::{self, Descriptor};
 use crate::reference::Reference;
 use miniserde::{json, Deserialize};
-use std::io::Read;
+use std::io::{self, Read};
 
 /// Manifests and configs larger than this are refused: real ones are a few KiB.
-pub const MAX_DOCUMENT: u64 = 8 << 20;
+pub const MAX_DOCUMENT: u64 = 4 << 20;
 /// How much of an error response is read to explain it.
 const MAX_ERROR_BODY: u64 = 64 << 10;
 
@@ -58,12 +58,12 @@ impl Registry {
             credentials,
             authorization: None,
         };
-        let response = registry.send("/v2/", None)?;
+        let response = registry.send("/v2/", None, None)?;
         match response.status() {
             200 => {}
             401 => {
                 registry.authenticate(&response)?;
-                let again = registry.send("/v2/", None)?;
+                let again = registry.send("/v2/", None, None)?;
                 match again.status() {
                     200 => {}
                     // Some token services issue repository tokens that /v2/ itself rejects;
@@ -150,8 +150,25 @@ impl Registry {
     }
 
     /// Starts downloading a blob; the caller verifies what it reads.
-    pub fn blob_stream(&mut self, digest: &Digest, what: &str) -> Result<impl Read + Send, Error> {
-        Ok(self.blob(digest, what)?.into_reader())
+    /// Starts downloading a blob of `size` bytes; the caller verifies what it reads. A broken
+    /// connection is resumed where it stopped (see `BlobReader`).
+    pub fn blob_stream(
+        &mut self,
+        digest: &Digest,
+        size: u64,
+        what: &str,
+    ) -> Result<BlobReader<'_>, Error> {
+        let body = Box::new(self.blob(digest, what)?.into_reader());
+        Ok(BlobReader {
+            path: format!("/v2/{}/blobs/{digest}", self.repository),
+            size,
+            received: 0,
+            resumes_left: self.http.retries(),
+            resumed: 0,
+            what: what.to_string(),
+            registry: self,
+            body,
+        })
     }
 
     pub fn host(&self) -> &str {
@@ -171,10 +188,10 @@ impl Registry {
         accept: Option<&str>,
         what: &str,
     ) -> Result<Response, Error> {
-        let mut response = self.send(path, accept)?;
+        let mut response = self.send(path, accept, None)?;
         if response.status() == 401 {
             self.authenticate(&response)?;
-            response = self.send(path, accept)?;
+            response = self.send(path, accept, None)?;
         }
         match response.status() {
             200 => Ok(response),
@@ -182,11 +199,19 @@ impl Registry {
         }
     }
 
-    fn send(&self, path: &str, accept: Option<&str>) -> Result<Response, Error> {
+    fn send(
+        &self,
+        path: &str,
+        accept: Option<&str>,
+        range: Option<&str>,
+    ) -> Result<Response, Error> {
         let url = format!("{}{path}", self.base);
         let mut headers = Vec::new();
         if let Some(accept) = accept {
             headers.push(("Accept", accept));
+        }
+        if let Some(range) = range {
+            headers.push(("Range", range));
         }
         if let Some(authorization) = &self.authorization {
             headers.push(("Authorization", authorization.as_str()));
@@ -292,6 +317,91 @@ impl Registry {
                 detail: format!("{what}: {}", detail.unwrap_or_else(|| "unexpected answer".into())),
             },
         }
+    }
+}
+
+/// A blob download that survives broken connections: when the connection drops, stalls past
+/// the timeout or ends before `size` bytes, it asks again with `Range: bytes=<received>-` and
+/// carries on, so the hashes computed downstream continue over one unbroken byte stream. A
+/// server that ignores the range (200 instead of 206) is read from the start again, discarding
+/// the bytes already received. At most `--retries` resumptions per blob.
+pub struct BlobReader<'a> {
+    registry: &'a Registry,
+    path: String,
+    size: u64,
+    received: u64,
+    resumes_left: u32,
+    resumed: u32,
+    what: String,
+    body: Box<dyn Read + Send>,
+}
+
+impl Read for BlobReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            match self.body.read(buf) {
+                Ok(0) if self.received < self.size && self.resumes_left > 0 => {
+                    self.resume(&format!(
+                        "the connection closed after {} of {} bytes",
+                        self.received, self.size
+                    ))?
+                }
+                Ok(n) => {
+                    self.received += n as u64;
+                    return Ok(n);
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if self.resumes_left > 0 => self.resume(&e.to_string())?,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+impl BlobReader<'_> {
+    fn resume(&mut self, cause: &str) -> io::Result<()> {
+        self.resumes_left -= 1;
+        let wait = super::http::backoff(self.resumed, None, 0.5);
+        self.resumed += 1;
+        eprintln!(
+            "  {}: {cause}; resuming at byte {} in {:.1}s",
+            self.what,
+            self.received,
+            wait.as_secs_f64()
+        );
+        std::thread::sleep(wait);
+        let range = format!("bytes={}-", self.received);
+        let response = self
+            .registry
+            .send(&self.path, None, Some(&range))
+            .map_err(|e| io::Error::other(e.to_string()))?;
+        match response.status() {
+            206 => {
+                let content_range = response.header("content-range").unwrap_or_default();
+                let start = format!("bytes {}-", self.received);
+                if !content_range.starts_with(&start) {
+                    return Err(io::Error::other(format!(
+                        "the registry resumed at {content_range:?}, not at byte {}",
+                        self.received
+                    )));
+                }
+                self.body = Box::new(response.into_reader());
+            }
+            200 => {
+                let mut body = response.into_reader();
+                let skipped = io::copy(&mut (&mut body).take(self.received), &mut io::sink())?;
+                if skipped != self.received {
+                    return Err(io::Error::other("the blob ended early on the second try"));
+                }
+                self.body = Box::new(body);
+            }
+            status => {
+                return Err(io::Error::other(format!(
+                    "resuming the download got HTTP {status}"
+                )))
+            }
+        }
+        Ok(())
     }
 }
 

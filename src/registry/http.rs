@@ -16,12 +16,27 @@ use std::time::Duration;
 use ureq::tls::{Certificate, PemItem, RootCerts, TlsConfig};
 
 /// How to connect, decided once from the command line and environment.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct Settings {
     /// PEM files whose certificates are trusted besides the webpki roots (`--cacert`,
     /// `SSL_CERT_FILE`).
     pub ca_files: Vec<PathBuf>,
     pub proxy: ProxySettings,
+    /// How often a failed request is tried again (`--retries`).
+    pub retries: u32,
+    /// Connect timeout, and the longest a transfer may stall (`--timeout`).
+    pub timeout: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Settings {
+        Settings {
+            ca_files: Vec::new(),
+            proxy: ProxySettings::default(),
+            retries: 5,
+            timeout: Duration::from_secs(60),
+        }
+    }
 }
 
 /// One agent per way out (direct, through the http proxy, through the https proxy), so that
@@ -30,6 +45,7 @@ pub struct Http {
     direct: ureq::Agent,
     proxied: Vec<(String, ureq::Agent)>,
     proxy: ProxySettings,
+    retries: u32,
 }
 
 /// A response whose status has not been judged yet: callers decide what each status means.
@@ -53,42 +69,85 @@ impl Http {
                             .into(),
                     )
                 })?;
-                proxied.push((url.clone(), agent(&roots, Some(proxy))));
+                proxied.push((url.clone(), agent(&roots, Some(proxy), settings.timeout)));
             }
         }
         Ok(Http {
-            direct: agent(&roots, None),
+            direct: agent(&roots, None, settings.timeout),
             proxied,
             proxy: settings.proxy.clone(),
+            retries: settings.retries,
         })
     }
 
     /// GETs `url`. `host` names the server in error messages. Redirects are followed; an
-    /// `Authorization` header is never sent to the redirect target.
+    /// `Authorization` header is never sent to the redirect target. Dropped connections,
+    /// timeouts, 5xx and 429 answers are retried with backoff (see `backoff`).
     pub fn get(&self, url: &str, host: &str, headers: &[(&str, &str)]) -> Result<Response, Error> {
-        let mut request = self.agent_for(url).get(url);
-        for (name, value) in headers {
-            request = request.header(*name, *value);
-        }
-        let inner = request.call().map_err(|e| network_error(host, e))?;
-        Ok(Response {
-            host: host.to_string(),
-            inner,
+        self.with_retries(host, || {
+            let mut request = self.agent_for(url).get(url);
+            for (name, value) in headers {
+                request = request.header(*name, *value);
+            }
+            request.call()
         })
     }
 
     /// POSTs a form (`application/x-www-form-urlencoded`), for OAuth2 token requests.
     pub fn post_form(&self, url: &str, host: &str, form: &str) -> Result<Response, Error> {
-        let inner = self
-            .agent_for(url)
-            .post(url)
-            .header("Content-Type", "application/x-www-form-urlencoded")
-            .send(form)
-            .map_err(|e| network_error(host, e))?;
-        Ok(Response {
-            host: host.to_string(),
-            inner,
+        self.with_retries(host, || {
+            self.agent_for(url)
+                .post(url)
+                .header("Content-Type", "application/x-www-form-urlencoded")
+                .send(form)
         })
+    }
+
+    /// How often a failed request or broken download is tried again.
+    pub fn retries(&self) -> u32 {
+        self.retries
+    }
+
+    fn with_retries(
+        &self,
+        host: &str,
+        call: impl Fn() -> Result<ureq::http::Response<ureq::Body>, ureq::Error>,
+    ) -> Result<Response, Error> {
+        let mut attempt = 0;
+        loop {
+            let (reason, retry_after) = match call() {
+                Ok(inner) => {
+                    let response = Response {
+                        host: host.to_string(),
+                        inner,
+                    };
+                    let status = response.status();
+                    if status != 429 && !(500..600).contains(&status) {
+                        return Ok(response);
+                    }
+                    let retry_after = response.header("retry-after").and_then(parse_retry_after);
+                    // A long wait (Hub's rate limit) is better explained than slept through.
+                    if attempt >= self.retries || retry_after.is_some_and(|d| d > MAX_RETRY_AFTER) {
+                        return Ok(response);
+                    }
+                    (format!("HTTP {status}"), retry_after)
+                }
+                Err(error) => {
+                    if attempt >= self.retries || !is_transient(&error) {
+                        return Err(network_error(host, error));
+                    }
+                    (error.to_string(), None)
+                }
+            };
+            let wait = backoff(attempt, retry_after, jitter());
+            attempt += 1;
+            eprintln!(
+                "  {host}: {reason}; retrying in {:.1}s ({attempt}/{})",
+                wait.as_secs_f64(),
+                self.retries
+            );
+            std::thread::sleep(wait);
+        }
     }
 
     fn agent_for(&self, url: &str) -> &ureq::Agent {
@@ -108,7 +167,7 @@ impl Http {
     }
 }
 
-fn agent(roots: &RootCerts, proxy: Option<ureq::Proxy>) -> ureq::Agent {
+fn agent(roots: &RootCerts, proxy: Option<ureq::Proxy>, timeout: Duration) -> ureq::Agent {
     ureq::Agent::config_builder()
         // Statuses are the registry client's business: 401 starts the auth flow.
         .http_status_as_error(false)
@@ -116,10 +175,10 @@ fn agent(roots: &RootCerts, proxy: Option<ureq::Proxy>) -> ureq::Agent {
         .tls_config(TlsConfig::builder().root_certs(roots.clone()).build())
         // Never ureq's own reading of the environment: ProxySettings decides, per URL.
         .proxy(proxy)
-        .timeout_connect(Some(Duration::from_secs(30)))
-        .timeout_recv_response(Some(Duration::from_secs(120)))
+        .timeout_connect(Some(timeout))
+        .timeout_recv_response(Some(timeout))
         // A stalled transfer must not hang the tool forever.
-        .timeout_per_read(Some(Duration::from_secs(120)))
+        .timeout_per_read(Some(timeout))
         .max_redirects(10)
         .build()
         .new_agent()
@@ -163,6 +222,65 @@ pub fn host_of(url: &str) -> String {
         .to_string()
 }
 
+/// The longest `Retry-After` dockersave waits out; longer ones end the pull with the message.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
+const FIRST_BACKOFF: Duration = Duration::from_millis(250);
+const MAX_BACKOFF: Duration = Duration::from_secs(10);
+
+/// How long to wait before try `attempt + 2`: the server's `Retry-After` when it gave one, else
+/// exponential backoff from 250 ms (capped at 10 s) with jitter, so that many clients failing
+/// together do not come back together. `jitter` is in [0, 1).
+pub fn backoff(attempt: u32, retry_after: Option<Duration>, jitter: f64) -> Duration {
+    if let Some(after) = retry_after {
+        return after;
+    }
+    let exponential = FIRST_BACKOFF
+        .saturating_mul(1 << attempt.min(16))
+        .min(MAX_BACKOFF);
+    exponential.mul_f64(0.5 + jitter / 2.0)
+}
+
+/// `Retry-After` as delay-seconds (the HTTP-date form is rare for registries and ignored).
+pub fn parse_retry_after(value: &str) -> Option<Duration> {
+    value.trim().parse::<u64>().ok().map(Duration::from_secs)
+}
+
+/// A number in [0, 1) that differs between runs and calls, without a random-number crate.
+fn jitter() -> f64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos(),
+    );
+    (hasher.finish() >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// Failures worth another try: the connection broke or timed out. Refused connections, unknown
+/// hosts and certificate errors will not mend by themselves.
+fn is_transient(error: &ureq::Error) -> bool {
+    match error {
+        ureq::Error::Timeout(_) => true,
+        ureq::Error::Io(e) => {
+            !e.get_ref().is_some_and(|inner| inner.is::<rustls::Error>())
+                && e.kind() != std::io::ErrorKind::ConnectionRefused
+                && !is_unknown_host(e)
+        }
+        ureq::Error::Protocol(_) => true,
+        _ => false,
+    }
+}
+
+/// A name the resolver says does not exist (EAI_NONAME), as opposed to a resolver that could not
+/// answer this time (EAI_AGAIN, which is worth a retry). The C library only tells them apart
+/// in its message.
+fn is_unknown_host(error: &std::io::Error) -> bool {
+    let text = error.to_string();
+    text.contains("Name or service not known") || text.contains("No address associated")
+}
+
 fn network_error(host: &str, error: ureq::Error) -> Error {
     const CHECK: &str =
         "check the host name, the port and the network; a plain-HTTP registry needs --insecure";
@@ -175,6 +293,9 @@ fn network_error(host: &str, error: ureq::Error) -> Error {
         // rustls reports certificate failures through the I/O layer.
         ureq::Error::Io(e) if e.get_ref().is_some_and(|inner| inner.is::<rustls::Error>()) => {
             tls_advice(&e.to_string())
+        }
+        ureq::Error::Io(e) if is_unknown_host(&e) => {
+            "host not found; check the name (and any proxy settings)".to_string()
         }
         ureq::Error::Io(e) => format!("{e}; {CHECK}"),
         ureq::Error::ConnectProxyFailed(_) | ureq::Error::InvalidProxyUrl => {
@@ -234,7 +355,42 @@ impl Response {
     }
 
     /// The body as a stream, for blobs.
-    pub fn into_reader(self) -> impl Read + Send {
+    pub fn into_reader(self) -> impl Read + Send + 'static {
         self.inner.into_body().into_reader()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_is_capped_and_honours_retry_after() {
+        assert_eq!(backoff(0, None, 0.0), Duration::from_millis(125));
+        assert_eq!(backoff(0, None, 0.999_999).as_millis(), 249);
+        assert_eq!(backoff(2, None, 0.0), Duration::from_millis(500));
+        assert_eq!(backoff(30, None, 0.0), Duration::from_secs(5));
+        assert_eq!(
+            backoff(3, Some(Duration::from_secs(7)), 0.5),
+            Duration::from_secs(7)
+        );
+        let j = jitter();
+        assert!((0.0..1.0).contains(&j));
+    }
+
+    #[test]
+    fn retry_after_seconds() {
+        assert_eq!(parse_retry_after(" 3 "), Some(Duration::from_secs(3)));
+        assert_eq!(parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"), None);
+        assert_eq!(parse_retry_after("-1"), None);
+    }
+
+    #[test]
+    fn host_of_hides_userinfo() {
+        assert_eq!(
+            host_of("https://u:p@auth.example:8443/token?x"),
+            "auth.example:8443"
+        );
+        assert_eq!(host_of("http://127.0.0.1:5000"), "127.0.0.1:5000");
     }
 }

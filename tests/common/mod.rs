@@ -237,7 +237,9 @@ impl Drop for Scratch {
     }
 }
 
-/// What a `forwarder` does to the traffic it passes to the registry.
+/// What a `forwarder` does to the traffic it passes to the registry. The one-shot faults
+/// (`fail_first`, `cut_blobs_after`, `stall_blobs_after`, `truncate_blobs_to`) apply to the
+/// first `times` requests they concern.
 #[derive(Clone, Default)]
 pub struct Faults {
     /// Flip one byte in the middle of every blob body larger than 1 KiB (layers, not configs).
@@ -246,10 +248,55 @@ pub struct Faults {
     pub redirect_blobs_to: Option<String>,
     /// Answer manifest requests with this status and a registry error body.
     pub manifest_status: Option<u16>,
+    /// Answer any request with this status (and `Retry-After` seconds, if given).
+    pub fail_first: Option<(u16, Option<u32>)>,
+    /// Send this many bytes of a blob body over 1 KiB, then close the connection.
+    pub cut_blobs_after: Option<usize>,
+    /// Send this many bytes of a blob body over 1 KiB, then stall for 30 s.
+    pub stall_blobs_after: Option<usize>,
+    /// Send only this many bytes of a blob body over 1 KiB, with a matching Content-Length.
+    pub truncate_blobs_to: Option<usize>,
+    /// Do not pass `Range` on: the registry answers 200 with the whole blob.
+    pub ignore_range: bool,
+    pub times: Arc<AtomicUsize>,
+    /// Every request seen: "GET /v2/... range=bytes=N-" (or "range=-").
+    pub log: Arc<Mutex<Vec<String>>>,
 }
 
-/// An HTTP server on a loopback port that forwards requests (with their `Accept` and
-/// `Authorization`) to the registry at `upstream`, applying `faults`. Returns its `host:port`.
+impl Faults {
+    pub fn once() -> Faults {
+        Faults::times(1)
+    }
+
+    pub fn times(n: usize) -> Faults {
+        Faults {
+            times: Arc::new(AtomicUsize::new(n)),
+            ..Faults::default()
+        }
+    }
+
+    /// Takes one use of the one-shot faults; false once they are used up.
+    fn take(&self) -> bool {
+        self.times
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
+    }
+
+    pub fn requests(&self) -> Vec<String> {
+        self.log.lock().unwrap().clone()
+    }
+
+    pub fn blob_requests(&self) -> usize {
+        self.requests()
+            .iter()
+            .filter(|r| r.contains("/blobs/"))
+            .count()
+    }
+}
+
+/// An HTTP server on a loopback port that forwards requests (with their `Accept`,
+/// `Authorization` and `Range`) to the registry at `upstream`, applying `faults`. Returns its
+/// `host:port`.
 pub fn forwarder(upstream: &str, faults: Faults) -> String {
     let upstream = upstream.to_string();
     serve(move |request, stream| forward(request, stream, &upstream, &faults))
@@ -392,7 +439,24 @@ fn forward(
     faults: &Faults,
 ) -> std::io::Result<()> {
     let path = request.target.clone();
-    if let (Some(cdn), true) = (&faults.redirect_blobs_to, path.contains("/blobs/")) {
+    let blob = path.contains("/blobs/");
+    faults.log.lock().unwrap().push(format!(
+        "{} {path} range={}",
+        request.method,
+        request.header("range").unwrap_or("-")
+    ));
+    if let Some((status, retry_after)) = faults.fail_first {
+        if faults.take() {
+            let extra = retry_after
+                .map(|s| format!("Retry-After: {s}\r\n"))
+                .unwrap_or_default();
+            let head = format!(
+                "HTTP/1.1 {status} X\r\n{extra}Content-Length: 0\r\nConnection: close\r\n\r\n"
+            );
+            return stream.write_all(head.as_bytes());
+        }
+    }
+    if let (Some(cdn), true) = (&faults.redirect_blobs_to, blob) {
         let head = format!("HTTP/1.1 307 Temporary Redirect\r\nLocation: http://{cdn}{path}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
         return stream.write_all(head.as_bytes());
     }
@@ -409,7 +473,10 @@ fn forward(
         .build()
         .new_agent();
     let mut upstream_request = agent.get(&format!("http://{upstream}{path}"));
-    for name in ["accept", "authorization"] {
+    for name in ["accept", "authorization", "range"] {
+        if name == "range" && faults.ignore_range {
+            continue;
+        }
         if let Some(value) = request.header(name) {
             upstream_request = upstream_request.header(name, value);
         }
@@ -417,18 +484,44 @@ fn forward(
     let mut response = upstream_request.call().map_err(std::io::Error::other)?;
     let status = response.status().as_u16();
     let mut head = format!("HTTP/1.1 {status} X\r\nConnection: close\r\n");
-    for name in ["content-type", "docker-content-digest", "www-authenticate"] {
+    for name in [
+        "content-type",
+        "docker-content-digest",
+        "www-authenticate",
+        "content-range",
+    ] {
         if let Some(value) = response.headers().get(name).and_then(|v| v.to_str().ok()) {
             head.push_str(&format!("{name}: {value}\r\n"));
         }
     }
     let mut body = Vec::new();
     response.body_mut().as_reader().read_to_end(&mut body)?;
-    if faults.flip_blobs && path.contains("/blobs/") && body.len() > 1024 {
+    let big_blob = blob && body.len() > 1024;
+    if faults.flip_blobs && big_blob {
         let middle = body.len() / 2;
         body[middle] ^= 0x40;
     }
+    if let (Some(n), true) = (faults.truncate_blobs_to, big_blob) {
+        if faults.take() {
+            body.truncate(n);
+        }
+    }
     head.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
     stream.write_all(head.as_bytes())?;
+    for (cut, stall) in [
+        (faults.cut_blobs_after, false),
+        (faults.stall_blobs_after, true),
+    ] {
+        if let (Some(n), true) = (cut, big_blob) {
+            if faults.take() {
+                stream.write_all(&body[..n.min(body.len())])?;
+                stream.flush()?;
+                if stall {
+                    std::thread::sleep(std::time::Duration::from_secs(30));
+                }
+                return stream.shutdown(std::net::Shutdown::Both);
+            }
+        }
+    }
     stream.write_all(&body)
 }
