@@ -156,51 +156,55 @@ pub fn remove_stale_partials(dir: &Path) {
 }
 
 fn pack(dir: &Path, temp: &Path) -> Result<(), Error> {
-    let file = File::create(temp).map_err(|e| Error::io(temp, e))?;
-    let mut builder = tar::Builder::new(io::BufWriter::with_capacity(64 * 1024, file));
-    let io_err = |e: io::Error| Error::io(temp, e);
+    let mut out = File::create(temp).map_err(|e| Error::io(temp, e))?;
     for (name, path) in sorted_entries(dir, "")? {
-        let meta = fs::metadata(&path).map_err(|e| Error::io(&path, e))?;
-        let mut header = tar::Header::new_gnu();
-        header.set_uid(0);
-        header.set_gid(0);
-        header.set_mtime(0);
-        if meta.is_dir() {
-            header.set_entry_type(tar::EntryType::Directory);
-            header.set_mode(0o755);
-            header.set_size(0);
-            builder
-                .append_data(&mut header, format!("{name}/"), io::empty())
-                .map_err(io_err)?;
+        if path.is_dir() {
+            append(&mut out, temp, &format!("{name}/"), None)?;
             for (child_name, child_path) in sorted_entries(&path, &name)? {
-                let mut file = File::open(&child_path).map_err(|e| Error::io(&child_path, e))?;
-                let len = file
-                    .metadata()
-                    .map_err(|e| Error::io(&child_path, e))?
-                    .len();
-                let mut header = tar::Header::new_gnu();
-                header.set_uid(0);
-                header.set_gid(0);
-                header.set_mtime(0);
-                header.set_mode(0o644);
-                header.set_size(len);
-                builder
-                    .append_data(&mut header, &child_name, &mut file)
-                    .map_err(io_err)?;
+                append(&mut out, temp, &child_name, Some(&child_path))?;
             }
         } else {
-            let mut file = File::open(&path).map_err(|e| Error::io(&path, e))?;
-            header.set_mode(0o644);
-            header.set_size(meta.len());
-            builder
-                .append_data(&mut header, &name, &mut file)
-                .map_err(io_err)?;
+            append(&mut out, temp, &name, Some(&path))?;
         }
     }
-    let mut out = builder.into_inner().map_err(io_err)?;
-    out.flush().map_err(io_err)?;
-    let file = out.into_inner().map_err(|e| io_err(e.into_error()))?;
-    file.sync_all().map_err(io_err)
+    // The end of a tar archive: two zero blocks.
+    out.write_all(&[0; 1024]).map_err(|e| Error::io(temp, e))?;
+    out.sync_all().map_err(|e| Error::io(temp, e))
+}
+
+/// Appends one entry: a directory (`source` None) or a file's contents. The contents go
+/// File-to-File through `io::copy`, which Linux turns into `copy_file_range`: the kernel copies
+/// (or shares) the layer's pages, and the bytes never pass through this process.
+fn append(out: &mut File, out_path: &Path, name: &str, source: Option<&Path>) -> Result<(), Error> {
+    let io_err = |e: io::Error| Error::io(out_path, e);
+    let mut header = tar::Header::new_gnu();
+    header.set_uid(0);
+    header.set_gid(0);
+    header.set_mtime(0);
+    header.set_path(name).map_err(io_err)?;
+    let Some(source) = source else {
+        header.set_entry_type(tar::EntryType::Directory);
+        header.set_mode(0o755);
+        header.set_size(0);
+        header.set_cksum();
+        return out.write_all(header.as_bytes()).map_err(io_err);
+    };
+    let mut file = File::open(source).map_err(|e| Error::io(source, e))?;
+    let len = file.metadata().map_err(|e| Error::io(source, e))?.len();
+    header.set_entry_type(tar::EntryType::Regular);
+    header.set_mode(0o644);
+    header.set_size(len);
+    header.set_cksum();
+    out.write_all(header.as_bytes()).map_err(io_err)?;
+    let copied = io::copy(&mut file, out).map_err(io_err)?;
+    if copied != len {
+        return Err(Error::io(
+            source,
+            io::Error::new(io::ErrorKind::UnexpectedEof, "changed while being archived"),
+        ));
+    }
+    let padding = (512 - (len % 512) as usize) % 512;
+    out.write_all(&[0; 512][..padding]).map_err(io_err)
 }
 
 fn sorted_entries(dir: &Path, prefix: &str) -> Result<Vec<(String, PathBuf)>, Error> {

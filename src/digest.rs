@@ -73,7 +73,7 @@ impl Hasher {
         self.len += bytes.len() as u64;
     }
 
-    pub fn len(&self) -> u64 {
+    pub fn bytes(&self) -> u64 {
         self.len
     }
 
@@ -98,7 +98,7 @@ impl<R: Read> HashingReader<R> {
 
     /// The digest and length of what was read so far.
     pub fn finish(self) -> (Digest, u64) {
-        let len = self.hasher.len();
+        let len = self.hasher.bytes();
         (self.hasher.finish(), len)
     }
 }

@@ -1,26 +1,10 @@
-//! dockersave: fetch a container image from a Docker/OCI registry without Docker and write an
-//! archive that `docker load` accepts.
-//!
-//! The modules follow the data: `reference` names the image, `registry` (http, auth, client)
-//! fetches it, `manifest` picks what to fetch, `pipeline` (with `decompress` and `digest`) turns
-//! each layer blob into a verified tar, `archive` writes Docker's save format, `pull` drives
-//! them. `main` only parses options, asks for credentials and maps errors to exit codes.
+//! The `dockersave` command: parse options, resolve credentials (prompting if asked), pull, and
+//! turn an error into one line on stderr and an exit code.
 
-mod archive;
-mod cache;
-mod cli;
-mod decompress;
-mod digest;
-mod error;
-mod manifest;
-mod pipeline;
-mod pull;
-mod reference;
-mod registry;
-
-use cli::{Command, Options};
-use error::Error;
-use registry::auth::Credentials;
+use dockersave::cli::{self, Command, Options};
+use dockersave::error::Error;
+use dockersave::pull;
+use dockersave::registry::{self, auth::Credentials};
 use std::io::{BufRead, IsTerminal, Read, Write};
 use std::process::ExitCode;
 

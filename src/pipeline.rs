@@ -80,7 +80,7 @@ pub fn unpack_layer(
         detail: format!("download of {} broke off: {e}", label.name),
     })?;
     let compressed = check_blob(hashing.finish(), blob, label)?;
-    let uncompressed = tar.len();
+    let uncompressed = tar.bytes();
     let actual = tar.finish();
     if actual != *diff_id {
         return Err(Error::DigestMismatch {

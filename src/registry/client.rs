@@ -13,6 +13,7 @@ use crate::manifest::{self, Descriptor};
 use crate::reference::Reference;
 use miniserde::{json, Deserialize};
 use std::io::{self, Read};
+use std::sync::{Mutex, MutexGuard};
 
 /// Manifests and configs larger than this are refused: real ones are a few KiB.
 pub const MAX_DOCUMENT: u64 = 4 << 20;
@@ -29,7 +30,9 @@ pub struct Registry {
     /// The image as the user should see it in messages.
     image: String,
     credentials: Option<Credentials>,
-    authorization: Option<String>,
+    /// The `Authorization` value in use; behind a lock because layer downloads run on
+    /// several threads and any of them may have to renew a token.
+    authorization: Mutex<Option<String>>,
 }
 
 /// A manifest as fetched: its verified bytes, Content-Type and digest.
@@ -49,14 +52,14 @@ impl Registry {
     ) -> Result<Registry, Error> {
         let host = reference.api_host().to_string();
         let scheme = if insecure { "http" } else { "https" };
-        let mut registry = Registry {
+        let registry = Registry {
             http,
             base: format!("{scheme}://{host}"),
             host,
             repository: reference.repository.clone(),
             image: reference.to_string(),
             credentials,
-            authorization: None,
+            authorization: Mutex::new(None),
         };
         let response = registry.send("/v2/", None, None)?;
         match response.status() {
@@ -70,8 +73,7 @@ impl Registry {
                     // the manifest request decides then.
                     401 | 403
                         if registry
-                            .authorization
-                            .as_deref()
+                            .current_authorization()
                             .is_some_and(|a| a.starts_with("Bearer ")) => {}
                     401 | 403 => return Err(registry.credentials_refused()),
                     status => {
@@ -93,7 +95,7 @@ impl Registry {
 
     /// Fetches a manifest or index by tag or digest, verifying the bytes against the digest asked
     /// for and against `Docker-Content-Digest` when the registry sends one.
-    pub fn manifest(&mut self, reference: &str) -> Result<FetchedManifest, Error> {
+    pub fn manifest(&self, reference: &str) -> Result<FetchedManifest, Error> {
         let path = format!("/v2/{}/manifests/{reference}", self.repository);
         let what = format!("the manifest of {}", self.image);
         let accept = manifest::ACCEPTED.join(", ");
@@ -124,7 +126,7 @@ impl Registry {
     }
 
     /// Fetches a small blob (the image config) whole and verifies size and digest.
-    pub fn small_blob(&mut self, blob: &Descriptor, what: &str) -> Result<Vec<u8>, Error> {
+    pub fn small_blob(&self, blob: &Descriptor, what: &str) -> Result<Vec<u8>, Error> {
         if blob.size > MAX_DOCUMENT {
             return Err(Error::Invalid {
                 what: what.to_string(),
@@ -149,11 +151,10 @@ impl Registry {
         Ok(bytes)
     }
 
-    /// Starts downloading a blob; the caller verifies what it reads.
     /// Starts downloading a blob of `size` bytes; the caller verifies what it reads. A broken
     /// connection is resumed where it stopped (see `BlobReader`).
     pub fn blob_stream(
-        &mut self,
+        &self,
         digest: &Digest,
         size: u64,
         what: &str,
@@ -175,7 +176,7 @@ impl Registry {
         &self.host
     }
 
-    fn blob(&mut self, digest: &Digest, what: &str) -> Result<Response, Error> {
+    fn blob(&self, digest: &Digest, what: &str) -> Result<Response, Error> {
         let path = format!("/v2/{}/blobs/{digest}", self.repository);
         self.get_authorized(&path, None, what)
     }
@@ -183,7 +184,7 @@ impl Registry {
     /// GETs an API path, re-authenticating once when a 401 shows the token expired or was
     /// scoped too narrowly, and turns every non-200 status into an error the user can act on.
     fn get_authorized(
-        &mut self,
+        &self,
         path: &str,
         accept: Option<&str>,
         what: &str,
@@ -197,6 +198,17 @@ impl Registry {
             200 => Ok(response),
             status => Err(self.status_error(response, status, what)),
         }
+    }
+
+    fn current_authorization(&self) -> Option<String> {
+        self.lock_authorization().clone()
+    }
+
+    fn lock_authorization(&self) -> MutexGuard<'_, Option<String>> {
+        // A panic while holding the lock cannot leave the value half-written: use it anyway.
+        self.authorization
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn send(
@@ -213,7 +225,8 @@ impl Registry {
         if let Some(range) = range {
             headers.push(("Range", range));
         }
-        if let Some(authorization) = &self.authorization {
+        let authorization = self.current_authorization();
+        if let Some(authorization) = &authorization {
             headers.push(("Authorization", authorization.as_str()));
         }
         self.http.get(&url, &self.host, &headers)
@@ -221,7 +234,7 @@ impl Registry {
 
     /// Answers a 401: a Bearer challenge is exchanged for a token scoped to pulling this
     /// repository; a Basic challenge is met with the user's credentials.
-    fn authenticate(&mut self, response: &Response) -> Result<(), Error> {
+    fn authenticate(&self, response: &Response) -> Result<(), Error> {
         let challenges: Vec<auth::Challenge> = response
             .headers_all("www-authenticate")
             .iter()
@@ -231,7 +244,7 @@ impl Registry {
         if let Some(bearer) = challenges.iter().find(|c| c.scheme == "bearer") {
             let header =
                 auth::bearer_authorization(&self.http, bearer, &scope, self.credentials.as_ref())?;
-            self.authorization = Some(header);
+            *self.lock_authorization() = Some(header);
             return Ok(());
         }
         if challenges.iter().any(|c| c.scheme == "basic") {
@@ -243,7 +256,7 @@ impl Registry {
                             .into(),
                 });
             };
-            if self.authorization.is_some() {
+            if self.current_authorization().is_some() {
                 return Err(self.credentials_refused());
             }
             let Some(basic) = credentials.basic_header() else {
@@ -252,7 +265,7 @@ impl Registry {
                     detail: "the registry wants a user name and password, but the stored credentials are an identity token; pass --user".into(),
                 });
             };
-            self.authorization = Some(basic);
+            *self.lock_authorization() = Some(basic);
             return Ok(());
         }
         let schemes: Vec<&str> = challenges.iter().map(|c| c.scheme.as_str()).collect();

@@ -1,0 +1,24 @@
+//! dockersave: fetch a container image from a Docker/OCI registry without Docker and write an
+//! archive that `docker load` accepts.
+//!
+//! The modules follow the data: `reference` names the image, `registry` (http, proxy, auth,
+//! credentials, client) fetches it, `manifest` picks what to fetch, `pipeline` (with
+//! `decompress` and `digest`) turns each layer blob into a verified tar, `cache` keeps verified
+//! blobs, `archive` writes Docker's save format, `pull` drives them, `cli` reads the command
+//! line. The binary (`main.rs`) only asks for credentials and maps errors to exit codes.
+//!
+//! This is a library so that the parsers can be fuzzed (`fuzz/`); it is not a stable API.
+
+pub mod archive;
+pub mod cache;
+pub mod cli;
+pub mod decompress;
+pub mod digest;
+pub mod error;
+#[doc(hidden)]
+pub mod fuzzing;
+pub mod manifest;
+pub mod pipeline;
+pub mod pull;
+pub mod reference;
+pub mod registry;
