@@ -344,23 +344,6 @@ mod tests {
             o.http.proxy.for_target("http", "127.0.0.1:5000"),
             Some("http://p:1")
         );
-        let o = pull(&[
-            "--cacert",
-            "/a.pem",
-            "--proxy",
-            "http://p:1",
-            "--user",
-            "u",
-            "--password-stdin",
-            "x",
-        ])
-        .unwrap();
-        assert_eq!(o.http.ca_files, [PathBuf::from("/a.pem")]);
-        assert!(o.password_stdin);
-        assert_eq!(
-            o.http.proxy.for_target("http", "127.0.0.1:5000"),
-            Some("http://p:1")
-        );
     }
 
     #[test]
