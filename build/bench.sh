@@ -13,7 +13,7 @@ set -euo pipefail
 DS_ROOT=$(cd "$(dirname "$0")/.." && pwd)
 . "$DS_ROOT/tests/harness/lib.sh"
 runs=${1:-5}
-ensure_packages /usr/bin/time:time
+ensure_packages /usr/bin/time:time /usr/bin/bc:bc
 
 "$DS_ROOT/build/release.sh" x86_64-unknown-linux-musl >/dev/null
 version=$(sed -n 's/^version = "\(.*\)"/\1/p' "$DS_ROOT/Cargo.toml" | head -n 1)
@@ -27,20 +27,30 @@ start_registry registry "$port"
 registry=127.0.0.1:$port
 "$DS_ROOT/tests/harness/fixtures.sh" "$registry" "$DS_STATE/fixtures" >/dev/null
 
-# The big image: three layers made with umoci, pushed with skopeo. Generated, never committed.
-big=$DS_STATE/big
-umoci init --layout "$big/oci"
-umoci new --image "$big/oci:base"
-umoci unpack --image "$big/oci:base" "$big/bundle" >/dev/null
-head -c 100000000 /dev/urandom >"$big/bundle/rootfs/random.bin"
-umoci repack --image "$big/oci:img" "$big/bundle"
-seq 1 30000000 | sed 's/$/ highly compressible text line/' | head -c 200000000 >"$big/bundle/rootfs/text.txt"
-umoci repack --image "$big/oci:img" "$big/bundle"
-cp /bin/busybox "$big/bundle/rootfs/busybox"
-umoci repack --image "$big/oci:img" "$big/bundle"
-rm -rf "$big/bundle"
-skopeo copy --quiet --dest-tls-verify=false "oci:$big/oci:img" "docker://$registry/big:latest"
-rm -rf "$big"
+# The big images, generated here and never committed: three layers made with tar and added with
+# `umoci raw add-layer` (umoci gzips them), pushed with skopeo. "big" holds 100 MB of incompressible
+# data, 200 MB of highly compressible text and busybox; "big2x" twice as much of each of the first
+# two, to show that memory does not grow with the image.
+make_big() { # make_big NAME RANDOM_MB TEXT_MB
+  local name=$1 dir=$DS_STATE/$1
+  mkdir -p "$dir/random" "$dir/text" "$dir/busybox"
+  head -c "${2}000000" /dev/urandom >"$dir/random/random.bin"
+  { yes 'highly compressible text, the same line again and again' || true; } |
+    head -c "${3}000000" >"$dir/text/text.txt"
+  cp /bin/busybox "$dir/busybox/busybox"
+  umoci init --layout "$dir/oci"
+  umoci new --image "$dir/oci:img"
+  for part in random text busybox; do
+    tar -C "$dir/$part" -cf "$dir/$part.tar" .
+    rm -rf "${dir:?}/$part"
+    umoci raw add-layer --image "$dir/oci:img" "$dir/$part.tar"
+    rm "$dir/$part.tar"
+  done
+  skopeo copy --quiet --dest-tls-verify=false "oci:$dir/oci:img" "docker://$registry/$name:latest"
+  rm -rf "$dir"
+}
+make_big big 100 200
+make_big big2x 200 400
 
 out=$DS_STATE/out
 measure() { # measure TOOL IMAGE: one run, appends "wall rss_kb" to $DS_STATE/TOOL-IMAGE
@@ -51,12 +61,19 @@ measure() { # measure TOOL IMAGE: one run, appends "wall rss_kb" to $DS_STATE/TO
     skopeo) cmd=(skopeo copy --quiet --src-tls-verify=false "docker://$registry/$image:latest"
                  "docker-archive:$out/$image.tar:$image:latest") ;;
   esac
-  /usr/bin/time -f '%e %M' -o "$DS_STATE/time" "${cmd[@]}" >/dev/null 2>&1
-  cat "$DS_STATE/time" >>"$DS_STATE/$tool-$image"
+  # Wall time from bash's microsecond clock (time's %e has only 10 ms), peak RSS from time.
+  local start=$EPOCHREALTIME
+  /usr/bin/time -f '%M' -o "$DS_STATE/time" "${cmd[@]}" >/dev/null 2>"$DS_STATE/stderr" || {
+    echo "$tool failed on $image:" >&2
+    cat "$DS_STATE/stderr" >&2
+    exit 1
+  }
+  local end=$EPOCHREALTIME
+  echo "$(echo "$end - $start" | bc -l) $(cat "$DS_STATE/time")" >>"$DS_STATE/$tool-$image"
 }
 median() { sort -n | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
-for image in busybox big; do
+for image in busybox big big2x; do
   measure dockersave "$image" # warm-up: both tools read the same page-cached blobs
   measure skopeo "$image"
   : >"$DS_STATE/dockersave-$image"
@@ -68,11 +85,11 @@ for image in busybox big; do
 done
 
 printf '%-8s %-11s %14s %16s\n' image tool "wall s (med)" "peak RSS MiB"
-for image in busybox big; do
+for image in busybox big big2x; do
   for tool in dockersave skopeo; do
     wall=$(cut -d' ' -f1 "$DS_STATE/$tool-$image" | median)
     rss=$(cut -d' ' -f2 "$DS_STATE/$tool-$image" | median)
-    printf '%-8s %-11s %14.2f %16.1f\n' "$image" "$tool" "$wall" "$(echo "$rss / 1024" | bc -l)"
+    printf '%-8s %-11s %14.3f %16.1f\n' "$image" "$tool" "$wall" "$(echo "$rss / 1024" | bc -l)"
     eval "${tool}_wall=$wall ${tool}_rss=$rss"
   done
   printf '%-8s ratio dockersave/skopeo: wall %.2f, peak RSS %.2f\n' "$image" \
