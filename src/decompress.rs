@@ -4,9 +4,12 @@
 //! It checks gzip framing and each member's length but not its CRC-32: the diff ID (sha256 of
 //! the output) that the layer pipeline checks is the stronger proof. It never buffers a whole
 //! layer. zstd layers are reported as unsupported.
+//!
+//! Inflate is zlib-rs (through flate2's safe `Decompress`): on musl it is 2.4× faster than
+//! miniz_oxide on typical binaries, whose many short matches each became a call to musl's slow
+//! small `memcpy` (README, "Performance").
 
-use miniz_oxide::inflate::stream::{inflate, InflateState};
-use miniz_oxide::{DataFormat, MZError, MZFlush, MZStatus};
+use flate2::{Decompress, FlushDecompress, Status};
 use std::io::{self, Read};
 
 const INPUT_BUFFER: usize = 64 * 1024;
@@ -26,7 +29,7 @@ enum Mode {
 pub struct Decompressor<R> {
     input: Input<R>,
     mode: Mode,
-    state: Box<InflateState>,
+    inflater: Decompress,
     member_len: u64,
 }
 
@@ -41,7 +44,7 @@ impl<R: Read> Decompressor<R> {
                 eof: false,
             },
             mode: Mode::Detect,
-            state: InflateState::new_boxed(DataFormat::Raw),
+            inflater: Decompress::new(false),
             member_len: 0,
         }
     }
@@ -78,7 +81,7 @@ impl<R: Read> Decompressor<R> {
         if flags & 0x02 != 0 {
             self.input.skip(2)?;
         }
-        self.state.reset(DataFormat::Raw);
+        self.inflater.reset(false);
         self.member_len = 0;
         Ok(())
     }
@@ -137,24 +140,24 @@ impl<R: Read> Read for Decompressor<R> {
                     if self.input.available().is_empty() && self.input.fill()? == 0 {
                         return Err(truncated());
                     }
-                    let result =
-                        inflate(&mut self.state, self.input.available(), out, MZFlush::None);
-                    self.input.consume(result.bytes_consumed);
-                    self.member_len += result.bytes_written as u64;
-                    match result.status {
-                        Ok(MZStatus::StreamEnd) => self.mode = Mode::Trailer,
-                        Ok(_) | Err(MZError::Buf) => {
-                            if result.bytes_written == 0
-                                && result.bytes_consumed == 0
-                                && self.input.fill()? == 0
-                            {
-                                return Err(truncated());
-                            }
-                        }
-                        Err(_) => return Err(invalid("corrupt deflate data")),
+                    let (in_before, out_before) =
+                        (self.inflater.total_in(), self.inflater.total_out());
+                    let status = self
+                        .inflater
+                        .decompress(self.input.available(), out, FlushDecompress::None)
+                        .map_err(|_| invalid("corrupt deflate data"))?;
+                    // Both deltas are bounded by the slices just passed in.
+                    let consumed = (self.inflater.total_in() - in_before) as usize;
+                    let written = (self.inflater.total_out() - out_before) as usize;
+                    self.input.consume(consumed);
+                    self.member_len += written as u64;
+                    if status == Status::StreamEnd {
+                        self.mode = Mode::Trailer;
+                    } else if written == 0 && consumed == 0 && self.input.fill()? == 0 {
+                        return Err(truncated());
                     }
-                    if result.bytes_written > 0 {
-                        return Ok(result.bytes_written);
+                    if written > 0 {
+                        return Ok(written);
                     }
                 }
                 Mode::Trailer => {
