@@ -5,7 +5,7 @@
 //! this run created is removed on failure (kept with `--no-rm`), and nothing appears under a final
 //! name until it is complete.
 
-use crate::archive;
+use crate::archive::{self, ArchiveWriter, LayerEntries};
 use crate::cache::{Cache, Tee};
 use crate::cli::Options;
 use crate::error::Error;
@@ -96,6 +96,12 @@ pub fn pull(options: &Options, credentials: Option<Credentials>) -> Result<PathB
     fs::create_dir(&work_dir).map_err(|e| Error::io(&work_dir, e))?;
     let ids = archive::layer_ids(&config.diff_ids);
     let total = manifest.layers.len();
+    // With --no-rm the directory must hold every layer.tar too, so nothing streams past it.
+    let archive = if options.no_tar {
+        None
+    } else {
+        Some(ArchiveWriter::create(&tar_path, total, !options.no_rm)?)
+    };
     let job = LayerJob {
         registry: &registry,
         cache: cache.as_ref(),
@@ -103,24 +109,31 @@ pub fn pull(options: &Options, credentials: Option<Credentials>) -> Result<PathB
         ids: &ids,
         config: &config,
         layers: &manifest.layers,
+        archive: archive.as_ref(),
+        tar_path: &tar_path,
+        keep_dir,
     };
     let stats = fetch_layers(&job)?;
     let compressed: u64 = stats.iter().map(|s| s.compressed).sum();
     let uncompressed: u64 = stats.iter().map(|s| s.uncompressed).sum();
     let repo_tag = options.image.repo_tag();
-    archive::write_image_files(
-        &work_dir,
+    let files = archive::image_files(
         &config_bytes,
         &manifest.config.digest,
         &ids,
         repo_tag.as_deref(),
-    )?;
-
-    let written = if options.no_tar {
-        final_dir.clone()
-    } else {
-        archive::write_tar(&work_dir, &tar_path)?;
-        tar_path
+    );
+    if keep_dir {
+        for (name, bytes) in &files {
+            archive::write_file(&work_dir.join(name), bytes)?;
+        }
+    }
+    let written = match archive {
+        Some(archive) => {
+            archive.finish(&files)?;
+            tar_path
+        }
+        None => final_dir.clone(),
     };
     if keep_dir {
         fs::rename(&work_dir, &final_dir).map_err(|e| Error::io(&final_dir, e))?;
@@ -147,6 +160,11 @@ struct LayerJob<'a> {
     ids: &'a [String],
     config: &'a Config,
     layers: &'a [Descriptor],
+    /// The archive being written, unless --no-tar.
+    archive: Option<&'a ArchiveWriter>,
+    tar_path: &'a Path,
+    /// Whether the image directory is kept (--no-tar, --no-rm): then it gets every file.
+    keep_dir: bool,
 }
 
 /// How many layers are pulled at once. Downloads wait on the network and the pipeline on the
@@ -201,55 +219,85 @@ fn fetch_layers(job: &LayerJob) -> Result<Vec<LayerStats>, Error> {
 }
 
 /// One layer: from the cache if it holds it, else from the registry (filling the cache), into
-/// `<id>/layer.tar` with its `VERSION` and `json`.
+/// the archive, or into `<id>/layer.tar` beside its `VERSION` and `json`.
 fn fetch_layer(job: &LayerJob, i: usize) -> Result<LayerStats, Error> {
-    let (blob, diff_id, id) = (&job.layers[i], &job.config.diff_ids[i], &job.ids[i]);
+    let (blob, id) = (&job.layers[i], &job.ids[i]);
     let layer_dir = job.work_dir.join(id);
     fs::create_dir(&layer_dir).map_err(|e| Error::io(&layer_dir, e))?;
     let out_path = layer_dir.join("layer.tar");
     let name = format!("layer {}/{} ({})", i + 1, job.layers.len(), blob.digest);
-    let label = LayerLabel {
-        name: &name,
-        host: job.registry.host(),
-        out_path: &out_path,
-    };
-    let mut out = File::create(&out_path).map_err(|e| Error::io(&out_path, e))?;
-    let stats = match (
-        job.cache,
-        job.cache.and_then(|c| c.get(&blob.digest, blob.size)),
-    ) {
-        (_, Some(cached)) => pipeline::unpack_layer(cached, blob, diff_id, &mut out, &label)?,
-        (Some(cache), None) => {
-            let mut entry = cache.entry(&blob.digest)?;
-            let body = job.registry.blob_stream(&blob.digest, blob.size, &name)?;
-            let mut tee = Tee::new(body, &mut entry);
-            let stats = pipeline::unpack_layer(&mut tee, blob, diff_id, &mut out, &label)?;
-            if tee.complete() {
-                entry.commit()?;
-            }
-            stats
-        }
-        (None, None) => {
-            let body = job.registry.blob_stream(&blob.digest, blob.size, &name)?;
-            pipeline::unpack_layer(body, blob, diff_id, &mut out, &label)?
-        }
-    };
-    out.sync_all().map_err(|e| Error::io(&out_path, e))?;
-    archive::write_file(&layer_dir.join("VERSION"), b"1.0")?;
     let parent = i.checked_sub(1).map(|p| job.ids[p].as_str());
-    let json = archive::layer_json(
+    let files = archive::layer_files(
         id,
         parent,
         job.config.created.as_deref(),
         job.config.os.as_deref(),
     );
-    archive::write_file(&layer_dir.join("json"), json.as_bytes())?;
+    if job.keep_dir {
+        for (file_name, bytes) in &files {
+            archive::write_file(&layer_dir.join(file_name), bytes)?;
+        }
+    }
+    let stats = match job.archive {
+        Some(archive) => {
+            let entries = LayerEntries {
+                id: id.clone(),
+                files,
+            };
+            let mut sink = archive.layer(i, entries, &out_path)?;
+            let stats = unpack(job, i, &name, job.tar_path, &mut sink)?;
+            sink.finish()?;
+            stats
+        }
+        None => {
+            let mut out = File::create(&out_path).map_err(|e| Error::io(&out_path, e))?;
+            let stats = unpack(job, i, &name, &out_path, &mut out)?;
+            out.sync_all().map_err(|e| Error::io(&out_path, e))?;
+            stats
+        }
+    };
     eprintln!(
         "  {name}: {} compressed, {} unpacked",
         size(stats.compressed),
         size(stats.uncompressed)
     );
     Ok(stats)
+}
+
+/// Runs layer `i` through the pipeline into `out`, from the cache or the registry.
+fn unpack(
+    job: &LayerJob,
+    i: usize,
+    name: &str,
+    out_path: &Path,
+    out: &mut impl std::io::Write,
+) -> Result<LayerStats, Error> {
+    let (blob, diff_id) = (&job.layers[i], &job.config.diff_ids[i]);
+    let label = LayerLabel {
+        name,
+        host: job.registry.host(),
+        out_path,
+    };
+    match (
+        job.cache,
+        job.cache.and_then(|c| c.get(&blob.digest, blob.size)),
+    ) {
+        (_, Some(cached)) => pipeline::unpack_layer(cached, blob, diff_id, out, &label),
+        (Some(cache), None) => {
+            let mut entry = cache.entry(&blob.digest)?;
+            let body = job.registry.blob_stream(&blob.digest, blob.size, name)?;
+            let mut tee = Tee::new(body, &mut entry);
+            let stats = pipeline::unpack_layer(&mut tee, blob, diff_id, out, &label)?;
+            if tee.complete() {
+                entry.commit()?;
+            }
+            Ok(stats)
+        }
+        (None, None) => {
+            let body = job.registry.blob_stream(&blob.digest, blob.size, name)?;
+            pipeline::unpack_layer(body, blob, diff_id, out, &label)
+        }
+    }
 }
 
 /// Fetches the manifest for the reference, stepping through an index to the platform's entry.

@@ -81,9 +81,17 @@ fn oci_manifest_image_loads_and_runs() {
 
 #[test]
 fn three_layers_with_whiteout_and_opaque_directory() {
-    let (dir, tag) = pull_and_load("layers", "layers-latest.tar", &["--no-rm"]);
-    let manifest = fs::read_to_string(dir.path().join("layers-latest/manifest.json")).unwrap();
+    // Streamed: layers go straight into the archive as their turn comes.
+    let (streamed, tag) = pull_and_load("layers", "layers-latest.tar", &[]);
+    // Spooled: --no-rm keeps every layer.tar in the directory and copies them in.
+    let (spooled, _) = pull_and_load("layers", "layers-latest.tar", &["--no-rm"]);
+    let manifest = fs::read_to_string(spooled.path().join("layers-latest/manifest.json")).unwrap();
     assert_eq!(manifest.matches("/layer.tar").count(), 3, "{manifest}");
+    assert!(
+        fs::read(streamed.path().join("layers-latest.tar")).unwrap()
+            == fs::read(spooled.path().join("layers-latest.tar")).unwrap(),
+        "streamed and spooled archives of one image must be the same bytes"
+    );
     // /data/a was deleted by a whiteout; /data/dir was made opaque, hiding x and y.
     assert_eq!(docker_run(&tag, &["/bin/ls", "/data"]), "b\ndir\n");
     assert_eq!(docker_run(&tag, &["/bin/ls", "/data/dir"]), "z\n");
