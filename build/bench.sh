@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Benchmark: dockersave against skopeo, pulling the same images from the same local registry in
-# the same run. Starts the CNCF registry on a loopback port, builds and pushes the fixtures
-# (tests/harness/fixtures.sh's busybox, and a generated "big" image: 100 MB of incompressible
-# data, about 200 MB of highly compressible text and a small layer), then alternates
-# `dockersave` (the static x86_64 release binary) and `skopeo copy docker://… docker-archive:…`
-# RUNS times each per image (default 5), removing outputs between runs, and prints the median
-# wall time and peak RSS (/usr/bin/time) and the ratio dockersave/skopeo.
+# the same run. Starts the CNCF registry on a loopback port, pushes the fixtures (busybox from
+# tests/harness/fixtures.sh; "rootfs", one layer of the host's /usr/share/doc and locale files;
+# "big", three layers: 100 MB of incompressible data, 200 MB of highly compressible text and
+# busybox; "big2x", the same with twice the data), then alternates `dockersave` (the static
+# x86_64 release binary) and `skopeo copy docker://… docker-archive:…` RUNS times each per image
+# (default 5), removing outputs between runs, and prints the median wall time and peak RSS
+# (/usr/bin/time) and the ratios dockersave/skopeo.
 #
 #   build/bench.sh [RUNS]
 # As root it installs what it needs (Debian packages, rustup target).
@@ -51,6 +52,15 @@ make_big() { # make_big NAME RANDOM_MB TEXT_MB
 }
 make_big big 100 200
 make_big big2x 200 400
+# "rootfs": one layer of real files, the host's /usr/share/doc and /usr/share/locale (text and
+# binary catalogues, about 3:1 compressible): a single-layer base image, where inflate dominates.
+rootfs=$DS_STATE/rootfs
+umoci init --layout "$rootfs/oci"
+umoci new --image "$rootfs/oci:img"
+tar -C / -cf "$rootfs/layer.tar" usr/share/doc usr/share/locale
+umoci raw add-layer --image "$rootfs/oci:img" "$rootfs/layer.tar"
+skopeo copy --quiet --dest-tls-verify=false "oci:$rootfs/oci:img" "docker://$registry/rootfs:latest"
+rm -rf "$rootfs"
 
 out=$DS_STATE/out
 measure() { # measure TOOL IMAGE: one run, appends "wall rss_kb" to $DS_STATE/TOOL-IMAGE
@@ -73,7 +83,7 @@ measure() { # measure TOOL IMAGE: one run, appends "wall rss_kb" to $DS_STATE/TO
 }
 median() { sort -n | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
-for image in busybox big big2x; do
+for image in busybox rootfs big big2x; do
   measure dockersave "$image" # warm-up: both tools read the same page-cached blobs
   measure skopeo "$image"
   : >"$DS_STATE/dockersave-$image"
@@ -85,7 +95,7 @@ for image in busybox big big2x; do
 done
 
 printf '%-8s %-11s %14s %16s\n' image tool "wall s (med)" "peak RSS MiB"
-for image in busybox big big2x; do
+for image in busybox rootfs big big2x; do
   for tool in dockersave skopeo; do
     wall=$(cut -d' ' -f1 "$DS_STATE/$tool-$image" | median)
     rss=$(cut -d' ' -f2 "$DS_STATE/$tool-$image" | median)
