@@ -277,13 +277,7 @@ impl ArchiveWriter {
         let mut spool = File::open(&spooled.path)?;
         let len = spool.metadata()?.len();
         out.write_all(header(&layer_tar_name(&spooled.entries), len)?.as_bytes())?;
-        // File to File: Linux turns this into copy_file_range, so the bytes stay in the kernel.
-        if io::copy(&mut spool, &mut out)? != len {
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "a spooled layer changed while being archived",
-            ));
-        }
+        copy_spool(&mut spool, &mut out, len)?;
         pad(&mut out, len)?;
         self.discard_spool(&spooled.path)
     }
@@ -364,12 +358,7 @@ impl LayerSink<'_> {
         out.write_all(&[0; 512])?;
         if let Some(mut spool) = self.spool.take() {
             spool.rewind()?;
-            if io::copy(&mut spool, &mut out)? != self.len {
-                return Err(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    "a spooled layer changed while being archived",
-                ));
-            }
+            copy_spool(&mut spool, &mut out, self.len)?;
             drop(spool);
             self.archive.discard_spool(&self.spool_path)?;
         }
@@ -396,6 +385,18 @@ impl Write for LayerSink<'_> {
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
     }
+}
+
+/// Copies a spool file into the archive File-to-File, which Linux turns into `copy_file_range`:
+/// the bytes stay in the kernel.
+fn copy_spool(spool: &mut File, out: &mut &File, len: u64) -> io::Result<()> {
+    if io::copy(spool, out)? != len {
+        return Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            "a spooled layer changed while being archived",
+        ));
+    }
+    Ok(())
 }
 
 fn layer_tar_name(entries: &LayerEntries) -> String {
