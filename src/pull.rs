@@ -1,5 +1,6 @@
 //! One pull, start to finish: resolve the manifest for the platform, fetch and verify the config,
-//! run every layer through the pipeline into the image directory, then make the archive.
+//! run every layer through the pipeline into the archive as it arrives (or into the image
+//! directory, with --no-tar or --no-rm), then finish the archive.
 //!
 //! This is the only module that touches both the registry and the disk. It owns cleanup: whatever
 //! this run created is removed on failure (kept with `--no-rm`), and nothing appears under a final

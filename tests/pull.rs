@@ -255,6 +255,18 @@ fn token_auth_asks_for_a_pull_scope_and_loads() {
     );
 }
 
+/// A wrong password: exit code 4, the refusal named, and the password nowhere in the output.
+fn assert_wrong_password_refused(dir: &Scratch, reference: &str, user: &str, wrong: &str) {
+    let args = ["--insecure", "--user", user, "--password", wrong, reference];
+    let out = dockersave(dir.path(), &args);
+    assert_eq!(out.code, 4, "{out}");
+    assert!(
+        out.stderr.contains("refused the user name or password"),
+        "{out}"
+    );
+    assert!(!out.all().contains(wrong), "the password leaked: {out}");
+}
+
 #[test]
 fn token_auth_sends_credentials_to_the_token_service() {
     let registry = env("DS_TOKEN_REGISTRY");
@@ -283,26 +295,7 @@ fn token_auth_sends_credentials_to_the_token_service() {
         "{log}"
     );
 
-    let out = dockersave(
-        dir.path(),
-        &[
-            "--insecure",
-            "--user",
-            &user,
-            "--password",
-            "wrong-pass-9",
-            &reference,
-        ],
-    );
-    assert_eq!(out.code, 4, "{out}");
-    assert!(
-        out.stderr.contains("refused the user name or password"),
-        "{out}"
-    );
-    assert!(
-        !out.all().contains("wrong-pass-9"),
-        "the password leaked: {out}"
-    );
+    assert_wrong_password_refused(&dir, &reference, &user, "wrong-pass-9");
     assert_eq!(
         dir.names(),
         ["layers-latest.tar"],
@@ -321,26 +314,7 @@ fn basic_auth_registry() {
     assert_eq!(out.code, 4, "{out}");
     assert!(out.stderr.contains("requires a login"), "{out}");
 
-    let out = dockersave(
-        dir.path(),
-        &[
-            "--insecure",
-            "--user",
-            &user,
-            "--password",
-            "not-it-3",
-            &reference,
-        ],
-    );
-    assert_eq!(out.code, 4, "{out}");
-    assert!(
-        out.stderr.contains("refused the user name or password"),
-        "{out}"
-    );
-    assert!(
-        !out.all().contains("not-it-3"),
-        "the password leaked: {out}"
-    );
+    assert_wrong_password_refused(&dir, &reference, &user, "not-it-3");
     assert!(dir.names().is_empty(), "left behind: {:?}", dir.names());
 
     let out = dockersave_ok(

@@ -282,8 +282,8 @@ fn is_unknown_host(error: &std::io::Error) -> bool {
 }
 
 fn network_error(host: &str, error: ureq::Error) -> Error {
-    const CHECK: &str =
-        "check the host name, the port and the network; a plain-HTTP registry needs --insecure";
+    // A plain-HTTP registry reached over HTTPS fails in TLS, whose advice names --insecure.
+    const CHECK: &str = "check the host name, the port and the network";
     let detail = match error {
         ureq::Error::HostNotFound => "host not found; check the name (and any proxy settings)".to_string(),
         ureq::Error::ConnectionFailed => format!("connection failed; {CHECK}"),
