@@ -14,7 +14,7 @@ set -euo pipefail
 DS_ROOT=$(cd "$(dirname "$0")/.." && pwd)
 . "$DS_ROOT/tests/harness/lib.sh"
 runs=${1:-5}
-ensure_packages /usr/bin/time:time /usr/bin/bc:bc
+ensure_debs test bench
 
 "$DS_ROOT/build/release.sh" x86_64-unknown-linux-musl >/dev/null
 version=$(sed -n 's/^version = "\(.*\)"/\1/p' "$DS_ROOT/Cargo.toml" | head -n 1)

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Static release binaries: build/release.sh [TARGET...] (default: all three).
+# Static release binaries: build/release.sh [TARGET...] (default: every target of cross/targets.sh).
 # Each lands in dist/dockersave-<version>-<target>; its size and sha256 are printed, and the
 # build fails if a binary is not static or exceeds the 3 MiB budget. As root it installs the
 # Debian cross compilers and rustup targets it needs (see cross/targets.sh).

@@ -2,7 +2,8 @@
 # The whole test suite: unit tests, and integration tests against real programs on loopback —
 # the CNCF registry (plain HTTP, Bearer token auth with a token service, htpasswd basic auth),
 # images built by umoci/skopeo/buildah, and a Docker engine that loads and runs what dockersave
-# writes, including what the static x86_64, aarch64 and armv7 builds (build/release.sh) write. Run as root on a new machine: it installs the Debian packages it needs.
+# writes, including what the static builds of every target (build/release.sh) write. Run as root
+# on a new machine: it installs the Debian packages it needs (build/packages).
 #
 #   tests/run.sh            everything
 #   tests/run.sh ARGS...    passes ARGS to `cargo test` (e.g. a test name filter)
@@ -11,8 +12,8 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 DS_ROOT=$root
 . "$root/tests/harness/lib.sh"
 
-ensure_packages
-# The static release binaries for x86_64, aarch64 and armv7 (tests/static_builds.rs runs them).
+ensure_debs test
+# The static release binaries for every target (tests/static_builds.rs runs them).
 export DS_DIST=$root/dist
 "$root/build/release.sh"
 

@@ -1,14 +1,15 @@
 //! The static release binaries from `build/release.sh` (which `tests/run.sh` runs first): each is
 //! static with no program interpreter, reports its target, and — natively for x86_64, under
-//! qemu-user-static for aarch64 and armv7 — pulls from the loopback registry an archive that the
-//! host's Docker engine loads and runs.
+//! qemu-user-static for aarch64 and the ARM builds, on the oldest CPU each is meant for — pulls
+//! from the loopback registry an archive that the host's Docker engine loads and runs.
 
 mod common;
 
 use common::*;
 use std::path::Path;
 
-fn check_static_binary(target: &str, runner: Option<&str>, extra: &[&str], image: &str) {
+/// `runner` is the emulator and its options (empty: run natively).
+fn check_static_binary(target: &str, runner: &[&str], extra: &[&str], image: &str) {
     let binary = format!(
         "{}/dockersave-{}-{target}",
         env("DS_DIST"),
@@ -32,9 +33,10 @@ fn check_static_binary(target: &str, runner: Option<&str>, extra: &[&str], image
     );
 
     let invoke = |args: &[&str], cwd: &Path| -> Output {
-        match runner {
-            Some(qemu) => {
-                let mut all = vec![binary.as_str()];
+        match runner.split_first() {
+            Some((qemu, options)) => {
+                let mut all = options.to_vec();
+                all.push(binary.as_str());
                 all.extend_from_slice(args);
                 run(qemu, &all, cwd, None)
             }
@@ -49,8 +51,18 @@ fn check_static_binary(target: &str, runner: Option<&str>, extra: &[&str], image
         "{version}"
     );
 
-    let reference = format!("{}/{image}", env("DS_REGISTRY"));
-    let mut args = vec!["--insecure", "--tarname", "out.tar"];
+    // With --cacert the pull goes to the TLS registry (same storage), else to the plain one.
+    let tls = extra.contains(&"--cacert");
+    let registry = env(if tls {
+        "DS_TLS_REGISTRY"
+    } else {
+        "DS_REGISTRY"
+    });
+    let reference = format!("{registry}/{image}");
+    let mut args = vec!["--tarname", "out.tar"];
+    if !tls {
+        args.push("--insecure");
+    }
     args.extend_from_slice(extra);
     args.push(&reference);
     let out = invoke(&args, dir.path());
@@ -66,7 +78,7 @@ fn check_static_binary(target: &str, runner: Option<&str>, extra: &[&str], image
 
 #[test]
 fn x86_64_static_binary_pulls_a_loadable_archive() {
-    check_static_binary("x86_64-unknown-linux-musl", None, &[], "busybox");
+    check_static_binary("x86_64-unknown-linux-musl", &[], &[], "busybox");
 }
 
 #[test]
@@ -74,18 +86,52 @@ fn aarch64_static_binary_pulls_a_loadable_archive_under_qemu() {
     // Its own default platform is linux/arm64; ask the index for the image the host can run.
     check_static_binary(
         "aarch64-unknown-linux-musl",
-        Some("qemu-aarch64-static"),
+        &["qemu-aarch64-static"],
         &["--platform", "linux/amd64"],
         "multi",
     );
 }
 
 #[test]
-fn armv7_static_binary_pulls_a_loadable_archive_under_qemu() {
+fn armv7_static_binary_pulls_a_loadable_archive_on_a_cortex_a7() {
     check_static_binary(
         "armv7-unknown-linux-musleabihf",
-        Some("qemu-arm-static"),
+        &["qemu-arm-static", "-cpu", "cortex-a7"],
         &["--platform", "linux/amd64"],
         "multi-docker",
+    );
+}
+
+#[test]
+fn armv5te_static_binary_pulls_a_loadable_archive_on_an_armv5_cpu() {
+    // ARM926EJ-S: the ARMv5TE core of Marvell Kirkwood routers and NAS boxes.
+    check_static_binary(
+        "armv5te-unknown-linux-musleabi",
+        &["qemu-arm-static", "-cpu", "arm926"],
+        &["--platform", "linux/amd64"],
+        "multi",
+    );
+}
+
+#[test]
+fn armv5te_static_binary_pulls_a_loadable_archive_on_an_armv6_cpu() {
+    // ARM1176JZF-S: the ARMv6 core of the Raspberry Pi 1 and Zero.
+    check_static_binary(
+        "armv5te-unknown-linux-musleabi",
+        &["qemu-arm-static", "-cpu", "arm1176"],
+        &["--platform", "linux/amd64"],
+        "multi-docker",
+    );
+}
+
+#[test]
+fn armv5te_static_binary_speaks_tls_on_an_armv5_cpu() {
+    // ring's ARM code picks its routines by the CPU's features at run time; on a v5 core that
+    // must be the plain ones. A TLS pull proves the handshake and the ciphers run there.
+    check_static_binary(
+        "armv5te-unknown-linux-musleabi",
+        &["qemu-arm-static", "-cpu", "arm926"],
+        &["--cacert", &env("DS_TEST_CA")],
+        "busybox",
     );
 }

@@ -4,19 +4,6 @@
 
 . "$DS_ROOT/build/apt.sh"
 
-# Debian packages the suite uses, as "command:package".
-DS_PACKAGES="docker-registry:docker-registry umoci:umoci skopeo:skopeo buildah:buildah
-/bin/busybox:busybox-static dockerd:docker.io htpasswd:apache2-utils python3:python3 openssl:openssl"
-
-ensure_packages() {
-  local missing="" entry cmd pkg
-  for entry in $DS_PACKAGES "$@"; do
-    cmd=${entry%%:*} pkg=${entry#*:}
-    command -v "$cmd" >/dev/null 2>&1 || [ -x "$cmd" ] || missing="$missing $pkg"
-  done
-  [ -z "$missing" ] || apt_install $missing
-}
-
 free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
 }
