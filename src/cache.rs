@@ -7,9 +7,9 @@
 //! use; a corrupted one is removed with a warning and the blob is fetched again. The cache never
 //! decides what to fetch: `pull` asks it first.
 
-use crate::archive;
 use crate::digest::{Digest, HashingReader};
 use crate::error::Error;
+use crate::partial;
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
@@ -23,7 +23,7 @@ impl Cache {
     pub fn open(dir: &Path) -> Result<Cache, Error> {
         let blobs = dir.join("blobs").join("sha256");
         fs::create_dir_all(&blobs).map_err(|e| Error::io(&blobs, e))?;
-        archive::remove_stale_partials(&blobs);
+        partial::remove_stale_partials(&blobs);
         Ok(Cache { blobs })
     }
 
@@ -67,7 +67,7 @@ impl Cache {
     /// Starts an entry for `digest`; it appears under that name only on `commit`.
     pub fn entry(&self, digest: &Digest) -> Result<Entry, Error> {
         let dest = self.path(digest);
-        let temp = archive::temp_name(&dest);
+        let temp = partial::temp_name(&dest);
         let file = File::create(&temp).map_err(|e| Error::io(&temp, e))?;
         Ok(Entry {
             file: Some(file),

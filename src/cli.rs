@@ -4,7 +4,7 @@
 //! the disk; prompting for credentials happens in `main`.
 
 use crate::error::Error;
-use crate::manifest::Platform;
+use crate::manifest::{LayerChoice, Platform};
 use crate::reference::Reference;
 use crate::registry::http::Settings;
 use crate::registry::proxy::{self, ProxySettings};
@@ -18,6 +18,9 @@ dockersave - fetch a container image from a Docker/OCI registry, without Docker,
 and write an archive that `docker load` accepts.
 
 Usage: dockersave [OPTIONS] IMAGE
+       dockersave --rootfs DIR [--force] [--git] [OPTIONS] IMAGE
+       dockersave --flatten FILE|- [OPTIONS] IMAGE
+       dockersave --layer N|sha256:HEX [--registry-format] [OPTIONS] IMAGE
 
 IMAGE is a reference as Docker spells it: [HOST[:PORT]/]PATH[:TAG][@sha256:DIGEST]
 (`debian`, `debian:12`, `myregistry.example:5000/team/app:1.2`). The archive is
@@ -46,7 +49,23 @@ Options:
   --layers-dir NAME     name of the assembled directory (default: the archive's base name)
   --tarname NAME        file name of the archive (default: PATH-TAG.tar)
   --no-tar              leave the assembled directory; do not make the archive
-  --no-rm               keep the assembled directory after making the archive
+  --no-rm               keep the assembled directory after making the archive (with
+                        --rootfs: keep the layer tars in it too)
+
+Instead of an archive:
+  --rootfs DIR          apply the layers to DIR: the image's root filesystem, for chroot,
+                        LXC, systemd-nspawn (DIR is created; an existing non-empty DIR
+                        needs --force). As root with owners and device nodes.
+  --force               with --rootfs: apply the image over a non-empty DIR
+  --git                 with --rootfs: make DIR a git repository, one commit per layer,
+                        on branches layer<N>_<diff ID>
+  --flatten FILE        write the merged filesystem as one tar (FILE `-`: stdout),
+                        e.g. `dockersave --flatten - alpine | tar -x -C /mnt`
+  --layer N             fetch only layer N (1 is the bottom, -1 the top) or the layer whose
+                        digest or diff ID starts with sha256:HEX (12+ digits), written as
+                        <id>/layer.tar, <id>/json and <id>/VERSION
+  --registry-format     with --layer: the compressed blob as the registry serves it,
+                        written as <digest>.tar.gz
   -h, --help            show this help
   -V, --version         show the version
 
@@ -55,9 +74,28 @@ refused, 5 image/tag/platform not found, 6 verification failed or unsupported im
 7 local file error (e.g. disk full), 8 unexpected registry answer.
 ";
 
+/// What a run writes.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Output {
+    /// A `docker save` archive (or with --no-tar its directory).
+    Archive,
+    Rootfs {
+        dir: PathBuf,
+        force: bool,
+        git: bool,
+    },
+    /// The merged filesystem as a tar; `-` is stdout.
+    Flatten(PathBuf),
+    Layer {
+        which: LayerChoice,
+        registry_format: bool,
+    },
+}
+
 #[derive(Debug)]
 pub struct Options {
     pub image: Reference,
+    pub output: Output,
     pub insecure: bool,
     pub user: Option<String>,
     pub password: Option<String>,
@@ -111,6 +149,10 @@ pub fn parse(
     let mut tarname = None;
     let mut no_tar = false;
     let mut no_rm = false;
+    let mut rootfs = None;
+    let mut flatten = None;
+    let mut layer = None;
+    let (mut force, mut git, mut registry_format) = (false, false, false);
     while let Some(arg) = parser.next().map_err(usage)? {
         match arg {
             Short('h') | Long("help") => return Ok(Command::Help),
@@ -142,6 +184,15 @@ pub fn parse(
             Long("tarname") => tarname = Some(file_name(&mut parser, "--tarname")?),
             Long("no-tar") => no_tar = true,
             Long("no-rm") => no_rm = true,
+            Long("rootfs") => rootfs = Some(path(&mut parser, "--rootfs")?),
+            Long("force") => force = true,
+            Long("git") => git = true,
+            Long("flatten") => flatten = Some(path(&mut parser, "--flatten")?),
+            Long("layer") => {
+                let text = string(&mut parser, "--layer")?;
+                layer = Some(LayerChoice::parse(&text).map_err(Error::Usage)?);
+            }
+            Long("registry-format") => registry_format = true,
             Value(value) if image.is_none() => {
                 let text = value
                     .into_string()
@@ -163,6 +214,52 @@ pub fn parse(
     let Some(image) = image else {
         return Err(Error::Usage("missing IMAGE, e.g. dockersave debian".into()));
     };
+    let output = match (rootfs, flatten, layer) {
+        (None, None, None) => Output::Archive,
+        (Some(dir), None, None) => Output::Rootfs { dir, force, git },
+        (None, Some(file), None) => Output::Flatten(file),
+        (None, None, Some(which)) => Output::Layer {
+            which,
+            registry_format,
+        },
+        _ => {
+            return Err(Error::Usage(
+                "choose one of --rootfs, --flatten and --layer".into(),
+            ))
+        }
+    };
+    let is_rootfs = matches!(output, Output::Rootfs { .. });
+    let is_layer = matches!(output, Output::Layer { .. });
+    for (given, flag, wants) in [
+        (force && !is_rootfs, "--force", "--rootfs DIR"),
+        (git && !is_rootfs, "--git", "--rootfs DIR"),
+        (
+            registry_format && !is_layer,
+            "--registry-format",
+            "--layer N",
+        ),
+    ] {
+        if given {
+            return Err(Error::Usage(format!("{flag} goes with {wants}")));
+        }
+    }
+    if output != Output::Archive {
+        for (given, flag) in [
+            (no_tar, "--no-tar"),
+            (tarname.is_some(), "--tarname"),
+            (no_rm && !is_rootfs, "--no-rm"),
+            (
+                layers_dir.is_some() && !(is_rootfs && no_rm),
+                "--layers-dir",
+            ),
+        ] {
+            if given {
+                return Err(Error::Usage(format!(
+                    "{flag} is about the docker-save archive; it does not go with --rootfs, --flatten or --layer"
+                )));
+            }
+        }
+    }
     if (password.is_some() || password_stdin) && user.is_none() {
         return Err(Error::Usage(
             "--password and --password-stdin need --user".into(),
@@ -200,6 +297,7 @@ pub fn parse(
         });
     Ok(Command::Pull(Box::new(Options {
         image,
+        output,
         insecure,
         user,
         password,
@@ -244,6 +342,14 @@ fn string(parser: &mut lexopt::Parser, flag: &str) -> Result<String, Error> {
         .map_err(usage)?
         .into_string()
         .map_err(|_| Error::Usage(format!("the value of {flag} is not valid UTF-8")))
+}
+
+fn path(parser: &mut lexopt::Parser, flag: &str) -> Result<PathBuf, Error> {
+    let value = parser.value().map_err(usage)?;
+    if value.is_empty() {
+        return Err(Error::Usage(format!("{flag} needs a path")));
+    }
+    Ok(PathBuf::from(value))
 }
 
 /// A name for something inside the working directory: no separators, not `.` or `..`.
@@ -347,6 +453,34 @@ mod tests {
     }
 
     #[test]
+    fn outputs() {
+        assert_eq!(pull(&["x"]).unwrap().output, Output::Archive);
+        assert_eq!(
+            pull(&["--rootfs", "/srv/r", "--git", "--force", "--no-rm", "x"])
+                .unwrap()
+                .output,
+            Output::Rootfs {
+                dir: PathBuf::from("/srv/r"),
+                force: true,
+                git: true
+            }
+        );
+        assert_eq!(
+            pull(&["--flatten", "-", "x"]).unwrap().output,
+            Output::Flatten(PathBuf::from("-"))
+        );
+        assert_eq!(
+            pull(&["--layer", "-1", "--registry-format", "x"])
+                .unwrap()
+                .output,
+            Output::Layer {
+                which: LayerChoice::Position(-1),
+                registry_format: true
+            }
+        );
+    }
+
+    #[test]
     fn usage_errors() {
         for (args, needle) in [
             (&[][..], "missing IMAGE"),
@@ -364,6 +498,15 @@ mod tests {
             (&["--timeout", "0", "a"], "whole number"),
             (&["--tarname", "../x.tar", "a"], "plain file name"),
             (&["--user"], "missing argument"),
+            (&["--rootfs", "d", "--flatten", "-", "a"], "choose one"),
+            (&["--force", "a"], "--rootfs"),
+            (&["--git", "--flatten", "f", "a"], "--rootfs"),
+            (&["--registry-format", "a"], "--layer"),
+            (&["--layer", "0", "a"], "layer number"),
+            (&["--layer", "x", "a"], "layer number"),
+            (&["--rootfs", "d", "--tarname", "x.tar", "a"], "--tarname"),
+            (&["--flatten", "-", "--no-rm", "a"], "--no-rm"),
+            (&["--rootfs", "", "a"], "needs a path"),
         ] {
             let err = pull(args).unwrap_err();
             assert!(matches!(err, Error::Usage(_)), "{args:?}: {err:?}");
@@ -397,6 +540,12 @@ mod tests {
             "--arch",
             "--help",
             "--version",
+            "--rootfs",
+            "--force",
+            "--git",
+            "--flatten",
+            "--layer",
+            "--registry-format",
         ] {
             assert!(HELP.contains(flag), "{flag}");
         }

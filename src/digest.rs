@@ -61,7 +61,7 @@ impl fmt::Display for Digest {
 }
 
 /// A running sha256 over bytes handed to it piecewise.
-#[derive(Default)]
+#[derive(Default, Clone)]
 pub struct Hasher {
     inner: Sha256,
     len: u64,
@@ -94,6 +94,12 @@ impl<R: Read> HashingReader<R> {
             inner,
             hasher: Hasher::default(),
         }
+    }
+
+    /// The digest and length of what was read so far, reading on possible.
+    pub fn so_far(&self) -> (Digest, u64) {
+        let len = self.hasher.bytes();
+        (self.hasher.clone().finish(), len)
     }
 
     /// The digest and length of what was read so far.

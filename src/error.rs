@@ -36,12 +36,21 @@ pub enum Error {
     Unsupported(String),
     /// Malformed data from the registry.
     Invalid { what: String, detail: String },
+    /// A layer entry that would create, change or delete something outside the target tree.
+    Unsafe {
+        layer: String,
+        entry: String,
+        reason: String,
+    },
     /// The registry answered with a status we cannot act on.
     Http {
         host: String,
         status: u16,
         detail: String,
     },
+    /// Something on this machine is missing or failed (a program dockersave runs, a target
+    /// directory in the way).
+    Local(String),
     /// A local file could not be created, written or renamed.
     Io { path: PathBuf, source: io::Error },
 }
@@ -62,10 +71,11 @@ impl Error {
             Error::Network { .. } => EXIT_NETWORK,
             Error::Auth { .. } => EXIT_AUTH,
             Error::NotFound { .. } | Error::PlatformNotFound { .. } => EXIT_NOT_FOUND,
-            Error::DigestMismatch { .. } | Error::Unsupported(_) | Error::Invalid { .. } => {
-                EXIT_VERIFY
-            }
-            Error::Io { .. } => EXIT_LOCAL_IO,
+            Error::DigestMismatch { .. }
+            | Error::Unsupported(_)
+            | Error::Invalid { .. }
+            | Error::Unsafe { .. } => EXIT_VERIFY,
+            Error::Io { .. } | Error::Local(_) => EXIT_LOCAL_IO,
             Error::Http { .. } => EXIT_REGISTRY,
         }
     }
@@ -102,9 +112,14 @@ impl fmt::Display for Error {
             ),
             Error::Unsupported(msg) => write!(f, "{msg}"),
             Error::Invalid { what, detail } => write!(f, "{what} is malformed: {detail}"),
+            Error::Unsafe { layer, entry, reason } => write!(
+                f,
+                "{layer}: refusing the entry {entry:?}: {reason}; dockersave writes nothing outside the target directory, so this image cannot be unpacked"
+            ),
             Error::Http { host, status, detail } => {
                 write!(f, "{host} answered HTTP {status}: {detail}")
             }
+            Error::Local(msg) => write!(f, "{msg}"),
             Error::Io { path, source } => {
                 if source.kind() == io::ErrorKind::StorageFull {
                     write!(f, "disk full while writing {}; free some space or choose another --working-dir", path.display())

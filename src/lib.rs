@@ -9,16 +9,20 @@
 //!
 //! This is a library so that the parsers can be fuzzed (`fuzz/`); it is not a stable API.
 
-pub mod archive;
 pub mod cache;
 pub mod cli;
+pub mod confined;
 pub mod decompress;
 pub mod digest;
 pub mod error;
+pub mod fetch;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod layer_tar;
 pub mod manifest;
+pub mod partial;
 pub mod pipeline;
 pub mod pull;
 pub mod reference;
 pub mod registry;
+pub mod sinks;

@@ -36,8 +36,9 @@ fn run() -> Result<(), Error> {
         Command::Pull(options) => options,
     };
     let credentials = credentials(&options)?;
-    let written = pull::pull(&options, credentials)?;
-    println!("{}", written.display());
+    if let Some(written) = pull::pull(&options, credentials)? {
+        println!("{}", written.display());
+    }
     Ok(())
 }
 

@@ -66,6 +66,21 @@ pub struct Config {
     pub architecture: Option<String>,
     pub variant: Option<String>,
     pub created: Option<String>,
+    /// What built each layer, bottom first (`history` entries of empty layers left out).
+    pub layer_history: Vec<LayerHistory>,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct LayerHistory {
+    pub created: Option<String>,
+    pub created_by: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct RawHistory {
+    created: Option<String>,
+    created_by: Option<String>,
+    empty_layer: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -108,6 +123,7 @@ struct RawConfig {
     variant: Option<String>,
     created: Option<String>,
     rootfs: Option<RawRootfs>,
+    history: Option<Vec<RawHistory>>,
 }
 
 /// Parses a manifest or index. `content_type` is the response's Content-Type, used when the
@@ -196,6 +212,16 @@ pub fn parse_config(bytes: &[u8]) -> Result<Config, String> {
         architecture: raw.architecture,
         variant: raw.variant.filter(|v| !v.is_empty()),
         created: raw.created,
+        layer_history: raw
+            .history
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|h| h.empty_layer != Some(true))
+            .map(|h| LayerHistory {
+                created: h.created,
+                created_by: h.created_by,
+            })
+            .collect(),
     })
 }
 
@@ -304,6 +330,76 @@ pub fn choose<'a>(
     Err(available)
 }
 
+/// Which layer `--layer` asks for: a 1-based position (negative: counted from the top, `-1`
+/// being the top layer, as dlgrab exports it), or a digest prefix of at least 12 hex digits that
+/// names one layer's blob digest or diff ID.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LayerChoice {
+    Position(i64),
+    Digest(String),
+}
+
+impl LayerChoice {
+    pub fn parse(text: &str) -> Result<LayerChoice, String> {
+        if let Ok(n) = text.parse::<i64>() {
+            if n != 0 {
+                return Ok(LayerChoice::Position(n));
+            }
+        }
+        let hex = text.strip_prefix("sha256:").unwrap_or(text);
+        if (12..=64).contains(&hex.len()) && hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Ok(LayerChoice::Digest(hex.to_ascii_lowercase()));
+        }
+        Err(format!(
+            "--layer takes a layer number (1 is the bottom layer, -1 the top) or sha256: and at least 12 hex digits of a layer digest or diff ID, not {text:?}"
+        ))
+    }
+
+    /// The index of the chosen layer among `blobs` (their diff IDs alongside).
+    pub fn pick(&self, blobs: &[Descriptor], diff_ids: &[Digest]) -> Result<usize, String> {
+        let count = blobs.len();
+        match self {
+            LayerChoice::Position(n) => {
+                let index = if *n > 0 { n - 1 } else { count as i64 + n };
+                usize::try_from(index)
+                    .ok()
+                    .filter(|&i| i < count)
+                    .ok_or_else(|| format!("the image has {count} layers; there is no layer {n}"))
+            }
+            LayerChoice::Digest(prefix) => {
+                let matches: Vec<usize> = (0..count)
+                    .filter(|&i| {
+                        blobs[i].digest.hex().starts_with(prefix.as_str())
+                            || diff_ids
+                                .get(i)
+                                .is_some_and(|d| d.hex().starts_with(prefix.as_str()))
+                    })
+                    .collect();
+                match matches.as_slice() {
+                    [one] => Ok(*one),
+                    [] => Err(format!(
+                        "no layer's digest or diff ID starts with {prefix}; the layers are {}",
+                        blobs
+                            .iter()
+                            .enumerate()
+                            .map(|(i, b)| format!("{} {}", i + 1, b.digest))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )),
+                    several => Err(format!(
+                        "{prefix} names several layers ({}); give more digits",
+                        several
+                            .iter()
+                            .map(|i| (i + 1).to_string())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )),
+                }
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -405,6 +501,14 @@ mod tests {
         );
         let config = parse_config(json.as_bytes()).unwrap();
         assert_eq!(config.diff_ids[0].hex(), hex('3'));
+        assert!(config.layer_history.is_empty());
+        let with_history = r#"{"rootfs":{"diff_ids":[]},"history":[{"created_by":"ADD x /"},{"created_by":"CMD sh","empty_layer":true},{"created_by":"RUN y"}]}"#;
+        let history = parse_config(with_history.as_bytes()).unwrap().layer_history;
+        let by: Vec<_> = history
+            .iter()
+            .map(|h| h.created_by.as_deref().unwrap())
+            .collect();
+        assert_eq!(by, ["ADD x /", "RUN y"]);
         assert_eq!(config.architecture.as_deref(), Some("amd64"));
         assert!(parse_config(br#"{"os":"linux"}"#).is_err());
     }
@@ -422,5 +526,36 @@ mod tests {
         assert!(Platform::parse("linux").is_err());
         assert!(Platform::parse("linux/arm/v7/x").is_err());
         assert!(Platform::parse("linux//v7").is_err());
+    }
+    #[test]
+    fn picks_layers_by_position_and_digest() {
+        let blob = |c: char| Descriptor {
+            media_type: String::new(),
+            digest: Digest::parse(&format!("sha256:{}", hex(c))).unwrap(),
+            size: 1,
+        };
+        let blobs = [blob('a'), blob('b'), blob('c')];
+        let diff_ids: Vec<Digest> = ['d', 'e', 'f']
+            .iter()
+            .map(|&c| Digest::parse(&format!("sha256:{}", hex(c))).unwrap())
+            .collect();
+        let pick = |text: &str| LayerChoice::parse(text)?.pick(&blobs, &diff_ids);
+        assert_eq!(pick("1"), Ok(0));
+        assert_eq!(pick("3"), Ok(2));
+        assert_eq!(pick("-1"), Ok(2));
+        assert_eq!(pick("-3"), Ok(0));
+        assert_eq!(pick(&format!("sha256:{}", &hex('b')[..12])), Ok(1));
+        assert_eq!(pick(&hex('f')[..20]), Ok(2));
+        assert!(pick("4").unwrap_err().contains("3 layers"));
+        assert!(pick("-4").is_err());
+        assert!(LayerChoice::parse("0").is_err());
+        assert!(LayerChoice::parse("sha256:abc").is_err());
+        assert!(pick(&"1".repeat(12)).unwrap_err().contains("no layer"));
+        let same = [blob('a'), blob('a')];
+        let err = LayerChoice::parse(&hex('a')[..12])
+            .unwrap()
+            .pick(&same, &diff_ids[..2])
+            .unwrap_err();
+        assert!(err.contains("several"), "{err}");
     }
 }

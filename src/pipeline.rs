@@ -32,67 +32,189 @@ pub struct LayerLabel<'a> {
 /// blob against `blob` and the tar against `diff_id`. On error `out` holds garbage: the caller
 /// removes it.
 pub fn unpack_layer(
-    body: impl Read,
+    body: &mut dyn Read,
     blob: &Descriptor,
     diff_id: &Digest,
-    out: &mut impl Write,
+    out: &mut dyn Write,
     label: &LayerLabel,
 ) -> Result<LayerStats, Error> {
-    // One byte more than promised, so an over-long blob is noticed rather than cut to size.
-    let mut layer = Decompressor::new(HashingReader::new(body.take(blob.size.saturating_add(1))));
-    let mut tar = Hasher::default();
+    let mut layer = LayerReader::new(body, blob, diff_id, label);
     let mut buf = vec![0u8; BUFFER];
     loop {
         let n = match layer.read(&mut buf) {
             Ok(0) => break,
             Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) if e.kind() == io::ErrorKind::InvalidData => {
-                // Corruption usually breaks the gzip stream before the digest can be compared;
-                // read the rest so the user hears "digest mismatch" when that is the cause.
-                let mut hashing = layer.into_inner();
-                if io::copy(&mut hashing, &mut io::sink()).is_ok() {
-                    check_blob(hashing.finish(), blob, label)?;
-                }
-                return Err(Error::Invalid {
-                    what: label.name.to_string(),
-                    detail: e.to_string(),
-                });
-            }
-            Err(e) if e.kind() == io::ErrorKind::Unsupported => {
-                return Err(Error::Unsupported(format!("{}: {e}", label.name)));
-            }
-            Err(e) => {
-                return Err(Error::Network {
-                    host: label.host.to_string(),
-                    detail: format!("download of {} broke off: {e}", label.name),
-                })
-            }
+            Err(e) => return Err(layer.explain(Error::io(label.out_path, e))),
         };
-        tar.update(&buf[..n]);
         out.write_all(&buf[..n])
             .map_err(|e| Error::io(label.out_path, e))?;
     }
-    let mut hashing = layer.into_inner();
-    // Anything the decompressor left unread (cannot happen for valid data) still counts.
-    io::copy(&mut hashing, &mut io::sink()).map_err(|e| Error::Network {
-        host: label.host.to_string(),
-        detail: format!("download of {} broke off: {e}", label.name),
-    })?;
-    let compressed = check_blob(hashing.finish(), blob, label)?;
-    let uncompressed = tar.bytes();
-    let actual = tar.finish();
-    if actual != *diff_id {
-        return Err(Error::DigestMismatch {
-            what: format!("the uncompressed {}", label.name),
-            expected: diff_id.to_string(),
-            actual: actual.to_string(),
-        });
+    layer.finish()
+}
+
+/// A layer blob read as its uncompressed tar, hashed on both sides as it passes: for consumers
+/// that pull (the tar reader of `--rootfs` and `--flatten`). Nothing it yields is trusted until
+/// `finish` has compared both digests; a consumer that fails on the way asks `explain`, which
+/// prefers a digest mismatch (the real cause when bytes were corrupted) to the symptom.
+pub struct LayerReader<'a> {
+    layer: Decompressor<HashingReader<io::Take<&'a mut dyn Read>>>,
+    tar: Hasher,
+    blob: &'a Descriptor,
+    diff_id: &'a Digest,
+    label: &'a LayerLabel<'a>,
+    /// The precise error behind an `io::Error` this reader returned.
+    failure: Option<Error>,
+}
+
+impl<'a> LayerReader<'a> {
+    pub fn new(
+        body: &'a mut dyn Read,
+        blob: &'a Descriptor,
+        diff_id: &'a Digest,
+        label: &'a LayerLabel<'a>,
+    ) -> LayerReader<'a> {
+        LayerReader {
+            // One byte more than promised, so an over-long blob is noticed, not cut to size.
+            layer: Decompressor::new(HashingReader::new(body.take(blob.size.saturating_add(1)))),
+            tar: Hasher::default(),
+            blob,
+            diff_id,
+            label,
+            failure: None,
+        }
     }
-    Ok(LayerStats {
-        compressed,
-        uncompressed,
-    })
+
+    /// Reads whatever the consumer left (the tar's trailing zero blocks count towards the diff
+    /// ID) and checks the blob's size and digest and the tar's diff ID.
+    pub fn finish(mut self) -> Result<LayerStats, Error> {
+        if let Some(failure) = self.failure.take() {
+            return Err(failure);
+        }
+        let mut buf = vec![0u8; BUFFER];
+        loop {
+            match self.read(&mut buf) {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(_) => return Err(self.failure.take().unwrap_or_else(|| self.broken("?"))),
+            }
+        }
+        let label = self.label;
+        let mut hashing = self.layer.into_inner();
+        // Anything the decompressor left unread (cannot happen for valid data) still counts.
+        io::copy(&mut hashing, &mut io::sink()).map_err(|e| Error::Network {
+            host: label.host.to_string(),
+            detail: format!("download of {} broke off: {e}", label.name),
+        })?;
+        let compressed = check_blob(hashing.finish(), self.blob, label)?;
+        let uncompressed = self.tar.bytes();
+        let actual = self.tar.finish();
+        if actual != *self.diff_id {
+            return Err(Error::DigestMismatch {
+                what: format!("the uncompressed {}", label.name),
+                expected: self.diff_id.to_string(),
+                actual: actual.to_string(),
+            });
+        }
+        Ok(LayerStats {
+            compressed,
+            uncompressed,
+        })
+    }
+
+    /// The error to report when the consumer failed with `consumer`: this reader's own failure,
+    /// else a digest mismatch found by reading the rest of the layer, else `consumer`.
+    pub fn explain(mut self, consumer: Error) -> Error {
+        if let Some(failure) = self.failure.take() {
+            return failure;
+        }
+        match self.finish() {
+            Err(e @ Error::DigestMismatch { .. }) | Err(e @ Error::Network { .. }) => e,
+            Err(e @ Error::Unsupported(_)) | Err(e @ Error::Invalid { .. }) => e,
+            _ => consumer,
+        }
+    }
+
+    fn broken(&self, cause: &str) -> Error {
+        Error::Network {
+            host: self.label.host.to_string(),
+            detail: format!("download of {} broke off: {cause}", self.label.name),
+        }
+    }
+
+    fn fail(&mut self, error: Error) -> io::Error {
+        let e = io::Error::other(error.to_string());
+        self.failure = Some(error);
+        e
+    }
+}
+
+impl Read for LayerReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.failure.is_some() {
+            return Err(io::Error::other("the layer already failed"));
+        }
+        loop {
+            return match self.layer.read(buf) {
+                Ok(n) => {
+                    self.tar.update(&buf[..n]);
+                    Ok(n)
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == io::ErrorKind::InvalidData => {
+                    // Corruption usually breaks the gzip stream before the digest can be
+                    // compared; read the rest so the user hears "digest mismatch" when that
+                    // is the cause.
+                    let hashing = self.layer.get_mut();
+                    let error = match io::copy(hashing, &mut io::sink()) {
+                        Ok(_) => check_blob(hashing.so_far(), self.blob, self.label).err(),
+                        Err(_) => None,
+                    };
+                    Err(self.fail(error.unwrap_or_else(|| Error::Invalid {
+                        what: self.label.name.to_string(),
+                        detail: e.to_string(),
+                    })))
+                }
+                Err(e) if e.kind() == io::ErrorKind::Unsupported => {
+                    let error = Error::Unsupported(format!("{}: {e}", self.label.name));
+                    Err(self.fail(error))
+                }
+                Err(e) => {
+                    let error = self.broken(&e.to_string());
+                    Err(self.fail(error))
+                }
+            };
+        }
+    }
+}
+
+/// Writes every byte read through it to `copy` as well; a failed write fails the read.
+pub struct CopyingReader<R, W> {
+    inner: R,
+    copy: W,
+}
+
+impl<R: Read, W: Write> CopyingReader<R, W> {
+    pub fn new(inner: R, copy: W) -> CopyingReader<R, W> {
+        CopyingReader { inner, copy }
+    }
+
+    /// Reads (and copies) what is left, e.g. the end-of-archive blocks a tar reader stops
+    /// before, so the copy is whole.
+    pub fn drain(&mut self) -> io::Result<()> {
+        io::copy(self, &mut io::sink()).map(|_| ())
+    }
+
+    pub fn into_copy(self) -> W {
+        self.copy
+    }
+}
+
+impl<R: Read, W: Write> Read for CopyingReader<R, W> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.copy.write_all(&buf[..n])?;
+        Ok(n)
+    }
 }
 
 fn check_blob(
@@ -141,7 +263,7 @@ mod tests {
             out_path: &path,
         };
         let mut out = Vec::new();
-        unpack_layer(blob_bytes, blob, diff_id, &mut out, &label).map(|_| out)
+        unpack_layer(&mut &blob_bytes[..], blob, diff_id, &mut out, &label).map(|_| out)
     }
 
     fn descriptor(bytes: &[u8]) -> Descriptor {

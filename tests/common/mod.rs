@@ -525,3 +525,215 @@ fn forward(
     }
     stream.write_all(&body)
 }
+
+/// Builds the test image `builder` of `tests/harness/images.py` (aimed at `canary`, for the
+/// hostile ones), pushes it with skopeo to the plain registry as `repository:latest` and
+/// returns `REGISTRY/repository`.
+pub fn push_built_image(builder: &str, repository: &str, canary: Option<&Path>) -> String {
+    let layout = Scratch::new("layout");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/harness/images.py");
+    let layout_dir = layout.path().join("oci");
+    let mut args = vec![script, builder, layout_dir.to_str().unwrap()];
+    let canary = canary.map(|c| c.to_str().unwrap().to_string());
+    if let Some(canary) = &canary {
+        args.push(canary);
+    }
+    let built = run("python3", &args, Path::new("/"), None);
+    assert_eq!(built.code, 0, "images.py {builder} failed:\n{built}");
+    let reference = format!("{}/{repository}", env("DS_REGISTRY"));
+    let source = format!("oci:{}:{builder}", layout_dir.display());
+    let destination = format!("docker://{reference}:latest");
+    let pushed = run(
+        "skopeo",
+        &[
+            "copy",
+            "--quiet",
+            "--dest-tls-verify=false",
+            &source,
+            &destination,
+        ],
+        Path::new("/"),
+        None,
+    );
+    assert_eq!(pushed.code, 0, "skopeo copy failed:\n{pushed}");
+    reference
+}
+
+/// One path of a tree, as the comparisons see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Node {
+    /// `-` file, `d` directory, `l` symlink, `c`/`b` device, `p` FIFO.
+    pub kind: char,
+    /// Permission bits with setuid, setgid and sticky.
+    pub mode: u32,
+    pub owner: (u32, u32),
+    pub link: Option<String>,
+    pub xattrs: std::collections::BTreeMap<String, Vec<u8>>,
+    pub sha256: Option<String>,
+    pub rdev: u64,
+    /// (device, inode): which paths are hard links of each other.
+    pub inode: (u64, u64),
+}
+
+/// Every path below `dir` (not `dir` itself), lstat'ed: symlinks are not followed.
+pub fn snapshot(dir: &Path) -> std::collections::BTreeMap<String, Node> {
+    use sha2::Digest as _;
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let mut out = std::collections::BTreeMap::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(current) = todo.pop() {
+        for entry in std::fs::read_dir(&current).unwrap() {
+            let path = entry.unwrap().path();
+            let meta = std::fs::symlink_metadata(&path).unwrap();
+            let kind = meta.file_type();
+            let kind = if kind.is_dir() {
+                todo.push(path.clone());
+                'd'
+            } else if kind.is_symlink() {
+                'l'
+            } else if kind.is_char_device() {
+                'c'
+            } else if kind.is_block_device() {
+                'b'
+            } else if kind.is_fifo() {
+                'p'
+            } else {
+                '-'
+            };
+            let sha256 = (kind == '-').then(|| {
+                let bytes = std::fs::read(&path).unwrap();
+                format!("{:x}", sha2::Sha256::digest(&bytes))
+            });
+            let link =
+                (kind == 'l').then(|| std::fs::read_link(&path).unwrap().display().to_string());
+            let rel = path.strip_prefix(dir).unwrap().display().to_string();
+            out.insert(
+                rel,
+                Node {
+                    kind,
+                    mode: meta.mode() & 0o7777,
+                    owner: (meta.uid(), meta.gid()),
+                    link,
+                    xattrs: xattrs(&path),
+                    sha256,
+                    rdev: meta.rdev(),
+                    inode: (meta.dev(), meta.ino()),
+                },
+            );
+        }
+    }
+    out
+}
+
+fn xattrs(path: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
+    use std::os::unix::ffi::OsStrExt;
+    let cpath = std::ffi::CString::new(path.as_os_str().as_bytes()).unwrap();
+    let mut names = vec![0u8; 4096];
+    let n = unsafe { libc::llistxattr(cpath.as_ptr(), names.as_mut_ptr().cast(), names.len()) };
+    assert!(n >= 0, "llistxattr {}", path.display());
+    let mut out = std::collections::BTreeMap::new();
+    for name in names[..n as usize]
+        .split(|&b| b == 0)
+        .filter(|n| !n.is_empty())
+    {
+        let cname = std::ffi::CString::new(name).unwrap();
+        let mut value = vec![0u8; 4096];
+        let len = unsafe {
+            libc::lgetxattr(
+                cpath.as_ptr(),
+                cname.as_ptr(),
+                value.as_mut_ptr().cast(),
+                value.len(),
+            )
+        };
+        assert!(len >= 0, "lgetxattr {}", path.display());
+        value.truncate(len as usize);
+        out.insert(String::from_utf8_lossy(name).into_owned(), value);
+    }
+    out
+}
+
+/// What `compare` looks at.
+#[derive(Clone, Copy)]
+pub struct Compare {
+    pub owners: bool,
+    /// Whether hard links must be hard links in both trees (the same paths share an inode).
+    pub hard_links: bool,
+}
+
+/// The differences between two snapshots, one line each; empty when they agree on the set of
+/// paths and, for each, its type, mode, (owner), link target, xattrs, content and device.
+pub fn compare(
+    ours: &std::collections::BTreeMap<String, Node>,
+    theirs: &std::collections::BTreeMap<String, Node>,
+    how: Compare,
+) -> Vec<String> {
+    let mut differences = Vec::new();
+    for path in ours
+        .keys()
+        .chain(theirs.keys())
+        .collect::<std::collections::BTreeSet<_>>()
+    {
+        match (ours.get(path), theirs.get(path)) {
+            (Some(a), Some(b)) => {
+                let mut a = a.clone();
+                let mut b = b.clone();
+                if !how.owners {
+                    a.owner = (0, 0);
+                    b.owner = (0, 0);
+                }
+                (a.inode, b.inode) = ((0, 0), (0, 0));
+                if a != b {
+                    differences.push(format!("{path}: ours {a:?}, theirs {b:?}"));
+                }
+            }
+            (Some(_), None) => differences.push(format!("{path}: only in ours")),
+            (None, Some(_)) => differences.push(format!("{path}: only in theirs")),
+            (None, None) => unreachable!(),
+        }
+    }
+    if how.hard_links {
+        let groups = |tree: &std::collections::BTreeMap<String, Node>| {
+            let mut by_inode: std::collections::BTreeMap<(u64, u64), Vec<String>> =
+                Default::default();
+            for (path, node) in tree {
+                if node.kind == '-' {
+                    by_inode.entry(node.inode).or_default().push(path.clone());
+                }
+            }
+            let mut groups: Vec<Vec<String>> =
+                by_inode.into_values().filter(|g| g.len() > 1).collect();
+            groups.sort();
+            groups
+        };
+        let (a, b) = (groups(ours), groups(theirs));
+        if a != b {
+            differences.push(format!("hard links: ours {a:?}, theirs {b:?}"));
+        }
+    }
+    differences
+}
+
+/// Runs a program as the unprivileged user `nobody` (setpriv, from util-linux).
+pub fn run_as_nobody(program: &str, args: &[&str], cwd: &Path, envs: &[(&str, &str)]) -> Output {
+    let mut all = vec![
+        "--reuid=65534",
+        "--regid=65534",
+        "--clear-groups",
+        "--",
+        program,
+    ];
+    all.extend_from_slice(args);
+    run_env("setpriv", &all, cwd, None, envs)
+}
+
+/// Makes a directory the user `nobody` may write in.
+pub fn give_to_nobody(dir: &Path) {
+    let out = run(
+        "chown",
+        &["-R", "65534:65534", dir.to_str().unwrap()],
+        Path::new("/"),
+        None,
+    );
+    assert_eq!(out.code, 0, "{out}");
+}

@@ -9,6 +9,7 @@
 
 use crate::digest::Digest;
 use crate::error::Error;
+use crate::partial::temp_name;
 use miniserde::{json, Serialize};
 use std::fs::{self, File};
 use std::io::{self, Seek, Write};
@@ -120,45 +121,6 @@ pub fn layer_files(
 
 pub fn write_file(path: &Path, bytes: &[u8]) -> Result<(), Error> {
     fs::write(path, bytes).map_err(|e| Error::io(path, e))
-}
-
-/// The name a file is written under until it is complete: hidden, beside the final one, unique
-/// to this process.
-pub fn temp_name(dest: &Path) -> PathBuf {
-    let name = dest
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    dest.with_file_name(format!(".{name}.partial-{}", std::process::id()))
-}
-
-/// Removes what killed runs left behind in `dir`: `.NAME.partial-PID` files and directories
-/// whose process is gone. Best effort; a live process's partial files are never touched.
-pub fn remove_stale_partials(dir: &Path) {
-    let Ok(entries) = fs::read_dir(dir) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        let Some((_, pid)) = name
-            .strip_prefix('.')
-            .and_then(|n| n.rsplit_once(".partial-"))
-        else {
-            continue;
-        };
-        let Ok(pid) = pid.parse::<u32>() else {
-            continue;
-        };
-        if pid == std::process::id() || Path::new(&format!("/proc/{pid}")).exists() {
-            continue;
-        }
-        let path = entry.path();
-        let _ = if path.is_dir() {
-            fs::remove_dir_all(&path)
-        } else {
-            fs::remove_file(&path)
-        };
-    }
 }
 
 /// The archive being written. Layers enter it in manifest order: the layer whose turn it is

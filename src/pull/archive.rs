@@ -1,27 +1,22 @@
-//! One pull, start to finish: resolve the manifest for the platform, fetch and verify the config,
-//! run every layer through the pipeline into the archive as it arrives (or into the image
-//! directory, with --no-tar or --no-rm), then finish the archive.
-//!
-//! This is the only module that touches both the registry and the disk. It owns cleanup: whatever
-//! this run created is removed on failure (kept with `--no-rm`), and nothing appears under a final
-//! name until it is complete.
+//! The default output: a `docker save` archive, every layer run through the pipeline into the
+//! archive as it arrives (or into the image directory, with --no-tar or --no-rm).
 
-use crate::archive::{self, ArchiveWriter, LayerEntries};
+use super::{size, Image};
 use crate::cache::{Cache, Tee};
 use crate::cli::Options;
 use crate::error::Error;
-use crate::manifest::{self, Config, Descriptor, Fetched, Manifest, Platform};
+use crate::manifest::{Config, Descriptor};
+use crate::partial;
 use crate::pipeline::{self, LayerLabel, LayerStats};
-use crate::registry::auth::Credentials;
-use crate::registry::http::Http;
 use crate::registry::Registry;
+use crate::sinks::archive::{self, ArchiveWriter, LayerEntries};
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
-/// Pulls `options.image` and returns the path of what it wrote (archive or directory).
-pub fn pull(options: &Options, credentials: Option<Credentials>) -> Result<PathBuf, Error> {
+/// Writes the archive (or its directory) and returns its path.
+pub(super) fn save(options: &Options, image: &Image) -> Result<PathBuf, Error> {
     let base_name = options
         .layers_dir
         .clone()
@@ -43,53 +38,10 @@ pub fn pull(options: &Options, credentials: Option<Credentials>) -> Result<PathB
             ),
         ));
     }
-    fs::create_dir_all(&options.working_dir).map_err(|e| Error::io(&options.working_dir, e))?;
-    archive::remove_stale_partials(&options.working_dir);
-    let cache = options.cache_dir.as_deref().map(Cache::open).transpose()?;
-
-    eprintln!("Pulling {}", options.image);
-    let http = Http::new(&options.http)?;
-    let registry = Registry::connect(http, &options.image, options.insecure, credentials)?;
-    let manifest = resolve(&registry, options)?;
-    let config_bytes = match cache
-        .as_ref()
-        .and_then(|c| c.get_bytes(&manifest.config.digest, manifest.config.size))
-    {
-        Some(bytes) => bytes,
-        None => {
-            let bytes = registry.small_blob(&manifest.config, "the image config")?;
-            if let Some(cache) = &cache {
-                cache.put_bytes(&manifest.config.digest, &bytes)?;
-            }
-            bytes
-        }
-    };
-    let config = manifest::parse_config(&config_bytes).map_err(|detail| Error::Invalid {
-        what: "the image config".into(),
-        detail,
-    })?;
-    if config.diff_ids.len() != manifest.layers.len() {
-        return Err(Error::Invalid {
-            what: "the image".into(),
-            detail: format!(
-                "the manifest lists {} layers but the config {} diff IDs",
-                manifest.layers.len(),
-                config.diff_ids.len()
-            ),
-        });
-    }
-    if let (Some(os), Some(arch)) = (&config.os, &config.architecture) {
-        let actual = Platform::new(os, arch, config.variant.as_deref());
-        if actual.os != options.platform.os || actual.architecture != options.platform.architecture
-        {
-            eprintln!(
-                "warning: the image is for {actual}, not {}",
-                options.platform
-            );
-        }
-    }
-
-    let work_dir = archive::temp_name(&final_dir);
+    let (manifest, config, config_bytes) = (&image.manifest, &image.config, &image.config_bytes);
+    let cache = image.cache.as_ref();
+    let registry = &image.registry;
+    let work_dir = partial::temp_name(&final_dir);
     let mut cleanup = Cleanup {
         dir: Some(work_dir.clone()),
         keep: options.no_rm,
@@ -104,11 +56,11 @@ pub fn pull(options: &Options, credentials: Option<Credentials>) -> Result<PathB
         Some(ArchiveWriter::create(&tar_path, total, !options.no_rm)?)
     };
     let job = LayerJob {
-        registry: &registry,
-        cache: cache.as_ref(),
+        registry,
+        cache,
         work_dir: &work_dir,
         ids: &ids,
-        config: &config,
+        config,
         layers: &manifest.layers,
         archive: archive.as_ref(),
         tar_path: &tar_path,
@@ -119,7 +71,7 @@ pub fn pull(options: &Options, credentials: Option<Credentials>) -> Result<PathB
     let uncompressed: u64 = stats.iter().map(|s| s.uncompressed).sum();
     let repo_tag = options.image.repo_tag();
     let files = archive::image_files(
-        &config_bytes,
+        config_bytes,
         &manifest.config.digest,
         &ids,
         repo_tag.as_deref(),
@@ -271,7 +223,7 @@ fn unpack(
     i: usize,
     name: &str,
     out_path: &Path,
-    out: &mut impl std::io::Write,
+    out: &mut dyn std::io::Write,
 ) -> Result<LayerStats, Error> {
     let (blob, diff_id) = (&job.layers[i], &job.config.diff_ids[i]);
     let label = LayerLabel {
@@ -283,7 +235,7 @@ fn unpack(
         job.cache,
         job.cache.and_then(|c| c.get(&blob.digest, blob.size)),
     ) {
-        (_, Some(cached)) => pipeline::unpack_layer(cached, blob, diff_id, out, &label),
+        (_, Some(mut cached)) => pipeline::unpack_layer(&mut cached, blob, diff_id, out, &label),
         (Some(cache), None) => {
             let mut entry = cache.entry(&blob.digest)?;
             let body = job.registry.blob_stream(&blob.digest, blob.size, name)?;
@@ -295,49 +247,10 @@ fn unpack(
             Ok(stats)
         }
         (None, None) => {
-            let body = job.registry.blob_stream(&blob.digest, blob.size, name)?;
-            pipeline::unpack_layer(body, blob, diff_id, out, &label)
+            let mut body = job.registry.blob_stream(&blob.digest, blob.size, name)?;
+            pipeline::unpack_layer(&mut body, blob, diff_id, out, &label)
         }
     }
-}
-
-/// Fetches the manifest for the reference, stepping through an index to the platform's entry.
-fn resolve(registry: &Registry, options: &Options) -> Result<Manifest, Error> {
-    let image = options.image.to_string();
-    let mut reference = options.image.manifest_ref();
-    // An index may point to another index; two levels are plenty.
-    for _ in 0..3 {
-        let fetched = registry.manifest(&reference)?;
-        match manifest::parse(&fetched.bytes, fetched.content_type.as_deref()) {
-            Ok(Fetched::Image(manifest)) => {
-                eprintln!("  manifest {}", fetched.digest);
-                if let Some(layer) = manifest.layers.iter().find(|l| l.media_type.contains("zstd")) {
-                    return Err(Error::Unsupported(format!(
-                        "{image} has zstd-compressed layers ({}), which dockersave does not support yet",
-                        layer.digest
-                    )));
-                }
-                return Ok(manifest);
-            }
-            Ok(Fetched::Index(entries)) => {
-                let entry = manifest::choose(&entries, &options.platform).map_err(|available| {
-                    Error::PlatformNotFound { image: image.clone(), wanted: options.platform.to_string(), available }
-                })?;
-                eprintln!("  platform {}: {}", options.platform, entry.descriptor.digest);
-                reference = entry.descriptor.digest.to_string();
-            }
-            Err(detail) if detail == "schema1" => {
-                return Err(Error::Unsupported(format!(
-                    "{image} uses the Docker schema 1 manifest format, which is deprecated and not supported; push it again with a current tool"
-                )))
-            }
-            Err(detail) => return Err(Error::Invalid { what: format!("the manifest of {image}"), detail }),
-        }
-    }
-    Err(Error::Invalid {
-        what: format!("the manifest of {image}"),
-        detail: "indexes nest too deeply".into(),
-    })
 }
 
 /// Removes the image directory this run created unless told to keep it.
@@ -358,18 +271,5 @@ impl Drop for Cleanup {
                 let _ = fs::remove_dir_all(&dir);
             }
         }
-    }
-}
-
-fn size(bytes: u64) -> String {
-    let b = bytes as f64;
-    if b >= 1e9 {
-        format!("{:.1} GB", b / 1e9)
-    } else if b >= 1e6 {
-        format!("{:.1} MB", b / 1e6)
-    } else if b >= 1e3 {
-        format!("{:.1} kB", b / 1e3)
-    } else {
-        format!("{bytes} B")
     }
 }

@@ -1,0 +1,117 @@
+//! Work in progress on disk: the hidden `.NAME.partial-PID` name a file or directory has until
+//! it is complete, and the removal of what killed runs left under such names.
+//!
+//! Everything dockersave writes appears under its final name only by a rename, so a reader
+//! never sees half of it; this module owns the naming that makes that, and the cleanup, work.
+
+use crate::confined::{self, Root};
+use std::fs;
+use std::path::{Path, PathBuf};
+
+/// The name a file is written under until it is complete: hidden, beside the final one, unique
+/// to this process.
+pub fn temp_name(dest: &Path) -> PathBuf {
+    let name = dest
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    dest.with_file_name(format!(".{name}.partial-{}", std::process::id()))
+}
+
+/// Removes what killed runs left behind in `dir`: `.NAME.partial-PID` files and directories
+/// whose process is gone. Best effort; a live process's partial files are never touched.
+pub fn remove_stale_partials(dir: &Path) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some((_, pid)) = name
+            .strip_prefix('.')
+            .and_then(|n| n.rsplit_once(".partial-"))
+        else {
+            continue;
+        };
+        let Ok(pid) = pid.parse::<u32>() else {
+            continue;
+        };
+        if pid == std::process::id() || alive(pid) {
+            continue;
+        }
+        remove(&entry.path());
+    }
+}
+
+/// Whether a process exists (signal 0 checks without sending; EPERM means it exists but is
+/// not ours). No /proc needed: an initramfs may not have one.
+fn alive(pid: u32) -> bool {
+    let Ok(pid) = libc::pid_t::try_from(pid) else {
+        return false;
+    };
+    pid > 0
+        && (unsafe { libc::kill(pid, 0) } == 0
+            || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM))
+}
+
+/// Removes a file, or a directory tree with read-only directories in it (an unprivileged
+/// `--rootfs` makes those), following no symlink. Best effort.
+pub fn remove(path: &Path) {
+    let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
+        return;
+    };
+    let parent = if parent.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        parent
+    };
+    if let Ok(root) = Root::open(parent) {
+        let _ = confined::remove_all_at(root.fd(), name.as_encoded_bytes());
+    }
+}
+
+/// Removes everything in a directory, keeping the directory. Best effort.
+pub fn empty(dir: &Path) {
+    if let Ok(root) = Root::open(dir) {
+        for name in confined::list_dir(root.fd()).unwrap_or_default() {
+            let _ = confined::remove_all_at(root.fd(), &name);
+        }
+    }
+}
+
+/// A file or directory under its `.partial` name, removed when dropped unless `persist` moved
+/// it to its final name.
+pub struct Temp {
+    path: PathBuf,
+    dest: PathBuf,
+    done: bool,
+}
+
+impl Temp {
+    /// The temporary name for `dest`; nothing is created yet.
+    pub fn new(dest: &Path) -> Temp {
+        Temp {
+            path: temp_name(dest),
+            dest: dest.to_path_buf(),
+            done: false,
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Renames it to its final name.
+    pub fn persist(mut self) -> std::io::Result<()> {
+        fs::rename(&self.path, &self.dest)?;
+        self.done = true;
+        Ok(())
+    }
+}
+
+impl Drop for Temp {
+    fn drop(&mut self) {
+        if !self.done {
+            remove(&self.path);
+        }
+    }
+}

@@ -1,0 +1,95 @@
+//! `--flatten FILE` (or `-` for standard output): the merged filesystem as one tar. Layers are
+//! read from the top down (the top one streams first, lower ones download ahead into spools);
+//! a file is written under a temporary name and renamed when complete.
+
+use super::{size, Image, SpoolDir};
+use crate::cli::Options;
+use crate::error::Error;
+use crate::fetch::{self, Blobs};
+use crate::partial::Temp;
+use crate::pipeline::LayerReader;
+use crate::sinks::flatten::Flatten;
+use std::fs::File;
+use std::io::{self, BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+pub(super) fn save(
+    options: &Options,
+    image: &Image,
+    file: &Path,
+) -> Result<Option<PathBuf>, Error> {
+    let to_stdout = file.as_os_str() == "-";
+    let near = if to_stdout {
+        options.working_dir.join("flatten")
+    } else {
+        file.to_path_buf()
+    };
+    let spool = SpoolDir::create(&near)?;
+    if to_stdout {
+        let mut out = BufWriter::with_capacity(64 * 1024, io::stdout().lock());
+        merge(
+            options,
+            image,
+            &spool,
+            &mut out,
+            Path::new("standard output"),
+        )?;
+        out.flush()
+            .map_err(|e| Error::io(Path::new("standard output"), e))?;
+        return Ok(None);
+    }
+    let temp = Temp::new(file);
+    let out = File::create(temp.path()).map_err(|e| Error::io(temp.path(), e))?;
+    let mut buffered = BufWriter::with_capacity(64 * 1024, &out);
+    merge(options, image, &spool, &mut buffered, file)?;
+    buffered.flush().map_err(|e| Error::io(temp.path(), e))?;
+    drop(buffered);
+    out.sync_all().map_err(|e| Error::io(temp.path(), e))?;
+    temp.persist().map_err(|e| Error::io(file, e))?;
+    Ok(Some(file.to_path_buf()))
+}
+
+/// Merges the image into `out`; `shown` names where it goes, for messages.
+fn merge(
+    options: &Options,
+    image: &Image,
+    spool: &SpoolDir,
+    out: &mut dyn Write,
+    shown: &Path,
+) -> Result<(), Error> {
+    let layers = &image.manifest.layers;
+    let blobs = Blobs {
+        registry: &image.registry,
+        cache: image.cache.as_ref(),
+        layers,
+        spool_dir: &spool.0,
+    };
+    let order: Vec<usize> = (0..layers.len()).rev().collect();
+    let mut flat = Flatten::new(out);
+    let mut compressed = 0;
+    fetch::in_order(&blobs, &order, &mut |i, body| {
+        let name = image.layer_name(i);
+        let label = image.label(&name, shown);
+        let mut reader = LayerReader::new(body, &layers[i], &image.config.diff_ids[i], &label);
+        if let Err(e) = flat.layer(&mut reader, i, &name) {
+            return Err(reader.explain(e));
+        }
+        let stats = reader.finish()?;
+        compressed += stats.compressed;
+        eprintln!(
+            "  {name}: {} compressed, {} merged",
+            size(stats.compressed),
+            size(stats.uncompressed)
+        );
+        Ok(())
+    })?;
+    flat.finish()?;
+    eprintln!(
+        "Flattened {} ({} layers, {} downloaded) into {}",
+        options.image,
+        layers.len(),
+        size(compressed),
+        shown.display()
+    );
+    Ok(())
+}

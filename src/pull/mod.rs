@@ -1,0 +1,208 @@
+//! One pull, start to finish: connect, resolve the manifest for the platform, fetch and verify
+//! the config, then hand the layers to what the command line asked for — a `docker save`
+//! archive (`archive`), a root filesystem (`rootfs`), a flattened tar (`flatten`) or one layer
+//! (`layer`).
+//!
+//! These are the only modules that touch both the registry and the disk. Each owns its cleanup:
+//! whatever a run created is removed on failure (kept with `--no-rm` where that applies), and
+//! nothing appears under a final name until it is complete.
+
+mod archive;
+mod flatten;
+mod layer;
+mod rootfs;
+
+use crate::cache::Cache;
+use crate::cli::{Options, Output};
+use crate::error::Error;
+use crate::manifest::{self, Config, Fetched, Manifest, Platform};
+use crate::partial;
+use crate::pipeline::LayerLabel;
+use crate::registry::auth::Credentials;
+use crate::registry::http::Http;
+use crate::registry::Registry;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+/// What every kind of output starts from: the registry, the image's manifest for the platform
+/// and its verified config.
+pub(crate) struct Image {
+    registry: Registry,
+    cache: Option<Cache>,
+    manifest: Manifest,
+    config_bytes: Vec<u8>,
+    config: Config,
+}
+
+impl Image {
+    /// How a layer is named in messages: "layer 2/3 (sha256:…)".
+    fn layer_name(&self, i: usize) -> String {
+        format!(
+            "layer {}/{} ({})",
+            i + 1,
+            self.manifest.layers.len(),
+            self.manifest.layers[i].digest
+        )
+    }
+
+    fn label<'a>(&'a self, name: &'a str, out_path: &'a Path) -> LayerLabel<'a> {
+        LayerLabel {
+            name,
+            host: self.registry.host(),
+            out_path,
+        }
+    }
+}
+
+/// Pulls `options.image` into the output the options ask for and returns the path of what it
+/// wrote (`None` when that went to standard output).
+pub fn pull(options: &Options, credentials: Option<Credentials>) -> Result<Option<PathBuf>, Error> {
+    fs::create_dir_all(&options.working_dir).map_err(|e| Error::io(&options.working_dir, e))?;
+    partial::remove_stale_partials(&options.working_dir);
+    match &options.output {
+        Output::Archive => archive::save(options, &open(options, credentials)?).map(Some),
+        Output::Rootfs { dir, force, git } => {
+            // What can be refused without the network is refused first.
+            let target = rootfs::Target::prepare(dir, *force, *git)?;
+            rootfs::save(options, &open(options, credentials)?, target, *git).map(Some)
+        }
+        Output::Flatten(file) => flatten::save(options, &open(options, credentials)?, file),
+        Output::Layer {
+            which,
+            registry_format,
+        } => layer::save(
+            options,
+            &open(options, credentials)?,
+            which,
+            *registry_format,
+        )
+        .map(Some),
+    }
+}
+
+/// Connects, resolves the manifest and fetches the config (from the cache when it has it).
+fn open(options: &Options, credentials: Option<Credentials>) -> Result<Image, Error> {
+    let cache = options.cache_dir.as_deref().map(Cache::open).transpose()?;
+    eprintln!("Pulling {}", options.image);
+    let http = Http::new(&options.http)?;
+    let registry = Registry::connect(http, &options.image, options.insecure, credentials)?;
+    let manifest = resolve(&registry, options)?;
+    let config_bytes = match cache
+        .as_ref()
+        .and_then(|c| c.get_bytes(&manifest.config.digest, manifest.config.size))
+    {
+        Some(bytes) => bytes,
+        None => {
+            let bytes = registry.small_blob(&manifest.config, "the image config")?;
+            if let Some(cache) = &cache {
+                cache.put_bytes(&manifest.config.digest, &bytes)?;
+            }
+            bytes
+        }
+    };
+    let config = manifest::parse_config(&config_bytes).map_err(|detail| Error::Invalid {
+        what: "the image config".into(),
+        detail,
+    })?;
+    if config.diff_ids.len() != manifest.layers.len() {
+        return Err(Error::Invalid {
+            what: "the image".into(),
+            detail: format!(
+                "the manifest lists {} layers but the config {} diff IDs",
+                manifest.layers.len(),
+                config.diff_ids.len()
+            ),
+        });
+    }
+    if let (Some(os), Some(arch)) = (&config.os, &config.architecture) {
+        let actual = Platform::new(os, arch, config.variant.as_deref());
+        if actual.os != options.platform.os || actual.architecture != options.platform.architecture
+        {
+            eprintln!(
+                "warning: the image is for {actual}, not {}",
+                options.platform
+            );
+        }
+    }
+    Ok(Image {
+        registry,
+        cache,
+        manifest,
+        config_bytes,
+        config,
+    })
+}
+
+/// Fetches the manifest for the reference, stepping through an index to the platform's entry.
+fn resolve(registry: &Registry, options: &Options) -> Result<Manifest, Error> {
+    let image = options.image.to_string();
+    let mut reference = options.image.manifest_ref();
+    // An index may point to another index; two levels are plenty.
+    for _ in 0..3 {
+        let fetched = registry.manifest(&reference)?;
+        match manifest::parse(&fetched.bytes, fetched.content_type.as_deref()) {
+            Ok(Fetched::Image(manifest)) => {
+                eprintln!("  manifest {}", fetched.digest);
+                if let Some(layer) = manifest.layers.iter().find(|l| l.media_type.contains("zstd")) {
+                    return Err(Error::Unsupported(format!(
+                        "{image} has zstd-compressed layers ({}), which dockersave does not support yet",
+                        layer.digest
+                    )));
+                }
+                return Ok(manifest);
+            }
+            Ok(Fetched::Index(entries)) => {
+                let entry = manifest::choose(&entries, &options.platform).map_err(|available| {
+                    Error::PlatformNotFound { image: image.clone(), wanted: options.platform.to_string(), available }
+                })?;
+                eprintln!("  platform {}: {}", options.platform, entry.descriptor.digest);
+                reference = entry.descriptor.digest.to_string();
+            }
+            Err(detail) if detail == "schema1" => {
+                return Err(Error::Unsupported(format!(
+                    "{image} uses the Docker schema 1 manifest format, which is deprecated and not supported; push it again with a current tool"
+                )))
+            }
+            Err(detail) => return Err(Error::Invalid { what: format!("the manifest of {image}"), detail }),
+        }
+    }
+    Err(Error::Invalid {
+        what: format!("the manifest of {image}"),
+        detail: "indexes nest too deeply".into(),
+    })
+}
+
+/// A directory of this run's for blobs that arrive before their turn (`fetch`), beside
+/// `near`; removed with everything in it when dropped.
+struct SpoolDir(PathBuf);
+
+impl SpoolDir {
+    fn create(near: &Path) -> Result<SpoolDir, Error> {
+        let name = near
+            .file_name()
+            .map(|n| format!("{}.spool", n.to_string_lossy()))
+            .unwrap_or_else(|| "dockersave.spool".into());
+        let path = partial::temp_name(&near.with_file_name(name));
+        fs::create_dir(&path).map_err(|e| Error::io(&path, e))?;
+        Ok(SpoolDir(path))
+    }
+}
+
+impl Drop for SpoolDir {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+fn size(bytes: u64) -> String {
+    let b = bytes as f64;
+    if b >= 1e9 {
+        format!("{:.1} GB", b / 1e9)
+    } else if b >= 1e6 {
+        format!("{:.1} MB", b / 1e6)
+    } else if b >= 1e3 {
+        format!("{:.1} kB", b / 1e3)
+    } else {
+        format!("{bytes} B")
+    }
+}

@@ -1,0 +1,274 @@
+//! `--rootfs DIR`: the layers applied in order to DIR (with `--git`, committed one by one), each
+//! streamed from the network or its spool straight into the tree.
+//!
+//! DIR is created if missing: then the tree is built as `.DIR.partial-PID` beside it and renamed
+//! when complete, so a failed or interrupted run leaves nothing under DIR's name. An existing
+//! empty DIR (a mount point, say) is filled in place and emptied again on failure; a non-empty
+//! one is refused unless `--force`, which applies the image over it (what fails half-way then
+//! stays half-applied, and the message says so).
+
+use super::{size, Image, SpoolDir};
+use crate::cli::Options;
+use crate::error::Error;
+use crate::fetch::{self, Blobs};
+use crate::partial;
+use crate::pipeline::{CopyingReader, LayerReader};
+use crate::sinks::archive;
+use crate::sinks::git::Repo;
+use crate::sinks::rootfs::Rootfs;
+use std::fs::{self, File};
+use std::io;
+use std::path::{Path, PathBuf};
+
+pub(super) fn save(
+    options: &Options,
+    image: &Image,
+    mut target: Target,
+    git: bool,
+) -> Result<PathBuf, Error> {
+    let dir = target.dest.clone();
+    let spool = SpoolDir::create(&dir)?;
+    // --no-rm keeps the layer tars, with what makes the directory loadable by `docker load`.
+    let kept = if options.no_rm {
+        Some(KeptLayers::create(options, image)?)
+    } else {
+        None
+    };
+    let mut rootfs = Rootfs::open(target.work(), git)?;
+    let repo = if git {
+        Some(Repo::init(target.work())?)
+    } else {
+        None
+    };
+    let layers = &image.manifest.layers;
+    let blobs = Blobs {
+        registry: &image.registry,
+        cache: image.cache.as_ref(),
+        layers,
+        spool_dir: &spool.0,
+    };
+    let order: Vec<usize> = (0..layers.len()).collect();
+    let (mut compressed, mut uncompressed) = (0, 0);
+    fetch::in_order(&blobs, &order, &mut |i, body| {
+        let name = image.layer_name(i);
+        let label = image.label(&name, target.work());
+        let (blob, diff_id) = (&layers[i], &image.config.diff_ids[i]);
+        let mut reader = LayerReader::new(body, blob, diff_id, &label);
+        let applied = match &kept {
+            Some(kept) => kept.layer_file(i).and_then(|(file, path)| {
+                let mut copy = CopyingReader::new(&mut reader, file);
+                rootfs.apply(&mut copy, &name)?;
+                copy.drain().map_err(|e| Error::io(&path, e))
+            }),
+            None => rootfs.apply(&mut reader, &name),
+        };
+        if let Err(e) = applied {
+            return Err(reader.explain(e));
+        }
+        let stats = reader.finish()?;
+        compressed += stats.compressed;
+        uncompressed += stats.uncompressed;
+        let committed = match &repo {
+            Some(repo) => {
+                let history = image.config.layer_history.get(i);
+                let branch = repo.commit_layer(i, layers.len(), &blob.digest, diff_id, history)?;
+                format!(", committed on {branch}")
+            }
+            None => String::new(),
+        };
+        eprintln!(
+            "  {name}: {} compressed, {} applied{committed}",
+            size(stats.compressed),
+            size(stats.uncompressed)
+        );
+        Ok(())
+    })?;
+    let (devices, xattrs) = (rootfs.skipped_devices, rootfs.skipped_xattrs);
+    rootfs.finish()?;
+    if devices > 0 {
+        eprintln!("  skipped {devices} device nodes: creating them needs root");
+    }
+    if xattrs > 0 {
+        eprintln!(
+            "  skipped {xattrs} extended attributes: outside user.* they need root, or the filesystem refused them"
+        );
+    }
+    if let Some(kept) = kept {
+        kept.finish(options, image)?;
+    }
+    target.complete()?;
+    eprintln!(
+        "Unpacked {} ({} layers, {} downloaded, {} unpacked) into {}",
+        options.image,
+        layers.len(),
+        size(compressed),
+        size(uncompressed),
+        dir.display()
+    );
+    Ok(dir)
+}
+
+/// Where the tree is built, and what happens to it at the end.
+pub(super) struct Target {
+    dest: PathBuf,
+    /// The directory written to: a `.partial` one for a new DIR, else DIR itself.
+    work: PathBuf,
+    kind: TargetKind,
+    done: bool,
+}
+
+#[derive(PartialEq, Eq)]
+enum TargetKind {
+    New,
+    Empty,
+    Forced,
+}
+
+impl Target {
+    /// Checks DIR (and, for `--git`, that git is there) before anything is fetched, and
+    /// creates the `.partial` directory for a new DIR.
+    pub(super) fn prepare(dest: &Path, force: bool, git: bool) -> Result<Target, Error> {
+        if git {
+            Repo::check_git()?;
+        }
+        let exists = |kind| Error::io(dest, io::Error::new(kind, "exists and is not a directory"));
+        let kind = match fs::symlink_metadata(dest) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => TargetKind::New,
+            Err(e) => return Err(Error::io(dest, e)),
+            Ok(meta) if !meta.is_dir() => return Err(exists(io::ErrorKind::AlreadyExists)),
+            Ok(_) => {
+                let empty = fs::read_dir(dest)
+                    .map_err(|e| Error::io(dest, e))?
+                    .next()
+                    .is_none();
+                match (empty, force) {
+                    (true, _) => TargetKind::Empty,
+                    (false, true) => TargetKind::Forced,
+                    (false, false) => {
+                        return Err(Error::Local(format!(
+                            "{} is not empty; pass --force to apply the image over what is there, or choose another directory",
+                            dest.display()
+                        )))
+                    }
+                }
+            }
+        };
+        let work = if kind == TargetKind::New {
+            if dest.file_name().is_none() {
+                return Err(Error::Usage(format!(
+                    "--rootfs {} does not name a directory",
+                    dest.display()
+                )));
+            }
+            if let Some(parent) = dest.parent().filter(|p| !p.as_os_str().is_empty()) {
+                fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
+                partial::remove_stale_partials(parent);
+            } else {
+                partial::remove_stale_partials(Path::new("."));
+            }
+            let work = partial::temp_name(dest);
+            fs::create_dir(&work).map_err(|e| Error::io(&work, e))?;
+            work
+        } else {
+            dest.to_path_buf()
+        };
+        Ok(Target {
+            dest: dest.to_path_buf(),
+            work,
+            kind,
+            done: false,
+        })
+    }
+
+    fn work(&self) -> &Path {
+        &self.work
+    }
+
+    fn complete(&mut self) -> Result<(), Error> {
+        if self.kind == TargetKind::New {
+            fs::rename(&self.work, &self.dest).map_err(|e| Error::io(&self.dest, e))?;
+        }
+        self.done = true;
+        Ok(())
+    }
+}
+
+impl Drop for Target {
+    fn drop(&mut self) {
+        if self.done {
+            return;
+        }
+        match self.kind {
+            TargetKind::New => partial::remove(&self.work),
+            TargetKind::Empty => partial::empty(&self.work),
+            TargetKind::Forced => eprintln!(
+                "warning: {} was partly updated before the failure; run again to finish",
+                self.dest.display()
+            ),
+        }
+    }
+}
+
+/// The layer tars `--rootfs --no-rm` keeps, as the image directory `--no-tar` writes (so
+/// `tar -C DIR -c . | docker load` loads it).
+struct KeptLayers {
+    dir: PathBuf,
+    ids: Vec<String>,
+}
+
+impl KeptLayers {
+    fn create(options: &Options, image: &Image) -> Result<KeptLayers, Error> {
+        let name = options
+            .layers_dir
+            .clone()
+            .unwrap_or_else(|| options.image.archive_base_name());
+        let dir = options.working_dir.join(name);
+        if dir.exists() {
+            return Err(Error::io(
+                &dir,
+                io::Error::new(
+                    io::ErrorKind::AlreadyExists,
+                    "already exists; remove it or choose another --layers-dir",
+                ),
+            ));
+        }
+        fs::create_dir(&dir).map_err(|e| Error::io(&dir, e))?;
+        Ok(KeptLayers {
+            dir,
+            ids: archive::layer_ids(&image.config.diff_ids),
+        })
+    }
+
+    /// Where layer `i`'s tar is kept.
+    fn layer_file(&self, i: usize) -> Result<(File, PathBuf), Error> {
+        let layer_dir = self.dir.join(&self.ids[i]);
+        fs::create_dir(&layer_dir).map_err(|e| Error::io(&layer_dir, e))?;
+        let path = layer_dir.join("layer.tar");
+        let file = File::create(&path).map_err(|e| Error::io(&path, e))?;
+        Ok((file, path))
+    }
+
+    fn finish(self, options: &Options, image: &Image) -> Result<(), Error> {
+        let config = &image.config;
+        for (i, id) in self.ids.iter().enumerate() {
+            let parent = i.checked_sub(1).map(|p| self.ids[p].as_str());
+            let files =
+                archive::layer_files(id, parent, config.created.as_deref(), config.os.as_deref());
+            for (name, bytes) in &files {
+                archive::write_file(&self.dir.join(id).join(name), bytes)?;
+            }
+        }
+        let repo_tag = options.image.repo_tag();
+        let files = archive::image_files(
+            &image.config_bytes,
+            &image.manifest.config.digest,
+            &self.ids,
+            repo_tag.as_deref(),
+        );
+        for (name, bytes) in &files {
+            archive::write_file(&self.dir.join(name), bytes)?;
+        }
+        eprintln!("  kept the layers in {} (--no-rm)", self.dir.display());
+        Ok(())
+    }
+}

@@ -1,0 +1,12 @@
+//! Where verified layers go. Each sink takes layer tar streams and writes one kind of output;
+//! none of them knows HTTP or registries.
+//!
+//! - `archive`: the `docker save` archive (the default);
+//! - `rootfs`: the image's filesystem applied to a directory (`--rootfs`);
+//! - `flatten`: the merged filesystem as one tar stream (`--flatten`);
+//! - `git`: a `--rootfs` directory as a git repository, one commit per layer (`--git`).
+
+pub mod archive;
+pub mod flatten;
+pub mod git;
+pub mod rootfs;

@@ -1,0 +1,512 @@
+//! `--rootfs`: the image's layers applied, in order, to a directory, as Docker's overlay would
+//! show them: whiteouts delete, opaque markers empty a directory of what the layers below put
+//! there, later entries replace earlier ones.
+//!
+//! Every write goes through `confined::Root`, so no entry — whatever its path, link target or
+//! the symlinks earlier entries made — creates, changes or deletes anything outside the
+//! directory. As root, owners, device nodes and all extended attributes are applied; without
+//! root (dockstrap's mode) owners are left to the caller, device nodes and privileged
+//! attributes are skipped and counted, and directories stay writable until the end, when every
+//! directory gets its mode and mtime (after its contents, which would change the mtime).
+//! This module reads tar streams; it does not download, verify digests or name the directory.
+
+use crate::confined::{self, Fault, Root};
+use crate::error::Error;
+use crate::layer_tar::{self, Change, Entry, Kind, TreePath};
+use std::collections::{HashMap, HashSet};
+use std::io::{self, Read};
+use std::os::fd::{AsFd, BorrowedFd};
+use std::path::{Path, PathBuf};
+
+pub struct Rootfs {
+    root: Root,
+    /// The directory, for messages.
+    dir: PathBuf,
+    privileged: bool,
+    /// With `--git`, the image may not touch the repository at the root.
+    guard_git: bool,
+    /// Paths the current layer added, with their ancestors: an opaque marker keeps them.
+    layer_paths: HashSet<TreePath>,
+    /// Mode and mtime of every directory an entry made, applied by `finish`.
+    dirs: HashMap<TreePath, (u32, u64)>,
+    pub skipped_devices: u64,
+    pub skipped_xattrs: u64,
+}
+
+impl Rootfs {
+    /// Starts applying layers to `dir`, an existing directory.
+    pub fn open(dir: &Path, guard_git: bool) -> Result<Rootfs, Error> {
+        let root = Root::open(dir).map_err(|e| Error::io(dir, e))?;
+        Ok(Rootfs {
+            root,
+            dir: dir.to_path_buf(),
+            privileged: unsafe { libc::geteuid() } == 0,
+            guard_git,
+            layer_paths: HashSet::new(),
+            dirs: HashMap::new(),
+            skipped_devices: 0,
+            skipped_xattrs: 0,
+        })
+    }
+
+    /// Applies one layer's tar stream; `layer` names it in errors.
+    pub fn apply(&mut self, tar: &mut dyn Read, layer: &str) -> Result<(), Error> {
+        self.layer_paths.clear();
+        layer_tar::read_layer(tar, layer, &mut |change, data| {
+            let path = match &change {
+                Change::Add(entry) => &entry.path,
+                Change::Whiteout(path) | Change::Opaque(path) => path,
+            };
+            self.check_git(path, layer)?;
+            if let Change::Add(Entry {
+                kind: Kind::Hardlink(target),
+                ..
+            }) = &change
+            {
+                self.check_git(target, layer)?;
+            }
+            let shown = path.to_string();
+            self.change(change, data).map_err(|fault| match fault {
+                Fault::Escape(reason) => Error::Unsafe {
+                    layer: layer.to_string(),
+                    entry: shown.clone(),
+                    reason,
+                },
+                Fault::Io(e) if e.kind() == io::ErrorKind::StorageFull => {
+                    Error::io(&self.dir.join(shown.trim_start_matches('/')), e)
+                }
+                Fault::Io(e) => Error::Invalid {
+                    what: layer.to_string(),
+                    detail: format!("cannot apply {shown} under {}: {e}", self.dir.display()),
+                },
+            })
+        })
+    }
+
+    fn check_git(&self, path: &TreePath, layer: &str) -> Result<(), Error> {
+        if self.guard_git && path.components().next() == Some(b".git") {
+            return Err(Error::Unsafe {
+                layer: layer.to_string(),
+                entry: path.to_string(),
+                reason:
+                    "with --git the repository lives in /.git, and the image may not write there"
+                        .into(),
+            });
+        }
+        Ok(())
+    }
+
+    fn change(&mut self, change: Change, data: &mut dyn Read) -> Result<(), Fault> {
+        match change {
+            Change::Add(entry) => {
+                self.remember(&entry.path);
+                self.add(entry, data)
+            }
+            Change::Whiteout(path) => {
+                if self.layer_paths.contains(&path) {
+                    // This layer's own entry of that name stays.
+                    return Ok(());
+                }
+                if let Some(parent) = self.open_parent_if_there(&path)? {
+                    let (_, name) = path.split_last().expect("a whiteout is never the root");
+                    confined::remove_all_at(parent.as_fd(), name)?;
+                }
+                self.dirs.retain(|dir, _| !dir.is_within(&path));
+                Ok(())
+            }
+            Change::Opaque(dir) => {
+                if let Some(fd) = match self.root.open_dir(&dir, false) {
+                    Ok(fd) => Some(fd),
+                    Err(Fault::Io(e)) if confined::is_gone(&e) => None,
+                    Err(e) => return Err(e),
+                } {
+                    self.clear_below(fd.as_fd(), &dir)?;
+                }
+                let kept = &self.layer_paths;
+                self.dirs
+                    .retain(|d, _| d == &dir || !d.is_within(&dir) || kept.contains(d));
+                Ok(())
+            }
+        }
+    }
+
+    /// Removes from the directory `fd` (at `dir`) everything the current layer did not add.
+    fn clear_below(&self, fd: BorrowedFd, dir: &TreePath) -> Result<(), Fault> {
+        confined::make_writable(fd)?;
+        let mut kept_dirs = Vec::new();
+        confined::clear_dir(fd, &mut |name| {
+            let path = dir.join(name);
+            let keep = self.layer_paths.contains(&path);
+            if keep {
+                kept_dirs.push(name.to_vec());
+            }
+            keep
+        })?;
+        // A directory this layer re-added may still hold what lower layers put in it.
+        for name in kept_dirs {
+            if confined::kind_at(fd, &name)? == Some(libc::S_IFDIR) {
+                let sub = self.root.open_dir(&dir.join(&name), false)?;
+                self.clear_below(sub.as_fd(), &dir.join(&name))?;
+            }
+        }
+        Ok(())
+    }
+
+    fn remember(&mut self, path: &TreePath) {
+        for ancestor in path.ancestors() {
+            if let Ok(ancestor) = TreePath::parse(ancestor) {
+                self.layer_paths.insert(ancestor);
+            }
+        }
+        self.layer_paths.insert(path.clone());
+    }
+
+    fn open_parent_if_there(&self, path: &TreePath) -> Result<Option<std::os::fd::OwnedFd>, Fault> {
+        let Some((parent, _)) = path.split_last() else {
+            return Ok(None);
+        };
+        match self.root.open_dir(&parent, false) {
+            Ok(fd) => Ok(Some(fd)),
+            Err(Fault::Io(e)) if confined::is_gone(&e) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn add(&mut self, entry: Entry, data: &mut dyn Read) -> Result<(), Fault> {
+        let (uid, gid) = ids(&entry)?;
+        let Some((parent, name)) = self.root.open_parent(&entry.path, true)? else {
+            // The root itself: its owner now, its mode and mtime at the end.
+            if self.privileged {
+                confined::set_owner(self.root.fd(), uid, gid)?;
+            }
+            self.dirs.insert(entry.path, (entry.mode, entry.mtime));
+            return Ok(());
+        };
+        let parent = parent.as_fd();
+        if !self.privileged {
+            confined::make_writable(parent)?;
+        }
+        match &entry.kind {
+            Kind::File => {
+                let mut file = confined::create_file(parent, name)?;
+                io::copy(&mut data.take(entry.size), &mut file)?;
+                self.finish_fd(file.as_fd(), &entry, uid, gid)?;
+                confined::set_mtime(file.as_fd(), entry.mtime)?;
+            }
+            Kind::Dir => {
+                let dir = confined::make_dir(parent, name)?;
+                if self.privileged {
+                    confined::set_owner(dir.as_fd(), uid, gid)?;
+                } else {
+                    confined::make_writable(dir.as_fd())?;
+                }
+                self.set_xattrs(dir.as_fd(), &entry, uid, gid)?;
+                self.dirs
+                    .insert(entry.path.clone(), (entry.mode, entry.mtime));
+            }
+            Kind::Symlink(target) => {
+                confined::symlink_at(target, parent, name)?;
+                self.owner_and_time_at(parent, name, &entry, uid, gid)?;
+            }
+            Kind::Hardlink(target) => {
+                let (target_parent, target_name) = target
+                    .split_last()
+                    .expect("layer_tar refuses hard links to the root");
+                let from = self.root.open_dir(&target_parent, false)?;
+                confined::link_at(from.as_fd(), target_name, parent, name).map_err(|e| {
+                    Fault::Io(io::Error::new(
+                        e.kind(),
+                        format!("the hard link to {target} failed: {e}"),
+                    ))
+                })?;
+            }
+            Kind::CharDevice(major, minor) | Kind::BlockDevice(major, minor) => {
+                if !self.privileged {
+                    self.skipped_devices += 1;
+                    return Ok(());
+                }
+                let block = matches!(entry.kind, Kind::BlockDevice(..));
+                confined::make_device(parent, name, block, entry.mode, *major, *minor)?;
+                self.owner_and_time_at(parent, name, &entry, uid, gid)?;
+            }
+            Kind::Fifo => {
+                let fifo = confined::make_fifo(parent, name, entry.mode)?;
+                self.finish_fd(fifo.as_fd(), &entry, uid, gid)?;
+                confined::set_mtime(fifo.as_fd(), entry.mtime)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Owner, then mode (a change of owner clears setuid), then extended attributes (a change
+    /// of owner clears `security.capability`).
+    fn finish_fd(
+        &mut self,
+        fd: BorrowedFd,
+        entry: &Entry,
+        uid: u32,
+        gid: u32,
+    ) -> Result<(), Fault> {
+        if self.privileged {
+            confined::set_owner(fd, uid, gid)?;
+        }
+        confined::set_mode(fd, entry.mode)?;
+        self.set_xattrs(fd, entry, uid, gid)
+    }
+
+    fn owner_and_time_at(
+        &self,
+        parent: BorrowedFd,
+        name: &[u8],
+        entry: &Entry,
+        uid: u32,
+        gid: u32,
+    ) -> Result<(), Fault> {
+        if self.privileged {
+            confined::set_owner_at(parent, name, uid, gid)?;
+        }
+        confined::set_mtime_at(parent, name, entry.mtime)?;
+        Ok(())
+    }
+
+    /// The entry's extended attributes; without root, also the owner it should have as
+    /// `user.rootlesscontainers` (the convention of umoci and rootless runtimes).
+    fn set_xattrs(
+        &mut self,
+        fd: BorrowedFd,
+        entry: &Entry,
+        uid: u32,
+        gid: u32,
+    ) -> Result<(), Fault> {
+        if !self.privileged && (uid, gid) != (0, 0) {
+            match confined::set_xattr(fd, ROOTLESS_OWNER, &rootless_owner(uid, gid)) {
+                Ok(()) => {}
+                Err(e) if matches!(e.raw_os_error(), Some(libc::ENOTSUP) | Some(libc::EPERM)) => {
+                    self.skipped_xattrs += 1
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        for (name, value) in &entry.xattrs {
+            if !self.privileged && !name.starts_with(b"user.") {
+                self.skipped_xattrs += 1;
+                continue;
+            }
+            match confined::set_xattr(fd, name, value) {
+                Ok(()) => {}
+                // The filesystem has no room for them (tmpfs and user.*, some FUSE mounts).
+                Err(e) if matches!(e.raw_os_error(), Some(libc::ENOTSUP) | Some(libc::EPERM)) => {
+                    self.skipped_xattrs += 1
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(())
+    }
+
+    /// Gives every directory an entry made its mode and mtime, now that nothing more is
+    /// written into them.
+    pub fn finish(self) -> Result<(), Error> {
+        let mut dirs: Vec<(TreePath, (u32, u64))> = self.dirs.into_iter().collect();
+        // Deepest first; the order only matters for reading the code, not the result.
+        dirs.sort_by_key(|(path, _)| std::cmp::Reverse(path.components().count()));
+        for (path, (mode, mtime)) in dirs {
+            let fd = match self.root.open_dir_exact(&path) {
+                Ok(Some(fd)) => fd,
+                Ok(None) => continue,
+                Err(Fault::Escape(_)) => continue,
+                Err(Fault::Io(e)) => return Err(Error::io(&self.dir, e)),
+            };
+            let io_err = |e| Error::io(&self.dir.join(path.to_string().trim_start_matches('/')), e);
+            confined::set_mode(fd.as_fd(), mode).map_err(io_err)?;
+            confined::set_mtime(fd.as_fd(), mtime).map_err(io_err)?;
+        }
+        Ok(())
+    }
+}
+
+const ROOTLESS_OWNER: &[u8] = b"user.rootlesscontainers";
+
+/// The protobuf message `Resource { uint32 uid = 1; uint32 gid = 2; }` of rootlesscontainers
+/// (zero fields left out, as protobuf does).
+fn rootless_owner(uid: u32, gid: u32) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (tag, value) in [(0x08u8, uid), (0x10, gid)] {
+        if value == 0 {
+            continue;
+        }
+        out.push(tag);
+        let mut v = value;
+        while v >= 0x80 {
+            out.push((v as u8 & 0x7f) | 0x80);
+            v >>= 7;
+        }
+        out.push(v as u8);
+    }
+    out
+}
+
+fn ids(entry: &Entry) -> Result<(u32, u32), Fault> {
+    match (u32::try_from(entry.uid), u32::try_from(entry.gid)) {
+        (Ok(uid), Ok(gid)) => Ok((uid, gid)),
+        _ => Err(Fault::Io(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("owner {}:{} is out of range", entry.uid, entry.gid),
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::layer_tar::tests::{tar_of, RawEntry};
+    use std::fs;
+
+    fn scratch(name: &str) -> PathBuf {
+        let dir =
+            std::env::temp_dir().join(format!("dockersave-rootfs-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(dir.join("root")).unwrap();
+        dir
+    }
+
+    fn listing(dir: &Path) -> Vec<String> {
+        let mut out = Vec::new();
+        fn walk(base: &Path, dir: &Path, out: &mut Vec<String>) {
+            let mut entries: Vec<_> = fs::read_dir(dir)
+                .unwrap()
+                .map(|e| e.unwrap().path())
+                .collect();
+            entries.sort();
+            for path in entries {
+                let rel = path.strip_prefix(base).unwrap().display().to_string();
+                let meta = fs::symlink_metadata(&path).unwrap();
+                if meta.is_dir() {
+                    out.push(format!("{rel}/"));
+                    walk(base, &path, out);
+                } else if meta.is_symlink() {
+                    out.push(format!(
+                        "{rel} -> {}",
+                        fs::read_link(&path).unwrap().display()
+                    ));
+                } else {
+                    out.push(format!("{rel}={}", fs::read_to_string(&path).unwrap()));
+                }
+            }
+        }
+        walk(dir, dir, &mut out);
+        out
+    }
+
+    #[test]
+    fn whiteouts_and_opaque_directories_follow_the_overlay_rules() {
+        let dir = scratch("overlay");
+        let root = dir.join("root");
+        let mut rootfs = Rootfs::open(&root, false).unwrap();
+        let lower = tar_of(&[
+            (b"a/", b'5', b"", b""),
+            (b"a/gone", b'0', b"", b"1"),
+            (b"a/kept", b'0', b"", b"1"),
+            (b"o/", b'5', b"", b""),
+            (b"o/old", b'0', b"", b"1"),
+            (b"o/sub/", b'5', b"", b""),
+            (b"o/sub/old", b'0', b"", b"1"),
+            (b"o/sub/readded", b'0', b"", b"1"),
+        ]);
+        rootfs.apply(&mut &lower[..], "layer 1/2").unwrap();
+        // The opaque marker comes after entries of its own layer: they stay.
+        let upper = tar_of(&[
+            (b"a/.wh.gone", b'0', b"", b""),
+            (b"o/new", b'0', b"", b"2"),
+            (b"o/sub/readded", b'0', b"", b"2"),
+            (b"o/.wh..wh..opq", b'0', b"", b""),
+            (b"o/after", b'0', b"", b"2"),
+        ]);
+        rootfs.apply(&mut &upper[..], "layer 2/2").unwrap();
+        rootfs.finish().unwrap();
+        assert_eq!(
+            listing(&root),
+            [
+                "a/",
+                "a/kept=1",
+                "o/",
+                "o/after=2",
+                "o/new=2",
+                "o/sub/",
+                "o/sub/readded=2"
+            ]
+        );
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn hostile_entries_leave_the_outside_alone() {
+        let dir = scratch("hostile");
+        let root = dir.join("root");
+        fs::write(dir.join("canary"), b"canary").unwrap();
+        let cases: [&[RawEntry]; 4] = [
+            &[
+                (b"up", b'2', b"..", b""),
+                (b"up/canary", b'0', b"", b"pwned"),
+            ],
+            &[
+                (b"slash", b'2', b"/", b""),
+                (b"slash/tmp/x", b'0', b"", b"pwned"),
+            ],
+            &[
+                (b"a", b'2', b"b/c", b""),
+                (b"b/", b'5', b"", b""),
+                (b"b/c", b'2', b"../..", b""),
+                (b"a/canary", b'0', b"", b"pwned"),
+            ],
+            &[
+                (b"x/", b'5', b"", b""),
+                (b"x/.wh..wh..opq", b'0', b"", b""),
+                (b"up2", b'2', b"../", b""),
+                (b"up2/.wh.canary", b'0', b"", b""),
+            ],
+        ];
+        for (i, entries) in cases.iter().enumerate() {
+            let mut rootfs = Rootfs::open(&root, false).unwrap();
+            let err = rootfs
+                .apply(&mut &tar_of(entries)[..], "layer 1/1")
+                .unwrap_err();
+            assert!(matches!(err, Error::Unsafe { .. }), "case {i}: {err}");
+            assert_eq!(fs::read(dir.join("canary")).unwrap(), b"canary", "case {i}");
+        }
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn rootless_owner_is_the_protobuf_umoci_writes() {
+        assert_eq!(rootless_owner(1000, 1000), [8, 232, 7, 16, 232, 7]);
+        assert_eq!(rootless_owner(0, 6), [16, 6]);
+        assert_eq!(rootless_owner(65534, 0), [8, 254, 255, 3]);
+    }
+
+    #[test]
+    fn links_across_layers_and_through_inside_symlinks() {
+        let dir = scratch("links");
+        let root = dir.join("root");
+        let mut rootfs = Rootfs::open(&root, false).unwrap();
+        let lower = tar_of(&[
+            (b"usr/lib/", b'5', b"", b""),
+            (b"lib", b'2', b"usr/lib", b""),
+            (b"usr/lib/f", b'0', b"", b"data"),
+        ]);
+        rootfs.apply(&mut &lower[..], "layer 1/2").unwrap();
+        let upper = tar_of(&[
+            (b"lib/g", b'0', b"", b"via link"),
+            (b"hl", b'1', b"usr/lib/f", b""),
+        ]);
+        rootfs.apply(&mut &upper[..], "layer 2/2").unwrap();
+        rootfs.finish().unwrap();
+        assert_eq!(fs::read(root.join("usr/lib/g")).unwrap(), b"via link");
+        use std::os::unix::fs::MetadataExt;
+        assert_eq!(
+            fs::metadata(root.join("hl")).unwrap().ino(),
+            fs::metadata(root.join("usr/lib/f")).unwrap().ino()
+        );
+        fs::remove_dir_all(&dir).unwrap();
+    }
+}
