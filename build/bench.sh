@@ -3,10 +3,13 @@
 # the same run. Starts the CNCF registry on a loopback port, pushes the fixtures (busybox from
 # tests/harness/fixtures.sh; "rootfs", one layer of the host's /usr/share/doc and locale files;
 # "big", three layers: 100 MB of incompressible data, 200 MB of highly compressible text and
-# busybox; "big2x", the same with twice the data), then alternates `dockersave` (the static
-# x86_64 release binary) and `skopeo copy docker://… docker-archive:…` RUNS times each per image
-# (default 5), removing outputs between runs, and prints the median wall time and peak RSS
-# (/usr/bin/time) and the ratios dockersave/skopeo.
+# busybox; "big2x", the same with twice the data), then alternates RUNS times each (default 5),
+# removing outputs between runs, and prints the median wall time and peak RSS (/usr/bin/time)
+# and the ratios:
+#   archives:  `dockersave` (the static x86_64 release binary) against
+#              `skopeo copy docker://… docker-archive:…`, for every image;
+#   unpacking: `dockersave --rootfs DIR` against `skopeo copy docker://… oci:…` followed by
+#              `umoci unpack`, for rootfs, big and big2x.
 #
 #   build/bench.sh [RUNS]
 # As root it installs what it needs (Debian packages, rustup target).
@@ -70,8 +73,13 @@ measure() { # measure TOOL IMAGE: one run, appends "wall rss_kb" to $DS_STATE/TO
     dockersave) cmd=("$dockersave" --insecure --working-dir "$out" "$registry/$image:latest") ;;
     skopeo) cmd=(skopeo copy --quiet --src-tls-verify=false "docker://$registry/$image:latest"
                  "docker-archive:$out/$image.tar:$image:latest") ;;
+    rootfs) cmd=("$dockersave" --insecure --rootfs "$out/rootfs" "$registry/$image:latest") ;;
+    umoci) cmd=(sh -c 'skopeo copy --quiet --src-tls-verify=false "docker://$1" "oci:$2/oci:img" &&
+                       umoci unpack --image "$2/oci:img" "$2/bundle" >/dev/null' sh
+                "$registry/$image:latest" "$out") ;;
   esac
-  # Wall time from bash's microsecond clock (time's %e has only 10 ms), peak RSS from time.
+  # Wall time from bash's microsecond clock (time's %e has only 10 ms), peak RSS from time (for
+  # skopeo + umoci the larger of the two).
   local start=$EPOCHREALTIME
   /usr/bin/time -f '%M' -o "$DS_STATE/time" "${cmd[@]}" >/dev/null 2>"$DS_STATE/stderr" || {
     echo "$tool failed on $image:" >&2
@@ -83,26 +91,37 @@ measure() { # measure TOOL IMAGE: one run, appends "wall rss_kb" to $DS_STATE/TO
 }
 median() { sort -n | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
-for image in busybox rootfs big big2x; do
-  measure dockersave "$image" # warm-up: both tools read the same page-cached blobs
-  measure skopeo "$image"
-  : >"$DS_STATE/dockersave-$image"
-  : >"$DS_STATE/skopeo-$image"
-  for _ in $(seq 1 "$runs"); do
-    measure dockersave "$image"
-    measure skopeo "$image"
+# compare OURS THEIRS IMAGE...: alternating runs after one warm-up each (both read the same
+# page-cached blobs), then a table.
+compare() {
+  local ours=$1 theirs=$2 image tool wall rss
+  shift 2
+  for image in "$@"; do
+    measure "$ours" "$image"
+    measure "$theirs" "$image"
+    : >"$DS_STATE/$ours-$image"
+    : >"$DS_STATE/$theirs-$image"
+    for _ in $(seq 1 "$runs"); do
+      measure "$ours" "$image"
+      measure "$theirs" "$image"
+    done
   done
-done
+  printf '%-8s %-11s %14s %16s\n' image tool "wall s (med)" "peak RSS MiB"
+  for image in "$@"; do
+    for tool in "$ours" "$theirs"; do
+      wall=$(cut -d' ' -f1 "$DS_STATE/$tool-$image" | median)
+      rss=$(cut -d' ' -f2 "$DS_STATE/$tool-$image" | median)
+      printf '%-8s %-11s %14.3f %16.1f\n' "$image" "$tool" "$wall" "$(echo "$rss / 1024" | bc -l)"
+      if [ "$tool" = "$ours" ]; then ours_wall=$wall ours_rss=$rss; else theirs_wall=$wall theirs_rss=$rss; fi
+    done
+    printf '%-8s ratio %s/%s: wall %.2f, peak RSS %.2f\n' "$image" "$ours" "$theirs" \
+      "$(echo "$ours_wall / $theirs_wall" | bc -l)" "$(echo "$ours_rss / $theirs_rss" | bc -l)"
+  done
+}
 
-printf '%-8s %-11s %14s %16s\n' image tool "wall s (med)" "peak RSS MiB"
-for image in busybox rootfs big big2x; do
-  for tool in dockersave skopeo; do
-    wall=$(cut -d' ' -f1 "$DS_STATE/$tool-$image" | median)
-    rss=$(cut -d' ' -f2 "$DS_STATE/$tool-$image" | median)
-    printf '%-8s %-11s %14.3f %16.1f\n' "$image" "$tool" "$wall" "$(echo "$rss / 1024" | bc -l)"
-    eval "${tool}_wall=$wall ${tool}_rss=$rss"
-  done
-  printf '%-8s ratio dockersave/skopeo: wall %.2f, peak RSS %.2f\n' "$image" \
-    "$(echo "$dockersave_wall / $skopeo_wall" | bc -l)" "$(echo "$dockersave_rss / $skopeo_rss" | bc -l)"
-done
+echo "== archives: dockersave against skopeo copy docker-archive:"
+compare dockersave skopeo busybox rootfs big big2x
+echo
+echo "== unpacking: dockersave --rootfs against skopeo copy oci: + umoci unpack"
+compare rootfs umoci rootfs big big2x
 echo "($runs runs each, alternating; $(nproc) cores; $(date -u +%Y-%m-%d))"

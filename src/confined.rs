@@ -359,16 +359,25 @@ fn clear_way(dir: BorrowedFd, name: &[u8], keep_dir: bool) -> io::Result<()> {
 /// Creates the regular file `dir/name` (replacing what is there), mode 0600 until the caller
 /// sets the real one.
 pub fn create_file(dir: BorrowedFd, name: &[u8]) -> io::Result<File> {
-    clear_way(dir, name, false)?;
     let cname = component(name)?;
-    let fd = cvt(unsafe {
-        libc::openat(
-            dir.as_raw_fd(),
-            cname.as_ptr(),
-            libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW | libc::O_CLOEXEC,
-            0o600 as libc::c_uint,
-        )
-    })?;
+    let create = || {
+        cvt(unsafe {
+            libc::openat(
+                dir.as_raw_fd(),
+                cname.as_ptr(),
+                libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+                0o600 as libc::c_uint,
+            )
+        })
+    };
+    // Usually nothing is there: try first, clear the way only if something is.
+    let fd = match create() {
+        Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {
+            clear_way(dir, name, false)?;
+            create()?
+        }
+        other => other?,
+    };
     Ok(unsafe { File::from_raw_fd(fd) })
 }
 
@@ -500,6 +509,9 @@ pub fn set_owner_at(dir: BorrowedFd, name: &[u8], uid: u32, gid: u32) -> io::Res
     Ok(())
 }
 
+// libc marks `time_t` deprecated on musl because it will follow musl 1.2's 64-bit time_t on
+// 32-bit targets; until then a 32-bit target clamps times past 2038, which is what we want.
+#[allow(deprecated)]
 fn timespecs(mtime: u64) -> [libc::timespec; 2] {
     let seconds = libc::time_t::try_from(mtime).unwrap_or(libc::time_t::MAX);
     let time = libc::timespec {

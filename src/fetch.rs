@@ -206,7 +206,8 @@ fn helper(blobs: &Blobs, order: &[usize], shared: &Shared) {
 /// Downloads one blob into a spool file, telling the slot how far it got after every chunk.
 fn spool(blobs: &Blobs, layer: usize, slot: &Slot, stop: &AtomicBool) -> Result<(), Error> {
     let blob = &blobs.layers[layer];
-    let path = blobs.spool_dir.join(blob.digest.hex());
+    // By position: an image may hold the same blob twice.
+    let path = blobs.spool_dir.join(layer.to_string());
     let mut file = fs::OpenOptions::new()
         .write(true)
         .create_new(true)

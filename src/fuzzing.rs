@@ -51,3 +51,33 @@ pub fn layer(data: &[u8]) {
         }
     }
 }
+
+/// Layer tars as `--rootfs` and `--flatten` read them: every change's paths must be valid
+/// (no `..`, no absolute path, single components), and flattening the input as two layers (it
+/// over itself) must end in a tar or an error.
+pub fn layer_tar(data: &[u8]) {
+    use crate::layer_tar::{is_component, read_layer, Change, Kind, TreePath};
+    let valid = |path: &TreePath| path.components().all(is_component);
+    let _ = read_layer(&mut &data[..], "fuzz", &mut |change, body| {
+        match &change {
+            Change::Add(entry) => {
+                assert!(valid(&entry.path), "{:?}", entry.path);
+                if let Kind::Hardlink(target) = &entry.kind {
+                    assert!(valid(target) && !target.is_root(), "{target:?}");
+                }
+            }
+            Change::Whiteout(path) => assert!(valid(path) && !path.is_root(), "{path:?}"),
+            Change::Opaque(path) => assert!(valid(path), "{path:?}"),
+        }
+        let _ = std::io::copy(&mut body.take(1 << 20), &mut std::io::sink());
+        Ok(())
+    });
+    let mut out = Vec::new();
+    let mut flat = crate::sinks::flatten::Flatten::new(&mut out);
+    for index in [1, 0] {
+        if flat.layer(&mut &data[..], index, "fuzz").is_err() {
+            return;
+        }
+    }
+    let _ = flat.finish();
+}

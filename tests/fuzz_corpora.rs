@@ -44,3 +44,8 @@ fn manifest_corpus() {
 fn layer_corpus() {
     replay("layer", dockersave::fuzzing::layer);
 }
+
+#[test]
+fn layer_tar_corpus() {
+    replay("layer_tar", dockersave::fuzzing::layer_tar);
+}

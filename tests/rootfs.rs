@@ -277,6 +277,33 @@ fn flatten_piped_into_tar_gives_the_rootfs_tree() {
         "the same image flattens to the same bytes"
     );
     assert_eq!(dir.names(), ["again.tar", "flat", "rich.tar", "rootfs"]);
+    // A FIFO (or a device such as /dev/null) is written into as it is, not replaced.
+    let fifo = dir.path().join("pipe");
+    let made = run("mkfifo", &[fifo.to_str().unwrap()], Path::new("/"), None);
+    assert_eq!(made.code, 0, "{made}");
+    let reader = Command::new("sha256sum")
+        .arg(&fifo)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    dockersave_ok(
+        dir.path(),
+        &["--insecure", "--flatten", fifo.to_str().unwrap(), rich()],
+    );
+    let read = reader.wait_with_output().unwrap();
+    assert_eq!(
+        format!(
+            "sha256:{}",
+            String::from_utf8_lossy(&read.stdout)
+                .split(' ')
+                .next()
+                .unwrap()
+        ),
+        sha256_file(&dir.path().join("rich.tar"))
+    );
+    use std::os::unix::fs::FileTypeExt;
+    assert!(fs::symlink_metadata(&fifo).unwrap().file_type().is_fifo());
+    fs::remove_file(&fifo).unwrap();
     // Lower file contents that upper layers hide are never written.
     let listing = run("tar", &["-tvf", "rich.tar"], dir.path(), None);
     assert!(
@@ -900,5 +927,35 @@ fn flatten_and_layer_with_tls_platform_resume_and_corruption() {
     assert_eq!(
         sha256_file(&dir.path().join(out.stdout.trim()).join("layer.tar")),
         top
+    );
+}
+
+#[test]
+fn an_image_holding_the_same_layer_twice() {
+    let image = push_built_image("repeated", "rootfs-repeated", None);
+    let dir = Scratch::new("repeated");
+    dockersave_ok(dir.path(), &rootfs_args(&image, "tree", &[]));
+    assert_eq!(
+        fs::read_to_string(dir.path().join("tree/a")).unwrap(),
+        "second"
+    );
+    assert_eq!(fs::read_to_string(dir.path().join("tree/b")).unwrap(), "b");
+    flatten_into(&image, &dir.path().join("flat"));
+    assert_same(
+        &dir.path().join("flat"),
+        &dir.path().join("tree"),
+        Compare {
+            owners: true,
+            hard_links: true,
+        },
+        "repeated layers",
+    );
+    let out = dockersave_ok(dir.path(), &["--insecure", "--tarname", "r.tar", &image]);
+    assert!(out.stdout.trim().ends_with("r.tar"), "{out}");
+    let tag = format!("{image}:latest");
+    load(
+        &dir.path().join("r.tar"),
+        Some(&tag),
+        &config_digest(&tag, &[]),
     );
 }

@@ -9,7 +9,7 @@ use crate::fetch::{self, Blobs};
 use crate::partial::Temp;
 use crate::pipeline::LayerReader;
 use crate::sinks::flatten::Flatten;
-use std::fs::File;
+use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
@@ -37,6 +37,18 @@ pub(super) fn save(
         out.flush()
             .map_err(|e| Error::io(Path::new("standard output"), e))?;
         return Ok(None);
+    }
+    // A device or pipe (`/dev/null`, `/dev/stdout`, a FIFO) is written as it is; only a
+    // regular file gets a temporary name and a rename.
+    if fs::metadata(file).is_ok_and(|m| !m.is_file() && !m.is_dir()) {
+        let out = OpenOptions::new()
+            .write(true)
+            .open(file)
+            .map_err(|e| Error::io(file, e))?;
+        let mut buffered = BufWriter::with_capacity(64 * 1024, &out);
+        merge(options, image, &spool, &mut buffered, file)?;
+        buffered.flush().map_err(|e| Error::io(file, e))?;
+        return Ok(Some(file.to_path_buf()));
     }
     let temp = Temp::new(file);
     let out = File::create(temp.path()).map_err(|e| Error::io(temp.path(), e))?;

@@ -26,7 +26,7 @@ use std::path::Path;
 pub struct Flatten<'w> {
     out: tar::Builder<&'w mut dyn Write>,
     /// What the layers above the current one did to each path.
-    paths: HashMap<Vec<u8>, Marks>,
+    paths: HashMap<Box<[u8]>, Marks>,
     /// Hard links waiting for their target to appear in a lower layer, by target.
     pending: HashMap<TreePath, Vec<Entry>>,
     /// The symlinks the current layer wrote, path → target: entries below them are written
@@ -35,15 +35,36 @@ pub struct Flatten<'w> {
 }
 
 /// What upper layers did to a path; each is the layer (its index, bottom 0) that did it first,
-/// seen from the top.
+/// seen from the top. Kept small: there is one per path of the upper layers.
 #[derive(Default, Clone, Copy)]
 struct Marks {
     /// Written from that layer, and whether as a directory.
-    written: Option<(usize, bool)>,
-    whiteout: Option<usize>,
-    opaque: Option<usize>,
+    written: At,
+    written_dir: bool,
+    whiteout: At,
+    opaque: At,
     /// The highest layer that wrote something below this path.
-    below: Option<usize>,
+    below: At,
+}
+
+/// A layer index plus one, 0 for none: two bytes where `Option<usize>` takes sixteen.
+#[derive(Default, Clone, Copy)]
+struct At(u16);
+
+/// Layers an image may have here (Docker allows 127).
+const MAX_LAYERS: usize = u16::MAX as usize - 1;
+
+impl At {
+    fn get(self) -> Option<usize> {
+        self.0.checked_sub(1).map(usize::from)
+    }
+
+    /// Records `index` unless a higher layer (seen earlier) already did.
+    fn first(&mut self, index: usize) {
+        if self.0 == 0 {
+            self.0 = u16::try_from(index + 1).unwrap_or(u16::MAX);
+        }
+    }
 }
 
 impl<'w> Flatten<'w> {
@@ -60,6 +81,11 @@ impl<'w> Flatten<'w> {
 
     /// Merges layer `index` (0 = bottom), which must come after every layer above it.
     pub fn layer(&mut self, tar: &mut dyn Read, index: usize, name: &str) -> Result<(), Error> {
+        if index >= MAX_LAYERS {
+            return Err(Error::Unsupported(format!(
+                "the image has over {MAX_LAYERS} layers; --flatten handles fewer"
+            )));
+        }
         let record = index > 0;
         let write_error = |e: io::Error| Error::Io {
             path: "the flattened tar".into(),
@@ -70,12 +96,12 @@ impl<'w> Flatten<'w> {
             match change {
                 Change::Whiteout(path) => {
                     if record {
-                        self.marks(&path).whiteout.get_or_insert(index);
+                        self.marks(&path).whiteout.first(index);
                     }
                 }
                 Change::Opaque(path) => {
                     if record {
-                        self.marks(&path).opaque.get_or_insert(index);
+                        self.marks(&path).opaque.first(index);
                     }
                 }
                 Change::Add(entry) => {
@@ -84,13 +110,14 @@ impl<'w> Flatten<'w> {
                     if visible {
                         self.check(&entry, index, name)?;
                         if record {
-                            let is_dir = entry.kind == Kind::Dir;
-                            self.marks(&entry.path)
-                                .written
-                                .get_or_insert((index, is_dir));
+                            let marks = self.marks(&entry.path);
+                            if marks.written.get().is_none() {
+                                marks.written.first(index);
+                                marks.written_dir = entry.kind == Kind::Dir;
+                            }
                             for ancestor in entry.path.ancestors() {
-                                let marks = self.paths.entry(ancestor.to_vec()).or_default();
-                                marks.below.get_or_insert(index);
+                                let marks = self.paths.entry(ancestor.into()).or_default();
+                                marks.below.first(index);
                             }
                         }
                         if let Kind::Symlink(target) = &entry.kind {
@@ -135,24 +162,22 @@ impl<'w> Flatten<'w> {
     }
 
     fn marks(&mut self, path: &TreePath) -> &mut Marks {
-        self.paths.entry(path.as_bytes().to_vec()).or_default()
+        self.paths.entry(path.as_bytes().into()).or_default()
     }
 
     /// Whether the layers above `index` hide `path`.
     fn hidden(&self, path: &TreePath, index: usize) -> bool {
         let above = |layer: Option<usize>| layer.is_some_and(|l| l > index);
         if let Some(marks) = self.paths.get(path.as_bytes()) {
-            if above(marks.written.map(|(l, _)| l)) || above(marks.whiteout) {
+            if above(marks.written.get()) || above(marks.whiteout.get()) {
                 return true;
             }
         }
         path.ancestors().any(|ancestor| {
             self.paths.get(ancestor).is_some_and(|marks| {
-                above(marks.whiteout)
-                    || above(marks.opaque)
-                    || marks
-                        .written
-                        .is_some_and(|(l, is_dir)| l > index && !is_dir)
+                above(marks.whiteout.get())
+                    || above(marks.opaque.get())
+                    || (above(marks.written.get()) && !marks.written_dir)
             })
         })
     }
@@ -173,7 +198,7 @@ impl<'w> Flatten<'w> {
         let below = self
             .paths
             .get(entry.path.as_bytes())
-            .and_then(|marks| marks.below)
+            .and_then(|marks| marks.below.get())
             .filter(|&layer| layer > index);
         if let (Some(upper), false) = (below, entry.kind == Kind::Dir) {
             if let Kind::Symlink(target) = &entry.kind {
@@ -201,7 +226,7 @@ impl<'w> Flatten<'w> {
         let written = self
             .paths
             .get(target.as_bytes())
-            .is_some_and(|marks| marks.written.is_some());
+            .is_some_and(|marks| marks.written.get().is_some());
         index > 0 && !written
     }
 

@@ -15,7 +15,7 @@ use crate::error::Error;
 use crate::layer_tar::{self, Change, Entry, Kind, TreePath};
 use std::collections::{HashMap, HashSet};
 use std::io::{self, Read};
-use std::os::fd::{AsFd, BorrowedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 pub struct Rootfs {
@@ -26,9 +26,13 @@ pub struct Rootfs {
     /// With `--git`, the image may not touch the repository at the root.
     guard_git: bool,
     /// Paths the current layer added, with their ancestors: an opaque marker keeps them.
-    layer_paths: HashSet<TreePath>,
+    layer_paths: HashSet<Box<[u8]>>,
     /// Mode and mtime of every directory an entry made, applied by `finish`.
     dirs: HashMap<TreePath, (u32, u64)>,
+    /// The directory the last regular file went into: files mostly come in runs of siblings,
+    /// and walking to the parent again for each costs more than creating the file. Any change
+    /// other than a regular file forgets it (it could replace a directory on the way).
+    last_parent: Option<(TreePath, OwnedFd)>,
     pub skipped_devices: u64,
     pub skipped_xattrs: u64,
 }
@@ -44,6 +48,7 @@ impl Rootfs {
             guard_git,
             layer_paths: HashSet::new(),
             dirs: HashMap::new(),
+            last_parent: None,
             skipped_devices: 0,
             skipped_xattrs: 0,
         })
@@ -97,13 +102,22 @@ impl Rootfs {
     }
 
     fn change(&mut self, change: Change, data: &mut dyn Read) -> Result<(), Fault> {
+        if !matches!(
+            &change,
+            Change::Add(Entry {
+                kind: Kind::File,
+                ..
+            })
+        ) {
+            self.last_parent = None;
+        }
         match change {
             Change::Add(entry) => {
                 self.remember(&entry.path);
                 self.add(entry, data)
             }
             Change::Whiteout(path) => {
-                if self.layer_paths.contains(&path) {
+                if self.layer_paths.contains(path.as_bytes()) {
                     // This layer's own entry of that name stays.
                     return Ok(());
                 }
@@ -124,7 +138,7 @@ impl Rootfs {
                 }
                 let kept = &self.layer_paths;
                 self.dirs
-                    .retain(|d, _| d == &dir || !d.is_within(&dir) || kept.contains(d));
+                    .retain(|d, _| d == &dir || !d.is_within(&dir) || kept.contains(d.as_bytes()));
                 Ok(())
             }
         }
@@ -136,7 +150,7 @@ impl Rootfs {
         let mut kept_dirs = Vec::new();
         confined::clear_dir(fd, &mut |name| {
             let path = dir.join(name);
-            let keep = self.layer_paths.contains(&path);
+            let keep = self.layer_paths.contains(path.as_bytes());
             if keep {
                 kept_dirs.push(name.to_vec());
             }
@@ -154,11 +168,11 @@ impl Rootfs {
 
     fn remember(&mut self, path: &TreePath) {
         for ancestor in path.ancestors() {
-            if let Ok(ancestor) = TreePath::parse(ancestor) {
-                self.layer_paths.insert(ancestor);
+            if !self.layer_paths.contains(ancestor) {
+                self.layer_paths.insert(ancestor.into());
             }
         }
-        self.layer_paths.insert(path.clone());
+        self.layer_paths.insert(path.as_bytes().into());
     }
 
     fn open_parent_if_there(&self, path: &TreePath) -> Result<Option<std::os::fd::OwnedFd>, Fault> {
@@ -174,7 +188,7 @@ impl Rootfs {
 
     fn add(&mut self, entry: Entry, data: &mut dyn Read) -> Result<(), Fault> {
         let (uid, gid) = ids(&entry)?;
-        let Some((parent, name)) = self.root.open_parent(&entry.path, true)? else {
+        let Some((parent_path, name)) = entry.path.split_last() else {
             // The root itself: its owner now, its mode and mtime at the end.
             if self.privileged {
                 confined::set_owner(self.root.fd(), uid, gid)?;
@@ -182,7 +196,26 @@ impl Rootfs {
             self.dirs.insert(entry.path, (entry.mode, entry.mtime));
             return Ok(());
         };
-        let parent = parent.as_fd();
+        let parent = match self.last_parent.take() {
+            Some((path, fd)) if path == parent_path => fd,
+            _ => self.root.open_dir(&parent_path, true)?,
+        };
+        let result = self.add_in(parent.as_fd(), name, &entry, uid, gid, data);
+        if entry.kind == Kind::File {
+            self.last_parent = Some((parent_path, parent));
+        }
+        result
+    }
+
+    fn add_in(
+        &mut self,
+        parent: BorrowedFd,
+        name: &[u8],
+        entry: &Entry,
+        uid: u32,
+        gid: u32,
+        data: &mut dyn Read,
+    ) -> Result<(), Fault> {
         if !self.privileged {
             confined::make_writable(parent)?;
         }
@@ -190,7 +223,7 @@ impl Rootfs {
             Kind::File => {
                 let mut file = confined::create_file(parent, name)?;
                 io::copy(&mut data.take(entry.size), &mut file)?;
-                self.finish_fd(file.as_fd(), &entry, uid, gid)?;
+                self.finish_fd(file.as_fd(), entry, uid, gid)?;
                 confined::set_mtime(file.as_fd(), entry.mtime)?;
             }
             Kind::Dir => {
@@ -200,13 +233,13 @@ impl Rootfs {
                 } else {
                     confined::make_writable(dir.as_fd())?;
                 }
-                self.set_xattrs(dir.as_fd(), &entry, uid, gid)?;
+                self.set_xattrs(dir.as_fd(), entry, uid, gid)?;
                 self.dirs
                     .insert(entry.path.clone(), (entry.mode, entry.mtime));
             }
             Kind::Symlink(target) => {
                 confined::symlink_at(target, parent, name)?;
-                self.owner_and_time_at(parent, name, &entry, uid, gid)?;
+                self.owner_and_time_at(parent, name, entry, uid, gid)?;
             }
             Kind::Hardlink(target) => {
                 let (target_parent, target_name) = target
@@ -227,11 +260,11 @@ impl Rootfs {
                 }
                 let block = matches!(entry.kind, Kind::BlockDevice(..));
                 confined::make_device(parent, name, block, entry.mode, *major, *minor)?;
-                self.owner_and_time_at(parent, name, &entry, uid, gid)?;
+                self.owner_and_time_at(parent, name, entry, uid, gid)?;
             }
             Kind::Fifo => {
                 let fifo = confined::make_fifo(parent, name, entry.mode)?;
-                self.finish_fd(fifo.as_fd(), &entry, uid, gid)?;
+                self.finish_fd(fifo.as_fd(), entry, uid, gid)?;
                 confined::set_mtime(fifo.as_fd(), entry.mtime)?;
             }
         }

@@ -151,6 +151,12 @@ def through_link():
     ]
 
 
+def repeated():
+    """The same layer twice in a row (same blob, same diff ID), so two downloads ahead of the
+    one being applied fetch the same blob at once."""
+    return [[f("a", "first")], [f("a", "second"), f("b", "b")], [f("a", "second"), f("b", "b")]]
+
+
 def hostile(name, canary):
     """Layers aimed at CANARY, three levels above the directory they are unpacked into."""
     rel = "../../../" + os.path.basename(canary)
@@ -226,6 +232,8 @@ def main():
         layers = rich()
     elif name == "through-link":
         layers = through_link()
+    elif name == "repeated":
+        layers = repeated()
     else:
         layers = hostile(name, sys.argv[3])
     write_layout(layout, name, layers)
