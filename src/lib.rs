@@ -1,11 +1,13 @@
 //! dockersave: fetch a container image from a Docker/OCI registry without Docker and write an
-//! archive that `docker load` accepts.
+//! archive that `docker load` accepts, or the image's root filesystem.
 //!
 //! The modules follow the data: `reference` names the image, `registry` (http, proxy, auth,
-//! credentials, client) fetches it, `manifest` picks what to fetch, `pipeline` (with
-//! `decompress` and `digest`) turns each layer blob into a verified tar, `cache` keeps verified
-//! blobs, `archive` writes Docker's save format, `pull` drives them, `cli` reads the command
-//! line. The binary (`main.rs`) only asks for credentials and maps errors to exit codes.
+//! credentials, client) fetches it, `manifest` picks what to fetch, `fetch` orders the layer
+//! downloads, `pipeline` (with `decompress` and `digest`) turns each layer blob into a verified
+//! tar, `cache` keeps verified blobs, `layer_tar` reads a layer as filesystem changes, the
+//! `sinks` write them (`archive`: Docker's save format; `rootfs` through `confined`, which keeps
+//! every write inside its directory; `flatten`; `git`), `pull` drives them, `cli` reads the
+//! command line. The binary (`main.rs`) only asks for credentials and maps errors to exit codes.
 //!
 //! This is a library so that the parsers can be fuzzed (`fuzz/`); it is not a stable API.
 

@@ -580,40 +580,25 @@ fn rootfs_with_cache_token_auth_resume_and_no_rm() {
     );
 }
 
-/// The diff IDs of an image, from its config as skopeo fetches it.
-fn diff_ids(image: &str) -> Vec<String> {
-    let out = run(
-        "skopeo",
-        &[
-            "inspect",
-            "--config",
-            "--tls-verify=false",
-            "--format",
-            "{{range .RootFS.DiffIDs}}{{.}} {{end}}",
-            &format!("docker://{image}:latest"),
-        ],
-        Path::new("/"),
-        None,
-    );
+/// Digests of an image's layers as skopeo, an independent client, reads them: with
+/// `--config` the diff IDs, else the blob digests; `extra` picks a platform.
+fn skopeo_digests(image: &str, config: bool, extra: &[&str]) -> Vec<String> {
+    let mut args = vec!["inspect", "--tls-verify=false"];
+    if config {
+        args.extend(["--config", "--format", "{{range .RootFS.DiffIDs}}{{.}} {{end}}"]);
+    } else {
+        args.extend(["--format", "{{range .Layers}}{{.}} {{end}}"]);
+    }
+    args.extend_from_slice(extra);
+    let reference = format!("docker://{image}:latest");
+    args.push(&reference);
+    let out = run("skopeo", &args, Path::new("/"), None);
     assert_eq!(out.code, 0, "{out}");
     out.stdout.split_whitespace().map(str::to_string).collect()
 }
 
-fn layer_digests(image: &str) -> Vec<String> {
-    let out = run(
-        "skopeo",
-        &[
-            "inspect",
-            "--tls-verify=false",
-            "--format",
-            "{{range .Layers}}{{.}} {{end}}",
-            &format!("docker://{image}:latest"),
-        ],
-        Path::new("/"),
-        None,
-    );
-    assert_eq!(out.code, 0, "{out}");
-    out.stdout.split_whitespace().map(str::to_string).collect()
+fn diff_ids(image: &str) -> Vec<String> {
+    skopeo_digests(image, true, &[])
 }
 
 fn sha256_file(path: &Path) -> String {
@@ -624,7 +609,7 @@ fn sha256_file(path: &Path) -> String {
 #[test]
 fn layer_exports_hash_to_their_digests() {
     let image = format!("{}/layers", env("DS_REGISTRY"));
-    let (diffs, blobs) = (diff_ids(&image), layer_digests(&image));
+    let (diffs, blobs) = (diff_ids(&image), skopeo_digests(&image, false, &[]));
     assert_eq!(diffs.len(), 3);
     let dir = Scratch::new("layer");
     for n in 1..=3 {
@@ -908,22 +893,8 @@ fn flatten_and_layer_with_tls_platform_resume_and_corruption() {
             &multi,
         ],
     );
-    let config = run(
-        "skopeo",
-        &[
-            "inspect",
-            "--config",
-            "--tls-verify=false",
-            "--override-arch",
-            "arm64",
-            "--format",
-            "{{range .RootFS.DiffIDs}}{{.}} {{end}}",
-            &format!("docker://{multi}:latest"),
-        ],
-        Path::new("/"),
-        None,
-    );
-    let top = config.stdout.split_whitespace().last().unwrap().to_string();
+    let arm64 = skopeo_digests(&multi, true, &["--override-arch", "arm64"]);
+    let top = arm64.last().unwrap().clone();
     assert_eq!(
         sha256_file(&dir.path().join(out.stdout.trim()).join("layer.tar")),
         top

@@ -5,7 +5,7 @@
 use super::{size, Image, SpoolDir};
 use crate::cli::Options;
 use crate::error::Error;
-use crate::fetch::{self, Blobs};
+use crate::fetch;
 use crate::partial::Temp;
 use crate::pipeline::LayerReader;
 use crate::sinks::flatten::Flatten;
@@ -70,12 +70,7 @@ fn merge(
     shown: &Path,
 ) -> Result<(), Error> {
     let layers = &image.manifest.layers;
-    let blobs = Blobs {
-        registry: &image.registry,
-        cache: image.cache.as_ref(),
-        layers,
-        spool_dir: &spool.0,
-    };
+    let blobs = image.blobs(spool);
     let order: Vec<usize> = (0..layers.len()).rev().collect();
     let mut flat = Flatten::new(out);
     let mut compressed = 0;

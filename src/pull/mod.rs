@@ -15,6 +15,7 @@ mod rootfs;
 use crate::cache::Cache;
 use crate::cli::{Options, Output};
 use crate::error::Error;
+use crate::fetch::Blobs;
 use crate::manifest::{self, Config, Fetched, Manifest, Platform};
 use crate::partial;
 use crate::pipeline::LayerLabel;
@@ -43,6 +44,16 @@ impl Image {
             self.manifest.layers.len(),
             self.manifest.layers[i].digest
         )
+    }
+
+    /// Where `fetch` gets this image's layers, spooling early ones in `spool`.
+    fn blobs<'a>(&'a self, spool: &'a SpoolDir) -> Blobs<'a> {
+        Blobs {
+            registry: &self.registry,
+            cache: self.cache.as_ref(),
+            layers: &self.manifest.layers,
+            spool_dir: &spool.0,
+        }
     }
 
     fn label<'a>(&'a self, name: &'a str, out_path: &'a Path) -> LayerLabel<'a> {

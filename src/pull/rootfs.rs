@@ -10,7 +10,7 @@
 use super::{size, Image, SpoolDir};
 use crate::cli::Options;
 use crate::error::Error;
-use crate::fetch::{self, Blobs};
+use crate::fetch;
 use crate::partial;
 use crate::pipeline::{CopyingReader, LayerReader};
 use crate::sinks::archive;
@@ -41,12 +41,7 @@ pub(super) fn save(
         None
     };
     let layers = &image.manifest.layers;
-    let blobs = Blobs {
-        registry: &image.registry,
-        cache: image.cache.as_ref(),
-        layers,
-        spool_dir: &spool.0,
-    };
+    let blobs = image.blobs(&spool);
     let order: Vec<usize> = (0..layers.len()).collect();
     let (mut compressed, mut uncompressed) = (0, 0);
     fetch::in_order(&blobs, &order, &mut |i, body| {
