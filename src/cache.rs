@@ -70,6 +70,7 @@ impl Cache {
         let temp = partial::temp_name(&dest);
         let file = File::create(&temp).map_err(|e| Error::io(&temp, e))?;
         Ok(Entry {
+            _interrupt: partial::on_interrupt(&temp, partial::Undo::Remove),
             file: Some(file),
             temp,
             dest,
@@ -82,6 +83,7 @@ pub struct Entry {
     file: Option<File>,
     temp: PathBuf,
     dest: PathBuf,
+    _interrupt: partial::OnInterrupt,
 }
 
 impl Entry {

@@ -224,7 +224,7 @@ fn spool(blobs: &Blobs, layer: usize, slot: &Slot, stop: &AtomicBool) -> Result<
     let mut body = blobs.registry.blob_stream(&blob.digest, blob.size, &what)?;
     let mut buf = vec![0u8; CHUNK];
     loop {
-        if stop.load(Ordering::SeqCst) {
+        if stop.load(Ordering::SeqCst) || crate::interrupt::requested() {
             return Err(Error::Invalid {
                 what,
                 detail: "the download was abandoned".into(),

@@ -19,6 +19,7 @@ fn main() -> ExitCode {
 }
 
 fn run() -> Result<(), Error> {
+    dockersave::interrupt::install();
     let options = match cli::parse(std::env::args_os(), |name| std::env::var(name).ok())? {
         Command::Help => {
             print!("{}", cli::HELP);

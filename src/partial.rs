@@ -1,12 +1,70 @@
 //! Work in progress on disk: the hidden `.NAME.partial-PID` name a file or directory has until
-//! it is complete, and the removal of what killed runs left under such names.
+//! it is complete, the removal of what killed runs left under such names, and the list of what
+//! an interrupted run (Ctrl-C, SIGTERM) must remove before it exits.
 //!
 //! Everything dockersave writes appears under its final name only by a rename, so a reader
 //! never sees half of it; this module owns the naming that makes that, and the cleanup, work.
+//! The interrupt list is the crate's one piece of global state: a signal can arrive anywhere,
+//! and what to undo then is whatever is in progress at that moment.
 
 use crate::confined::{self, Root};
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+/// What to do with a path if the run is interrupted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Undo {
+    /// Remove it (a partial file or directory).
+    Remove,
+    /// Remove what is in it, keep it (an empty directory the user gave, e.g. a mount point).
+    Empty,
+    /// Leave it and say so (`--no-rm`).
+    Keep,
+    /// Leave it and say it is partly updated (`--rootfs --force`).
+    Partial,
+}
+
+static ON_INTERRUPT: Mutex<Vec<(u64, PathBuf, Undo)>> = Mutex::new(Vec::new());
+static NEXT: AtomicU64 = AtomicU64::new(0);
+
+/// A path on the interrupt list; it comes off when this is dropped.
+#[derive(Debug)]
+pub struct OnInterrupt(u64);
+
+/// Puts `path` on the interrupt list with what to do to it.
+pub fn on_interrupt(path: &Path, undo: Undo) -> OnInterrupt {
+    let id = NEXT.fetch_add(1, Ordering::SeqCst);
+    interrupt_list().push((id, path.to_path_buf(), undo));
+    OnInterrupt(id)
+}
+
+impl Drop for OnInterrupt {
+    fn drop(&mut self) {
+        interrupt_list().retain(|(id, _, _)| *id != self.0);
+    }
+}
+
+fn interrupt_list() -> std::sync::MutexGuard<'static, Vec<(u64, PathBuf, Undo)>> {
+    ON_INTERRUPT.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Undoes everything on the interrupt list, newest first; returns what was left in place and
+/// why, for the user. Called once, by the interrupt watcher, just before the process exits.
+pub fn undo_interrupted() -> Vec<String> {
+    let list = std::mem::take(&mut *interrupt_list());
+    let mut left = Vec::new();
+    for (_, path, undo) in list.into_iter().rev() {
+        match undo {
+            Undo::Remove => remove(&path),
+            Undo::Empty => empty(&path),
+            Undo::Keep => left.push(format!("kept {} (--no-rm)", path.display())),
+            Undo::Partial => left.push(format!("{} is partly updated", path.display())),
+        }
+    }
+    left
+}
 
 /// The name a file is written under until it is complete: hidden, beside the final one, unique
 /// to this process.
@@ -84,13 +142,16 @@ pub struct Temp {
     path: PathBuf,
     dest: PathBuf,
     done: bool,
+    _interrupt: OnInterrupt,
 }
 
 impl Temp {
     /// The temporary name for `dest`; nothing is created yet.
     pub fn new(dest: &Path) -> Temp {
+        let path = temp_name(dest);
         Temp {
-            path: temp_name(dest),
+            _interrupt: on_interrupt(&path, Undo::Remove),
+            path,
             dest: dest.to_path_buf(),
             done: false,
         }

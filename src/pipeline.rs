@@ -153,6 +153,9 @@ impl Read for LayerReader<'_> {
         if self.failure.is_some() {
             return Err(io::Error::other("the layer already failed"));
         }
+        if crate::interrupt::requested() {
+            return Err(io::Error::other("interrupted"));
+        }
         loop {
             return match self.layer.read(buf) {
                 Ok(n) => {

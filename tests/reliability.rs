@@ -303,3 +303,98 @@ fn kill_9_mid_pull_then_rerun_completes() {
         &config_digest(&plain("layers:latest"), &[]),
     );
 }
+
+/// Starts dockersave with `args` in `dir` against a forwarder whose first big blob stalls,
+/// waits until the transfer is stuck in it, sends `signal` and returns the run's outcome.
+fn interrupted_run(dir: &Scratch, args: &[&str], signal: i32) -> (Output, Duration) {
+    let faults = Faults {
+        stall_blobs_after: Some(1500),
+        ..Faults::once()
+    };
+    let front = forwarder(&env("DS_REGISTRY"), faults.clone());
+    let reference = format!("{front}/layers:latest");
+    let mut all = vec!["--insecure"];
+    all.extend_from_slice(args);
+    all.push(&reference);
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_dockersave"))
+        .args(&all)
+        .current_dir(dir.path())
+        .env("DOCKER_CONFIG", "/nonexistent/dockersave-tests")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while faults.times.load(std::sync::atomic::Ordering::SeqCst) > 0 {
+        assert!(Instant::now() < deadline, "the pull never reached a layer");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let sent = Instant::now();
+    assert_eq!(unsafe { libc::kill(child.id() as i32, signal) }, 0);
+    let out = child.wait_with_output().unwrap();
+    let took = sent.elapsed();
+    (
+        Output {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        },
+        took,
+    )
+}
+
+#[test]
+fn ctrl_c_and_sigterm_remove_what_the_run_wrote() {
+    for (signal, name, code) in [
+        (libc::SIGINT, "SIGINT", 130),
+        (libc::SIGTERM, "SIGTERM", 143),
+    ] {
+        for extra in [
+            &[][..],
+            &["--rootfs", "tree"][..],
+            &["--flatten", "flat.tar"][..],
+        ] {
+            let dir = Scratch::new("interrupt");
+            let (out, took) = interrupted_run(&dir, extra, signal);
+            assert_eq!(out.code, code, "{name} {extra:?}: {out}");
+            assert!(
+                out.stderr.contains(&format!("interrupted by {name}")),
+                "{name} {extra:?}: {out}"
+            );
+            assert_eq!(
+                out.stderr
+                    .trim_end()
+                    .lines()
+                    .last()
+                    .unwrap()
+                    .matches("interrupted")
+                    .count(),
+                1
+            );
+            // The transfer was stalled; the run did not wait for its 60 s timeout.
+            assert!(took < Duration::from_secs(5), "{name} took {took:?}");
+            assert!(
+                dir.names().is_empty(),
+                "{name} {extra:?} left {:?}: {out}",
+                dir.names()
+            );
+            // And the next run works.
+            let mut again = vec!["--insecure"];
+            again.extend_from_slice(extra);
+            let reference = plain("layers:latest");
+            again.push(&reference);
+            dockersave_ok(dir.path(), &again);
+        }
+    }
+    // --no-rm keeps the partial directory.
+    let dir = Scratch::new("interrupt-keep");
+    let (out, _) = interrupted_run(&dir, &["--no-rm"], libc::SIGHUP);
+    assert_eq!(out.code, 129, "{out}");
+    assert!(out.stderr.contains("(--no-rm)"), "{out}");
+    let names = dir.names();
+    assert!(
+        names.len() == 1 && names[0].starts_with(".layers-latest.partial-"),
+        "{names:?}"
+    );
+}

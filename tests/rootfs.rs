@@ -585,7 +585,11 @@ fn rootfs_with_cache_token_auth_resume_and_no_rm() {
 fn skopeo_digests(image: &str, config: bool, extra: &[&str]) -> Vec<String> {
     let mut args = vec!["inspect", "--tls-verify=false"];
     if config {
-        args.extend(["--config", "--format", "{{range .RootFS.DiffIDs}}{{.}} {{end}}"]);
+        args.extend([
+            "--config",
+            "--format",
+            "{{range .RootFS.DiffIDs}}{{.}} {{end}}",
+        ]);
     } else {
         args.extend(["--format", "{{range .Layers}}{{.}} {{end}}"]);
     }

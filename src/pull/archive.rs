@@ -45,6 +45,14 @@ pub(super) fn save(options: &Options, image: &Image) -> Result<PathBuf, Error> {
     let mut cleanup = Cleanup {
         dir: Some(work_dir.clone()),
         keep: options.no_rm,
+        _interrupt: partial::on_interrupt(
+            &work_dir,
+            if options.no_rm {
+                partial::Undo::Keep
+            } else {
+                partial::Undo::Remove
+            },
+        ),
     };
     fs::create_dir(&work_dir).map_err(|e| Error::io(&work_dir, e))?;
     let ids = archive::layer_ids(&config.diff_ids);
@@ -257,6 +265,7 @@ fn unpack(
 struct Cleanup {
     dir: Option<PathBuf>,
     keep: bool,
+    _interrupt: partial::OnInterrupt,
 }
 
 impl Drop for Cleanup {

@@ -52,7 +52,7 @@ impl Image {
             registry: &self.registry,
             cache: self.cache.as_ref(),
             layers: &self.manifest.layers,
-            spool_dir: &spool.0,
+            spool_dir: &spool.path,
         }
     }
 
@@ -74,7 +74,7 @@ pub fn pull(options: &Options, credentials: Option<Credentials>) -> Result<Optio
         Output::Archive => archive::save(options, &open(options, credentials)?).map(Some),
         Output::Rootfs { dir, force, git } => {
             // What can be refused without the network is refused first.
-            let target = rootfs::Target::prepare(dir, *force, *git)?;
+            let target = rootfs::Target::prepare(dir, *force, *git, options.no_rm)?;
             rootfs::save(options, &open(options, credentials)?, target, *git).map(Some)
         }
         Output::Flatten(file) => flatten::save(options, &open(options, credentials)?, file),
@@ -185,7 +185,10 @@ fn resolve(registry: &Registry, options: &Options) -> Result<Manifest, Error> {
 
 /// A directory of this run's for blobs that arrive before their turn (`fetch`), beside
 /// `near`; removed with everything in it when dropped.
-struct SpoolDir(PathBuf);
+struct SpoolDir {
+    path: PathBuf,
+    _interrupt: partial::OnInterrupt,
+}
 
 impl SpoolDir {
     fn create(near: &Path) -> Result<SpoolDir, Error> {
@@ -194,14 +197,18 @@ impl SpoolDir {
             .map(|n| format!("{}.spool", n.to_string_lossy()))
             .unwrap_or_else(|| "dockersave.spool".into());
         let path = partial::temp_name(&near.with_file_name(name));
+        let interrupt = partial::on_interrupt(&path, partial::Undo::Remove);
         fs::create_dir(&path).map_err(|e| Error::io(&path, e))?;
-        Ok(SpoolDir(path))
+        Ok(SpoolDir {
+            path,
+            _interrupt: interrupt,
+        })
     }
 }
 
 impl Drop for SpoolDir {
     fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
+        let _ = fs::remove_dir_all(&self.path);
     }
 }
 

@@ -110,6 +110,9 @@ pub(super) struct Target {
     work: PathBuf,
     kind: TargetKind,
     done: bool,
+    /// `--no-rm`: a new DIR's partial tree stays after a failure or an interrupt.
+    keep: bool,
+    _interrupt: partial::OnInterrupt,
 }
 
 #[derive(PartialEq, Eq)]
@@ -122,7 +125,12 @@ enum TargetKind {
 impl Target {
     /// Checks DIR (and, for `--git`, that git is there) before anything is fetched, and
     /// creates the `.partial` directory for a new DIR.
-    pub(super) fn prepare(dest: &Path, force: bool, git: bool) -> Result<Target, Error> {
+    pub(super) fn prepare(
+        dest: &Path,
+        force: bool,
+        git: bool,
+        keep: bool,
+    ) -> Result<Target, Error> {
         if git {
             Repo::check_git()?;
         }
@@ -167,11 +175,19 @@ impl Target {
         } else {
             dest.to_path_buf()
         };
+        let undo = match (&kind, keep) {
+            (TargetKind::New, false) => partial::Undo::Remove,
+            (TargetKind::New, true) => partial::Undo::Keep,
+            (TargetKind::Empty, _) => partial::Undo::Empty,
+            (TargetKind::Forced, _) => partial::Undo::Partial,
+        };
         Ok(Target {
+            _interrupt: partial::on_interrupt(&work, undo),
             dest: dest.to_path_buf(),
             work,
             kind,
             done: false,
+            keep,
         })
     }
 
@@ -194,6 +210,10 @@ impl Drop for Target {
             return;
         }
         match self.kind {
+            TargetKind::New if self.keep => eprintln!(
+                "kept the partial directory {} (--no-rm)",
+                self.work.display()
+            ),
             TargetKind::New => partial::remove(&self.work),
             TargetKind::Empty => partial::empty(&self.work),
             TargetKind::Forced => eprintln!(
@@ -209,6 +229,7 @@ impl Drop for Target {
 struct KeptLayers {
     dir: PathBuf,
     ids: Vec<String>,
+    _interrupt: partial::OnInterrupt,
 }
 
 impl KeptLayers {
@@ -229,6 +250,7 @@ impl KeptLayers {
         }
         fs::create_dir(&dir).map_err(|e| Error::io(&dir, e))?;
         Ok(KeptLayers {
+            _interrupt: partial::on_interrupt(&dir, partial::Undo::Keep),
             dir,
             ids: archive::layer_ids(&image.config.diff_ids),
         })

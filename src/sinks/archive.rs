@@ -9,7 +9,7 @@
 
 use crate::digest::Digest;
 use crate::error::Error;
-use crate::partial::temp_name;
+use crate::partial::{on_interrupt, temp_name, OnInterrupt, Undo};
 use miniserde::{json, Serialize};
 use std::fs::{self, File};
 use std::io::{self, Seek, Write};
@@ -138,6 +138,7 @@ pub struct ArchiveWriter {
     /// Layers spooled completely before their turn, appended by whoever hands the turn on.
     waiting: Mutex<Vec<Option<Spooled>>>,
     finished: bool,
+    _interrupt: OnInterrupt,
 }
 
 /// A layer's entries besides `layer.tar`, and its directory name.
@@ -157,6 +158,7 @@ impl ArchiveWriter {
         let temp = temp_name(dest);
         let file = File::create(&temp).map_err(|e| Error::io(&temp, e))?;
         Ok(ArchiveWriter {
+            _interrupt: on_interrupt(&temp, Undo::Remove),
             file,
             temp,
             dest: dest.to_path_buf(),
