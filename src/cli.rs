@@ -106,7 +106,8 @@ pub struct Options {
     pub http: Settings,
     /// Where verified blobs are kept between pulls (`--cache-dir`, `DOCKERSAVE_CACHE`).
     pub cache_dir: Option<PathBuf>,
-    pub platform: Platform,
+    /// `--platform` / `--arch`; without them the machine's own, read when a pull needs it.
+    pub platform: Option<Platform>,
     pub working_dir: PathBuf,
     pub layers_dir: Option<String>,
     pub tarname: Option<String>,
@@ -311,7 +312,7 @@ pub fn parse(
             retries,
             timeout: Duration::from_secs(timeout),
         },
-        platform: platform.unwrap_or_else(Platform::host),
+        platform,
         working_dir,
         layers_dir,
         tarname,
@@ -386,7 +387,10 @@ mod tests {
         let o = pull(&["debian"]).unwrap();
         assert_eq!(o.image.repository, "library/debian");
         assert!(!o.no_tar && !o.no_rm && !o.insecure);
-        assert_eq!(o.platform, Platform::host());
+        assert_eq!(
+            o.platform, None,
+            "the machine's platform is read when the pull needs it"
+        );
         assert_eq!(o.working_dir, PathBuf::from("."));
         assert_eq!(o.docker_config, Some(PathBuf::from("/home/me/.docker")));
         assert_eq!(
@@ -416,7 +420,7 @@ mod tests {
         ])
         .unwrap();
         assert!(o.insecure && o.no_tar && !o.no_rm);
-        assert_eq!(o.platform.to_string(), "linux/arm/v7");
+        assert_eq!(o.platform.unwrap().to_string(), "linux/arm/v7");
         assert_eq!(
             (o.user.as_deref(), o.password.as_deref()),
             (Some("u"), Some("p"))
@@ -429,6 +433,7 @@ mod tests {
             pull(&["--platform", "linux/arm64", "x"])
                 .unwrap()
                 .platform
+                .unwrap()
                 .to_string(),
             "linux/arm64"
         );

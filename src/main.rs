@@ -26,11 +26,13 @@ fn run() -> Result<(), Error> {
             return Ok(());
         }
         Command::Version => {
+            // The build, and the platform this machine pulls by default, for bug reports.
             println!(
-                "dockersave {} ({}, commit {})",
+                "dockersave {} ({}, commit {}; this machine: {})",
                 env!("CARGO_PKG_VERSION"),
                 env!("DOCKERSAVE_TARGET"),
-                env!("DOCKERSAVE_COMMIT")
+                env!("DOCKERSAVE_COMMIT"),
+                dockersave::host::platform()
             );
             return Ok(());
         }

@@ -264,31 +264,6 @@ impl Platform {
             variant,
         }
     }
-
-    /// The platform of the machine dockersave was built for.
-    pub fn host() -> Platform {
-        let (arch, variant) = match std::env::consts::ARCH {
-            "x86_64" => ("amd64", None),
-            "aarch64" => ("arm64", None),
-            "arm" => ("arm", Some("v7")),
-            "x86" => ("386", None),
-            other => (other, None),
-        };
-        Platform::new("linux", arch, variant)
-    }
-
-    /// Whether an index entry's platform serves a request for `self`. A request without a variant
-    /// takes any variant of the architecture; one with a variant needs that variant.
-    fn accepts(&self, offered: &Platform) -> bool {
-        let offered = Platform::new(
-            &offered.os,
-            &offered.architecture,
-            offered.variant.as_deref(),
-        );
-        self.os == offered.os
-            && self.architecture == offered.architecture
-            && (self.variant.is_none() || self.variant == offered.variant)
-    }
 }
 
 impl std::fmt::Display for Platform {
@@ -301,24 +276,78 @@ impl std::fmt::Display for Platform {
     }
 }
 
-/// Picks the index entry for `wanted`: an exact match (variant included) first, then the first
-/// entry of the same os and architecture when no variant was asked for. On failure returns the
-/// platforms the index offers (attestation entries, `unknown/unknown`, left out).
-pub fn choose<'a>(
-    entries: &'a [IndexEntry],
-    wanted: &Platform,
-) -> Result<&'a IndexEntry, Vec<String>> {
-    let exact = entries.iter().find(|e| {
-        e.platform
-            .as_ref()
-            .is_some_and(|p| Platform::new(&p.os, &p.architecture, p.variant.as_deref()) == *wanted)
-    });
-    if let Some(entry) = exact.or_else(|| {
+/// An index entry chosen for a platform.
+#[derive(Debug)]
+pub struct Choice<'a> {
+    pub entry: &'a IndexEntry,
+    /// The entry's platform, normalised.
+    pub platform: Platform,
+    /// Whether it is an older ARM variant than the one asked for (the index lacked that one).
+    pub older: bool,
+}
+
+/// How an index entry's platform reads: aliases normalised, and a 32-bit ARM entry without a
+/// variant taken as v7, as containerd and Docker take it.
+fn offered(platform: &Platform) -> Platform {
+    let mut offered = Platform::new(
+        &platform.os,
+        &platform.architecture,
+        platform.variant.as_deref(),
+    );
+    if offered.architecture == "arm" && offered.variant.is_none() {
+        offered.variant = Some("v7".into());
+    }
+    offered
+}
+
+/// The variants that run where `variant` does, best first: for 32-bit ARM the same and then
+/// each older one down to v5 (v8 → v7 → v6 → v5), never a newer one; otherwise only itself.
+fn runnable_variants(wanted: &Platform) -> Vec<Option<String>> {
+    let arm = wanted
+        .variant
+        .as_deref()
+        .filter(|_| wanted.architecture == "arm")
+        .and_then(|v| v.strip_prefix('v'))
+        .and_then(|n| n.parse::<u8>().ok());
+    match arm {
+        Some(n) => (5..=n.max(5))
+            .rev()
+            .map(|v| Some(format!("v{v}")))
+            .collect(),
+        None => vec![wanted.variant.clone()],
+    }
+}
+
+/// Picks the index entry for `wanted`: the exact platform, else (32-bit ARM) the newest older
+/// variant that runs there; a request without a variant takes the first entry of its os and
+/// architecture. On failure returns the platforms the index offers (attestation entries,
+/// `unknown/unknown`, left out).
+pub fn choose<'a>(entries: &'a [IndexEntry], wanted: &Platform) -> Result<Choice<'a>, Vec<String>> {
+    let with_platform = || {
         entries
             .iter()
-            .find(|e| e.platform.as_ref().is_some_and(|p| wanted.accepts(p)))
-    }) {
-        return Ok(entry);
+            .filter_map(|e| e.platform.as_ref().map(|p| (e, offered(p))))
+    };
+    let same_arch = |p: &Platform| p.os == wanted.os && p.architecture == wanted.architecture;
+    if wanted.variant.is_none() {
+        if let Some((entry, platform)) = with_platform().find(|(_, p)| same_arch(p)) {
+            return Ok(Choice {
+                entry,
+                platform,
+                older: false,
+            });
+        }
+    } else {
+        for (rank, variant) in runnable_variants(wanted).into_iter().enumerate() {
+            let found = with_platform().find(|(_, p)| same_arch(p) && p.variant == variant);
+            if let Some((entry, platform)) = found {
+                return Ok(Choice {
+                    entry,
+                    platform,
+                    older: rank > 0,
+                });
+            }
+        }
     }
     let mut available: Vec<String> = entries
         .iter()
@@ -429,7 +458,7 @@ mod tests {
             panic!("not an index")
         };
         let platform = Platform::parse(wanted).unwrap();
-        choose(&entries, &platform).map(|e| e.descriptor.digest.hex().chars().next().unwrap())
+        choose(&entries, &platform).map(|e| e.entry.descriptor.digest.hex().chars().next().unwrap())
     }
 
     #[test]
@@ -441,6 +470,59 @@ mod tests {
         assert_eq!(choose_digest("linux/arm/v7"), Ok('c'));
         assert_eq!(choose_digest("linux/arm/v6"), Ok('d'));
         assert_eq!(choose_digest("linux/arm"), Ok('c'));
+    }
+
+    /// An index offering `variants` of linux/arm ("" for an entry without a variant).
+    fn arm_index(variants: &[&str]) -> Vec<IndexEntry> {
+        variants
+            .iter()
+            .enumerate()
+            .map(|(i, v)| IndexEntry {
+                descriptor: Descriptor {
+                    media_type: OCI_MANIFEST.into(),
+                    digest: Digest::parse(&format!("sha256:{}", hex(char::from(b'a' + i as u8))))
+                        .unwrap(),
+                    size: 1,
+                },
+                platform: Some(Platform::new(
+                    "linux",
+                    "arm",
+                    Some(*v).filter(|v| !v.is_empty()),
+                )),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn arm_devices_get_their_variant_or_an_older_one_never_a_newer() {
+        // (the device's variant, what the index offers, what is chosen and whether it is older)
+        type Case<'a> = (&'a str, &'a [&'a str], Option<(&'a str, bool)>);
+        let table: &[Case] = &[
+            ("v6", &["v5", "v6", "v7"], Some(("v6", false))),
+            ("v7", &["v5", "v6", "v7"], Some(("v7", false))),
+            ("v5", &["v5", "v6", "v7"], Some(("v5", false))),
+            ("v8", &["v5", "v6", "v7"], Some(("v7", true))),
+            ("v6", &["v5", "v7"], Some(("v5", true))),
+            ("v7", &["v6"], Some(("v6", true))),
+            ("v6", &["v7"], None),
+            ("v5", &["v6", "v7"], None),
+            // An ARM entry without a variant is v7, as Docker and containerd read it.
+            ("v6", &[""], None),
+            ("v7", &[""], Some(("v7", false))),
+            ("v8", &["", "v6"], Some(("v7", true))),
+        ];
+        for (device, offered, expected) in table {
+            let index = arm_index(offered);
+            let wanted = Platform::new("linux", "arm", Some(device));
+            let got = choose(&index, &wanted)
+                .ok()
+                .map(|c| (c.platform.variant.clone().unwrap_or_default(), c.older));
+            assert_eq!(
+                got,
+                expected.map(|(v, older)| (v.to_string(), older)),
+                "device {device}, index {offered:?}"
+            );
+        }
     }
 
     #[test]

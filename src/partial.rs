@@ -10,7 +10,7 @@
 use crate::confined::{self, Root};
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 /// What to do with a path if the run is interrupted.
@@ -26,12 +26,13 @@ pub enum Undo {
     Partial,
 }
 
-static ON_INTERRUPT: Mutex<Vec<(u64, PathBuf, Undo)>> = Mutex::new(Vec::new());
-static NEXT: AtomicU64 = AtomicU64::new(0);
+static ON_INTERRUPT: Mutex<Vec<(usize, PathBuf, Undo)>> = Mutex::new(Vec::new());
+// usize, not u64: ARMv5 has no 64-bit atomics.
+static NEXT: AtomicUsize = AtomicUsize::new(0);
 
 /// A path on the interrupt list; it comes off when this is dropped.
 #[derive(Debug)]
-pub struct OnInterrupt(u64);
+pub struct OnInterrupt(usize);
 
 /// Puts `path` on the interrupt list with what to do to it.
 pub fn on_interrupt(path: &Path, undo: Undo) -> OnInterrupt {
@@ -46,7 +47,7 @@ impl Drop for OnInterrupt {
     }
 }
 
-fn interrupt_list() -> std::sync::MutexGuard<'static, Vec<(u64, PathBuf, Undo)>> {
+fn interrupt_list() -> std::sync::MutexGuard<'static, Vec<(usize, PathBuf, Undo)>> {
     ON_INTERRUPT.lock().unwrap_or_else(|p| p.into_inner())
 }
 

@@ -135,3 +135,85 @@ fn armv5te_static_binary_speaks_tls_on_an_armv5_cpu() {
         "busybox",
     );
 }
+
+/// The ARMv5TE binary on a given CPU, with no --platform, pulls from an index of linux/arm v5,
+/// v6 and v7 images: it must pick the CPU's own variant (read at run time), never a newer one.
+fn picks_the_cpu_variant(cpu: &str, variant: &str) {
+    let target = "armv5te-unknown-linux-musleabi";
+    let binary = format!(
+        "{}/dockersave-{}-{target}",
+        env("DS_DIST"),
+        env!("CARGO_PKG_VERSION")
+    );
+    let dir = Scratch::new(&format!("arm-{cpu}"));
+    let version = run(
+        "qemu-arm-static",
+        &["-cpu", cpu, &binary, "--version"],
+        dir.path(),
+        None,
+    );
+    assert!(
+        version
+            .stdout
+            .contains(&format!("this machine: linux/arm/{variant}")),
+        "{cpu}: {version}"
+    );
+    let reference = format!("{}/multi-arm", env("DS_REGISTRY"));
+    let out = run(
+        "qemu-arm-static",
+        &[
+            "-cpu",
+            cpu,
+            &binary,
+            "--insecure",
+            "--tarname",
+            "out.tar",
+            &reference,
+        ],
+        dir.path(),
+        None,
+    );
+    assert_eq!(out.code, 0, "{cpu}: {out}");
+    assert!(
+        out.stderr
+            .contains(&format!("platform linux/arm/{variant} (this machine)")),
+        "{cpu}: {out}"
+    );
+    // Which image it saved: the archive names its config, which must be the one skopeo (an
+    // independent client) picks for that variant. (Not through `docker load`: the three tests
+    // run at once and would load three images under one tag.)
+    let tag = format!("{reference}:latest");
+    let expected = config_digest(
+        &tag,
+        &["--override-arch", "arm", "--override-variant", variant],
+    );
+    let manifest = run(
+        "tar",
+        &["-xOf", "out.tar", "manifest.json"],
+        dir.path(),
+        None,
+    );
+    assert_eq!(manifest.code, 0, "{manifest}");
+    assert!(
+        manifest
+            .stdout
+            .contains(&format!("\"Config\":\"{}.json\"", &expected[7..])),
+        "{cpu} saved another image than the {variant} one ({expected}): {}",
+        manifest.stdout
+    );
+}
+
+#[test]
+fn an_armv6_cpu_gets_the_v6_image() {
+    picks_the_cpu_variant("arm1176", "v6");
+}
+
+#[test]
+fn an_armv7_cpu_gets_the_v7_image() {
+    picks_the_cpu_variant("cortex-a7", "v7");
+}
+
+#[test]
+fn an_armv5_cpu_gets_the_v5_image() {
+    picks_the_cpu_variant("arm926", "v5");
+}

@@ -20,6 +20,7 @@ use crate::manifest::{self, Config, Fetched, Manifest, Platform};
 use crate::partial;
 use crate::pipeline::LayerLabel;
 use crate::registry::auth::Credentials;
+use crate::registry::client::FetchedManifest;
 use crate::registry::http::Http;
 use crate::registry::Registry;
 use std::fs;
@@ -95,9 +96,10 @@ pub fn pull(options: &Options, credentials: Option<Credentials>) -> Result<Optio
 fn open(options: &Options, credentials: Option<Credentials>) -> Result<Image, Error> {
     let cache = options.cache_dir.as_deref().map(Cache::open).transpose()?;
     eprintln!("Pulling {}", options.image);
-    let http = Http::new(&options.http)?;
-    let registry = Registry::connect(http, &options.image, options.insecure, credentials)?;
-    let manifest = resolve(&registry, options)?;
+    let registry = connect(options, credentials)?;
+    let platform = platform(options);
+    let top = fetch_document(&registry, &options.image.manifest_ref(), options)?;
+    let (_, manifest) = select(&registry, top, &platform, options)?;
     let config_bytes = match cache
         .as_ref()
         .and_then(|c| c.get_bytes(&manifest.config.digest, manifest.config.size))
@@ -111,10 +113,7 @@ fn open(options: &Options, credentials: Option<Credentials>) -> Result<Image, Er
             bytes
         }
     };
-    let config = manifest::parse_config(&config_bytes).map_err(|detail| Error::Invalid {
-        what: "the image config".into(),
-        detail,
-    })?;
+    let config = parse_config(&config_bytes)?;
     if config.diff_ids.len() != manifest.layers.len() {
         return Err(Error::Invalid {
             what: "the image".into(),
@@ -127,12 +126,8 @@ fn open(options: &Options, credentials: Option<Credentials>) -> Result<Image, Er
     }
     if let (Some(os), Some(arch)) = (&config.os, &config.architecture) {
         let actual = Platform::new(os, arch, config.variant.as_deref());
-        if actual.os != options.platform.os || actual.architecture != options.platform.architecture
-        {
-            eprintln!(
-                "warning: the image is for {actual}, not {}",
-                options.platform
-            );
+        if actual.os != platform.os || actual.architecture != platform.architecture {
+            eprintln!("warning: the image is for {actual}, not {platform}");
         }
     }
     Ok(Image {
@@ -144,37 +139,107 @@ fn open(options: &Options, credentials: Option<Credentials>) -> Result<Image, Er
     })
 }
 
-/// Fetches the manifest for the reference, stepping through an index to the platform's entry.
-fn resolve(registry: &Registry, options: &Options) -> Result<Manifest, Error> {
+fn connect(options: &Options, credentials: Option<Credentials>) -> Result<Registry, Error> {
+    let http = Http::new(&options.http)?;
+    Registry::connect(http, &options.image, options.insecure, credentials)
+}
+
+/// The platform asked for, or this machine's (read at run time: see `host`).
+fn platform(options: &Options) -> Platform {
+    options
+        .platform
+        .clone()
+        .unwrap_or_else(crate::host::platform)
+}
+
+fn parse_config(bytes: &[u8]) -> Result<Config, Error> {
+    manifest::parse_config(bytes).map_err(|detail| Error::Invalid {
+        what: "the image config".into(),
+        detail,
+    })
+}
+
+/// A manifest or index as served, and parsed.
+struct Document {
+    fetched: FetchedManifest,
+    parsed: Fetched,
+}
+
+/// Fetches and parses the manifest or index `reference` (a tag or digest) names.
+fn fetch_document(
+    registry: &Registry,
+    reference: &str,
+    options: &Options,
+) -> Result<Document, Error> {
+    let image = &options.image;
+    let fetched = registry.manifest(reference)?;
+    let parsed = match manifest::parse(&fetched.bytes, fetched.content_type.as_deref()) {
+        Ok(parsed) => parsed,
+        Err(detail) if detail == "schema1" => {
+            return Err(Error::Unsupported(format!(
+                "{image} uses the Docker schema 1 manifest format, which is deprecated and not supported; push it again with a current tool"
+            )))
+        }
+        Err(detail) => {
+            return Err(Error::Invalid {
+                what: format!("the manifest of {image}"),
+                detail,
+            })
+        }
+    };
+    Ok(Document { fetched, parsed })
+}
+
+/// From what the reference names to the image manifest for `platform`, stepping through an
+/// index (an index may point to another; two levels are plenty). Returns the manifest as
+/// served and parsed.
+fn select(
+    registry: &Registry,
+    mut document: Document,
+    platform: &Platform,
+    options: &Options,
+) -> Result<(FetchedManifest, Manifest), Error> {
     let image = options.image.to_string();
-    let mut reference = options.image.manifest_ref();
-    // An index may point to another index; two levels are plenty.
     for _ in 0..3 {
-        let fetched = registry.manifest(&reference)?;
-        match manifest::parse(&fetched.bytes, fetched.content_type.as_deref()) {
-            Ok(Fetched::Image(manifest)) => {
-                eprintln!("  manifest {}", fetched.digest);
-                if let Some(layer) = manifest.layers.iter().find(|l| l.media_type.contains("zstd")) {
+        match document.parsed {
+            Fetched::Image(manifest) => {
+                eprintln!("  manifest {}", document.fetched.digest);
+                if let Some(layer) = manifest
+                    .layers
+                    .iter()
+                    .find(|l| l.media_type.contains("zstd"))
+                {
                     return Err(Error::Unsupported(format!(
                         "{image} has zstd-compressed layers ({}), which dockersave does not support yet",
                         layer.digest
                     )));
                 }
-                return Ok(manifest);
+                return Ok((document.fetched, manifest));
             }
-            Ok(Fetched::Index(entries)) => {
-                let entry = manifest::choose(&entries, &options.platform).map_err(|available| {
-                    Error::PlatformNotFound { image: image.clone(), wanted: options.platform.to_string(), available }
+            Fetched::Index(entries) => {
+                let choice = manifest::choose(&entries, platform).map_err(|available| {
+                    Error::PlatformNotFound {
+                        image: image.clone(),
+                        wanted: platform.to_string(),
+                        available,
+                    }
                 })?;
-                eprintln!("  platform {}: {}", options.platform, entry.descriptor.digest);
-                reference = entry.descriptor.digest.to_string();
+                let whose = if options.platform.is_some() {
+                    ""
+                } else {
+                    " (this machine)"
+                };
+                let digest = choice.entry.descriptor.digest.to_string();
+                if choice.older {
+                    eprintln!(
+                        "  platform {platform}{whose} is not in the index; {} runs there: {digest}",
+                        choice.platform
+                    );
+                } else {
+                    eprintln!("  platform {}{whose}: {digest}", choice.platform);
+                }
+                document = fetch_document(registry, &digest, options)?;
             }
-            Err(detail) if detail == "schema1" => {
-                return Err(Error::Unsupported(format!(
-                    "{image} uses the Docker schema 1 manifest format, which is deprecated and not supported; push it again with a current tool"
-                )))
-            }
-            Err(detail) => return Err(Error::Invalid { what: format!("the manifest of {image}"), detail }),
         }
     }
     Err(Error::Invalid {

@@ -8,6 +8,8 @@
 #   layers:latest         3 layers: busybox, files, then a deleted file and an opaque directory
 #   multi:latest          OCI index: linux/amd64, linux/arm64, linux/arm/v7 (buildah manifest)
 #   multi-docker:latest   the same as a Docker manifest list
+#   multi-arm:latest      OCI index of 32-bit ARM only: linux/arm/v5, v6 and v7, to see which one
+#                         a v5, v6 or v7 CPU picks
 set -euo pipefail
 registry=$1
 work=$2
@@ -47,7 +49,7 @@ umoci raw add-layer --image "$oci:layers" top.tar
 rm -rf top top.tar
 
 # Per-platform variants for the index: same files, their own config and a marker layer.
-for platform in arm64 arm/v7; do
+for platform in arm64 arm/v7 arm/v6 arm/v5; do
   tag=busybox-${platform//\//-}
   arch=${platform%%/*}
   umoci unpack --image "$oci:busybox" bundle
@@ -75,4 +77,10 @@ for format in oci v2s2; do
   [ "$format" = v2s2 ] && target=multi-docker
   "${bh[@]}" manifest push --quiet --all --format "$format" --tls-verify=false "$name" "docker://$registry/$target:latest"
 done
+name=multi-arm
+"${bh[@]}" manifest create "$name" >/dev/null
+for variant in v5 v6 v7; do
+  "${bh[@]}" manifest add --arch arm --variant "$variant" "$name" "oci:$oci:busybox-arm-$variant" >/dev/null
+done
+"${bh[@]}" manifest push --quiet --all --format oci --tls-verify=false "$name" "docker://$registry/multi-arm:latest"
 echo "fixtures pushed to $registry"
