@@ -21,6 +21,7 @@ Usage: dockersave [OPTIONS] IMAGE
        dockersave --rootfs DIR [--force] [--git] [OPTIONS] IMAGE
        dockersave --flatten FILE|- [OPTIONS] IMAGE
        dockersave --layer N|sha256:HEX [--registry-format] [OPTIONS] IMAGE
+       dockersave --tags | --sha | --metadata [--pretty] | --platforms [OPTIONS] IMAGE
 
 IMAGE is a reference as Docker spells it: [HOST[:PORT]/]PATH[:TAG][@sha256:DIGEST]
 (`debian`, `debian:12`, `myregistry.example:5000/team/app:1.2`). The archive is
@@ -66,6 +67,16 @@ Instead of an archive:
                         <id>/layer.tar, <id>/json and <id>/VERSION
   --registry-format     with --layer: the compressed blob as the registry serves it,
                         written as <digest>.tar.gz
+
+Instead of saving (nothing is written; the answer goes to stdout):
+  --tags                every tag of the repository, one a line
+  --sha                 the digest `docker pull` prints for IMAGE (an index's), then, for an
+                        index, the digest of the platform's manifest
+  --metadata            the manifest as served (for an index: the index, then the platform's
+                        manifest), then the image config: JSON documents, each followed by
+                        a newline (a stream `jq .` reads)
+  --pretty              with --metadata: indented
+  --platforms           the platforms the index offers, os/arch[/variant] one a line
   -h, --help            show this help
   -V, --version         show the version
 
@@ -90,6 +101,20 @@ pub enum Output {
         which: LayerChoice,
         registry_format: bool,
     },
+    /// Nothing written: what the registry says about the image, on stdout.
+    Inspect(Inspect),
+}
+
+#[derive(Debug, PartialEq, Eq, Clone, Copy)]
+pub enum Inspect {
+    /// `--tags`: every tag of the repository.
+    Tags,
+    /// `--sha`: the reference's digest (an index's), then the platform manifest's.
+    Sha,
+    /// `--metadata [--pretty]`: the manifest(s) as served and the config.
+    Metadata { pretty: bool },
+    /// `--platforms`: the platforms an index offers.
+    Platforms,
 }
 
 #[derive(Debug)]
@@ -154,6 +179,8 @@ pub fn parse(
     let mut flatten = None;
     let mut layer = None;
     let (mut force, mut git, mut registry_format) = (false, false, false);
+    let mut inspect: Vec<Inspect> = Vec::new();
+    let mut pretty = false;
     while let Some(arg) = parser.next().map_err(usage)? {
         match arg {
             Short('h') | Long("help") => return Ok(Command::Help),
@@ -194,6 +221,11 @@ pub fn parse(
                 layer = Some(LayerChoice::parse(&text).map_err(Error::Usage)?);
             }
             Long("registry-format") => registry_format = true,
+            Long("tags") => inspect.push(Inspect::Tags),
+            Long("sha") => inspect.push(Inspect::Sha),
+            Long("metadata") => inspect.push(Inspect::Metadata { pretty: false }),
+            Long("platforms") => inspect.push(Inspect::Platforms),
+            Long("pretty") => pretty = true,
             Value(value) if image.is_none() => {
                 let text = value
                     .into_string()
@@ -215,17 +247,30 @@ pub fn parse(
     let Some(image) = image else {
         return Err(Error::Usage("missing IMAGE, e.g. dockersave debian".into()));
     };
-    let output = match (rootfs, flatten, layer) {
-        (None, None, None) => Output::Archive,
-        (Some(dir), None, None) => Output::Rootfs { dir, force, git },
-        (None, Some(file), None) => Output::Flatten(file),
-        (None, None, Some(which)) => Output::Layer {
+    if inspect.len() > 1 {
+        return Err(Error::Usage(
+            "ask for one of --tags, --sha, --metadata and --platforms at a time".into(),
+        ));
+    }
+    let inspect = inspect.pop().map(|kind| match kind {
+        Inspect::Metadata { .. } => Inspect::Metadata { pretty },
+        other => other,
+    });
+    if pretty && !matches!(inspect, Some(Inspect::Metadata { .. })) {
+        return Err(Error::Usage("--pretty goes with --metadata".into()));
+    }
+    let output = match (rootfs, flatten, layer, inspect) {
+        (None, None, None, None) => Output::Archive,
+        (Some(dir), None, None, None) => Output::Rootfs { dir, force, git },
+        (None, Some(file), None, None) => Output::Flatten(file),
+        (None, None, Some(which), None) => Output::Layer {
             which,
             registry_format,
         },
+        (None, None, None, Some(kind)) => Output::Inspect(kind),
         _ => {
             return Err(Error::Usage(
-                "choose one of --rootfs, --flatten and --layer".into(),
+                "choose one of --rootfs, --flatten, --layer and the inspection flags (--tags, --sha, --metadata, --platforms)".into(),
             ))
         }
     };
@@ -256,7 +301,7 @@ pub fn parse(
         ] {
             if given {
                 return Err(Error::Usage(format!(
-                    "{flag} is about the docker-save archive; it does not go with --rootfs, --flatten or --layer"
+                    "{flag} is about the docker-save archive; it does not go with --rootfs, --flatten, --layer or inspection"
                 )));
             }
         }
@@ -486,6 +531,22 @@ mod tests {
     }
 
     #[test]
+    fn inspection() {
+        for (flag, kind) in [
+            ("--tags", Inspect::Tags),
+            ("--sha", Inspect::Sha),
+            ("--platforms", Inspect::Platforms),
+            ("--metadata", Inspect::Metadata { pretty: false }),
+        ] {
+            assert_eq!(pull(&[flag, "x"]).unwrap().output, Output::Inspect(kind));
+        }
+        assert_eq!(
+            pull(&["--pretty", "--metadata", "x"]).unwrap().output,
+            Output::Inspect(Inspect::Metadata { pretty: true })
+        );
+    }
+
+    #[test]
     fn usage_errors() {
         for (args, needle) in [
             (&[][..], "missing IMAGE"),
@@ -512,6 +573,10 @@ mod tests {
             (&["--rootfs", "d", "--tarname", "x.tar", "a"], "--tarname"),
             (&["--flatten", "-", "--no-rm", "a"], "--no-rm"),
             (&["--rootfs", "", "a"], "needs a path"),
+            (&["--tags", "--sha", "a"], "one of"),
+            (&["--pretty", "a"], "--metadata"),
+            (&["--tags", "--rootfs", "d", "a"], "choose one"),
+            (&["--sha", "--tarname", "x.tar", "a"], "--tarname"),
         ] {
             let err = pull(args).unwrap_err();
             assert!(matches!(err, Error::Usage(_)), "{args:?}: {err:?}");
@@ -551,6 +616,11 @@ mod tests {
             "--flatten",
             "--layer",
             "--registry-format",
+            "--tags",
+            "--sha",
+            "--metadata",
+            "--pretty",
+            "--platforms",
         ] {
             assert!(HELP.contains(flag), "{flag}");
         }

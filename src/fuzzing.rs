@@ -37,6 +37,7 @@ pub fn manifest(data: &[u8]) {
         }
     }
     let _ = parse_config(data);
+    let _ = crate::pretty::indent(data);
 }
 
 /// Layer blobs: gzip framing and deflate data, or plain tar.

@@ -26,6 +26,7 @@ pub mod layer_tar;
 pub mod manifest;
 pub mod partial;
 pub mod pipeline;
+pub mod pretty;
 pub mod pull;
 pub mod reference;
 pub mod registry;

@@ -9,6 +9,7 @@
 
 mod archive;
 mod flatten;
+mod inspect;
 mod layer;
 mod rootfs;
 
@@ -89,6 +90,7 @@ pub fn pull(options: &Options, credentials: Option<Credentials>) -> Result<Optio
             *registry_format,
         )
         .map(Some),
+        Output::Inspect(kind) => inspect::show(options, credentials, *kind).map(|()| None),
     }
 }
 

@@ -36,6 +36,7 @@ pub struct Registry {
 }
 
 /// A manifest as fetched: its verified bytes, Content-Type and digest.
+#[derive(Clone)]
 pub struct FetchedManifest {
     pub bytes: Vec<u8>,
     pub content_type: Option<String>,
@@ -169,6 +170,43 @@ impl Registry {
             what: what.to_string(),
             registry: self,
             body,
+        })
+    }
+
+    /// Every tag of the repository, following the `Link: <…>; rel="next"` pages to the end.
+    pub fn tags(&self) -> Result<Vec<String>, Error> {
+        let what = format!("the tag list of {}", self.repository);
+        let mut path = format!("/v2/{}/tags/list", self.repository);
+        let mut tags = Vec::new();
+        // Bounded: a registry that links pages in a circle must not keep us forever.
+        for _ in 0..100_000 {
+            let response = self.get_authorized(&path, None, &what)?;
+            let next = response
+                .headers_all("link")
+                .iter()
+                .find_map(|l| next_page(l));
+            let body = response.read_limited(MAX_DOCUMENT, &what)?;
+            let page: TagList = std::str::from_utf8(&body)
+                .ok()
+                .and_then(|text| json::from_str(text).ok())
+                .ok_or_else(|| Error::Invalid {
+                    what: what.clone(),
+                    detail: "it is not a JSON tag list".into(),
+                })?;
+            tags.extend(page.tags.unwrap_or_default());
+            match next {
+                None => return Ok(tags),
+                Some(next) => {
+                    path = same_origin_path(&next, &self.base).ok_or_else(|| Error::Invalid {
+                        what: what.clone(),
+                        detail: format!("its next page is on another host ({next})"),
+                    })?
+                }
+            }
+        }
+        Err(Error::Invalid {
+            what,
+            detail: "its pages do not end".into(),
         })
     }
 
@@ -419,6 +457,40 @@ impl BlobReader<'_> {
 }
 
 #[derive(Deserialize)]
+struct TagList {
+    tags: Option<Vec<String>>,
+}
+
+/// The target of a `Link` header's `rel="next"` entry (`</v2/x/tags/list?last=b&n=2>;
+/// rel="next"`).
+fn next_page(header: &str) -> Option<String> {
+    header.split(',').find_map(|link| {
+        let (target, params) = link.trim().split_once(';')?;
+        let target = target.trim().strip_prefix('<')?.strip_suffix('>')?;
+        params
+            .split(';')
+            .any(|p| {
+                p.trim()
+                    .strip_prefix("rel=")
+                    .is_some_and(|r| r.trim_matches('"').split(' ').any(|r| r == "next"))
+            })
+            .then(|| target.to_string())
+    })
+}
+
+/// The path (with its query) of `url` when it is relative or on `base` (`https://host`): the
+/// next page must come from the registry the credentials are for.
+fn same_origin_path(url: &str, base: &str) -> Option<String> {
+    let path = if url.starts_with('/') {
+        url
+    } else {
+        url.strip_prefix(base)
+            .filter(|rest| rest.starts_with('/'))?
+    };
+    (!path.starts_with("//")).then(|| path.to_string())
+}
+
+#[derive(Deserialize)]
 struct ErrorBody {
     errors: Vec<ErrorEntry>,
 }
@@ -445,6 +517,31 @@ fn registry_error_detail(body: &[u8]) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn follows_next_links_on_the_same_registry_only() {
+        let link = r#"</v2/a/tags/list?last=b&n=2>; rel="next""#;
+        assert_eq!(
+            next_page(link).as_deref(),
+            Some("/v2/a/tags/list?last=b&n=2")
+        );
+        assert_eq!(
+            next_page(r#"<https://r.example/v2/a/tags/list?n=1>; rel="prev", </x?n=2>; rel=next"#)
+                .as_deref(),
+            Some("/x?n=2")
+        );
+        assert_eq!(next_page(r#"</x>; rel="last""#), None);
+        assert_eq!(next_page("garbage"), None);
+        let base = "https://r.example";
+        assert_eq!(
+            same_origin_path("https://r.example/v2/a/tags/list?n=2", base).as_deref(),
+            Some("/v2/a/tags/list?n=2")
+        );
+        assert_eq!(same_origin_path("/v2/x", base).as_deref(), Some("/v2/x"));
+        assert_eq!(same_origin_path("https://evil.example/v2/x", base), None);
+        assert_eq!(same_origin_path("https://r.example.evil/v2/x", base), None);
+        assert_eq!(same_origin_path("//evil.example/v2/x", base), None);
+    }
 
     #[test]
     fn explains_registry_errors_on_one_line() {

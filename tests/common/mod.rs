@@ -258,6 +258,9 @@ pub struct Faults {
     pub truncate_blobs_to: Option<usize>,
     /// Do not pass `Range` on: the registry answers 200 with the whole blob.
     pub ignore_range: bool,
+    /// Serve tag lists in pages of this many, with `Link: <…>; rel="next"` as the distribution
+    /// spec describes (Debian's registry 2.8 ignores `n` and sends every tag at once).
+    pub page_tags: Option<usize>,
     pub times: Arc<AtomicUsize>,
     /// Every request seen: "GET /v2/... range=bytes=N-" (or "range=-").
     pub log: Arc<Mutex<Vec<String>>>,
@@ -432,6 +435,57 @@ fn serve(
     addr
 }
 
+/// One page of a tag list: the tags after `last=` in the query, at most `n`, and a `Link` to
+/// the next page when more remain.
+fn page_tags(
+    agent: &ureq::Agent,
+    upstream: &str,
+    target: &str,
+    query: &str,
+    n: usize,
+    request: &Request,
+    mut stream: TcpStream,
+) -> std::io::Result<()> {
+    let mut upstream_request = agent.get(&format!("http://{upstream}{target}"));
+    if let Some(value) = request.header("authorization") {
+        upstream_request = upstream_request.header("authorization", value);
+    }
+    let mut response = upstream_request.call().map_err(std::io::Error::other)?;
+    let mut body = String::new();
+    response.body_mut().as_reader().read_to_string(&mut body)?;
+    let tags_at = body.find("\"tags\":[").map(|i| i + 8).unwrap_or(body.len());
+    let list = &body[tags_at
+        ..body[tags_at..]
+            .find(']')
+            .map_or(body.len(), |e| tags_at + e)];
+    let mut tags: Vec<String> = list
+        .split(',')
+        .map(|t| t.trim().trim_matches('"').to_string())
+        .filter(|t| !t.is_empty())
+        .collect();
+    tags.sort();
+    let last = query
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("last="))
+        .unwrap_or("");
+    let rest: Vec<&String> = tags.iter().filter(|t| t.as_str() > last).collect();
+    let page: Vec<String> = rest.iter().take(n).map(|t| format!("\"{t}\"")).collect();
+    let mut head = format!(
+        "HTTP/1.1 {} X\r\nConnection: close\r\nContent-Type: application/json\r\n",
+        response.status().as_u16()
+    );
+    if rest.len() > n {
+        let next = rest[n - 1];
+        head.push_str(&format!(
+            "Link: <{target}?n={n}&last={next}>; rel=\"next\"\r\n"
+        ));
+    }
+    let json = format!("{{\"name\":\"x\",\"tags\":[{}]}}", page.join(","));
+    head.push_str(&format!("Content-Length: {}\r\n\r\n", json.len()));
+    stream.write_all(head.as_bytes())?;
+    stream.write_all(json.as_bytes())
+}
+
 fn forward(
     request: Request,
     mut stream: TcpStream,
@@ -472,6 +526,10 @@ fn forward(
         .proxy(None)
         .build()
         .new_agent();
+    let (target, query) = path.split_once('?').unwrap_or((&path, ""));
+    if let (Some(n), true) = (faults.page_tags, target.ends_with("/tags/list")) {
+        return page_tags(&agent, upstream, target, query, n, &request, stream);
+    }
     let mut upstream_request = agent.get(&format!("http://{upstream}{path}"));
     for name in ["accept", "authorization", "range"] {
         if name == "range" && faults.ignore_range {
@@ -489,6 +547,7 @@ fn forward(
         "docker-content-digest",
         "www-authenticate",
         "content-range",
+        "link",
     ] {
         if let Some(value) = response.headers().get(name).and_then(|v| v.to_str().ok()) {
             head.push_str(&format!("{name}: {value}\r\n"));
