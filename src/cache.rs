@@ -10,21 +10,24 @@
 use crate::digest::{Digest, HashingReader};
 use crate::error::Error;
 use crate::partial;
+use crate::progress::Progress;
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 pub struct Cache {
     blobs: PathBuf,
+    progress: Arc<Progress>,
 }
 
 impl Cache {
     /// Opens (creating) the cache at `dir`, clearing temporary files of dead processes.
-    pub fn open(dir: &Path) -> Result<Cache, Error> {
+    pub fn open(dir: &Path, progress: Arc<Progress>) -> Result<Cache, Error> {
         let blobs = dir.join("blobs").join("sha256");
         fs::create_dir_all(&blobs).map_err(|e| Error::io(&blobs, e))?;
         partial::remove_stale_partials(&blobs);
-        Ok(Cache { blobs })
+        Ok(Cache { blobs, progress })
     }
 
     fn path(&self, digest: &Digest) -> PathBuf {
@@ -39,7 +42,10 @@ impl Cache {
         let verified = io::copy(&mut hashing, &mut io::sink()).is_ok()
             && hashing.finish() == (digest.clone(), size);
         if !verified {
-            eprintln!("warning: the cache entry {} is corrupt; removing it and downloading the blob again", path.display());
+            self.progress.warn(&format!(
+                "the cache entry {} is corrupt; removing it and downloading the blob again",
+                path.display()
+            ));
             let _ = fs::remove_file(&path);
             return None;
         }
@@ -74,6 +80,7 @@ impl Cache {
             file: Some(file),
             temp,
             dest,
+            progress: self.progress.clone(),
         })
     }
 }
@@ -84,6 +91,7 @@ pub struct Entry {
     temp: PathBuf,
     dest: PathBuf,
     _interrupt: partial::OnInterrupt,
+    progress: Arc<Progress>,
 }
 
 impl Entry {
@@ -145,10 +153,10 @@ impl<R: Read> Read for Tee<'_, R> {
         let n = self.inner.read(buf)?;
         if !self.failed {
             if let Err(e) = self.entry.write_all(&buf[..n]) {
-                eprintln!(
-                    "warning: cannot write the cache entry {} ({e}); going on without caching it",
+                self.entry.progress.warn(&format!(
+                    "cannot write the cache entry {} ({e}); going on without caching it",
                     self.entry.temp.display()
-                );
+                ));
                 self.failed = true;
             }
         }
@@ -159,6 +167,11 @@ impl<R: Read> Read for Tee<'_, R> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::progress::Verbosity;
+
+    fn quiet() -> Arc<Progress> {
+        Arc::new(Progress::with(Verbosity::Quiet, false))
+    }
 
     fn scratch(name: &str) -> PathBuf {
         let dir =
@@ -170,7 +183,7 @@ mod tests {
     #[test]
     fn stores_verifies_and_discards_corrupt_entries() {
         let dir = scratch("roundtrip");
-        let cache = Cache::open(&dir).unwrap();
+        let cache = Cache::open(&dir, quiet()).unwrap();
         let data = b"blob bytes";
         let digest = Digest::of_bytes(data);
         assert!(cache.get(&digest, 10).is_none());
@@ -192,7 +205,7 @@ mod tests {
     #[test]
     fn uncommitted_entries_leave_nothing() {
         let dir = scratch("uncommitted");
-        let cache = Cache::open(&dir).unwrap();
+        let cache = Cache::open(&dir, quiet()).unwrap();
         let digest = Digest::of_bytes(b"x");
         {
             let mut entry = cache.entry(&digest).unwrap();

@@ -5,6 +5,7 @@
 
 use crate::error::Error;
 use crate::manifest::{LayerChoice, Platform};
+use crate::progress::Verbosity;
 use crate::reference::Reference;
 use crate::registry::http::Settings;
 use crate::registry::proxy::{self, ProxySettings};
@@ -77,6 +78,9 @@ Instead of saving (nothing is written; the answer goes to stdout):
                         a newline (a stream `jq .` reads)
   --pretty              with --metadata: indented
   --platforms           the platforms the index offers, os/arch[/variant] one a line
+  -q, --quiet           print errors only (on stderr)
+  -v, --verbose         also print every HTTP request: method, URL (without its query),
+                        status, size, time; never a header or credential
   -h, --help            show this help
   -V, --version         show the version
 
@@ -140,6 +144,8 @@ pub struct Options {
     pub no_tar: bool,
     /// Keep the assembled directory (also a failed run's partial one).
     pub no_rm: bool,
+    /// `--quiet`, `--verbose`.
+    pub verbosity: Verbosity,
 }
 
 #[derive(Debug)]
@@ -180,6 +186,7 @@ pub fn parse(
     let mut layer = None;
     let (mut force, mut git, mut registry_format) = (false, false, false);
     let mut inspect: Vec<Inspect> = Vec::new();
+    let (mut quiet, mut verbose) = (false, false);
     let mut pretty = false;
     while let Some(arg) = parser.next().map_err(usage)? {
         match arg {
@@ -226,6 +233,8 @@ pub fn parse(
             Long("metadata") => inspect.push(Inspect::Metadata { pretty: false }),
             Long("platforms") => inspect.push(Inspect::Platforms),
             Long("pretty") => pretty = true,
+            Short('q') | Long("quiet") => quiet = true,
+            Short('v') | Long("verbose") => verbose = true,
             Value(value) if image.is_none() => {
                 let text = value
                     .into_string()
@@ -247,6 +256,11 @@ pub fn parse(
     let Some(image) = image else {
         return Err(Error::Usage("missing IMAGE, e.g. dockersave debian".into()));
     };
+    if quiet && verbose {
+        return Err(Error::Usage(
+            "--quiet and --verbose contradict each other".into(),
+        ));
+    }
     if inspect.len() > 1 {
         return Err(Error::Usage(
             "ask for one of --tags, --sha, --metadata and --platforms at a time".into(),
@@ -363,6 +377,13 @@ pub fn parse(
         tarname,
         no_tar,
         no_rm,
+        verbosity: if quiet {
+            Verbosity::Quiet
+        } else if verbose {
+            Verbosity::Verbose
+        } else {
+            Verbosity::Normal
+        },
     })))
 }
 
@@ -577,6 +598,7 @@ mod tests {
             (&["--pretty", "a"], "--metadata"),
             (&["--tags", "--rootfs", "d", "a"], "choose one"),
             (&["--sha", "--tarname", "x.tar", "a"], "--tarname"),
+            (&["-q", "-v", "a"], "contradict"),
         ] {
             let err = pull(args).unwrap_err();
             assert!(matches!(err, Error::Usage(_)), "{args:?}: {err:?}");
@@ -621,6 +643,8 @@ mod tests {
             "--metadata",
             "--pretty",
             "--platforms",
+            "--quiet",
+            "--verbose",
         ] {
             assert!(HELP.contains(flag), "{flag}");
         }

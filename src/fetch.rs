@@ -11,6 +11,7 @@
 use crate::cache::{Cache, Tee};
 use crate::error::Error;
 use crate::manifest::Descriptor;
+use crate::progress::Step;
 use crate::registry::Registry;
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
@@ -127,11 +128,16 @@ fn consume_all(
             blob.digest
         );
         if let Some(file) = cached[position].take() {
+            blobs.registry.progress().step(layer, Step::Cached);
             consume(layer, &mut io::BufReader::with_capacity(CHUNK, file))?;
             continue;
         }
         let mut stream: Box<dyn Read + '_> = if !slot.claimed.swap(true, Ordering::SeqCst) {
-            Box::new(blobs.registry.blob_stream(&blob.digest, blob.size, &what)?)
+            Box::new(
+                blobs
+                    .registry
+                    .blob_stream(&blob.digest, blob.size, &what, Some(layer))?,
+            )
         } else {
             Box::new(Growing {
                 slot,
@@ -221,7 +227,9 @@ fn spool(blobs: &Blobs, layer: usize, slot: &Slot, stop: &AtomicBool) -> Result<
         blobs.layers.len(),
         blob.digest
     );
-    let mut body = blobs.registry.blob_stream(&blob.digest, blob.size, &what)?;
+    let mut body = blobs
+        .registry
+        .blob_stream(&blob.digest, blob.size, &what, Some(layer))?;
     let mut buf = vec![0u8; CHUNK];
     loop {
         if stop.load(Ordering::SeqCst) || crate::interrupt::requested() {

@@ -27,6 +27,7 @@ pub mod manifest;
 pub mod partial;
 pub mod pipeline;
 pub mod pretty;
+pub mod progress;
 pub mod pull;
 pub mod reference;
 pub mod registry;

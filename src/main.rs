@@ -3,10 +3,12 @@
 
 use dockersave::cli::{self, Command, Options};
 use dockersave::error::Error;
+use dockersave::progress::Progress;
 use dockersave::pull;
 use dockersave::registry::{self, auth::Credentials};
 use std::io::{BufRead, IsTerminal, Read, Write};
 use std::process::ExitCode;
+use std::sync::Arc;
 
 fn main() -> ExitCode {
     match run() {
@@ -38,8 +40,9 @@ fn run() -> Result<(), Error> {
         }
         Command::Pull(options) => options,
     };
-    let credentials = credentials(&options)?;
-    if let Some(written) = pull::pull(&options, credentials)? {
+    let progress = Arc::new(Progress::new(options.verbosity));
+    let credentials = credentials(&options, &progress)?;
+    if let Some(written) = pull::pull(&options, credentials, progress)? {
         println!("{}", written.display());
     }
     Ok(())
@@ -47,14 +50,14 @@ fn run() -> Result<(), Error> {
 
 /// The credentials to use, in this order: `--user` with `--password`, `--password-stdin` or a
 /// prompt; `--ilogin`; then Docker's config.json and credential helpers; else anonymous.
-fn credentials(options: &Options) -> Result<Option<Credentials>, Error> {
+fn credentials(options: &Options, progress: &Progress) -> Result<Option<Credentials>, Error> {
     if options.password.is_some() {
-        eprintln!("warning: a password given with --password can end up in your shell history; prefer --password-stdin or --ilogin");
+        progress.warn("a password given with --password can end up in your shell history; prefer --password-stdin or --ilogin");
     }
     let user = match (&options.user, options.ilogin) {
         (Some(user), _) => user.clone(),
         (None, true) => prompt_user()?,
-        (None, false) => return Ok(stored_credentials(options)),
+        (None, false) => return Ok(stored_credentials(options, progress)),
     };
     let password = if let Some(password) = &options.password {
         password.clone()
@@ -83,12 +86,12 @@ fn credentials(options: &Options) -> Result<Option<Credentials>, Error> {
 
 /// Docker's stored credentials for the image's registry. A broken config or a missing helper is
 /// a warning, not an error: public images still pull anonymously.
-fn stored_credentials(options: &Options) -> Option<Credentials> {
+fn stored_credentials(options: &Options, progress: &Progress) -> Option<Credentials> {
     let dir = options.docker_config.as_ref()?;
     match registry::credentials::lookup(dir, &options.image.registry) {
         Ok(found) => found,
         Err(e) => {
-            eprintln!("warning: ignoring stored Docker credentials: {e}");
+            progress.warn(&format!("ignoring stored Docker credentials: {e}"));
             None
         }
     }

@@ -8,6 +8,7 @@ use crate::error::Error;
 use crate::manifest::{Config, Descriptor};
 use crate::partial;
 use crate::pipeline::{self, LayerLabel, LayerStats};
+use crate::progress::Step;
 use crate::registry::Registry;
 use crate::sinks::archive::{self, ArchiveWriter, LayerEntries};
 use std::fs::{self, File};
@@ -74,7 +75,10 @@ pub(super) fn save(options: &Options, image: &Image) -> Result<PathBuf, Error> {
         tar_path: &tar_path,
         keep_dir,
     };
-    let stats = fetch_layers(&job)?;
+    image.show_layers();
+    let stats = fetch_layers(&job);
+    image.progress().done();
+    let stats = stats?;
     let compressed: u64 = stats.iter().map(|s| s.compressed).sum();
     let uncompressed: u64 = stats.iter().map(|s| s.uncompressed).sum();
     let repo_tag = options.image.repo_tag();
@@ -102,14 +106,14 @@ pub(super) fn save(options: &Options, image: &Image) -> Result<PathBuf, Error> {
     // Success: the directory was renamed into place, or is no longer wanted and goes now.
     cleanup.keep = false;
     drop(cleanup);
-    eprintln!(
+    image.progress().info(&format!(
         "Saved {} (image {}, {total} layers, {} downloaded, {} unpacked) to {}",
         repo_tag.as_deref().unwrap_or("untagged image"),
         manifest.config.digest,
         size(compressed),
         size(uncompressed),
         written.display()
-    );
+    ));
     Ok(written)
 }
 
@@ -217,10 +221,13 @@ fn fetch_layer(job: &LayerJob, i: usize) -> Result<LayerStats, Error> {
             stats
         }
     };
-    eprintln!(
-        "  {name}: {} compressed, {} unpacked",
-        size(stats.compressed),
-        size(stats.uncompressed)
+    job.registry.progress().finished(
+        i,
+        &format!(
+            "  {name}: {} compressed, {} unpacked",
+            size(stats.compressed),
+            size(stats.uncompressed)
+        ),
     );
     Ok(stats)
 }
@@ -243,10 +250,15 @@ fn unpack(
         job.cache,
         job.cache.and_then(|c| c.get(&blob.digest, blob.size)),
     ) {
-        (_, Some(mut cached)) => pipeline::unpack_layer(&mut cached, blob, diff_id, out, &label),
+        (_, Some(mut cached)) => {
+            job.registry.progress().step(i, Step::Cached);
+            pipeline::unpack_layer(&mut cached, blob, diff_id, out, &label)
+        }
         (Some(cache), None) => {
             let mut entry = cache.entry(&blob.digest)?;
-            let body = job.registry.blob_stream(&blob.digest, blob.size, name)?;
+            let body = job
+                .registry
+                .blob_stream(&blob.digest, blob.size, name, Some(i))?;
             let mut tee = Tee::new(body, &mut entry);
             let stats = pipeline::unpack_layer(&mut tee, blob, diff_id, out, &label)?;
             if tee.complete() {
@@ -255,7 +267,9 @@ fn unpack(
             Ok(stats)
         }
         (None, None) => {
-            let mut body = job.registry.blob_stream(&blob.digest, blob.size, name)?;
+            let mut body = job
+                .registry
+                .blob_stream(&blob.digest, blob.size, name, Some(i))?;
             pipeline::unpack_layer(&mut body, blob, diff_id, out, &label)
         }
     }

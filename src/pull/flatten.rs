@@ -74,7 +74,8 @@ fn merge(
     let order: Vec<usize> = (0..layers.len()).rev().collect();
     let mut flat = Flatten::new(out);
     let mut compressed = 0;
-    fetch::in_order(&blobs, &order, &mut |i, body| {
+    image.show_layers();
+    let merged = fetch::in_order(&blobs, &order, &mut |i, body| {
         let name = image.layer_name(i);
         let label = image.label(&name, shown);
         let mut reader = LayerReader::new(body, &layers[i], &image.config.diff_ids[i], &label);
@@ -83,20 +84,25 @@ fn merge(
         }
         let stats = reader.finish()?;
         compressed += stats.compressed;
-        eprintln!(
-            "  {name}: {} compressed, {} merged",
-            size(stats.compressed),
-            size(stats.uncompressed)
+        image.progress().finished(
+            i,
+            &format!(
+                "  {name}: {} compressed, {} merged",
+                size(stats.compressed),
+                size(stats.uncompressed)
+            ),
         );
         Ok(())
-    })?;
+    });
+    image.progress().done();
+    merged?;
     flat.finish()?;
-    eprintln!(
+    image.progress().info(&format!(
         "Flattened {} ({} layers, {} downloaded) into {}",
         options.image,
         layers.len(),
         size(compressed),
         shown.display()
-    );
+    ));
     Ok(())
 }

@@ -7,15 +7,18 @@ use crate::cli::{Inspect, Options};
 use crate::error::Error;
 use crate::manifest::{Fetched, Platform};
 use crate::pretty;
+use crate::progress::Progress;
 use crate::registry::auth::Credentials;
 use std::io::Write;
+use std::sync::Arc;
 
 pub(super) fn show(
     options: &Options,
     credentials: Option<Credentials>,
+    progress: Arc<Progress>,
     kind: Inspect,
 ) -> Result<(), Error> {
-    let registry = connect(options, credentials)?;
+    let registry = connect(options, credentials, progress)?;
     let mut lines: Vec<Vec<u8>> = Vec::new();
     match kind {
         Inspect::Tags => {

@@ -78,13 +78,13 @@ pub(super) fn save(
         stats
     };
     temp.persist().map_err(|e| Error::io(&dest, e))?;
-    eprintln!(
+    image.progress().info(&format!(
         "Saved {name} of {} ({} compressed, {} unpacked) as {}",
         options.image,
         size(stats.compressed),
         size(stats.uncompressed),
         dest.display()
-    );
+    ));
     Ok(dest)
 }
 
@@ -110,7 +110,11 @@ fn unpack(
         Some(cached) => Box::new(cached),
         None => {
             entry = cache.map(|c| c.entry(&blob.digest)).transpose()?;
-            Box::new(image.registry.blob_stream(&blob.digest, blob.size, name)?)
+            Box::new(
+                image
+                    .registry
+                    .blob_stream(&blob.digest, blob.size, name, None)?,
+            )
         }
     };
     let mut body: Box<dyn Read + '_> = match &mut entry {

@@ -20,12 +20,14 @@ use crate::fetch::Blobs;
 use crate::manifest::{self, Config, Fetched, Manifest, Platform};
 use crate::partial;
 use crate::pipeline::LayerLabel;
+use crate::progress::{size, Progress};
 use crate::registry::auth::Credentials;
 use crate::registry::client::FetchedManifest;
 use crate::registry::http::Http;
 use crate::registry::Registry;
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// What every kind of output starts from: the registry, the image's manifest for the platform
 /// and its verified config.
@@ -58,6 +60,21 @@ impl Image {
         }
     }
 
+    fn progress(&self) -> &Progress {
+        self.registry.progress()
+    }
+
+    /// Shows the layers' lines (on a terminal) before they are fetched.
+    fn show_layers(&self) {
+        let layers: Vec<(String, u64)> = self
+            .manifest
+            .layers
+            .iter()
+            .map(|l| (l.digest.hex().to_string(), l.size))
+            .collect();
+        self.progress().layers(&layers);
+    }
+
     fn label<'a>(&'a self, name: &'a str, out_path: &'a Path) -> LayerLabel<'a> {
         LayerLabel {
             name,
@@ -69,36 +86,58 @@ impl Image {
 
 /// Pulls `options.image` into the output the options ask for and returns the path of what it
 /// wrote (`None` when that went to standard output).
-pub fn pull(options: &Options, credentials: Option<Credentials>) -> Result<Option<PathBuf>, Error> {
+pub fn pull(
+    options: &Options,
+    credentials: Option<Credentials>,
+    progress: Arc<Progress>,
+) -> Result<Option<PathBuf>, Error> {
     fs::create_dir_all(&options.working_dir).map_err(|e| Error::io(&options.working_dir, e))?;
     partial::remove_stale_partials(&options.working_dir);
     match &options.output {
-        Output::Archive => archive::save(options, &open(options, credentials)?).map(Some),
+        Output::Archive => archive::save(options, &open(options, credentials, progress)?).map(Some),
         Output::Rootfs { dir, force, git } => {
             // What can be refused without the network is refused first.
             let target = rootfs::Target::prepare(dir, *force, *git, options.no_rm)?;
-            rootfs::save(options, &open(options, credentials)?, target, *git).map(Some)
+            rootfs::save(
+                options,
+                &open(options, credentials, progress)?,
+                target,
+                *git,
+            )
+            .map(Some)
         }
-        Output::Flatten(file) => flatten::save(options, &open(options, credentials)?, file),
+        Output::Flatten(file) => {
+            flatten::save(options, &open(options, credentials, progress)?, file)
+        }
         Output::Layer {
             which,
             registry_format,
         } => layer::save(
             options,
-            &open(options, credentials)?,
+            &open(options, credentials, progress)?,
             which,
             *registry_format,
         )
         .map(Some),
-        Output::Inspect(kind) => inspect::show(options, credentials, *kind).map(|()| None),
+        Output::Inspect(kind) => {
+            inspect::show(options, credentials, progress, *kind).map(|()| None)
+        }
     }
 }
 
 /// Connects, resolves the manifest and fetches the config (from the cache when it has it).
-fn open(options: &Options, credentials: Option<Credentials>) -> Result<Image, Error> {
-    let cache = options.cache_dir.as_deref().map(Cache::open).transpose()?;
-    eprintln!("Pulling {}", options.image);
-    let registry = connect(options, credentials)?;
+fn open(
+    options: &Options,
+    credentials: Option<Credentials>,
+    progress: Arc<Progress>,
+) -> Result<Image, Error> {
+    let cache = options
+        .cache_dir
+        .as_deref()
+        .map(|dir| Cache::open(dir, progress.clone()))
+        .transpose()?;
+    progress.info(&format!("Pulling {}", options.image));
+    let registry = connect(options, credentials, progress)?;
     let platform = platform(options);
     let top = fetch_document(&registry, &options.image.manifest_ref(), options)?;
     let (_, manifest) = select(&registry, top, &platform, options)?;
@@ -129,7 +168,9 @@ fn open(options: &Options, credentials: Option<Credentials>) -> Result<Image, Er
     if let (Some(os), Some(arch)) = (&config.os, &config.architecture) {
         let actual = Platform::new(os, arch, config.variant.as_deref());
         if actual.os != platform.os || actual.architecture != platform.architecture {
-            eprintln!("warning: the image is for {actual}, not {platform}");
+            registry
+                .progress()
+                .warn(&format!("the image is for {actual}, not {platform}"));
         }
     }
     Ok(Image {
@@ -141,8 +182,12 @@ fn open(options: &Options, credentials: Option<Credentials>) -> Result<Image, Er
     })
 }
 
-fn connect(options: &Options, credentials: Option<Credentials>) -> Result<Registry, Error> {
-    let http = Http::new(&options.http)?;
+fn connect(
+    options: &Options,
+    credentials: Option<Credentials>,
+    progress: Arc<Progress>,
+) -> Result<Registry, Error> {
+    let http = Http::new(&options.http, progress)?;
     Registry::connect(http, &options.image, options.insecure, credentials)
 }
 
@@ -205,7 +250,9 @@ fn select(
     for _ in 0..3 {
         match document.parsed {
             Fetched::Image(manifest) => {
-                eprintln!("  manifest {}", document.fetched.digest);
+                registry
+                    .progress()
+                    .info(&format!("  manifest {}", document.fetched.digest));
                 if let Some(layer) = manifest
                     .layers
                     .iter()
@@ -233,12 +280,14 @@ fn select(
                 };
                 let digest = choice.entry.descriptor.digest.to_string();
                 if choice.older {
-                    eprintln!(
+                    registry.progress().info(&format!(
                         "  platform {platform}{whose} is not in the index; {} runs there: {digest}",
                         choice.platform
-                    );
+                    ));
                 } else {
-                    eprintln!("  platform {}{whose}: {digest}", choice.platform);
+                    registry
+                        .progress()
+                        .info(&format!("  platform {}{whose}: {digest}", choice.platform));
                 }
                 document = fetch_document(registry, &digest, options)?;
             }
@@ -276,18 +325,5 @@ impl SpoolDir {
 impl Drop for SpoolDir {
     fn drop(&mut self) {
         let _ = fs::remove_dir_all(&self.path);
-    }
-}
-
-fn size(bytes: u64) -> String {
-    let b = bytes as f64;
-    if b >= 1e9 {
-        format!("{:.1} GB", b / 1e9)
-    } else if b >= 1e6 {
-        format!("{:.1} MB", b / 1e6)
-    } else if b >= 1e3 {
-        format!("{:.1} kB", b / 1e3)
-    } else {
-        format!("{bytes} B")
     }
 }

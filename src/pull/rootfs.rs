@@ -44,7 +44,8 @@ pub(super) fn save(
     let blobs = image.blobs(&spool);
     let order: Vec<usize> = (0..layers.len()).collect();
     let (mut compressed, mut uncompressed) = (0, 0);
-    fetch::in_order(&blobs, &order, &mut |i, body| {
+    image.show_layers();
+    let applied = fetch::in_order(&blobs, &order, &mut |i, body| {
         let name = image.layer_name(i);
         let label = image.label(&name, target.work());
         let (blob, diff_id) = (&layers[i], &image.config.diff_ids[i]);
@@ -71,35 +72,42 @@ pub(super) fn save(
             }
             None => String::new(),
         };
-        eprintln!(
-            "  {name}: {} compressed, {} applied{committed}",
-            size(stats.compressed),
-            size(stats.uncompressed)
+        image.progress().finished(
+            i,
+            &format!(
+                "  {name}: {} compressed, {} applied{committed}",
+                size(stats.compressed),
+                size(stats.uncompressed)
+            ),
         );
         Ok(())
-    })?;
+    });
+    image.progress().done();
+    applied?;
     let (devices, xattrs) = (rootfs.skipped_devices, rootfs.skipped_xattrs);
     rootfs.finish()?;
     if devices > 0 {
-        eprintln!("  skipped {devices} device nodes: creating them needs root");
+        image.progress().info(&format!(
+            "  skipped {devices} device nodes: creating them needs root"
+        ));
     }
     if xattrs > 0 {
-        eprintln!(
+        image.progress().info(&format!(
             "  skipped {xattrs} extended attributes: outside user.* they need root, or the filesystem refused them"
-        );
+        ));
     }
     if let Some(kept) = kept {
         kept.finish(options, image)?;
     }
     target.complete()?;
-    eprintln!(
+    image.progress().info(&format!(
         "Unpacked {} ({} layers, {} downloaded, {} unpacked) into {}",
         options.image,
         layers.len(),
         size(compressed),
         size(uncompressed),
         dir.display()
-    );
+    ));
     Ok(dir)
 }
 
@@ -285,7 +293,10 @@ impl KeptLayers {
         for (name, bytes) in &files {
             archive::write_file(&self.dir.join(name), bytes)?;
         }
-        eprintln!("  kept the layers in {} (--no-rm)", self.dir.display());
+        image.progress().info(&format!(
+            "  kept the layers in {} (--no-rm)",
+            self.dir.display()
+        ));
         Ok(())
     }
 }

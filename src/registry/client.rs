@@ -153,15 +153,18 @@ impl Registry {
     }
 
     /// Starts downloading a blob of `size` bytes; the caller verifies what it reads. A broken
-    /// connection is resumed where it stopped (see `BlobReader`).
+    /// connection is resumed where it stopped (see `BlobReader`). The bytes and the resumes of
+    /// the image's layer `layer` (0-based) are reported to the progress display.
     pub fn blob_stream(
         &self,
         digest: &Digest,
         size: u64,
         what: &str,
+        layer: Option<usize>,
     ) -> Result<BlobReader<'_>, Error> {
         let body = Box::new(self.blob(digest, what)?.into_reader());
         Ok(BlobReader {
+            layer,
             path: format!("/v2/{}/blobs/{digest}", self.repository),
             size,
             received: 0,
@@ -212,6 +215,10 @@ impl Registry {
 
     pub fn host(&self) -> &str {
         &self.host
+    }
+
+    pub fn progress(&self) -> &std::sync::Arc<crate::progress::Progress> {
+        self.http.progress()
     }
 
     fn blob(&self, digest: &Digest, what: &str) -> Result<Response, Error> {
@@ -378,6 +385,7 @@ impl Registry {
 /// the bytes already received. At most `--retries` resumptions per blob.
 pub struct BlobReader<'a> {
     registry: &'a Registry,
+    layer: Option<usize>,
     path: String,
     size: u64,
     received: u64,
@@ -399,6 +407,9 @@ impl Read for BlobReader<'_> {
                 }
                 Ok(n) => {
                     self.received += n as u64;
+                    if let Some(layer) = self.layer {
+                        self.registry.progress().bytes(layer, n as u64);
+                    }
                     return Ok(n);
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -414,11 +425,15 @@ impl BlobReader<'_> {
         self.resumes_left -= 1;
         let wait = super::http::backoff(self.resumed, None, 0.5);
         self.resumed += 1;
-        eprintln!(
-            "  {}: {cause}; resuming at byte {} in {:.1}s",
-            self.what,
-            self.received,
-            wait.as_secs_f64()
+        self.registry.progress().layer_event(
+            self.layer,
+            &format!("resumed at byte {}", self.received),
+            &format!(
+                "{}: {cause}; resuming at byte {} in {:.1}s",
+                self.what,
+                self.received,
+                wait.as_secs_f64()
+            ),
         );
         std::thread::sleep(wait);
         let range = format!("bytes={}-", self.received);

@@ -10,9 +10,11 @@
 
 use super::proxy::ProxySettings;
 use crate::error::Error;
+use crate::progress::Progress;
 use std::io::Read;
 use std::path::PathBuf;
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 use ureq::tls::{Certificate, PemItem, RootCerts, TlsConfig};
 
 /// How to connect, decided once from the command line and environment.
@@ -46,6 +48,8 @@ pub struct Http {
     proxied: Vec<(String, ureq::Agent)>,
     proxy: ProxySettings,
     retries: u32,
+    /// Where retries and, with --verbose, requests are reported.
+    progress: Arc<Progress>,
 }
 
 /// A response whose status has not been judged yet: callers decide what each status means.
@@ -55,7 +59,7 @@ pub struct Response {
 }
 
 impl Http {
-    pub fn new(settings: &Settings) -> Result<Http, Error> {
+    pub fn new(settings: &Settings, progress: Arc<Progress>) -> Result<Http, Error> {
         let roots = trust_roots(&settings.ca_files)?;
         let mut proxied: Vec<(String, ureq::Agent)> = Vec::new();
         for url in [&settings.proxy.http, &settings.proxy.https]
@@ -77,14 +81,19 @@ impl Http {
             proxied,
             proxy: settings.proxy.clone(),
             retries: settings.retries,
+            progress,
         })
+    }
+
+    pub fn progress(&self) -> &Arc<Progress> {
+        &self.progress
     }
 
     /// GETs `url`. `host` names the server in error messages. Redirects are followed; an
     /// `Authorization` header is never sent to the redirect target. Dropped connections,
     /// timeouts, 5xx and 429 answers are retried with backoff (see `backoff`).
     pub fn get(&self, url: &str, host: &str, headers: &[(&str, &str)]) -> Result<Response, Error> {
-        self.with_retries(host, || {
+        self.with_retries("GET", url, host, || {
             let mut request = self.agent_for(url).get(url);
             for (name, value) in headers {
                 request = request.header(*name, *value);
@@ -95,7 +104,7 @@ impl Http {
 
     /// POSTs a form (`application/x-www-form-urlencoded`), for OAuth2 token requests.
     pub fn post_form(&self, url: &str, host: &str, form: &str) -> Result<Response, Error> {
-        self.with_retries(host, || {
+        self.with_retries("POST", url, host, || {
             self.agent_for(url)
                 .post(url)
                 .header("Content-Type", "application/x-www-form-urlencoded")
@@ -110,11 +119,14 @@ impl Http {
 
     fn with_retries(
         &self,
+        method: &str,
+        url: &str,
         host: &str,
         call: impl Fn() -> Result<ureq::http::Response<ureq::Body>, ureq::Error>,
     ) -> Result<Response, Error> {
         let mut attempt = 0;
         loop {
+            let started = Instant::now();
             let (reason, retry_after) = match call() {
                 Ok(inner) => {
                     let response = Response {
@@ -122,6 +134,11 @@ impl Http {
                         inner,
                     };
                     let status = response.status();
+                    let length = response
+                        .header("content-length")
+                        .and_then(|l| l.parse().ok());
+                    self.progress
+                        .request(method, url, status, length, started.elapsed());
                     if status != 429 && !(500..600).contains(&status) {
                         return Ok(response);
                     }
@@ -141,10 +158,14 @@ impl Http {
             };
             let wait = backoff(attempt, retry_after, jitter());
             attempt += 1;
-            eprintln!(
-                "  {host}: {reason}; retrying in {:.1}s ({attempt}/{})",
-                wait.as_secs_f64(),
-                self.retries
+            self.progress.layer_event(
+                None,
+                "",
+                &format!(
+                    "{host}: {reason}; retrying in {:.1}s ({attempt}/{})",
+                    wait.as_secs_f64(),
+                    self.retries
+                ),
             );
             std::thread::sleep(wait);
         }
