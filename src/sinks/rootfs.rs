@@ -29,9 +29,10 @@ pub struct Rootfs {
     layer_paths: HashSet<Box<[u8]>>,
     /// Mode and mtime of every directory an entry made, applied by `finish`.
     dirs: HashMap<TreePath, (u32, u64)>,
-    /// The directory the last regular file went into: files mostly come in runs of siblings,
-    /// and walking to the parent again for each costs more than creating the file. Any change
-    /// other than a regular file forgets it (it could replace a directory on the way).
+    /// The directory the last entry went into (or the directory it made): tars list a
+    /// directory and then its contents, and walking to the parent again for each entry costs
+    /// more than creating the entry. An entry changes only what is at its own path, so this
+    /// stays valid; whiteouts and opaque markers, which remove more, forget it.
     last_parent: Option<(TreePath, OwnedFd)>,
     pub skipped_devices: u64,
     pub skipped_xattrs: u64,
@@ -102,13 +103,7 @@ impl Rootfs {
     }
 
     fn change(&mut self, change: Change, data: &mut dyn Read) -> Result<(), Fault> {
-        if !matches!(
-            &change,
-            Change::Add(Entry {
-                kind: Kind::File,
-                ..
-            })
-        ) {
+        if !matches!(&change, Change::Add(_)) {
             self.last_parent = None;
         }
         match change {
@@ -200,10 +195,15 @@ impl Rootfs {
             Some((path, fd)) if path == parent_path => fd,
             _ => self.root.open_dir(&parent_path, true)?,
         };
-        let result = self.add_in(parent.as_fd(), name, &entry, uid, gid, data);
-        if entry.kind == Kind::File {
-            self.last_parent = Some((parent_path, parent));
-        }
+        let made = self.add_in(parent.as_fd(), name, &entry, uid, gid, data);
+        let (made, result) = match made {
+            Ok(dir) => (dir, Ok(())),
+            Err(e) => (None, Err(e)),
+        };
+        self.last_parent = match made {
+            Some(dir) => Some((entry.path, dir)),
+            None => Some((parent_path, parent)),
+        };
         result
     }
 
@@ -215,7 +215,7 @@ impl Rootfs {
         uid: u32,
         gid: u32,
         data: &mut dyn Read,
-    ) -> Result<(), Fault> {
+    ) -> Result<Option<OwnedFd>, Fault> {
         if !self.privileged {
             confined::make_writable(parent)?;
         }
@@ -236,6 +236,7 @@ impl Rootfs {
                 self.set_xattrs(dir.as_fd(), entry, uid, gid)?;
                 self.dirs
                     .insert(entry.path.clone(), (entry.mode, entry.mtime));
+                return Ok(Some(dir));
             }
             Kind::Symlink(target) => {
                 confined::symlink_at(target, parent, name)?;
@@ -256,7 +257,7 @@ impl Rootfs {
             Kind::CharDevice(major, minor) | Kind::BlockDevice(major, minor) => {
                 if !self.privileged {
                     self.skipped_devices += 1;
-                    return Ok(());
+                    return Ok(None);
                 }
                 let block = matches!(entry.kind, Kind::BlockDevice(..));
                 confined::make_device(parent, name, block, entry.mode, *major, *minor)?;
@@ -268,7 +269,7 @@ impl Rootfs {
                 confined::set_mtime(fifo.as_fd(), entry.mtime)?;
             }
         }
-        Ok(())
+        Ok(None)
     }
 
     /// Owner, then mode (a change of owner clears setuid), then extended attributes (a change
