@@ -245,23 +245,24 @@ fn cache_serves_a_second_pull_without_blob_requests_and_heals_corruption() {
     assert_eq!(file_digest(&archive(&dir3)), file_digest(&archive(&dir1)));
 }
 
-#[test]
-fn kill_9_mid_pull_then_rerun_completes() {
-    let cache = Scratch::new("killcache");
+/// Starts dockersave in `dir` with `args` against a forwarder whose first big blob stalls, and
+/// returns once the transfer is stuck in it (with the reference it pulls).
+fn start_stalled(dir: &Scratch, args: &[&str]) -> (std::process::Child, String) {
     let faults = Faults {
         stall_blobs_after: Some(1500),
         ..Faults::once()
     };
     let front = forwarder(&env("DS_REGISTRY"), faults.clone());
-    let dir = Scratch::new("kill");
     let reference = format!("{front}/layers:latest");
-    let cache_arg = cache.path().to_str().unwrap();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_dockersave"))
-        .args(["--insecure", "--cache-dir", cache_arg, &reference])
+    let mut all = vec!["--insecure"];
+    all.extend_from_slice(args);
+    all.push(&reference);
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_dockersave"))
+        .args(&all)
         .current_dir(dir.path())
         .env("DOCKER_CONFIG", "/nonexistent/dockersave-tests")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -274,6 +275,15 @@ fn kill_9_mid_pull_then_rerun_completes() {
         std::thread::sleep(Duration::from_millis(50));
     }
     std::thread::sleep(Duration::from_millis(300));
+    (child, reference)
+}
+
+#[test]
+fn kill_9_mid_pull_then_rerun_completes() {
+    let cache = Scratch::new("killcache");
+    let dir = Scratch::new("kill");
+    let cache_arg = cache.path().to_str().unwrap();
+    let (mut child, reference) = start_stalled(&dir, &["--cache-dir", cache_arg]);
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
     assert!(
@@ -304,32 +314,9 @@ fn kill_9_mid_pull_then_rerun_completes() {
     );
 }
 
-/// Starts dockersave with `args` in `dir` against a forwarder whose first big blob stalls,
-/// waits until the transfer is stuck in it, sends `signal` and returns the run's outcome.
+/// Interrupts a stalled run with `signal` and returns its outcome and how long it took to end.
 fn interrupted_run(dir: &Scratch, args: &[&str], signal: i32) -> (Output, Duration) {
-    let faults = Faults {
-        stall_blobs_after: Some(1500),
-        ..Faults::once()
-    };
-    let front = forwarder(&env("DS_REGISTRY"), faults.clone());
-    let reference = format!("{front}/layers:latest");
-    let mut all = vec!["--insecure"];
-    all.extend_from_slice(args);
-    all.push(&reference);
-    let child = std::process::Command::new(env!("CARGO_BIN_EXE_dockersave"))
-        .args(&all)
-        .current_dir(dir.path())
-        .env("DOCKER_CONFIG", "/nonexistent/dockersave-tests")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while faults.times.load(std::sync::atomic::Ordering::SeqCst) > 0 {
-        assert!(Instant::now() < deadline, "the pull never reached a layer");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    std::thread::sleep(Duration::from_millis(300));
+    let (child, _) = start_stalled(dir, args);
     let sent = Instant::now();
     assert_eq!(unsafe { libc::kill(child.id() as i32, signal) }, 0);
     let out = child.wait_with_output().unwrap();
