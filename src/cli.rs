@@ -40,8 +40,9 @@ Options:
   --proxy URL           send requests through this proxy, loopback included (default: HTTPS_PROXY,
                         HTTP_PROXY, ALL_PROXY; NO_PROXY names hosts to reach directly)
   --platform OS/ARCH[/VARIANT]
-                        which image of a multi-platform index to save
-                        (default: the host's, e.g. linux/amd64, linux/arm64, linux/arm/v7)
+                        which image of a multi-platform index to save (default: this
+                        machine's, read at run time, e.g. linux/amd64, linux/arm/v6; an
+                        ARM index without that variant gives an older one, never newer)
   --arch ARCH           shorthand for --platform linux/ARCH (e.g. arm64, arm/v7)
   --cache-dir DIR       keep verified blobs here and reuse them on later pulls
                         (default: $DOCKERSAVE_CACHE if set, else no cache)
@@ -78,6 +79,8 @@ Instead of saving (nothing is written; the answer goes to stdout):
                         a newline (a stream `jq .` reads)
   --pretty              with --metadata: indented
   --platforms           the platforms the index offers, os/arch[/variant] one a line
+
+Output:
   -q, --quiet           print errors only (on stderr)
   -v, --verbose         also print every HTTP request: method, URL (without its query),
                         status, size, time; never a header or credential
@@ -85,8 +88,9 @@ Instead of saving (nothing is written; the answer goes to stdout):
   -V, --version         show the version
 
 Exit codes: 0 success, 2 bad usage or image name, 3 network failure, 4 authentication
-refused, 5 image/tag/platform not found, 6 verification failed or unsupported image,
-7 local file error (e.g. disk full), 8 unexpected registry answer.
+refused, 5 image/tag/platform not found, 6 verification failed, unsupported image or an
+entry refused by --rootfs, 7 local file error (e.g. disk full), 8 unexpected registry
+answer, 129/130/143 interrupted (SIGHUP, Ctrl-C, SIGTERM).
 ";
 
 /// What a run writes.
