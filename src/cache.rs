@@ -125,16 +125,38 @@ impl Drop for Entry {
     }
 }
 
+/// Runs `use_blob` over a blob read from `body` while copying it into `cache` (when there is
+/// one); the copy is kept under `digest` only if `use_blob` succeeded — it is what verifies
+/// the bytes — and every byte reached the entry. The one way blobs enter the cache as they
+/// stream.
+pub fn filling<T>(
+    cache: Option<&Cache>,
+    digest: &Digest,
+    body: &mut dyn Read,
+    use_blob: impl FnOnce(&mut dyn Read) -> Result<T, Error>,
+) -> Result<T, Error> {
+    let Some(cache) = cache else {
+        return use_blob(body);
+    };
+    let mut entry = cache.entry(digest)?;
+    let mut tee = Tee::new(body, &mut entry);
+    let result = use_blob(&mut tee)?;
+    if tee.complete() {
+        entry.commit()?;
+    }
+    Ok(result)
+}
+
 /// Copies every byte read through it into a cache entry. If the cache cannot be written (disk
 /// full), the pull goes on without it, with a warning.
-pub struct Tee<'a, R> {
+struct Tee<'a, R> {
     inner: R,
     entry: &'a mut Entry,
     failed: bool,
 }
 
 impl<'a, R: Read> Tee<'a, R> {
-    pub fn new(inner: R, entry: &'a mut Entry) -> Tee<'a, R> {
+    fn new(inner: R, entry: &'a mut Entry) -> Tee<'a, R> {
         Tee {
             inner,
             entry,
@@ -143,7 +165,7 @@ impl<'a, R: Read> Tee<'a, R> {
     }
 
     /// Whether every byte reached the entry.
-    pub fn complete(&self) -> bool {
+    fn complete(&self) -> bool {
         !self.failed
     }
 }

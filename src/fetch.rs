@@ -5,10 +5,13 @@
 //! disk use is bounded by the blobs in flight, not the image.
 //!
 //! Nothing here inflates or verifies: the consumer runs each blob through the layer pipeline,
-//! which checks digests as it reads. A blob read from the network or a spool is copied into the
+//! which checks digests as it reads. It serves the sinks that must apply layers in order
+//! (`--rootfs`, `--flatten`); the archive writer has its own arrangement, which inflates
+//! several layers at once on both cores and places each in the archive when its turn comes
+//! (`sinks::archive`), and measured faster for a CPU-bound pull. A blob read from the network or a spool is copied into the
 //! cache (when there is one) and kept there only if the consumer accepted it.
 
-use crate::cache::{Cache, Tee};
+use crate::cache::{self, Cache};
 use crate::error::Error;
 use crate::manifest::Descriptor;
 use crate::progress::Step;
@@ -145,19 +148,9 @@ fn consume_all(
                 at: 0,
             })
         };
-        let result = match blobs.cache {
-            Some(cache) => {
-                let mut entry = cache.entry(&blob.digest)?;
-                let mut tee = Tee::new(&mut stream, &mut entry);
-                let result = consume(layer, &mut tee);
-                let complete = tee.complete();
-                if result.is_ok() && complete {
-                    entry.commit()?;
-                }
-                result
-            }
-            None => consume(layer, &mut stream),
-        };
+        let result = cache::filling(blobs.cache, &blob.digest, &mut stream, |body| {
+            consume(layer, body)
+        });
         drop(stream);
         let mut progress = lock(&slot.progress);
         if let Some(spool) = progress.spool.take() {
@@ -227,9 +220,12 @@ fn spool(blobs: &Blobs, layer: usize, slot: &Slot, stop: &AtomicBool) -> Result<
         blobs.layers.len(),
         blob.digest
     );
-    let mut body = blobs
+    let body = blobs
         .registry
         .blob_stream(&blob.digest, blob.size, &what, Some(layer))?;
+    // No more than the manifest promises (and one byte to notice more): a registry that
+    // streams without end must not fill the disk with a spool.
+    let mut body = body.take(blob.size.saturating_add(1));
     let mut buf = vec![0u8; CHUNK];
     loop {
         if stop.load(Ordering::SeqCst) || crate::interrupt::requested() {

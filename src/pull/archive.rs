@@ -2,7 +2,7 @@
 //! archive as it arrives (or into the image directory, with --no-tar or --no-rm).
 
 use super::{size, Image};
-use crate::cache::{Cache, Tee};
+use crate::cache::{self, Cache};
 use crate::cli::Options;
 use crate::error::Error;
 use crate::manifest::{Config, Descriptor};
@@ -246,33 +246,16 @@ fn unpack(
         host: job.registry.host(),
         out_path,
     };
-    match (
-        job.cache,
-        job.cache.and_then(|c| c.get(&blob.digest, blob.size)),
-    ) {
-        (_, Some(mut cached)) => {
-            job.registry.progress().step(i, Step::Cached);
-            pipeline::unpack_layer(&mut cached, blob, diff_id, out, &label)
-        }
-        (Some(cache), None) => {
-            let mut entry = cache.entry(&blob.digest)?;
-            let body = job
-                .registry
-                .blob_stream(&blob.digest, blob.size, name, Some(i))?;
-            let mut tee = Tee::new(body, &mut entry);
-            let stats = pipeline::unpack_layer(&mut tee, blob, diff_id, out, &label)?;
-            if tee.complete() {
-                entry.commit()?;
-            }
-            Ok(stats)
-        }
-        (None, None) => {
-            let mut body = job
-                .registry
-                .blob_stream(&blob.digest, blob.size, name, Some(i))?;
-            pipeline::unpack_layer(&mut body, blob, diff_id, out, &label)
-        }
+    if let Some(mut cached) = job.cache.and_then(|c| c.get(&blob.digest, blob.size)) {
+        job.registry.progress().step(i, Step::Cached);
+        return pipeline::unpack_layer(&mut cached, blob, diff_id, out, &label);
     }
+    let mut body = job
+        .registry
+        .blob_stream(&blob.digest, blob.size, name, Some(i))?;
+    cache::filling(job.cache, &blob.digest, &mut body, |body| {
+        pipeline::unpack_layer(body, blob, diff_id, out, &label)
+    })
 }
 
 /// Removes the image directory this run created unless told to keep it.

@@ -4,7 +4,7 @@
 //! `<digest hex>.tar.gz`. Either appears under its name only when complete and verified.
 
 use super::{size, Image};
-use crate::cache::Tee;
+use crate::cache;
 use crate::cli::Options;
 use crate::error::Error;
 use crate::manifest::LayerChoice;
@@ -104,33 +104,19 @@ fn unpack(
 ) -> Result<LayerStats, Error> {
     let (blob, diff_id) = (&image.manifest.layers[i], &image.config.diff_ids[i]);
     let label = image.label(name, Path::new("the layer file"));
-    let cache = image.cache.as_ref();
-    let mut entry = None;
-    let body: Box<dyn Read + '_> = match cache.and_then(|c| c.get(&blob.digest, blob.size)) {
-        Some(cached) => Box::new(cached),
-        None => {
-            entry = cache.map(|c| c.entry(&blob.digest)).transpose()?;
-            Box::new(
-                image
-                    .registry
-                    .blob_stream(&blob.digest, blob.size, name, None)?,
-            )
-        }
-    };
-    let mut body: Box<dyn Read + '_> = match &mut entry {
-        Some(entry) => Box::new(Tee::new(body, entry)),
-        None => body,
-    };
-    let stats = match keep {
-        Keep::Tar => pipeline::unpack_layer(&mut body, blob, diff_id, file, &label)?,
+    let mut run = |body: &mut dyn Read| match keep {
+        Keep::Tar => pipeline::unpack_layer(body, blob, diff_id, file, &label),
         Keep::Blob => {
-            let mut copy = CopyingReader::new(&mut body, file);
-            pipeline::unpack_layer(&mut copy, blob, diff_id, &mut io::sink(), &label)?
+            let mut copy = CopyingReader::new(body, &mut *file);
+            pipeline::unpack_layer(&mut copy, blob, diff_id, &mut io::sink(), &label)
         }
     };
-    drop(body);
-    if let Some(entry) = entry {
-        entry.commit()?;
+    let cache = image.cache.as_ref();
+    if let Some(mut cached) = cache.and_then(|c| c.get(&blob.digest, blob.size)) {
+        return run(&mut cached);
     }
-    Ok(stats)
+    let mut body = image
+        .registry
+        .blob_stream(&blob.digest, blob.size, name, None)?;
+    cache::filling(cache, &blob.digest, &mut body, run)
 }
