@@ -512,6 +512,21 @@ fn directory_rules_new_empty_non_empty_and_force() {
     );
     assert_eq!(out.code, 6, "{out}");
     assert_eq!(dir.names(), ["empty", "empty2", "full"], "{out}");
+    // With --no-rm a failed run keeps its partial directories, never under a final name.
+    let kept = Scratch::new("rootfs-kept");
+    let out = dockersave(
+        kept.path(),
+        &rootfs_args(&format!("{corrupt}/layers"), "new", &["--no-rm"]),
+    );
+    assert_eq!(out.code, 6, "{out}");
+    let names = kept.names();
+    assert!(
+        !names.is_empty()
+            && names
+                .iter()
+                .all(|n| n.starts_with('.') && n.contains(".partial-")),
+        "{names:?}: {out}"
+    );
     // A file in the way.
     fs::write(dir.path().join("afile"), b"").unwrap();
     let out = dockersave(dir.path(), &rootfs_args(&image, "afile", &[]));

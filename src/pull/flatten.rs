@@ -13,12 +13,23 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
+/// The directory the spool (and the temporary file) go in: FILE's, or for stdout the working
+/// directory; `pull` prepares it before anything is fetched.
+pub(super) fn spool_near(options: &Options, file: &Path) -> PathBuf {
+    match file.parent() {
+        _ if file.as_os_str() == "-" => options.working_dir.clone(),
+        Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
 pub(super) fn save(
     options: &Options,
     image: &Image,
     file: &Path,
 ) -> Result<Option<PathBuf>, Error> {
     let to_stdout = file.as_os_str() == "-";
+    // Beside FILE, named after it; for stdout in the working directory.
     let near = if to_stdout {
         options.working_dir.join("flatten")
     } else {

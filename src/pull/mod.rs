@@ -91,12 +91,13 @@ pub fn pull(
     credentials: Option<Credentials>,
     progress: Arc<Progress>,
 ) -> Result<Option<PathBuf>, Error> {
-    fs::create_dir_all(&options.working_dir).map_err(|e| Error::io(&options.working_dir, e))?;
-    partial::remove_stale_partials(&options.working_dir);
     match &options.output {
-        Output::Archive => archive::save(options, &open(options, credentials, progress)?).map(Some),
+        Output::Archive => {
+            prepare_dir(&options.working_dir)?;
+            archive::save(options, &open(options, credentials, progress)?).map(Some)
+        }
+        // Each output checks what it can before the network is used.
         Output::Rootfs { dir, force, git } => {
-            // What can be refused without the network is refused first.
             let target = rootfs::Target::prepare(dir, *force, *git, options.no_rm)?;
             rootfs::save(
                 options,
@@ -107,22 +108,33 @@ pub fn pull(
             .map(Some)
         }
         Output::Flatten(file) => {
+            prepare_dir(&flatten::spool_near(options, file))?;
             flatten::save(options, &open(options, credentials, progress)?, file)
         }
         Output::Layer {
             which,
             registry_format,
-        } => layer::save(
-            options,
-            &open(options, credentials, progress)?,
-            which,
-            *registry_format,
-        )
-        .map(Some),
+        } => {
+            prepare_dir(&options.working_dir)?;
+            layer::save(
+                options,
+                &open(options, credentials, progress)?,
+                which,
+                *registry_format,
+            )
+            .map(Some)
+        }
         Output::Inspect(kind) => {
             inspect::show(options, credentials, progress, *kind).map(|()| None)
         }
     }
+}
+
+/// Makes the directory a run writes into, and removes what killed runs left there.
+fn prepare_dir(dir: &Path) -> Result<(), Error> {
+    fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    partial::remove_stale_partials(dir);
+    Ok(())
 }
 
 /// Connects, resolves the manifest and fetches the config (from the cache when it has it).

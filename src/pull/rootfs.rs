@@ -233,10 +233,13 @@ impl Drop for Target {
 }
 
 /// The layer tars `--rootfs --no-rm` keeps, as the image directory `--no-tar` writes (so
-/// `tar -C DIR -c . | docker load` loads it).
+/// `tar -C DIR -c . | docker load` loads it). Built under its `.partial` name and renamed when
+/// complete; after a failure the partial directory stays, as `--no-rm` keeps an archive's.
 struct KeptLayers {
-    dir: PathBuf,
+    dest: PathBuf,
+    work: PathBuf,
     ids: Vec<String>,
+    done: bool,
     _interrupt: partial::OnInterrupt,
 }
 
@@ -246,41 +249,47 @@ impl KeptLayers {
             .layers_dir
             .clone()
             .unwrap_or_else(|| options.image.archive_base_name());
-        let dir = options.working_dir.join(name);
-        if dir.exists() {
+        let working_dir = &options.working_dir;
+        fs::create_dir_all(working_dir).map_err(|e| Error::io(working_dir, e))?;
+        partial::remove_stale_partials(working_dir);
+        let dest = working_dir.join(name);
+        if dest.exists() {
             return Err(Error::io(
-                &dir,
+                &dest,
                 io::Error::new(
                     io::ErrorKind::AlreadyExists,
                     "already exists; remove it or choose another --layers-dir",
                 ),
             ));
         }
-        fs::create_dir(&dir).map_err(|e| Error::io(&dir, e))?;
+        let work = partial::temp_name(&dest);
+        fs::create_dir(&work).map_err(|e| Error::io(&work, e))?;
         Ok(KeptLayers {
-            _interrupt: partial::on_interrupt(&dir, partial::Undo::Keep),
-            dir,
+            _interrupt: partial::on_interrupt(&work, partial::Undo::Keep),
+            dest,
+            work,
             ids: archive::layer_ids(&image.config.diff_ids),
+            done: false,
         })
     }
 
     /// Where layer `i`'s tar is kept.
     fn layer_file(&self, i: usize) -> Result<(File, PathBuf), Error> {
-        let layer_dir = self.dir.join(&self.ids[i]);
+        let layer_dir = self.work.join(&self.ids[i]);
         fs::create_dir(&layer_dir).map_err(|e| Error::io(&layer_dir, e))?;
         let path = layer_dir.join("layer.tar");
         let file = File::create(&path).map_err(|e| Error::io(&path, e))?;
         Ok((file, path))
     }
 
-    fn finish(self, options: &Options, image: &Image) -> Result<(), Error> {
+    fn finish(mut self, options: &Options, image: &Image) -> Result<(), Error> {
         let config = &image.config;
         for (i, id) in self.ids.iter().enumerate() {
             let parent = i.checked_sub(1).map(|p| self.ids[p].as_str());
             let files =
                 archive::layer_files(id, parent, config.created.as_deref(), config.os.as_deref());
             for (name, bytes) in &files {
-                archive::write_file(&self.dir.join(id).join(name), bytes)?;
+                archive::write_file(&self.work.join(id).join(name), bytes)?;
             }
         }
         let repo_tag = options.image.repo_tag();
@@ -291,12 +300,25 @@ impl KeptLayers {
             repo_tag.as_deref(),
         );
         for (name, bytes) in &files {
-            archive::write_file(&self.dir.join(name), bytes)?;
+            archive::write_file(&self.work.join(name), bytes)?;
         }
+        fs::rename(&self.work, &self.dest).map_err(|e| Error::io(&self.dest, e))?;
+        self.done = true;
         image.progress().info(&format!(
             "  kept the layers in {} (--no-rm)",
-            self.dir.display()
+            self.dest.display()
         ));
         Ok(())
+    }
+}
+
+impl Drop for KeptLayers {
+    fn drop(&mut self) {
+        if !self.done {
+            eprintln!(
+                "kept the partial directory {} (--no-rm)",
+                self.work.display()
+            );
+        }
     }
 }

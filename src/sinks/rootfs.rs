@@ -78,7 +78,10 @@ impl Rootfs {
                     entry: shown.clone(),
                     reason,
                 },
-                Fault::Io(e) if e.kind() == io::ErrorKind::StorageFull => {
+                // This machine's limits (disk, permissions, descriptors) are local errors;
+                // the rest (a missing link target, a file where a directory must be) is the
+                // layer's.
+                Fault::Io(e) if is_local(&e) => {
                     Error::io(&self.dir.join(shown.trim_start_matches('/')), e)
                 }
                 Fault::Io(e) => Error::Invalid {
@@ -357,6 +360,23 @@ impl Rootfs {
         }
         Ok(())
     }
+}
+
+/// Whether an error is about this machine rather than the layer: exit 7, not 6.
+fn is_local(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(
+            libc::ENOSPC
+                | libc::EDQUOT
+                | libc::EACCES
+                | libc::EPERM
+                | libc::EROFS
+                | libc::EMFILE
+                | libc::ENFILE
+                | libc::EIO
+        )
+    ) || e.kind() == io::ErrorKind::StorageFull
 }
 
 const ROOTLESS_OWNER: &[u8] = b"user.rootlesscontainers";
