@@ -105,12 +105,13 @@ impl Progress {
         self.info(&format!("warning: {text}"));
     }
 
-    /// One HTTP request, for `--verbose`. `url` loses its query here.
+    /// One HTTP request, for `--verbose`: its status, or `None` when no answer came. `url`
+    /// loses its query here.
     pub fn request(
         &self,
         method: &str,
         url: &str,
-        status: u16,
+        status: Option<u16>,
         bytes: Option<u64>,
         took: Duration,
     ) {
@@ -121,9 +122,15 @@ impl Progress {
             Some((path, _)) => format!("{path}?…"),
             None => url.to_string(),
         };
-        let size = bytes.map_or_else(|| "-".to_string(), size);
+        let outcome = match status {
+            Some(status) => {
+                let size = bytes.map_or_else(|| "-".to_string(), size);
+                format!("{status}, {size}")
+            }
+            None => "no answer".to_string(),
+        };
         self.print(&format!(
-            "  {method} {shown} → {status}, {size}, {} ms",
+            "  {method} {shown} → {outcome}, {} ms",
             took.as_millis()
         ));
     }

@@ -138,7 +138,7 @@ impl Http {
                         .header("content-length")
                         .and_then(|l| l.parse().ok());
                     self.progress
-                        .request(method, url, status, length, started.elapsed());
+                        .request(method, url, Some(status), length, started.elapsed());
                     if status != 429 && !(500..600).contains(&status) {
                         return Ok(response);
                     }
@@ -150,6 +150,8 @@ impl Http {
                     (format!("HTTP {status}"), retry_after)
                 }
                 Err(error) => {
+                    self.progress
+                        .request(method, url, None, None, started.elapsed());
                     if attempt >= self.retries || !is_transient(&error) {
                         return Err(network_error(host, error));
                     }

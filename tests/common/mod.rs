@@ -773,8 +773,27 @@ pub fn compare(
     differences
 }
 
-/// Runs a program as the unprivileged user `nobody` (setpriv, from util-linux).
+/// Runs a program as the unprivileged user `nobody` (setpriv, from util-linux). dockersave
+/// itself runs from a copy in the temporary directory: the checkout may sit where `nobody`
+/// cannot reach (CI clones under /root).
 pub fn run_as_nobody(program: &str, args: &[&str], cwd: &Path, envs: &[(&str, &str)]) -> Output {
+    static COPY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let program = if program == env!("CARGO_BIN_EXE_dockersave") {
+        COPY.get_or_init(|| {
+            use std::os::unix::fs::PermissionsExt;
+            let dir =
+                std::env::temp_dir().join(format!("dockersave-nobody-{}", std::process::id()));
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+            let copy = dir.join("dockersave");
+            std::fs::copy(program, &copy).unwrap();
+            std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o755)).unwrap();
+            copy.display().to_string()
+        })
+        .as_str()
+    } else {
+        program
+    };
     let mut all = vec![
         "--reuid=65534",
         "--regid=65534",
