@@ -557,13 +557,14 @@ pub fn set_xattr(fd: BorrowedFd, name: &[u8], value: &[u8]) -> io::Result<()> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use std::fs;
     use std::os::unix::fs::symlink;
     use std::path::PathBuf;
 
-    fn scratch(name: &str) -> PathBuf {
+    /// A fresh directory for a test, with an empty `root/` in it.
+    pub(crate) fn scratch(name: &str) -> PathBuf {
         let dir =
             std::env::temp_dir().join(format!("dockersave-confined-{name}-{}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);

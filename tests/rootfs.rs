@@ -78,6 +78,12 @@ fn rootfs_args<'a>(image: &'a str, dir: &'a str, extra: &[&'a str]) -> Vec<&'a s
     args
 }
 
+/// Compare all that a root run sets: owners and hard-link groups too.
+const EVERYTHING: Compare = Compare {
+    owners: true,
+    hard_links: true,
+};
+
 fn assert_same(ours: &Path, theirs: &Path, how: Compare, context: &str) {
     let differences = compare(&snapshot(ours), &snapshot(theirs), how);
     assert!(
@@ -99,15 +105,7 @@ fn rootfs_matches_umoci_unpack_as_root() {
         );
         assert_eq!(dir.names(), ["tree"], "nothing else is left: {out}");
         let (_umoci, reference) = umoci_unpack(image, false);
-        assert_same(
-            &dir.path().join("tree"),
-            &reference,
-            Compare {
-                owners: true,
-                hard_links: true,
-            },
-            image,
-        );
+        assert_same(&dir.path().join("tree"), &reference, EVERYTHING, image);
     }
     // What the rich image holds, checked directly too (umoci could share a mistake).
     let dir = Scratch::new("rootfs-facts");
@@ -257,10 +255,7 @@ fn flatten_piped_into_tar_gives_the_rootfs_tree() {
     assert_same(
         &dir.path().join("flat"),
         &dir.path().join("rootfs"),
-        Compare {
-            owners: true,
-            hard_links: true,
-        },
+        EVERYTHING,
         "--flatten | tar -x against --rootfs",
     );
     // To a file: the same bytes as on stdout, and nothing else left behind.
@@ -560,10 +555,7 @@ fn rootfs_with_cache_token_auth_resume_and_no_rm() {
     assert_same(
         &dir.path().join("one"),
         &dir.path().join("two"),
-        Compare {
-            owners: true,
-            hard_links: true,
-        },
+        EVERYTHING,
         "cached",
     );
     // A dropped connection resumes.
@@ -810,14 +802,7 @@ fn git_layering_commits_each_layer_on_its_own_branch() {
     dockersave_ok(dir.path(), &rootfs_args(rich(), "plain", &[]));
     let mut tree = snapshot(&repo);
     tree.retain(|path, _| path != ".git" && !path.starts_with(".git/"));
-    let differences = compare(
-        &tree,
-        &snapshot(&dir.path().join("plain")),
-        Compare {
-            owners: true,
-            hard_links: true,
-        },
-    );
+    let differences = compare(&tree, &snapshot(&dir.path().join("plain")), EVERYTHING);
     assert!(differences.is_empty(), "{}", differences.join("\n"));
 }
 
@@ -934,10 +919,7 @@ fn an_image_holding_the_same_layer_twice() {
     assert_same(
         &dir.path().join("flat"),
         &dir.path().join("tree"),
-        Compare {
-            owners: true,
-            hard_links: true,
-        },
+        EVERYTHING,
         "repeated layers",
     );
     let out = dockersave_ok(dir.path(), &["--insecure", "--tarname", "r.tar", &image]);

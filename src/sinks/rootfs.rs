@@ -413,16 +413,9 @@ fn ids(entry: &Entry) -> Result<(u32, u32), Fault> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::confined::tests::scratch;
     use crate::layer_tar::tests::{tar_of, RawEntry};
     use std::fs;
-
-    fn scratch(name: &str) -> PathBuf {
-        let dir =
-            std::env::temp_dir().join(format!("dockersave-rootfs-{name}-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(dir.join("root")).unwrap();
-        dir
-    }
 
     fn listing(dir: &Path) -> Vec<String> {
         let mut out = Vec::new();
@@ -454,7 +447,7 @@ mod tests {
 
     #[test]
     fn whiteouts_and_opaque_directories_follow_the_overlay_rules() {
-        let dir = scratch("overlay");
+        let dir = scratch("rootfs-overlay");
         let root = dir.join("root");
         let mut rootfs = Rootfs::open(&root, false).unwrap();
         let lower = tar_of(&[
@@ -495,7 +488,7 @@ mod tests {
 
     #[test]
     fn hostile_entries_leave_the_outside_alone() {
-        let dir = scratch("hostile");
+        let dir = scratch("rootfs-hostile");
         let root = dir.join("root");
         fs::write(dir.join("canary"), b"canary").unwrap();
         let cases: [&[RawEntry]; 4] = [
@@ -540,7 +533,7 @@ mod tests {
 
     #[test]
     fn links_across_layers_and_through_inside_symlinks() {
-        let dir = scratch("links");
+        let dir = scratch("rootfs-links");
         let root = dir.join("root");
         let mut rootfs = Rootfs::open(&root, false).unwrap();
         let lower = tar_of(&[
