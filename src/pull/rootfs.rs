@@ -67,7 +67,14 @@ pub(super) fn save(
         let committed = match &repo {
             Some(repo) => {
                 let history = image.config.layer_history.get(i);
-                let branch = repo.commit_layer(i, layers.len(), &blob.digest, diff_id, history)?;
+                let branch = repo.commit_layer(
+                    i,
+                    layers.len(),
+                    &blob.digest,
+                    diff_id,
+                    history,
+                    rootfs.written(),
+                )?;
                 format!(", committed on {branch}")
             }
             None => String::new(),

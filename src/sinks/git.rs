@@ -72,7 +72,7 @@ impl Repo {
     }
 
     /// Commits the tree as it is after layer `index` (0-based) on its own branch, returning the
-    /// branch's name.
+    /// branch's name. `written` are the paths (not directories) the layer wrote.
     pub fn commit_layer(
         &self,
         index: usize,
@@ -80,6 +80,7 @@ impl Repo {
         blob: &Digest,
         diff_id: &Digest,
         history: Option<&LayerHistory>,
+        written: &[Box<[u8]>],
     ) -> Result<String, Error> {
         let branch = format!("layer{}_{}", index + 1, &diff_id.hex()[..12]);
         let reference = format!("refs/heads/{branch}");
@@ -89,6 +90,26 @@ impl Repo {
             self.git(&["branch", "-q", &branch, "HEAD"])?;
         }
         self.git(&["symbolic-ref", "HEAD", &reference])?;
+        if !written.is_empty() {
+            // git trusts a file's stat data (size, mtime, ctime, inode) to tell it is unchanged.
+            // The layer set old mtimes from the image, so a rewritten file of the same size on a
+            // reused inode within the same second looks unchanged; out of the index, the
+            // layer's files are hashed again by the `add` that follows.
+            let list: Vec<u8> = written
+                .iter()
+                .flat_map(|path| path.iter().copied().chain([0]))
+                .collect();
+            let args = [
+                "rm",
+                "--cached",
+                "-r",
+                "-q",
+                "--ignore-unmatch",
+                "--pathspec-from-file=-",
+                "--pathspec-file-nul",
+            ];
+            run(self.command(&args), &args, Some(&list))?;
+        }
         self.git(&["add", "-A", "-f", "--", "."])?;
         let created_by = history
             .and_then(|h| h.created_by.as_deref())
@@ -108,7 +129,7 @@ impl Repo {
         command
             .env("GIT_AUTHOR_DATE", date)
             .env("GIT_COMMITTER_DATE", date);
-        run(command, &args, Some(&message))?;
+        run(command, &args, Some(message.as_bytes()))?;
         Ok(branch)
     }
 
@@ -125,6 +146,8 @@ impl Repo {
             .env("GIT_CONFIG_NOSYSTEM", "1")
             .env("GIT_CONFIG_GLOBAL", "/dev/null")
             .env("GIT_TERMINAL_PROMPT", "0")
+            // Paths from the image are names, never patterns.
+            .env("GIT_LITERAL_PATHSPECS", "1")
             .env_remove("GIT_INDEX_FILE")
             .env_remove("GIT_OBJECT_DIRECTORY")
             .env_remove("GIT_ALTERNATE_OBJECT_DIRECTORIES")
@@ -137,7 +160,7 @@ impl Repo {
     }
 }
 
-fn run(mut command: Command, args: &[&str], input: Option<&str>) -> Result<(), Error> {
+fn run(mut command: Command, args: &[&str], input: Option<&[u8]>) -> Result<(), Error> {
     let failed = |detail: String| Error::Local(format!("git {} failed: {detail}", args[0]));
     let mut child = command
         .stdin(if input.is_some() {
@@ -151,9 +174,7 @@ fn run(mut command: Command, args: &[&str], input: Option<&str>) -> Result<(), E
         .map_err(|e| failed(e.to_string()))?;
     if let (Some(input), Some(mut stdin)) = (input, child.stdin.take()) {
         use std::io::Write;
-        stdin
-            .write_all(input.as_bytes())
-            .map_err(|e| failed(e.to_string()))?;
+        stdin.write_all(input).map_err(|e| failed(e.to_string()))?;
     }
     let output = child
         .wait_with_output()
@@ -165,4 +186,66 @@ fn run(mut command: Command, args: &[&str], input: Option<&str>) -> Result<(), E
         ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+    fn digest(text: &str) -> Digest {
+        Digest::of_bytes(text.as_bytes())
+    }
+
+    /// Replaces `f` with as many bytes and the old mtime, as a layer does, in the same second as
+    /// the commit before: git's stat data cannot tell the difference; the commit must.
+    fn rewrite_after_commit(written: &[Box<[u8]>]) -> String {
+        let dir = crate::confined::tests::scratch("git-rewrite");
+        let root = dir.join("root");
+        let repo = Repo::init(&root).unwrap();
+        let file = root.join("f");
+        let set_mtime = |path: &Path| {
+            let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+            let t = libc::timespec {
+                tv_sec: 1_600_000_000,
+                tv_nsec: 0,
+            };
+            assert_eq!(
+                unsafe { libc::utimensat(libc::AT_FDCWD, c.as_ptr(), [t, t].as_ptr(), 0) },
+                0
+            );
+        };
+        // Start early in a second (past the kernel's coarse clock, which file times use), so
+        // the commit and the rewrite share it.
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
+        std::thread::sleep(Duration::from_nanos(u64::from(
+            1_050_000_000 - now.subsec_nanos(),
+        )));
+        fs::write(&file, "old!").unwrap();
+        set_mtime(&file);
+        let names: Vec<Box<[u8]>> = vec![b"f"[..].into()];
+        let first = repo
+            .commit_layer(0, 2, &digest("a"), &digest("b"), None, &names)
+            .unwrap();
+        // As a layer replaces a file: a new one, which often gets the inode just freed.
+        fs::remove_file(&file).unwrap();
+        fs::write(&file, "new!").unwrap();
+        set_mtime(&file);
+        let second = repo
+            .commit_layer(1, 2, &digest("c"), &digest("d"), None, written)
+            .unwrap();
+        let out = Command::new("git")
+            .args(["diff", "--name-status", &first, &second])
+            .env("GIT_DIR", root.join(".git"))
+            .output()
+            .unwrap();
+        fs::remove_dir_all(&dir).unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    #[test]
+    fn a_rewritten_file_with_the_same_size_and_mtime_is_committed() {
+        let names: Vec<Box<[u8]>> = vec![b"f"[..].into()];
+        assert_eq!(rewrite_after_commit(&names), "M\tf\n");
+    }
 }

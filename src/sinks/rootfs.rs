@@ -34,6 +34,8 @@ pub struct Rootfs {
     /// more than creating the entry. An entry changes only what is at its own path, so this
     /// stays valid; whiteouts and opaque markers, which remove more, forget it.
     last_parent: Option<(TreePath, OwnedFd)>,
+    /// With `--git`: the paths other than directories the current layer wrote.
+    written: Option<Vec<Box<[u8]>>>,
     pub skipped_devices: u64,
     pub skipped_xattrs: u64,
 }
@@ -47,6 +49,7 @@ impl Rootfs {
             dir: dir.to_path_buf(),
             privileged: unsafe { libc::geteuid() } == 0,
             guard_git,
+            written: guard_git.then(Vec::new),
             layer_paths: HashSet::new(),
             dirs: HashMap::new(),
             last_parent: None,
@@ -58,6 +61,9 @@ impl Rootfs {
     /// Applies one layer's tar stream; `layer` names it in errors.
     pub fn apply(&mut self, tar: &mut dyn Read, layer: &str) -> Result<(), Error> {
         self.layer_paths.clear();
+        if let Some(written) = &mut self.written {
+            written.clear();
+        }
         layer_tar::read_layer(tar, layer, &mut |change, data| {
             let path = match &change {
                 Change::Add(entry) => &entry.path,
@@ -112,6 +118,9 @@ impl Rootfs {
         match change {
             Change::Add(entry) => {
                 self.remember(&entry.path);
+                if let (Some(written), false) = (&mut self.written, entry.kind == Kind::Dir) {
+                    written.push(entry.path.as_bytes().into());
+                }
                 self.add(entry, data)
             }
             Change::Whiteout(path) => {
@@ -162,6 +171,11 @@ impl Rootfs {
             }
         }
         Ok(())
+    }
+
+    /// With `--git`, the paths other than directories the last layer wrote (empty otherwise).
+    pub fn written(&self) -> &[Box<[u8]>] {
+        self.written.as_deref().unwrap_or(&[])
     }
 
     fn remember(&mut self, path: &TreePath) {
