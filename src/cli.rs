@@ -9,6 +9,7 @@ use crate::progress::Verbosity;
 use crate::reference::Reference;
 use crate::registry::http::Settings;
 use crate::registry::proxy::{self, ProxySettings};
+use crate::sinks::layout::Layout;
 use lexopt::prelude::*;
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -18,7 +19,7 @@ pub const HELP: &str = "\
 dockersave - fetch a container image from a Docker/OCI registry, without Docker,
 and write an archive that `docker load` accepts.
 
-Usage: dockersave [OPTIONS] IMAGE
+Usage: dockersave [OPTIONS] IMAGE [IMAGE...]
        dockersave --rootfs DIR [--force] [--git] [OPTIONS] IMAGE
        dockersave --flatten FILE|- [OPTIONS] IMAGE
        dockersave --layer N|sha256:HEX [--registry-format] [OPTIONS] IMAGE
@@ -26,7 +27,9 @@ Usage: dockersave [OPTIONS] IMAGE
 
 IMAGE is a reference as Docker spells it: [HOST[:PORT]/]PATH[:TAG][@sha256:DIGEST]
 (`debian`, `debian:12`, `myregistry.example:5000/team/app:1.2`). The archive is
-written as PATH-TAG.tar (`library-debian-latest.tar`) in the working directory.
+written as PATH-TAG.tar (`library-debian-latest.tar`) in the working directory; several
+images go into one archive (shared layers stored once), named after the first image
+plus `-and-N-more`.
 
 Options:
   --insecure            talk plain HTTP to the registry (default: HTTPS, certificates verified)
@@ -50,7 +53,21 @@ Options:
   --timeout SECS        connect timeout and longest stall of a transfer (default: 60)
   --working-dir DIR     where the directory and the archive go (default: .)
   --layers-dir NAME     name of the assembled directory (default: the archive's base name)
-  --tarname NAME        file name of the archive (default: PATH-TAG.tar)
+  -o, --output FILE     write the archive to FILE (`-`: standard output, nothing else is
+                        written but the --cache-dir), e.g. `dockersave -o - alpine | docker load`
+  --tarname NAME        file name of the archive in the working directory (default:
+                        PATH-TAG.tar)
+  --format docker|legacy
+                        docker (default): the layout of `docker save` since Docker 25, an
+                        OCI image layout with manifest.json beside it, for Docker (any
+                        version), Podman, skopeo and containerd; legacy: the classic
+                        layout of older Docker (per-layer VERSION, json, layer.tar)
+  --compressed          keep the layers gzip-compressed as the registry serves them (about
+                        half the size; still verified, and the manifest digest survives)
+  --gzip, --xz          compress the whole archive (PATH-TAG.tar.gz / .tar.xz); docker
+                        load and podman load read both
+  --gunzip              accepted for the original dockersave; layers are decompressed
+                        unless --compressed, so it changes nothing
   --no-tar              leave the assembled directory; do not make the archive
   --no-rm               keep the assembled directory after making the archive (with
                         --rootfs: keep the layer tars in it too)
@@ -125,9 +142,31 @@ pub enum Inspect {
     Platforms,
 }
 
+/// Compression of the whole archive (`--gzip`, `--xz`).
+#[derive(Debug, PartialEq, Eq, Clone, Copy)]
+pub enum Compression {
+    None,
+    Gzip,
+    Xz,
+}
+
+/// How the archive is written (with `Output::Archive`).
+#[derive(Debug, PartialEq, Eq)]
+pub struct ArchiveForm {
+    pub layout: Layout,
+    /// Layers as served, gzip-compressed (`--compressed`).
+    pub compressed_layers: bool,
+    pub compression: Compression,
+    /// `-o FILE`; `-` is standard output.
+    pub output: Option<PathBuf>,
+}
+
 #[derive(Debug)]
 pub struct Options {
     pub image: Reference,
+    /// Further images for the same archive.
+    pub more_images: Vec<Reference>,
+    pub archive: ArchiveForm,
     pub output: Output,
     pub insecure: bool,
     pub user: Option<String>,
@@ -150,6 +189,8 @@ pub struct Options {
     pub no_rm: bool,
     /// `--quiet`, `--verbose`.
     pub verbosity: Verbosity,
+    /// `--gunzip` was given (a no-op, noted).
+    pub gunzip: bool,
 }
 
 #[derive(Debug)]
@@ -192,6 +233,10 @@ pub fn parse(
     let mut inspect: Vec<Inspect> = Vec::new();
     let (mut quiet, mut verbose) = (false, false);
     let mut pretty = false;
+    let mut more_images = Vec::new();
+    let mut output_file: Option<PathBuf> = None;
+    let mut layout = Layout::Docker;
+    let (mut compressed_layers, mut gzip, mut xz, mut gunzip) = (false, false, false, false);
     while let Some(arg) = parser.next().map_err(usage)? {
         match arg {
             Short('h') | Long("help") => return Ok(Command::Help),
@@ -239,20 +284,35 @@ pub fn parse(
             Long("pretty") => pretty = true,
             Short('q') | Long("quiet") => quiet = true,
             Short('v') | Long("verbose") => verbose = true,
-            Value(value) if image.is_none() => {
+            Short('o') | Long("output") => output_file = Some(path(&mut parser, "--output")?),
+            Long("format") => {
+                layout = match string(&mut parser, "--format")?.as_str() {
+                    "docker" => Layout::Docker,
+                    "legacy" => Layout::Legacy,
+                    other => {
+                        return Err(Error::Usage(format!(
+                            "--format takes docker or legacy, not {other:?}"
+                        )))
+                    }
+                }
+            }
+            Long("compressed") => compressed_layers = true,
+            Long("gzip") => gzip = true,
+            Long("xz") => xz = true,
+            Long("gunzip") => gunzip = true,
+            Value(value) => {
                 let text = value
                     .into_string()
                     .map_err(|_| Error::Usage("the image name is not valid UTF-8".into()))?;
-                image = Some(Reference::parse(&text).map_err(|reason| Error::Reference {
+                let reference = Reference::parse(&text).map_err(|reason| Error::Reference {
                     input: text,
                     reason,
-                })?);
-            }
-            Value(value) => {
-                return Err(Error::Usage(format!(
-                    "unexpected extra argument {:?}: give one IMAGE",
-                    value.to_string_lossy()
-                )))
+                })?;
+                if image.is_none() {
+                    image = Some(reference);
+                } else {
+                    more_images.push(reference);
+                }
             }
             _ => return Err(usage(arg.unexpected())),
         }
@@ -308,7 +368,18 @@ pub fn parse(
         }
     }
     if output != Output::Archive {
+        if !more_images.is_empty() {
+            return Err(Error::Usage(
+                "several images go into one archive only; --rootfs, --flatten, --layer and inspection take one IMAGE".into(),
+            ));
+        }
         for (given, flag) in [
+            (output_file.is_some(), "--output"),
+            (layout != Layout::Docker, "--format"),
+            (compressed_layers, "--compressed"),
+            (gzip, "--gzip"),
+            (xz, "--xz"),
+            (gunzip, "--gunzip"),
             (no_tar, "--no-tar"),
             (tarname.is_some(), "--tarname"),
             (no_rm && !is_rootfs, "--no-rm"),
@@ -322,6 +393,32 @@ pub fn parse(
                     "{flag} is about the docker-save archive; it does not go with --rootfs, --flatten, --layer or inspection"
                 )));
             }
+        }
+    }
+    if gzip && xz {
+        return Err(Error::Usage("choose one of --gzip and --xz".into()));
+    }
+    let to_stdout = output_file.as_deref() == Some(std::path::Path::new("-"));
+    for (given, problem) in [
+        (
+            output_file.is_some() && tarname.is_some(),
+            "--output and --tarname both name the archive; give one",
+        ),
+        (
+            no_tar && (output_file.is_some() || gzip || xz),
+            "--no-tar writes a directory, not an archive: it does not go with --output, --gzip or --xz",
+        ),
+        (
+            to_stdout && no_rm,
+            "-o - writes nothing but the archive; --no-rm does not go with it",
+        ),
+        (
+            (gzip || xz) && no_rm,
+            "--no-rm does not go with --gzip or --xz (their layers are never on disk)",
+        ),
+    ] {
+        if given {
+            return Err(Error::Usage(problem.into()));
         }
     }
     if (password.is_some() || password_stdin) && user.is_none() {
@@ -361,6 +458,20 @@ pub fn parse(
         });
     Ok(Command::Pull(Box::new(Options {
         image,
+        more_images,
+        archive: ArchiveForm {
+            layout,
+            compressed_layers,
+            compression: if gzip {
+                Compression::Gzip
+            } else if xz {
+                Compression::Xz
+            } else {
+                Compression::None
+            },
+            output: output_file,
+        },
+        gunzip,
         output,
         insecure,
         user,
@@ -556,6 +667,45 @@ mod tests {
     }
 
     #[test]
+    fn archive_forms() {
+        let o = pull(&["x"]).unwrap();
+        assert_eq!(
+            o.archive,
+            ArchiveForm {
+                layout: Layout::Docker,
+                compressed_layers: false,
+                compression: Compression::None,
+                output: None
+            }
+        );
+        let o = pull(&[
+            "-o",
+            "-",
+            "--format",
+            "legacy",
+            "--compressed",
+            "--xz",
+            "--gunzip",
+            "a",
+            "b:1",
+        ])
+        .unwrap();
+        assert_eq!(o.archive.output, Some(PathBuf::from("-")));
+        assert_eq!(o.archive.layout, Layout::Legacy);
+        assert!(o.archive.compressed_layers && o.gunzip);
+        assert_eq!(o.archive.compression, Compression::Xz);
+        assert_eq!(o.more_images.len(), 1);
+        assert_eq!(o.more_images[0].tag.as_deref(), Some("1"));
+        assert_eq!(
+            pull(&["--output", "f.tar.gz", "--gzip", "a"])
+                .unwrap()
+                .archive
+                .compression,
+            Compression::Gzip
+        );
+    }
+
+    #[test]
     fn inspection() {
         for (flag, kind) in [
             ("--tags", Inspect::Tags),
@@ -575,7 +725,14 @@ mod tests {
     fn usage_errors() {
         for (args, needle) in [
             (&[][..], "missing IMAGE"),
-            (&["a", "b"], "extra argument"),
+            (&["--rootfs", "d", "a", "b"], "one IMAGE"),
+            (&["--format", "oci", "a"], "docker or legacy"),
+            (&["--gzip", "--xz", "a"], "one of --gzip"),
+            (&["-o", "x.tar", "--tarname", "y.tar", "a"], "give one"),
+            (&["--no-tar", "--gzip", "a"], "--no-tar"),
+            (&["-o", "-", "--no-rm", "a"], "--no-rm"),
+            (&["--flatten", "-", "--compressed", "a"], "--compressed"),
+            (&["--layer", "1", "-o", "f", "a"], "--output"),
             (&["--bogus", "a"], "bogus"),
             (&["--password", "p", "a"], "need --user"),
             (&["--password-stdin", "a"], "need --user"),
@@ -649,6 +806,12 @@ mod tests {
             "--platforms",
             "--quiet",
             "--verbose",
+            "--output",
+            "--format",
+            "--compressed",
+            "--gzip",
+            "--xz",
+            "--gunzip",
         ] {
             assert!(HELP.contains(flag), "{flag}");
         }

@@ -5,6 +5,7 @@ use dockersave::cli::{self, Command, Options};
 use dockersave::error::Error;
 use dockersave::progress::Progress;
 use dockersave::pull;
+use dockersave::reference::Reference;
 use dockersave::registry::{self, auth::Credentials};
 use std::io::{BufRead, IsTerminal, Read, Write};
 use std::process::ExitCode;
@@ -41,8 +42,17 @@ fn run() -> Result<(), Error> {
         Command::Pull(options) => options,
     };
     let progress = Arc::new(Progress::new(options.verbosity));
-    let credentials = credentials(&options, &progress)?;
-    if let Some(written) = pull::pull(&options, credentials, progress)? {
+    let given = credentials(&options, &progress)?;
+    // The credentials given or found for the first image serve every image on its registry;
+    // an image elsewhere gets that registry's stored ones.
+    let for_image = |reference: &Reference| {
+        if reference.registry == options.image.registry {
+            given.clone()
+        } else {
+            stored_credentials(&options, reference, &progress)
+        }
+    };
+    if let Some(written) = pull::pull(&options, &for_image, progress.clone())? {
         println!("{}", written.display());
     }
     Ok(())
@@ -57,7 +67,7 @@ fn credentials(options: &Options, progress: &Progress) -> Result<Option<Credenti
     let user = match (&options.user, options.ilogin) {
         (Some(user), _) => user.clone(),
         (None, true) => prompt_user()?,
-        (None, false) => return Ok(stored_credentials(options, progress)),
+        (None, false) => return Ok(stored_credentials(options, &options.image, progress)),
     };
     let password = if let Some(password) = &options.password {
         password.clone()
@@ -86,9 +96,13 @@ fn credentials(options: &Options, progress: &Progress) -> Result<Option<Credenti
 
 /// Docker's stored credentials for the image's registry. A broken config or a missing helper is
 /// a warning, not an error: public images still pull anonymously.
-fn stored_credentials(options: &Options, progress: &Progress) -> Option<Credentials> {
+fn stored_credentials(
+    options: &Options,
+    reference: &Reference,
+    progress: &Progress,
+) -> Option<Credentials> {
     let dir = options.docker_config.as_ref()?;
-    match registry::credentials::lookup(dir, &options.image.registry) {
+    match registry::credentials::lookup(dir, &reference.registry) {
         Ok(found) => found,
         Err(e) => {
             progress.warn(&format!("ignoring stored Docker credentials: {e}"));

@@ -81,17 +81,28 @@ fn oci_manifest_image_loads_and_runs() {
 
 #[test]
 fn three_layers_with_whiteout_and_opaque_directory() {
-    // Streamed: layers go straight into the archive as their turn comes.
-    let (streamed, tag) = pull_and_load("layers", "layers-latest.tar", &[]);
-    // Spooled: --no-rm keeps every layer.tar in the directory and copies them in.
-    let (spooled, _) = pull_and_load("layers", "layers-latest.tar", &["--no-rm"]);
-    let manifest = fs::read_to_string(spooled.path().join("layers-latest/manifest.json")).unwrap();
-    assert_eq!(manifest.matches("/layer.tar").count(), 3, "{manifest}");
-    assert!(
-        fs::read(streamed.path().join("layers-latest.tar")).unwrap()
-            == fs::read(spooled.path().join("layers-latest.tar")).unwrap(),
-        "streamed and spooled archives of one image must be the same bytes"
-    );
+    let mut tag = String::new();
+    for (format, layer_paths) in [("docker", "\"blobs/sha256/"), ("legacy", "/layer.tar\"")] {
+        // Streamed: layers go straight into the archive as their turn comes.
+        let (streamed, loaded) =
+            pull_and_load("layers", "layers-latest.tar", &["--format", format]);
+        // Spooled: --no-rm keeps every layer in the directory and copies them in.
+        let (spooled, _) = pull_and_load(
+            "layers",
+            "layers-latest.tar",
+            &["--format", format, "--no-rm"],
+        );
+        let manifest =
+            fs::read_to_string(spooled.path().join("layers-latest/manifest.json")).unwrap();
+        let layers = manifest.split("\"Layers\"").nth(1).unwrap();
+        assert_eq!(layers.matches(layer_paths).count(), 3, "{manifest}");
+        assert!(
+            fs::read(streamed.path().join("layers-latest.tar")).unwrap()
+                == fs::read(spooled.path().join("layers-latest.tar")).unwrap(),
+            "{format}: streamed and spooled archives of one image must be the same bytes"
+        );
+        tag = loaded;
+    }
     // /data/a was deleted by a whiteout; /data/dir was made opaque, hiding x and y.
     assert_eq!(docker_run(&tag, &["/bin/ls", "/data"]), "b\ndir\n");
     assert_eq!(docker_run(&tag, &["/bin/ls", "/data/dir"]), "z\n");
@@ -366,7 +377,35 @@ fn no_tar_leaves_the_directory_and_no_rm_keeps_both() {
         &["--insecure", "--no-tar", "--layers-dir", "bb", &reference],
     );
     assert_eq!(dir.names(), ["bb"]);
-    let files = fs::read_dir(dir.path().join("bb")).unwrap().count();
+    let mut files: Vec<String> = fs::read_dir(dir.path().join("bb"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    files.sort();
+    assert_eq!(
+        files,
+        [
+            "blobs",
+            "index.json",
+            "manifest.json",
+            "oci-layout",
+            "repositories"
+        ],
+        "the Docker 25 layout, unpacked"
+    );
+    dockersave_ok(
+        dir.path(),
+        &[
+            "--insecure",
+            "--no-tar",
+            "--format",
+            "legacy",
+            "--layers-dir",
+            "old",
+            &reference,
+        ],
+    );
+    let files = fs::read_dir(dir.path().join("old")).unwrap().count();
     assert_eq!(
         files, 4,
         "config, manifest.json, repositories and one layer directory"

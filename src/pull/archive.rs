@@ -1,47 +1,329 @@
-//! The default output: a `docker save` archive, every layer run through the pipeline into the
-//! archive as it arrives (or into the image directory, with --no-tar or --no-rm).
+//! The default output: a `docker save` archive of one or more images, every layer run through
+//! the pipeline into the archive as it arrives (or into the image directory, with --no-tar or
+//! --no-rm).
+//!
+//! Two ways to write it. Into a file, several layers at once, each placed when its turn comes
+//! (`ArchiveWriter`). Front to back, one layer after the other with nothing on disk, when the
+//! archive goes to standard output, a pipe or a compressor (`TarStream`): then each layer's size
+//! must be known before its bytes, which for an uncompressed layer is read from its gzip
+//! trailer and checked as the layer streams.
 
 use super::{size, Image};
-use crate::cache::{self, Cache};
-use crate::cli::Options;
+use crate::cli::{Compression, Options};
 use crate::error::Error;
-use crate::manifest::{Config, Descriptor};
 use crate::partial;
-use crate::pipeline::{self, LayerLabel, LayerStats};
-use crate::progress::Step;
-use crate::registry::Registry;
-use crate::sinks::archive::{self, ArchiveWriter, LayerEntries};
+use crate::pipeline::LayerStats;
+use crate::sinks::archive::{self, ArchiveWriter, Compressor, LayerEntries, TarStream};
+use crate::sinks::layout::{self, Entry, Plan};
 use std::fs::{self, File};
+use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
-/// Writes the archive (or its directory) and returns its path.
-pub(super) fn save(options: &Options, image: &Image) -> Result<PathBuf, Error> {
+/// Where the archive goes.
+enum Target {
+    /// A regular file (new or replaced), written under a temporary name.
+    File(PathBuf),
+    /// Standard output, or a device or pipe named by `-o`: written front to back.
+    Stream(Option<PathBuf>),
+    /// `--no-tar`: the directory only.
+    Dir,
+}
+
+fn target(options: &Options) -> Target {
+    if options.no_tar {
+        return Target::Dir;
+    }
+    let path = archive_path(options);
+    match path {
+        None => Target::Stream(None),
+        Some(path) if fs::metadata(&path).is_ok_and(|m| !m.is_file() && !m.is_dir()) => {
+            Target::Stream(Some(path))
+        }
+        Some(path) => Target::File(path),
+    }
+}
+
+/// The archive's path: `-o FILE`, else `--tarname` or the image's name in the working
+/// directory. `None` for standard output.
+fn archive_path(options: &Options) -> Option<PathBuf> {
+    if let Some(output) = &options.archive.output {
+        return (output.as_os_str() != "-").then(|| output.clone());
+    }
+    let extension = match options.archive.compression {
+        Compression::None => "tar",
+        Compression::Gzip => "tar.gz",
+        Compression::Xz => "tar.xz",
+    };
+    Some(
+        options.working_dir.join(
+            options
+                .tarname
+                .clone()
+                .unwrap_or_else(|| format!("{}.{extension}", base_name(options))),
+        ),
+    )
+}
+
+/// `library-debian-latest`; with more images `library-debian-latest-and-2-more`.
+fn base_name(options: &Options) -> String {
+    let first = options.image.archive_base_name();
+    match options.more_images.len() {
+        0 => first,
+        n => format!("{first}-and-{n}-more"),
+    }
+}
+
+/// Makes the directories the archive needs before anything is fetched: none for standard
+/// output (nothing but the archive is written then).
+pub(super) fn prepare(options: &Options) -> Result<(), Error> {
+    match target(options) {
+        Target::Stream(_) => Ok(()),
+        _ => super::prepare_dir(&options.working_dir),
+    }
+}
+
+/// Writes the archive (or its directory) and returns its path (`None` for standard output).
+pub(super) fn save(options: &Options, images: &[Image]) -> Result<Option<PathBuf>, Error> {
+    let form = &options.archive;
+    let layout_images: Vec<layout::Image> = images.iter().map(Image::for_layout).collect();
+    let plan = Plan::new(form.layout, form.compressed_layers, &layout_images);
+    let layers: Vec<(String, u64)> = plan
+        .layers
+        .iter()
+        .map(|l| {
+            let blob = &images[l.image].manifest.layers[l.index];
+            (blob.digest.hex().to_string(), blob.size)
+        })
+        .collect();
+    images[0].progress().layers(&layers);
+    let target = target(options);
+    let streamed = matches!(target, Target::Stream(_))
+        || (form.compression != Compression::None && !options.no_tar);
+    let result = if streamed {
+        stream(options, images, &layout_images, &plan, &target)
+    } else {
+        in_place(options, images, &layout_images, &plan, &target)
+    };
+    images[0].progress().done();
+    let (written, stats) = match result {
+        Ok(done) => done,
+        Err(e) => {
+            if matches!(target, Target::Stream(_)) {
+                images[0].progress().warn(
+                    "the archive written so far is incomplete: discard it (a loader reading it fails)",
+                );
+            }
+            return Err(e);
+        }
+    };
+    let compressed: u64 = stats.iter().map(|s| s.compressed).sum();
+    let uncompressed: u64 = stats.iter().map(|s| s.uncompressed).sum();
+    let names: Vec<String> = images
+        .iter()
+        .map(|i| {
+            i.reference
+                .repo_tag()
+                .unwrap_or_else(|| i.reference.to_string())
+        })
+        .collect();
+    images[0].progress().info(&format!(
+        "Saved {} ({} layers, {} downloaded, {} unpacked) to {}",
+        names.join(", "),
+        plan.layers.len(),
+        size(compressed),
+        size(uncompressed),
+        written
+            .as_deref()
+            .map_or("standard output".into(), |p| p.display().to_string())
+    ));
+    Ok(written)
+}
+
+/// What a stored layer keeps: the blob as served (`--compressed`) or its tar.
+fn keep(plan: &Plan) -> super::Keep {
+    if plan.compressed {
+        super::Keep::Blob
+    } else {
+        super::Keep::Tar
+    }
+}
+
+/// Its size in the archive, once written.
+fn stored_size(plan: &Plan, stats: &LayerStats) -> u64 {
+    if plan.compressed {
+        stats.compressed
+    } else {
+        stats.uncompressed
+    }
+}
+
+fn layer_entries(plan: &Plan, slot: usize) -> LayerEntries {
+    let layer = &plan.layers[slot];
+    LayerEntries {
+        before: layer
+            .before
+            .iter()
+            .map(|e| match e {
+                Entry::Dir(name) => Entry::Dir(name.clone()),
+                Entry::File(name, bytes) => Entry::File(name.clone(), bytes.clone()),
+            })
+            .collect(),
+        name: layer.name.clone(),
+    }
+}
+
+/// "layer 2/3 (sha256:…)", counting the archive's stored layers.
+fn layer_name(plan: &Plan, images: &[Image], slot: usize) -> String {
+    let layer = &plan.layers[slot];
+    format!(
+        "layer {}/{} ({})",
+        slot + 1,
+        plan.layers.len(),
+        images[layer.image].manifest.layers[layer.index].digest
+    )
+}
+
+/// Front to back into standard output, a device, or a compressor over a file.
+fn stream(
+    options: &Options,
+    images: &[Image],
+    layout_images: &[layout::Image],
+    plan: &Plan,
+    target: &Target,
+) -> Result<(Option<PathBuf>, Vec<LayerStats>), Error> {
+    let compression = options.archive.compression;
+    match target {
+        Target::Stream(None) => {
+            let shown = Path::new("standard output");
+            let out = BufWriter::with_capacity(64 * 1024, io::stdout().lock());
+            let (out, stats) = write_stream(images, layout_images, plan, out, compression, shown)?;
+            flush(out, shown)?;
+            Ok((None, stats))
+        }
+        Target::Stream(Some(path)) => {
+            let file = fs::OpenOptions::new()
+                .write(true)
+                .open(path)
+                .map_err(|e| Error::io(path, e))?;
+            let out = BufWriter::with_capacity(64 * 1024, file);
+            let (out, stats) = write_stream(images, layout_images, plan, out, compression, path)?;
+            flush(out, path)?;
+            Ok((Some(path.clone()), stats))
+        }
+        Target::File(path) => {
+            let temp = partial::Temp::new(path);
+            let file = File::create(temp.path()).map_err(|e| Error::io(temp.path(), e))?;
+            let out = BufWriter::with_capacity(64 * 1024, file);
+            let (out, stats) =
+                write_stream(images, layout_images, plan, out, compression, temp.path())?;
+            let file = out
+                .into_inner()
+                .map_err(|e| Error::io(temp.path(), e.into_error()))?;
+            file.sync_all().map_err(|e| Error::io(temp.path(), e))?;
+            temp.persist().map_err(|e| Error::io(path, e))?;
+            Ok((Some(path.clone()), stats))
+        }
+        Target::Dir => unreachable!("a directory is written in place"),
+    }
+}
+
+fn flush(mut out: impl Write, shown: &Path) -> Result<(), Error> {
+    out.flush().map_err(|e| Error::io(shown, e))
+}
+
+fn write_stream<W: Write>(
+    images: &[Image],
+    layout_images: &[layout::Image],
+    plan: &Plan,
+    out: W,
+    compression: Compression,
+    shown: &Path,
+) -> Result<(W, Vec<LayerStats>), Error> {
+    let io_err = |e| Error::io(shown, e);
+    // Every size first, so a layer whose size cannot be known fails the run before a byte
+    // is written.
+    let sizes = plan
+        .layers
+        .iter()
+        .enumerate()
+        .map(|(slot, l)| {
+            let name = layer_name(plan, images, slot);
+            images[l.image].stored_size(l.index, plan.compressed, &name)
+        })
+        .collect::<Result<Vec<u64>, Error>>()?;
+    let out = Compressor::new(out, compression).map_err(io_err)?;
+    let mut tar = TarStream::new(out, &plan.prelude).map_err(io_err)?;
+    let mut stats = Vec::with_capacity(plan.layers.len());
+    for (slot, layer) in plan.layers.iter().enumerate() {
+        let image = &images[layer.image];
+        let name = layer_name(plan, images, slot);
+        let entries = layer_entries(plan, slot);
+        let mut entry = tar.layer(&entries, sizes[slot]).map_err(io_err)?;
+        let result = image.unpack(
+            layer.index,
+            &name,
+            shown,
+            &mut entry,
+            keep(plan),
+            Some(slot),
+        );
+        let wrong_size = |actual: String| {
+            Error::Invalid {
+            what: name.clone(),
+            detail: format!(
+                "it is {actual} bytes, not the {} its gzip trailer gives (a layer of 4 GiB or more, or several gzip members); use --compressed, or an archive file without --gzip/--xz",
+                sizes[slot]
+            ),
+        }
+        };
+        if entry.overflowed() {
+            return Err(wrong_size("more than that".into()));
+        }
+        let layer_stats = result?;
+        if let Err(written) = entry.finish().map_err(io_err)? {
+            return Err(wrong_size(written.to_string()));
+        }
+        image.progress().finished(
+            slot,
+            &format!(
+                "  {name}: {} compressed, {} unpacked",
+                size(layer_stats.compressed),
+                size(layer_stats.uncompressed)
+            ),
+        );
+        stats.push(layer_stats);
+    }
+    let files = plan.finish(layout_images, &sizes);
+    let out = tar.finish(&files).map_err(io_err)?;
+    let out = out.finish().map_err(io_err)?;
+    Ok((out, stats))
+}
+
+/// Into a file in place (several layers at once), and/or the image directory.
+fn in_place(
+    options: &Options,
+    images: &[Image],
+    layout_images: &[layout::Image],
+    plan: &Plan,
+    target: &Target,
+) -> Result<(Option<PathBuf>, Vec<LayerStats>), Error> {
     let base_name = options
         .layers_dir
         .clone()
-        .unwrap_or_else(|| options.image.archive_base_name());
-    let tar_path = options.working_dir.join(
-        options
-            .tarname
-            .clone()
-            .unwrap_or_else(|| format!("{}.tar", options.image.archive_base_name())),
-    );
+        .unwrap_or_else(|| base_name(options));
     let final_dir = options.working_dir.join(&base_name);
     let keep_dir = options.no_tar || options.no_rm;
     if keep_dir && final_dir.exists() {
         return Err(Error::io(
             &final_dir,
-            std::io::Error::new(
-                std::io::ErrorKind::AlreadyExists,
+            io::Error::new(
+                io::ErrorKind::AlreadyExists,
                 "already exists; remove it or choose another --layers-dir",
             ),
         ));
     }
-    let (manifest, config, config_bytes) = (&image.manifest, &image.config, &image.config_bytes);
-    let cache = image.cache.as_ref();
-    let registry = &image.registry;
     let work_dir = partial::temp_name(&final_dir);
     let mut cleanup = Cleanup {
         dir: Some(work_dir.clone()),
@@ -56,49 +338,38 @@ pub(super) fn save(options: &Options, image: &Image) -> Result<PathBuf, Error> {
         ),
     };
     fs::create_dir(&work_dir).map_err(|e| Error::io(&work_dir, e))?;
-    let ids = archive::layer_ids(&config.diff_ids);
-    let total = manifest.layers.len();
-    // With --no-rm the directory must hold every layer.tar too, so nothing streams past it.
-    let archive = if options.no_tar {
-        None
-    } else {
-        Some(ArchiveWriter::create(&tar_path, total, !options.no_rm)?)
+    let tar_path = match target {
+        Target::File(path) => Some(path.clone()),
+        _ => None,
     };
+    // With --no-rm the directory must hold every layer too, so nothing streams past it.
+    let archive = tar_path
+        .as_deref()
+        .map(|path| ArchiveWriter::create(path, plan.layers.len(), !options.no_rm, &plan.prelude))
+        .transpose()?;
+    if keep_dir {
+        archive::write_entries(&work_dir, &plan.prelude)?;
+    }
     let job = LayerJob {
-        registry,
-        cache,
+        images,
+        plan,
         work_dir: &work_dir,
-        ids: &ids,
-        config,
-        layers: &manifest.layers,
         archive: archive.as_ref(),
-        tar_path: &tar_path,
+        tar_path: tar_path.as_deref().unwrap_or(&work_dir),
         keep_dir,
     };
-    image.show_layers();
-    let stats = fetch_layers(&job);
-    image.progress().done();
-    let stats = stats?;
-    let compressed: u64 = stats.iter().map(|s| s.compressed).sum();
-    let uncompressed: u64 = stats.iter().map(|s| s.uncompressed).sum();
-    let repo_tag = options.image.repo_tag();
-    let files = archive::image_files(
-        config_bytes,
-        &manifest.config.digest,
-        &ids,
-        repo_tag.as_deref(),
-    );
+    let stats = fetch_layers(&job)?;
+    let sizes: Vec<u64> = stats.iter().map(|s| stored_size(plan, s)).collect();
+    let files = plan.finish(layout_images, &sizes);
     if keep_dir {
-        for (name, bytes) in &files {
-            archive::write_file(&work_dir.join(name), bytes)?;
-        }
+        archive::write_entries(&work_dir, &files)?;
     }
     let written = match archive {
         Some(archive) => {
             archive.finish(&files)?;
             tar_path
         }
-        None => final_dir.clone(),
+        None => Some(final_dir.clone()),
     };
     if keep_dir {
         fs::rename(&work_dir, &final_dir).map_err(|e| Error::io(&final_dir, e))?;
@@ -106,25 +377,14 @@ pub(super) fn save(options: &Options, image: &Image) -> Result<PathBuf, Error> {
     // Success: the directory was renamed into place, or is no longer wanted and goes now.
     cleanup.keep = false;
     drop(cleanup);
-    image.progress().info(&format!(
-        "Saved {} (image {}, {total} layers, {} downloaded, {} unpacked) to {}",
-        repo_tag.as_deref().unwrap_or("untagged image"),
-        manifest.config.digest,
-        size(compressed),
-        size(uncompressed),
-        written.display()
-    ));
-    Ok(written)
+    Ok((written, stats))
 }
 
-/// What every layer of one pull shares.
+/// What every layer of one archive shares.
 struct LayerJob<'a> {
-    registry: &'a Registry,
-    cache: Option<&'a Cache>,
+    images: &'a [Image],
+    plan: &'a Plan,
     work_dir: &'a Path,
-    ids: &'a [String],
-    config: &'a Config,
-    layers: &'a [Descriptor],
     /// The archive being written, unless --no-tar.
     archive: Option<&'a ArchiveWriter>,
     tar_path: &'a Path,
@@ -137,10 +397,11 @@ struct LayerJob<'a> {
 /// each one costs a connection and about 300 KiB of buffers.
 const CONCURRENT_LAYERS: usize = 3;
 
-/// Runs every layer through the pipeline on a few threads. On the first failure the others
-/// finish the layer they are on and take no new one; the error of the lowest layer is returned.
+/// Runs every stored layer through the pipeline on a few threads. On the first failure the
+/// others finish the layer they are on and take no new one; the error of the lowest layer is
+/// returned.
 fn fetch_layers(job: &LayerJob) -> Result<Vec<LayerStats>, Error> {
-    let total = job.layers.len();
+    let total = job.plan.layers.len();
     let next = AtomicUsize::new(0);
     let failed = AtomicBool::new(false);
     let results: Mutex<Vec<Option<Result<LayerStats, Error>>>> =
@@ -183,46 +444,44 @@ fn fetch_layers(job: &LayerJob) -> Result<Vec<LayerStats>, Error> {
     }
 }
 
-/// One layer: from the cache if it holds it, else from the registry (filling the cache), into
-/// the archive, or into `<id>/layer.tar` beside its `VERSION` and `json`.
-fn fetch_layer(job: &LayerJob, i: usize) -> Result<LayerStats, Error> {
-    let (blob, id) = (&job.layers[i], &job.ids[i]);
-    let layer_dir = job.work_dir.join(id);
-    fs::create_dir(&layer_dir).map_err(|e| Error::io(&layer_dir, e))?;
-    let out_path = layer_dir.join("layer.tar");
-    let name = format!("layer {}/{} ({})", i + 1, job.layers.len(), blob.digest);
-    let parent = i.checked_sub(1).map(|p| job.ids[p].as_str());
-    let files = archive::layer_files(
-        id,
-        parent,
-        job.config.created.as_deref(),
-        job.config.os.as_deref(),
-    );
-    if job.keep_dir {
-        for (file_name, bytes) in &files {
-            archive::write_file(&layer_dir.join(file_name), bytes)?;
-        }
+/// One stored layer: from the cache if it holds it, else from the registry (filling the
+/// cache), into the archive, or into its file in the image directory.
+fn fetch_layer(job: &LayerJob, slot: usize) -> Result<LayerStats, Error> {
+    let layer = &job.plan.layers[slot];
+    let image = &job.images[layer.image];
+    let name = layer_name(job.plan, job.images, slot);
+    let out_path = job.work_dir.join(&layer.name);
+    if let Some(parent) = out_path.parent() {
+        fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
     }
+    if job.keep_dir {
+        archive::write_entries(job.work_dir, &layer.before)?;
+    }
+    let keep = || keep(job.plan);
     let stats = match job.archive {
         Some(archive) => {
-            let entries = LayerEntries {
-                id: id.clone(),
-                files,
-            };
-            let mut sink = archive.layer(i, entries, &out_path)?;
-            let stats = unpack(job, i, &name, job.tar_path, &mut sink)?;
+            let mut sink = archive.layer(slot, layer_entries(job.plan, slot), &out_path)?;
+            let stats = image.unpack(
+                layer.index,
+                &name,
+                job.tar_path,
+                &mut sink,
+                keep(),
+                Some(slot),
+            )?;
             sink.finish()?;
             stats
         }
         None => {
             let mut out = File::create(&out_path).map_err(|e| Error::io(&out_path, e))?;
-            let stats = unpack(job, i, &name, &out_path, &mut out)?;
+            let stats =
+                image.unpack(layer.index, &name, &out_path, &mut out, keep(), Some(slot))?;
             out.sync_all().map_err(|e| Error::io(&out_path, e))?;
             stats
         }
     };
-    job.registry.progress().finished(
-        i,
+    image.progress().finished(
+        slot,
         &format!(
             "  {name}: {} compressed, {} unpacked",
             size(stats.compressed),
@@ -230,32 +489,6 @@ fn fetch_layer(job: &LayerJob, i: usize) -> Result<LayerStats, Error> {
         ),
     );
     Ok(stats)
-}
-
-/// Runs layer `i` through the pipeline into `out`, from the cache or the registry.
-fn unpack(
-    job: &LayerJob,
-    i: usize,
-    name: &str,
-    out_path: &Path,
-    out: &mut dyn std::io::Write,
-) -> Result<LayerStats, Error> {
-    let (blob, diff_id) = (&job.layers[i], &job.config.diff_ids[i]);
-    let label = LayerLabel {
-        name,
-        host: job.registry.host(),
-        out_path,
-    };
-    if let Some(mut cached) = job.cache.and_then(|c| c.get(&blob.digest, blob.size)) {
-        job.registry.progress().step(i, Step::Cached);
-        return pipeline::unpack_layer(&mut cached, blob, diff_id, out, &label);
-    }
-    let mut body = job
-        .registry
-        .blob_stream(&blob.digest, blob.size, name, Some(i))?;
-    cache::filling(job.cache, &blob.digest, &mut body, |body| {
-        pipeline::unpack_layer(body, blob, diff_id, out, &label)
-    })
 }
 
 /// Removes the image directory this run created unless told to keep it.

@@ -18,14 +18,14 @@ pub(super) fn show(
     progress: Arc<Progress>,
     kind: Inspect,
 ) -> Result<(), Error> {
-    let registry = connect(options, credentials, progress)?;
+    let registry = connect(options, &options.image, credentials, progress)?;
     let mut lines: Vec<Vec<u8>> = Vec::new();
     match kind {
         Inspect::Tags => {
             lines.extend(registry.tags()?.into_iter().map(String::into_bytes));
         }
         Inspect::Platforms => {
-            let top = fetch_document(&registry, &options.image.manifest_ref(), options)?;
+            let top = fetch_document(&registry, &options.image.manifest_ref(), &options.image)?;
             match top.parsed {
                 Fetched::Index(entries) => {
                     let mut seen: Vec<String> = Vec::new();
@@ -53,10 +53,11 @@ pub(super) fn show(
             }
         }
         Inspect::Sha | Inspect::Metadata { .. } => {
-            let top = fetch_document(&registry, &options.image.manifest_ref(), options)?;
+            let top = fetch_document(&registry, &options.image.manifest_ref(), &options.image)?;
             let is_index = matches!(top.parsed, Fetched::Index(_));
             let top_fetched = top.fetched.clone();
-            let (chosen, manifest) = select(&registry, top, &platform(options), options)?;
+            let (chosen, manifest) =
+                select(&registry, top, &platform(options), &options.image, options)?;
             if kind == Inspect::Sha {
                 lines.push(top_fetched.digest.to_string().into_bytes());
                 if is_index {

@@ -13,6 +13,7 @@ mod inspect;
 mod layer;
 mod rootfs;
 
+use crate::cache;
 use crate::cache::Cache;
 use crate::cli::{Options, Output};
 use crate::error::Error;
@@ -20,20 +21,28 @@ use crate::fetch::Blobs;
 use crate::manifest::{self, Config, Fetched, Manifest, Platform};
 use crate::partial;
 use crate::pipeline::LayerLabel;
+use crate::pipeline::{self, CopyingReader, LayerStats};
+use crate::progress::Step;
 use crate::progress::{size, Progress};
+use crate::reference::Reference;
 use crate::registry::auth::Credentials;
 use crate::registry::client::FetchedManifest;
 use crate::registry::http::Http;
 use crate::registry::Registry;
+use crate::sinks::layout;
 use std::fs;
+use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 /// What every kind of output starts from: the registry, the image's manifest for the platform
 /// and its verified config.
 pub(crate) struct Image {
+    reference: Reference,
     registry: Registry,
     cache: Option<Cache>,
+    /// The platform's manifest as served (kept byte for byte by `--compressed`), and parsed.
+    served: FetchedManifest,
     manifest: Manifest,
     config_bytes: Vec<u8>,
     config: Config,
@@ -82,50 +91,176 @@ impl Image {
             out_path,
         }
     }
+
+    /// The image as the archive layout sees it.
+    fn for_layout(&self) -> layout::Image<'_> {
+        layout::Image {
+            reference: &self.reference,
+            manifest_bytes: &self.served.bytes,
+            manifest_digest: &self.served.digest,
+            manifest_media_type: self
+                .served
+                .content_type
+                .as_deref()
+                .unwrap_or(layout::OCI_MANIFEST),
+            manifest: &self.manifest,
+            config_bytes: &self.config_bytes,
+            config: &self.config,
+        }
+    }
+
+    /// Runs layer `i` through the pipeline into `out` (`out_path` names it in messages), from
+    /// the cache if it holds the blob, else from the registry, filling the cache. `line` is the
+    /// layer's line on the progress display.
+    fn unpack(
+        &self,
+        i: usize,
+        name: &str,
+        out_path: &Path,
+        out: &mut dyn Write,
+        keep: Keep,
+        line: Option<usize>,
+    ) -> Result<LayerStats, Error> {
+        let (blob, diff_id) = (&self.manifest.layers[i], &self.config.diff_ids[i]);
+        let label = self.label(name, out_path);
+        let mut run = |body: &mut dyn Read| match keep {
+            Keep::Tar => pipeline::unpack_layer(body, blob, diff_id, out, &label),
+            Keep::Blob => {
+                let mut copy = CopyingReader::new(body, &mut *out);
+                pipeline::unpack_layer(&mut copy, blob, diff_id, &mut io::sink(), &label)
+            }
+        };
+        let cache = self.cache.as_ref();
+        if let Some(mut cached) = cache.and_then(|c| c.get(&blob.digest, blob.size)) {
+            if let Some(line) = line {
+                self.progress().step(line, Step::Cached);
+            }
+            return run(&mut cached);
+        }
+        let mut body = self
+            .registry
+            .blob_stream(&blob.digest, blob.size, name, line)?;
+        cache::filling(cache, &blob.digest, &mut body, run)
+    }
+
+    /// The size layer `i` will have in an archive, before it is fetched: the blob's (kept as
+    /// served, or not compressed at all), else the uncompressed size its gzip trailer gives
+    /// (from the cache, or a 4-byte range request). A registry that ignores ranges gets the
+    /// layer read once to count it (and cached, with --cache-dir). The stream checks the size.
+    fn stored_size(&self, i: usize, compressed: bool, name: &str) -> Result<u64, Error> {
+        let blob = &self.manifest.layers[i];
+        if compressed || !blob.media_type.is_empty() && !blob.media_type.contains("gzip") {
+            return Ok(blob.size);
+        }
+        let mut trailer = [0u8; 4];
+        let cached = self
+            .cache
+            .as_ref()
+            .and_then(|c| c.get(&blob.digest, blob.size));
+        let tail = match cached {
+            Some(file) if blob.size >= 4 => {
+                use std::os::unix::fs::FileExt;
+                file.read_exact_at(&mut trailer, blob.size - 4)
+                    .ok()
+                    .map(|()| trailer.to_vec())
+            }
+            _ => self.registry.blob_tail(&blob.digest, blob.size, 4, name)?,
+        };
+        if let Some(size) = tail
+            .as_deref()
+            .and_then(|t| size_from_trailer(t, blob.size))
+        {
+            return Ok(size);
+        }
+        self.progress().info(&format!(
+            "  {name}: its uncompressed size is not known ahead; reading it once to count"
+        ));
+        let stats = self.unpack(
+            i,
+            name,
+            Path::new("nowhere"),
+            &mut io::sink(),
+            Keep::Tar,
+            None,
+        )?;
+        Ok(stats.uncompressed)
+    }
+}
+
+/// What of a layer goes to the output: its uncompressed tar, or the blob as served (the tar
+/// then only hashed, to verify the diff ID).
+#[derive(Clone, Copy)]
+enum Keep {
+    Tar,
+    Blob,
+}
+
+/// The uncompressed size a gzip trailer (its last 4 bytes, the size modulo 2^32) gives for a
+/// blob of `compressed` bytes: the smallest candidate that deflate could have produced the blob
+/// from (stored blocks grow data by 5 bytes in 65535), and a whole number of tar blocks.
+/// `None` when the trailer cannot be a tar's.
+fn size_from_trailer(trailer: &[u8], compressed: u64) -> Option<u64> {
+    let low = u64::from(u32::from_le_bytes(trailer.try_into().ok()?));
+    if low % 512 != 0 {
+        return None;
+    }
+    let floor = compressed.saturating_sub(compressed / 13_000 + 1024);
+    let wraps = floor.saturating_sub(low).div_ceil(1 << 32);
+    Some(low + (wraps << 32))
 }
 
 /// Pulls `options.image` into the output the options ask for and returns the path of what it
 /// wrote (`None` when that went to standard output).
 pub fn pull(
     options: &Options,
-    credentials: Option<Credentials>,
+    credentials: &dyn Fn(&Reference) -> Option<Credentials>,
     progress: Arc<Progress>,
 ) -> Result<Option<PathBuf>, Error> {
+    let first = || {
+        open(
+            options,
+            &options.image,
+            credentials(&options.image),
+            progress.clone(),
+        )
+    };
     match &options.output {
         Output::Archive => {
-            prepare_dir(&options.working_dir)?;
-            archive::save(options, &open(options, credentials, progress)?).map(Some)
+            if options.gunzip {
+                progress.info(
+                    "--gunzip: layers are decompressed unless --compressed is given; nothing to do",
+                );
+            }
+            archive::prepare(options)?;
+            let mut images = vec![first()?];
+            for reference in &options.more_images {
+                images.push(open(
+                    options,
+                    reference,
+                    credentials(reference),
+                    progress.clone(),
+                )?);
+            }
+            archive::save(options, &images)
         }
         // Each output checks what it can before the network is used.
         Output::Rootfs { dir, force, git } => {
             let target = rootfs::Target::prepare(dir, *force, *git, options.no_rm)?;
-            rootfs::save(
-                options,
-                &open(options, credentials, progress)?,
-                target,
-                *git,
-            )
-            .map(Some)
+            rootfs::save(options, &first()?, target, *git).map(Some)
         }
         Output::Flatten(file) => {
             prepare_dir(&flatten::spool_near(options, file))?;
-            flatten::save(options, &open(options, credentials, progress)?, file)
+            flatten::save(options, &first()?, file)
         }
         Output::Layer {
             which,
             registry_format,
         } => {
             prepare_dir(&options.working_dir)?;
-            layer::save(
-                options,
-                &open(options, credentials, progress)?,
-                which,
-                *registry_format,
-            )
-            .map(Some)
+            layer::save(options, &first()?, which, *registry_format).map(Some)
         }
         Output::Inspect(kind) => {
-            inspect::show(options, credentials, progress, *kind).map(|()| None)
+            inspect::show(options, credentials(&options.image), progress, *kind).map(|()| None)
         }
     }
 }
@@ -137,9 +272,11 @@ fn prepare_dir(dir: &Path) -> Result<(), Error> {
     Ok(())
 }
 
-/// Connects, resolves the manifest and fetches the config (from the cache when it has it).
+/// Connects, resolves the manifest of `reference` and fetches the config (from the cache when
+/// it has it).
 fn open(
     options: &Options,
+    reference: &Reference,
     credentials: Option<Credentials>,
     progress: Arc<Progress>,
 ) -> Result<Image, Error> {
@@ -148,11 +285,11 @@ fn open(
         .as_deref()
         .map(|dir| Cache::open(dir, progress.clone()))
         .transpose()?;
-    progress.info(&format!("Pulling {}", options.image));
-    let registry = connect(options, credentials, progress)?;
+    progress.info(&format!("Pulling {reference}"));
+    let registry = connect(options, reference, credentials, progress)?;
     let platform = platform(options);
-    let top = fetch_document(&registry, &options.image.manifest_ref(), options)?;
-    let (_, manifest) = select(&registry, top, &platform, options)?;
+    let top = fetch_document(&registry, &reference.manifest_ref(), reference)?;
+    let (served, manifest) = select(&registry, top, &platform, reference, options)?;
     let config_bytes = match cache
         .as_ref()
         .and_then(|c| c.get_bytes(&manifest.config.digest, manifest.config.size))
@@ -186,8 +323,10 @@ fn open(
         }
     }
     Ok(Image {
+        reference: reference.clone(),
         registry,
         cache,
+        served,
         manifest,
         config_bytes,
         config,
@@ -196,11 +335,12 @@ fn open(
 
 fn connect(
     options: &Options,
+    reference: &Reference,
     credentials: Option<Credentials>,
     progress: Arc<Progress>,
 ) -> Result<Registry, Error> {
     let http = Http::new(&options.http, progress)?;
-    Registry::connect(http, &options.image, options.insecure, credentials)
+    Registry::connect(http, reference, options.insecure, credentials)
 }
 
 /// The platform asked for, or this machine's (read at run time: see `host`).
@@ -228,9 +368,8 @@ struct Document {
 fn fetch_document(
     registry: &Registry,
     reference: &str,
-    options: &Options,
+    image: &Reference,
 ) -> Result<Document, Error> {
-    let image = &options.image;
     let fetched = registry.manifest(reference)?;
     let parsed = match manifest::parse(&fetched.bytes, fetched.content_type.as_deref()) {
         Ok(parsed) => parsed,
@@ -256,9 +395,10 @@ fn select(
     registry: &Registry,
     mut document: Document,
     platform: &Platform,
+    reference: &Reference,
     options: &Options,
 ) -> Result<(FetchedManifest, Manifest), Error> {
-    let image = options.image.to_string();
+    let image = reference.to_string();
     for _ in 0..3 {
         match document.parsed {
             Fetched::Image(manifest) => {
@@ -301,7 +441,7 @@ fn select(
                         .progress()
                         .info(&format!("  platform {}{whose}: {digest}", choice.platform));
                 }
-                document = fetch_document(registry, &digest, options)?;
+                document = fetch_document(registry, &digest, reference)?;
             }
         }
     }
@@ -337,5 +477,32 @@ impl SpoolDir {
 impl Drop for SpoolDir {
     fn drop(&mut self) {
         let _ = fs::remove_dir_all(&self.path);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::size_from_trailer;
+
+    #[test]
+    fn size_from_a_gzip_trailer() {
+        let trailer = |n: u32| n.to_le_bytes();
+        assert_eq!(size_from_trailer(&trailer(10_240), 300), Some(10_240));
+        // Incompressible: about as big as the blob.
+        assert_eq!(
+            size_from_trailer(&trailer(1 << 20), (1 << 20) + 100),
+            Some(1 << 20)
+        );
+        // 5 GiB of tar in a 2 GiB blob: the trailer holds 1 GiB.
+        assert_eq!(
+            size_from_trailer(&trailer(1 << 30), 2 << 30),
+            Some((1 << 30) + (1 << 32))
+        );
+        assert_eq!(
+            size_from_trailer(&trailer(1000), 300),
+            None,
+            "not whole tar blocks"
+        );
+        assert_eq!(size_from_trailer(&[1, 2], 300), None);
     }
 }

@@ -15,6 +15,7 @@ use crate::partial;
 use crate::pipeline::{CopyingReader, LayerReader};
 use crate::sinks::archive;
 use crate::sinks::git::Repo;
+use crate::sinks::layout::{Layout, Plan};
 use crate::sinks::rootfs::Rootfs;
 use std::fs::{self, File};
 use std::io;
@@ -104,7 +105,7 @@ pub(super) fn save(
         ));
     }
     if let Some(kept) = kept {
-        kept.finish(options, image)?;
+        kept.finish(image)?;
     }
     target.complete()?;
     image.progress().info(&format!(
@@ -245,7 +246,7 @@ impl Drop for Target {
 struct KeptLayers {
     dest: PathBuf,
     work: PathBuf,
-    ids: Vec<String>,
+    plan: Plan,
     done: bool,
     _interrupt: partial::OnInterrupt,
 }
@@ -275,40 +276,24 @@ impl KeptLayers {
             _interrupt: partial::on_interrupt(&work, partial::Undo::Keep),
             dest,
             work,
-            ids: archive::layer_ids(&image.config.diff_ids),
+            // The classic layout: a directory per layer, as `--format legacy` writes it.
+            plan: Plan::new(Layout::Legacy, false, &[image.for_layout()]),
             done: false,
         })
     }
 
     /// Where layer `i`'s tar is kept.
     fn layer_file(&self, i: usize) -> Result<(File, PathBuf), Error> {
-        let layer_dir = self.work.join(&self.ids[i]);
-        fs::create_dir(&layer_dir).map_err(|e| Error::io(&layer_dir, e))?;
-        let path = layer_dir.join("layer.tar");
+        let layer = &self.plan.layers[self.plan.slots[0][i]];
+        archive::write_entries(&self.work, &layer.before)?;
+        let path = self.work.join(&layer.name);
         let file = File::create(&path).map_err(|e| Error::io(&path, e))?;
         Ok((file, path))
     }
 
-    fn finish(mut self, options: &Options, image: &Image) -> Result<(), Error> {
-        let config = &image.config;
-        for (i, id) in self.ids.iter().enumerate() {
-            let parent = i.checked_sub(1).map(|p| self.ids[p].as_str());
-            let files =
-                archive::layer_files(id, parent, config.created.as_deref(), config.os.as_deref());
-            for (name, bytes) in &files {
-                archive::write_file(&self.work.join(id).join(name), bytes)?;
-            }
-        }
-        let repo_tag = options.image.repo_tag();
-        let files = archive::image_files(
-            &image.config_bytes,
-            &image.manifest.config.digest,
-            &self.ids,
-            repo_tag.as_deref(),
-        );
-        for (name, bytes) in &files {
-            archive::write_file(&self.work.join(name), bytes)?;
-        }
+    fn finish(mut self, image: &Image) -> Result<(), Error> {
+        let files = self.plan.finish(&[image.for_layout()], &[]);
+        archive::write_entries(&self.work, &files)?;
         fs::rename(&self.work, &self.dest).map_err(|e| Error::io(&self.dest, e))?;
         self.done = true;
         image.progress().info(&format!(

@@ -176,6 +176,46 @@ impl Registry {
         })
     }
 
+    /// The last `n` bytes of a blob of `size` bytes, by a range request (a gzip trailer, which
+    /// holds the uncompressed size). `None` when the registry answers with the whole blob
+    /// instead: it is not read.
+    pub fn blob_tail(
+        &self,
+        digest: &Digest,
+        size: u64,
+        n: u64,
+        what: &str,
+    ) -> Result<Option<Vec<u8>>, Error> {
+        let path = format!("/v2/{}/blobs/{digest}", self.repository);
+        let range = format!(
+            "bytes={}-{}",
+            size.saturating_sub(n),
+            size.saturating_sub(1)
+        );
+        let mut response = self.send(&path, None, Some(&range))?;
+        if response.status() == 401 {
+            self.authenticate(&response)?;
+            response = self.send(&path, None, Some(&range))?;
+        }
+        match response.status() {
+            206 => {
+                let bytes = response.read_limited(n, what)?;
+                if bytes.len() as u64 != n.min(size) {
+                    return Err(Error::Invalid {
+                        what: what.to_string(),
+                        detail: format!(
+                            "the registry sent {} bytes for a range of {n}",
+                            bytes.len()
+                        ),
+                    });
+                }
+                Ok(Some(bytes))
+            }
+            200 => Ok(None),
+            status => Err(self.status_error(response, status, what)),
+        }
+    }
+
     /// Every tag of the repository, following the `Link: <…>; rel="next"` pages to the end.
     pub fn tags(&self) -> Result<Vec<String>, Error> {
         let what = format!("the tag list of {}", self.repository);

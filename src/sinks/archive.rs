@@ -1,16 +1,16 @@
-//! The `docker save` archive: its layout, and the tar written while the layers arrive.
+//! The `docker save` archive as a tar, written while the layers arrive; what goes in it is
+//! decided by `layout`.
 //!
-//! Layout (what `docker load` reads): per layer a directory `<id>/` with `VERSION`, `json` and
-//! `layer.tar`, in manifest order; then the config as `<hex>.json`, `manifest.json` (`Config`,
-//! `RepoTags`, `Layers`) and `repositories`. The same image always gives the same bytes, whether
-//! its layers were streamed or spooled. The tar is written under a temporary name and renamed
-//! into place only when complete and synced, so no half-written archive ever carries the final
-//! name. This module knows nothing of registries; it is handed verified bytes.
+//! Two writers: `ArchiveWriter` fills a file in place, several layers at once, seeking back to
+//! fill in each layer's header when its size is known; `TarStream` writes front to back into
+//! any `Write` (standard output, a compressor), so every layer's size must be known before its
+//! bytes. Either way the same images give the same bytes. A file is written under a temporary
+//! name and renamed into place only when complete and synced, so no half-written archive ever
+//! carries the final name. This module knows nothing of registries; it is handed verified bytes.
 
-use crate::digest::Digest;
+use super::layout::Entry;
 use crate::error::Error;
 use crate::partial::{on_interrupt, temp_name, OnInterrupt, Undo};
-use miniserde::{json, Serialize};
 use std::fs::{self, File};
 use std::io::{self, Seek, Write};
 use std::os::unix::fs::FileExt;
@@ -18,109 +18,22 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
-/// The legacy v1 layer IDs that name the layer directories: each is the sha256 of its parent's
-/// ID and its diff ID, so the chain is unique even when a layer repeats.
-pub fn layer_ids(diff_ids: &[Digest]) -> Vec<String> {
-    let mut parent = String::new();
-    diff_ids
-        .iter()
-        .map(|diff_id| {
-            let id = Digest::of_bytes(format!("{parent}\n{diff_id}").as_bytes())
-                .hex()
-                .to_string();
-            parent.clone_from(&id);
-            id
-        })
-        .collect()
-}
-
-#[derive(Serialize)]
-struct LayerJson<'a> {
-    id: &'a str,
-    parent: Option<&'a str>,
-    created: &'a str,
-    os: &'a str,
-}
-
-/// The per-layer `json` file (Docker's v1 image metadata, read only by very old engines).
-pub fn layer_json(
-    id: &str,
-    parent: Option<&str>,
-    created: Option<&str>,
-    os: Option<&str>,
-) -> String {
-    json::to_string(&LayerJson {
-        id,
-        parent,
-        created: created.unwrap_or("1970-01-01T00:00:00Z"),
-        os: os.unwrap_or("linux"),
-    })
-}
-
-#[derive(Serialize)]
-struct ManifestEntry {
-    #[serde(rename = "Config")]
-    config: String,
-    #[serde(rename = "RepoTags")]
-    repo_tags: Vec<String>,
-    #[serde(rename = "Layers")]
-    layers: Vec<String>,
-}
-
-/// The files of the image besides its layers, in archive order: the config, `manifest.json` and
-/// `repositories`.
-pub fn image_files(
-    config: &[u8],
-    config_digest: &Digest,
-    layer_ids: &[String],
-    repo_tag: Option<&str>,
-) -> Vec<(String, Vec<u8>)> {
-    let config_name = format!("{}.json", config_digest.hex());
-    let manifest = vec![ManifestEntry {
-        config: config_name.clone(),
-        repo_tags: repo_tag.map(str::to_string).into_iter().collect(),
-        layers: layer_ids
-            .iter()
-            .map(|id| format!("{id}/layer.tar"))
-            .collect(),
-    }];
-    // `repositories` maps name → tag → top layer ID; an untagged image has none.
-    let repositories = match (repo_tag.and_then(|t| t.rsplit_once(':')), layer_ids.last()) {
-        (Some((name, tag)), Some(top)) => {
-            format!(
-                "{{{}:{{{}:{}}}}}\n",
-                json::to_string(name),
-                json::to_string(tag),
-                json::to_string(top)
-            )
-        }
-        _ => "{}\n".to_string(),
-    };
-    vec![
-        (config_name, config.to_vec()),
-        (
-            "manifest.json".into(),
-            json::to_string(&manifest).into_bytes(),
-        ),
-        ("repositories".into(), repositories.into_bytes()),
-    ]
-}
-
-/// The small files of one layer directory, in archive order: `VERSION` and `json`.
-pub fn layer_files(
-    id: &str,
-    parent: Option<&str>,
-    created: Option<&str>,
-    os: Option<&str>,
-) -> [(&'static str, Vec<u8>); 2] {
-    [
-        ("VERSION", b"1.0".to_vec()),
-        ("json", layer_json(id, parent, created, os).into_bytes()),
-    ]
-}
-
 pub fn write_file(path: &Path, bytes: &[u8]) -> Result<(), Error> {
     fs::write(path, bytes).map_err(|e| Error::io(path, e))
+}
+
+/// Entries written as files and directories under `dir` (the `--no-tar` directory).
+pub fn write_entries(dir: &Path, entries: &[Entry]) -> Result<(), Error> {
+    for entry in entries {
+        match entry {
+            Entry::Dir(name) => {
+                let path = dir.join(name);
+                fs::create_dir_all(&path).map_err(|e| Error::io(&path, e))?;
+            }
+            Entry::File(name, bytes) => write_file(&dir.join(name), bytes)?,
+        }
+    }
+    Ok(())
 }
 
 /// The archive being written. Layers enter it in manifest order: the layer whose turn it is
@@ -141,10 +54,10 @@ pub struct ArchiveWriter {
     _interrupt: OnInterrupt,
 }
 
-/// A layer's entries besides `layer.tar`, and its directory name.
+/// A layer's tar name, and the entries that precede it (a legacy layer directory).
 pub struct LayerEntries {
-    pub id: String,
-    pub files: [(&'static str, Vec<u8>); 2],
+    pub before: Vec<Entry>,
+    pub name: String,
 }
 
 struct Spooled {
@@ -153,10 +66,17 @@ struct Spooled {
 }
 
 impl ArchiveWriter {
-    /// Starts the archive for `dest` under its temporary name, for `layers` layers.
-    pub fn create(dest: &Path, layers: usize, direct: bool) -> Result<ArchiveWriter, Error> {
+    /// Starts the archive for `dest` under its temporary name, for `layers` layers, with the
+    /// entries of `prelude` first.
+    pub fn create(
+        dest: &Path,
+        layers: usize,
+        direct: bool,
+        prelude: &[Entry],
+    ) -> Result<ArchiveWriter, Error> {
         let temp = temp_name(dest);
-        let file = File::create(&temp).map_err(|e| Error::io(&temp, e))?;
+        let mut file = File::create(&temp).map_err(|e| Error::io(&temp, e))?;
+        append_entries(&mut file, prelude).map_err(|e| Error::io(&temp, e))?;
         Ok(ArchiveWriter {
             _interrupt: on_interrupt(&temp, Undo::Remove),
             file,
@@ -201,9 +121,9 @@ impl ArchiveWriter {
         Ok(sink)
     }
 
-    /// Appends the image's other files (see `image_files`), syncs and renames the archive
+    /// Appends the entries after the layers (see `layout`), syncs and renames the archive
     /// into place. Every layer must have been finished.
-    pub fn finish(mut self, files: &[(String, Vec<u8>)]) -> Result<(), Error> {
+    pub fn finish(mut self, files: &[Entry]) -> Result<(), Error> {
         let io_err = |e| Error::io(&self.temp, e);
         let layers = self.waiting.lock().map_or(0, |w| w.len());
         if self.turn.load(Ordering::Acquire) != layers {
@@ -212,11 +132,8 @@ impl ArchiveWriter {
             )));
         }
         let mut out = &self.file;
-        for (name, bytes) in files {
-            append_bytes(&mut out, name, bytes).map_err(io_err)?;
-        }
-        // The end of a tar archive: two zero blocks.
-        out.write_all(&[0; 1024]).map_err(io_err)?;
+        append_entries(&mut out, files).map_err(io_err)?;
+        end_of_archive(&mut out).map_err(io_err)?;
         out.sync_all().map_err(io_err)?;
         fs::rename(&self.temp, &self.dest).map_err(|e| Error::io(&self.dest, e))?;
         self.finished = true;
@@ -237,10 +154,10 @@ impl ArchiveWriter {
 
     fn append_spooled(&self, spooled: &Spooled) -> io::Result<()> {
         let mut out = &self.file;
-        append_layer_dir(&mut out, &spooled.entries)?;
+        append_entries(&mut out, &spooled.entries.before)?;
         let mut spool = File::open(&spooled.path)?;
         let len = spool.metadata()?.len();
-        out.write_all(header(&layer_tar_name(&spooled.entries), len)?.as_bytes())?;
+        out.write_all(header(&spooled.entries.name, len)?.as_bytes())?;
         copy_spool(&mut spool, &mut out, len)?;
         pad(&mut out, len)?;
         self.discard_spool(&spooled.path)
@@ -303,7 +220,7 @@ impl LayerSink<'_> {
             drop(waiting);
             archive.append_spooled(&spooled).map_err(io_err)?;
         } else if let Some(at) = header_at {
-            let header = header(&layer_tar_name(&entries), len).map_err(io_err)?;
+            let header = header(&entries.name, len).map_err(io_err)?;
             archive
                 .file
                 .write_all_at(header.as_bytes(), at)
@@ -317,7 +234,7 @@ impl LayerSink<'_> {
     /// its `layer.tar` header, copies in what was spooled, and streams from here on.
     fn take_turn(&mut self) -> io::Result<()> {
         let mut out = &self.archive.file;
-        append_layer_dir(&mut out, &self.entries)?;
+        append_entries(&mut out, &self.entries.before)?;
         self.header_at = Some(out.stream_position()?);
         out.write_all(&[0; 512])?;
         if let Some(mut spool) = self.spool.take() {
@@ -351,6 +268,139 @@ impl Write for LayerSink<'_> {
     }
 }
 
+/// A tar written front to back into `out` (standard output, a compressor): every entry's
+/// size is given before its bytes.
+pub struct TarStream<W: Write> {
+    out: W,
+}
+
+impl<W: Write> TarStream<W> {
+    pub fn new(mut out: W, prelude: &[Entry]) -> io::Result<TarStream<W>> {
+        append_entries(&mut out, prelude)?;
+        Ok(TarStream { out })
+    }
+
+    /// Starts a layer's tar of `len` bytes, after the entries it needs before it.
+    pub fn layer(&mut self, entries: &LayerEntries, len: u64) -> io::Result<SizedEntry<'_, W>> {
+        append_entries(&mut self.out, &entries.before)?;
+        self.out.write_all(header(&entries.name, len)?.as_bytes())?;
+        Ok(SizedEntry {
+            out: &mut self.out,
+            len,
+            left: len,
+            overflowed: false,
+        })
+    }
+
+    /// Appends the entries after the layers and the end of the archive; returns `out`.
+    pub fn finish(mut self, files: &[Entry]) -> io::Result<W> {
+        append_entries(&mut self.out, files)?;
+        end_of_archive(&mut self.out)?;
+        Ok(self.out)
+    }
+}
+
+/// An entry whose size was announced in its header: more bytes are refused, fewer are an
+/// error at `finish`.
+pub struct SizedEntry<'a, W: Write> {
+    out: &'a mut W,
+    len: u64,
+    left: u64,
+    overflowed: bool,
+}
+
+impl<W: Write> SizedEntry<'_, W> {
+    /// Whether more bytes came than announced.
+    pub fn overflowed(&self) -> bool {
+        self.overflowed
+    }
+
+    /// Checks that every announced byte came and pads the entry. `Err(written)` when fewer did.
+    pub fn finish(self) -> io::Result<Result<(), u64>> {
+        if self.left > 0 {
+            return Ok(Err(self.len - self.left));
+        }
+        pad(self.out, self.len)?;
+        Ok(Ok(()))
+    }
+}
+
+impl<W: Write> Write for SizedEntry<'_, W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if buf.len() as u64 > self.left {
+            self.overflowed = true;
+            return Err(io::Error::other(
+                "more bytes than the entry's announced size",
+            ));
+        }
+        let n = self.out.write(buf)?;
+        self.left -= n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.out.flush()
+    }
+}
+
+/// The whole archive compressed as it is written (`--gzip`, `--xz`), or not.
+pub enum Compressor<W: Write> {
+    Plain(W),
+    Gzip(flate2::write::GzEncoder<W>),
+    Xz(Box<lzma_rust2::XzWriter<W>>),
+}
+
+/// xz preset 1: 1 MiB dictionary, hash-chain match finder, about 10 MiB of encoder state. The
+/// higher presets' binary-tree finders need 100 MiB and more, too much for a router; and
+/// layers are mostly compressed already by what built them, so their gain is small.
+const XZ_PRESET: u32 = 1;
+
+impl<W: Write> Compressor<W> {
+    pub fn new(out: W, compression: crate::cli::Compression) -> io::Result<Compressor<W>> {
+        use crate::cli::Compression;
+        Ok(match compression {
+            Compression::None => Compressor::Plain(out),
+            // Level 6, as gzip's default; the header carries no name and no time, so the same
+            // images give the same bytes.
+            Compression::Gzip => Compressor::Gzip(flate2::write::GzEncoder::new(
+                out,
+                flate2::Compression::new(6),
+            )),
+            Compression::Xz => Compressor::Xz(Box::new(lzma_rust2::XzWriter::new(
+                out,
+                lzma_rust2::XzOptions::with_preset(XZ_PRESET),
+            )?)),
+        })
+    }
+
+    /// Ends the compressed stream; returns `out`.
+    pub fn finish(self) -> io::Result<W> {
+        match self {
+            Compressor::Plain(out) => Ok(out),
+            Compressor::Gzip(gz) => gz.finish(),
+            Compressor::Xz(xz) => xz.finish(),
+        }
+    }
+}
+
+impl<W: Write> Write for Compressor<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Compressor::Plain(out) => out.write(buf),
+            Compressor::Gzip(gz) => gz.write(buf),
+            Compressor::Xz(xz) => xz.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Compressor::Plain(out) => out.flush(),
+            Compressor::Gzip(gz) => gz.flush(),
+            Compressor::Xz(xz) => xz.flush(),
+        }
+    }
+}
+
 /// Copies a spool file into the archive File-to-File, which Linux turns into `copy_file_range`:
 /// the bytes stay in the kernel.
 fn copy_spool(spool: &mut File, out: &mut &File, len: u64) -> io::Result<()> {
@@ -363,21 +413,26 @@ fn copy_spool(spool: &mut File, out: &mut &File, len: u64) -> io::Result<()> {
     Ok(())
 }
 
-fn layer_tar_name(entries: &LayerEntries) -> String {
-    format!("{}/layer.tar", entries.id)
-}
-
-/// `<id>/`, `<id>/VERSION`, `<id>/json`.
-fn append_layer_dir(out: &mut impl Write, entries: &LayerEntries) -> io::Result<()> {
-    let mut dir = header(&format!("{}/", entries.id), 0)?;
-    dir.set_entry_type(tar::EntryType::Directory);
-    dir.set_mode(0o755);
-    dir.set_cksum();
-    out.write_all(dir.as_bytes())?;
-    for (name, bytes) in &entries.files {
-        append_bytes(out, &format!("{}/{name}", entries.id), bytes)?;
+/// Directories and small files, in order.
+fn append_entries(out: &mut impl Write, entries: &[Entry]) -> io::Result<()> {
+    for entry in entries {
+        match entry {
+            Entry::Dir(name) => {
+                let mut dir = header(name, 0)?;
+                dir.set_entry_type(tar::EntryType::Directory);
+                dir.set_mode(0o755);
+                dir.set_cksum();
+                out.write_all(dir.as_bytes())?;
+            }
+            Entry::File(name, bytes) => append_bytes(out, name, bytes)?,
+        }
     }
     Ok(())
+}
+
+/// The end of a tar archive: two zero blocks.
+fn end_of_archive(out: &mut impl Write) -> io::Result<()> {
+    out.write_all(&[0; 1024])
 }
 
 fn append_bytes(out: &mut impl Write, name: &str, bytes: &[u8]) -> io::Result<()> {
@@ -411,44 +466,6 @@ fn pad(out: &mut impl Write, len: u64) -> io::Result<()> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn layer_ids_chain_and_differ_for_repeated_layers() {
-        let a = Digest::of_bytes(b"a");
-        let ids = layer_ids(&[a.clone(), a.clone()]);
-        assert_eq!(ids.len(), 2);
-        assert_ne!(ids[0], ids[1]);
-        assert_eq!(layer_ids(&[a])[0], ids[0]);
-    }
-
-    #[test]
-    fn image_files_name_config_layers_and_tag() {
-        let config = br#"{"rootfs":{}}"#;
-        let digest = Digest::of_bytes(config);
-        let files = image_files(
-            config,
-            &digest,
-            &["aa".into(), "bb".into()],
-            Some("host:5000/app:v1"),
-        );
-        let names: Vec<&str> = files.iter().map(|(n, _)| n.as_str()).collect();
-        let config_name = format!("{}.json", digest.hex());
-        assert_eq!(
-            names,
-            [config_name.as_str(), "manifest.json", "repositories"]
-        );
-        assert_eq!(files[0].1, config);
-        assert_eq!(
-            String::from_utf8_lossy(&files[1].1),
-            format!(
-                r#"[{{"Config":"{config_name}","RepoTags":["host:5000/app:v1"],"Layers":["aa/layer.tar","bb/layer.tar"]}}]"#
-            )
-        );
-        assert_eq!(files[2].1, b"{\"host:5000/app\":{\"v1\":\"bb\"}}\n");
-        let untagged = image_files(config, &digest, &["aa".into()], None);
-        assert!(String::from_utf8_lossy(&untagged[1].1).contains(r#""RepoTags":[]"#));
-        assert_eq!(untagged[2].1, b"{}\n");
-    }
-
     fn scratch(name: &str) -> PathBuf {
         let dir =
             std::env::temp_dir().join(format!("dockersave-archive-{name}-{}", std::process::id()));
@@ -459,8 +476,12 @@ mod tests {
 
     fn entries(id: &str) -> LayerEntries {
         LayerEntries {
-            id: id.into(),
-            files: layer_files(id, None, None, None),
+            before: vec![
+                Entry::Dir(format!("{id}/")),
+                Entry::File(format!("{id}/VERSION"), b"1.0".to_vec()),
+                Entry::File(format!("{id}/json"), b"{}".to_vec()),
+            ],
+            name: format!("{id}/layer.tar"),
         }
     }
 
@@ -471,7 +492,7 @@ mod tests {
         let data: Vec<Vec<u8>> = (0..3u8)
             .map(|i| vec![b'a' + i; 700 * (i as usize + 1)])
             .collect();
-        let archive = ArchiveWriter::create(&dest, 3, direct).unwrap();
+        let archive = ArchiveWriter::create(&dest, 3, direct, &[]).unwrap();
         let mut one = archive
             .layer(1, entries("one"), &dir.join("one.tar"))
             .unwrap();
@@ -489,7 +510,7 @@ mod tests {
         one.write_all(&data[1][100..]).unwrap();
         one.finish().unwrap();
         archive
-            .finish(&[("manifest.json".into(), b"[]".to_vec())])
+            .finish(&[Entry::File("manifest.json".into(), b"[]".to_vec())])
             .unwrap();
         assert!(!temp_name(&dest).exists());
         // Streamed or spooled, nothing is left behind unless the directory is kept.
@@ -535,7 +556,7 @@ mod tests {
     fn an_unfinished_archive_leaves_nothing() {
         let dir = scratch("unfinished");
         let dest = dir.join("image.tar");
-        let archive = ArchiveWriter::create(&dest, 2, true).unwrap();
+        let archive = ArchiveWriter::create(&dest, 2, true, &[]).unwrap();
         let mut zero = archive
             .layer(0, entries("zero"), &dir.join("zero.tar"))
             .unwrap();

@@ -9,4 +9,5 @@
 pub mod archive;
 pub mod flatten;
 pub mod git;
+pub mod layout;
 pub mod rootfs;

@@ -777,20 +777,8 @@ pub fn compare(
 /// itself runs from a copy in the temporary directory: the checkout may sit where `nobody`
 /// cannot reach (CI clones under /root).
 pub fn run_as_nobody(program: &str, args: &[&str], cwd: &Path, envs: &[(&str, &str)]) -> Output {
-    static COPY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     let program = if program == env!("CARGO_BIN_EXE_dockersave") {
-        COPY.get_or_init(|| {
-            use std::os::unix::fs::PermissionsExt;
-            let dir =
-                std::env::temp_dir().join(format!("dockersave-nobody-{}", std::process::id()));
-            std::fs::create_dir_all(&dir).unwrap();
-            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
-            let copy = dir.join("dockersave");
-            std::fs::copy(program, &copy).unwrap();
-            std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o755)).unwrap();
-            copy.display().to_string()
-        })
-        .as_str()
+        nobody_dockersave()
     } else {
         program
     };
@@ -803,6 +791,21 @@ pub fn run_as_nobody(program: &str, args: &[&str], cwd: &Path, envs: &[(&str, &s
     ];
     all.extend_from_slice(args);
     run_env("setpriv", &all, cwd, None, envs)
+}
+
+/// A copy of dockersave that `nobody` can run.
+pub fn nobody_dockersave() -> &'static str {
+    static COPY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    COPY.get_or_init(|| {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("dockersave-nobody-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let copy = dir.join("dockersave");
+        std::fs::copy(env!("CARGO_BIN_EXE_dockersave"), &copy).unwrap();
+        std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o755)).unwrap();
+        copy.display().to_string()
+    })
 }
 
 /// Makes a directory the user `nobody` may write in.

@@ -1,0 +1,698 @@
+//! What goes into a `docker save` archive, by layout: the names of the layer entries and the
+//! small files beside them (configs, manifests, `index.json`, `manifest.json`, `repositories`).
+//! It is the archive's table of contents, decided from the images' manifests and configs
+//! alone, so the writer (`archive`) only places bytes.
+//!
+//! Two layouts:
+//! - `Docker` (the default): what `docker save` writes since Docker 25 — the OCI image layout
+//!   (`oci-layout`, `index.json`, `blobs/sha256/…`) with `manifest.json` and `repositories`
+//!   beside it, so the one file loads in old and new Docker engines, Podman, skopeo and
+//!   containerd. Layers are `blobs/sha256/<diff ID>` (or, `--compressed`, the registry's blobs
+//!   under their own digests, with the registry's manifest kept byte for byte).
+//! - `Legacy`: the classic layout of Docker before 25 — per layer `<v1 id>/` with `VERSION`,
+//!   `json` and `layer.tar`, then `<config hex>.json`, `manifest.json`, `repositories`.
+//!
+//! Layers that several images (or one image twice) share are stored once. The same images
+//! always give the same bytes. This module does no I/O and knows no registry.
+
+use crate::digest::Digest;
+use crate::manifest::{Config, Manifest};
+use crate::reference::Reference;
+use miniserde::json;
+use std::collections::BTreeMap;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Layout {
+    Docker,
+    Legacy,
+}
+
+/// One entry of the archive besides the layer tars.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Entry {
+    Dir(String),
+    File(String, Vec<u8>),
+}
+
+/// One image going into the archive: what the registry served for it, verified.
+pub struct Image<'a> {
+    pub reference: &'a Reference,
+    /// The platform's image manifest as served, its digest and media type.
+    pub manifest_bytes: &'a [u8],
+    pub manifest_digest: &'a Digest,
+    pub manifest_media_type: &'a str,
+    pub manifest: &'a Manifest,
+    pub config_bytes: &'a [u8],
+    pub config: &'a Config,
+}
+
+/// A layer stored in the archive: the entries that precede its tar (the legacy layer
+/// directory), the tar's name, and which image's layer it is (the first that has it).
+#[derive(Debug)]
+pub struct StoredLayer {
+    pub before: Vec<Entry>,
+    pub name: String,
+    pub image: usize,
+    pub index: usize,
+}
+
+/// The archive's table of contents.
+pub struct Plan {
+    pub layout: Layout,
+    /// Layers stay as the registry serves them (`--compressed`).
+    pub compressed: bool,
+    /// Entries written before the first layer.
+    pub prelude: Vec<Entry>,
+    /// Every layer stored, once each, in the order the images list them.
+    pub layers: Vec<StoredLayer>,
+    /// For each image, for each of its layers, the index into `layers`.
+    pub slots: Vec<Vec<usize>>,
+}
+
+pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
+const OCI_LAYER_TAR: &str = "application/vnd.oci.image.layer.v1.tar";
+/// Docker writes the space after the colon; so do we, byte for byte.
+const OCI_LAYOUT: &str = r#"{"imageLayoutVersion": "1.0.0"}"#;
+
+impl Plan {
+    pub fn new(layout: Layout, compressed: bool, images: &[Image]) -> Plan {
+        let mut layers: Vec<StoredLayer> = Vec::new();
+        let mut by_name: BTreeMap<String, usize> = BTreeMap::new();
+        let mut slots = Vec::with_capacity(images.len());
+        for (image_index, image) in images.iter().enumerate() {
+            let ids = layer_ids(&image.config.diff_ids);
+            let mut image_slots = Vec::with_capacity(ids.len());
+            for (i, id) in ids.iter().enumerate() {
+                let name = match layout {
+                    Layout::Docker => blob_path(stored_digest(image, i, compressed)),
+                    Layout::Legacy => format!("{id}/layer.tar"),
+                };
+                let slot = *by_name.entry(name.clone()).or_insert_with(|| {
+                    let before = match layout {
+                        Layout::Docker => Vec::new(),
+                        Layout::Legacy => {
+                            let parent = i.checked_sub(1).map(|p| ids[p].as_str());
+                            let [(_, version), (_, json)] = layer_files(
+                                id,
+                                parent,
+                                image.config.created.as_deref(),
+                                image.config.os.as_deref(),
+                            );
+                            vec![
+                                Entry::Dir(format!("{id}/")),
+                                Entry::File(format!("{id}/VERSION"), version),
+                                Entry::File(format!("{id}/json"), json),
+                            ]
+                        }
+                    };
+                    layers.push(StoredLayer {
+                        before,
+                        name,
+                        image: image_index,
+                        index: i,
+                    });
+                    layers.len() - 1
+                });
+                image_slots.push(slot);
+            }
+            slots.push(image_slots);
+        }
+        let prelude = match layout {
+            Layout::Docker => vec![
+                Entry::Dir("blobs/".into()),
+                Entry::Dir("blobs/sha256/".into()),
+            ],
+            Layout::Legacy => Vec::new(),
+        };
+        Plan {
+            layout,
+            compressed,
+            prelude,
+            layers,
+            slots,
+        }
+    }
+
+    /// The entries after the layers, once every stored layer's size (`sizes`, in bytes as
+    /// stored) is known: the OCI manifest Docker writes lists each layer tar's size.
+    pub fn finish(&self, images: &[Image], sizes: &[u64]) -> Vec<Entry> {
+        match self.layout {
+            Layout::Docker => self.docker_files(images, sizes),
+            Layout::Legacy => self.legacy_files(images),
+        }
+    }
+
+    fn docker_files(&self, images: &[Image], sizes: &[u64]) -> Vec<Entry> {
+        let mut files = Vec::new();
+        let mut stored = std::collections::BTreeSet::new();
+        let mut store = |files: &mut Vec<Entry>, digest: &Digest, bytes: Vec<u8>| {
+            if stored.insert(digest.to_string()) {
+                files.push(Entry::File(blob_path(digest), bytes));
+            }
+        };
+        let mut index_entries = Vec::new();
+        let mut manifest_json: Vec<ManifestJsonItem> = Vec::new();
+        let mut repositories = BTreeMap::new();
+        for (n, image) in images.iter().enumerate() {
+            let config_digest = &image.manifest.config.digest;
+            store(&mut files, config_digest, image.config_bytes.to_vec());
+            let platform = platform_json(image.config);
+            let (manifest_digest, manifest_media_type, manifest_bytes) = if self.compressed {
+                (
+                    image.manifest_digest.clone(),
+                    image.manifest_media_type.to_string(),
+                    image.manifest_bytes.to_vec(),
+                )
+            } else {
+                let layers: Vec<String> = image
+                    .config
+                    .diff_ids
+                    .iter()
+                    .zip(&self.slots[n])
+                    .map(|(diff_id, &slot)| descriptor(OCI_LAYER_TAR, diff_id, sizes[slot], &[]))
+                    .collect();
+                let config = descriptor(
+                    OCI_CONFIG,
+                    config_digest,
+                    image.config_bytes.len() as u64,
+                    &[("platform", platform.clone())],
+                );
+                let bytes = format!(
+                    r#"{{"schemaVersion":2,"mediaType":"{OCI_MANIFEST}","config":{config},"layers":[{}]}}"#,
+                    layers.join(",")
+                )
+                .into_bytes();
+                (Digest::of_bytes(&bytes), OCI_MANIFEST.to_string(), bytes)
+            };
+            let size = manifest_bytes.len() as u64;
+            store(&mut files, &manifest_digest, manifest_bytes);
+            let reference = image.reference;
+            let annotations = match (reference.effective_tag(), &reference.digest) {
+                (Some(tag), _) => vec![
+                    ("io.containerd.image.name", full_name(reference, tag)),
+                    ("org.opencontainers.image.ref.name", tag.to_string()),
+                ],
+                // Docker leaves an image saved by digest unnamed; containerd needs a name to
+                // import it, and a digest reference is one.
+                (None, Some(digest)) => vec![(
+                    "io.containerd.image.name",
+                    format!("{}/{}@{digest}", reference.registry, reference.repository),
+                )],
+                (None, None) => Vec::new(),
+            };
+            let annotations = object(
+                &annotations
+                    .iter()
+                    .map(|(k, v)| (*k, json::to_string(v)))
+                    .collect::<Vec<_>>(),
+            );
+            let mut extra = Vec::new();
+            if annotations != "{}" {
+                extra.push(("annotations", annotations));
+            }
+            extra.push(("platform", platform));
+            index_entries.push(descriptor(
+                &manifest_media_type,
+                &manifest_digest,
+                size,
+                &extra,
+            ));
+            let layers: Vec<String> = self.slots[n]
+                .iter()
+                .map(|&slot| self.layers[slot].name.clone())
+                .collect();
+            add_manifest_item(
+                &mut manifest_json,
+                blob_path(config_digest),
+                reference,
+                layers,
+            );
+            if let (Some(tag), Some(top)) =
+                (reference.effective_tag(), image.config.diff_ids.last())
+            {
+                repositories
+                    .entry(reference.familiar_name())
+                    .or_insert_with(BTreeMap::new)
+                    .insert(tag.to_string(), top.hex().to_string());
+            }
+        }
+        let index = format!(
+            r#"{{"schemaVersion":2,"mediaType":"{OCI_INDEX}","manifests":[{}]}}"#,
+            index_entries.join(",")
+        );
+        files.push(Entry::File("index.json".into(), index.into_bytes()));
+        files.push(Entry::File(
+            "manifest.json".into(),
+            format!("{}\n", manifest_json_text(&manifest_json, true)).into_bytes(),
+        ));
+        files.push(Entry::File("oci-layout".into(), OCI_LAYOUT.into()));
+        if !repositories.is_empty() {
+            files.push(Entry::File(
+                "repositories".into(),
+                format!("{}\n", repositories_text(&repositories)).into_bytes(),
+            ));
+        }
+        files
+    }
+
+    fn legacy_files(&self, images: &[Image]) -> Vec<Entry> {
+        let mut files = Vec::new();
+        let mut configs = std::collections::BTreeSet::new();
+        let mut manifest_json: Vec<ManifestJsonItem> = Vec::new();
+        let mut repositories = BTreeMap::new();
+        for (n, image) in images.iter().enumerate() {
+            let config_name = format!("{}.json", image.manifest.config.digest.hex());
+            if configs.insert(config_name.clone()) {
+                files.push(Entry::File(
+                    config_name.clone(),
+                    image.config_bytes.to_vec(),
+                ));
+            }
+            let layers: Vec<String> = self.slots[n]
+                .iter()
+                .map(|&slot| self.layers[slot].name.clone())
+                .collect();
+            let top = layers
+                .last()
+                .and_then(|l| l.strip_suffix("/layer.tar"))
+                .map(str::to_string);
+            add_manifest_item(&mut manifest_json, config_name, image.reference, layers);
+            // `repositories` maps name → tag → top layer ID; an untagged image has none.
+            if let (Some(tag), Some(top)) = (image.reference.effective_tag(), top) {
+                repositories
+                    .entry(image.reference.familiar_name())
+                    .or_insert_with(BTreeMap::new)
+                    .insert(tag.to_string(), top);
+            }
+        }
+        files.push(Entry::File(
+            "manifest.json".into(),
+            manifest_json_text(&manifest_json, false).into_bytes(),
+        ));
+        files.push(Entry::File(
+            "repositories".into(),
+            format!("{}\n", repositories_text(&repositories)).into_bytes(),
+        ));
+        files
+    }
+}
+
+/// The digest a layer is stored under: its diff ID (the tar), or with `--compressed` the blob's.
+fn stored_digest<'a>(image: &'a Image, i: usize, compressed: bool) -> &'a Digest {
+    if compressed {
+        &image.manifest.layers[i].digest
+    } else {
+        &image.config.diff_ids[i]
+    }
+}
+
+fn blob_path(digest: &Digest) -> String {
+    format!("blobs/sha256/{}", digest.hex())
+}
+
+/// `docker.io/library/debian:12`, `127.0.0.1:5000/team/app:v1`: the name containerd records.
+fn full_name(reference: &Reference, tag: &str) -> String {
+    format!("{}/{}:{tag}", reference.registry, reference.repository)
+}
+
+struct ManifestJsonItem {
+    config: String,
+    repo_tags: Vec<String>,
+    layers: Vec<String>,
+}
+
+/// One `manifest.json` item per image; the same image asked for under two names is one item
+/// with both tags, as `docker save a b` writes it.
+fn add_manifest_item(
+    items: &mut Vec<ManifestJsonItem>,
+    config: String,
+    reference: &Reference,
+    layers: Vec<String>,
+) {
+    let tag = reference.repo_tag();
+    if let Some(item) = items.iter_mut().find(|i| i.config == config) {
+        if let Some(tag) = tag {
+            if !item.repo_tags.contains(&tag) {
+                item.repo_tags.push(tag);
+            }
+        }
+        return;
+    }
+    items.push(ManifestJsonItem {
+        config,
+        repo_tags: tag.into_iter().collect(),
+        layers,
+    });
+}
+
+fn manifest_json_text(items: &[ManifestJsonItem], null_when_untagged: bool) -> String {
+    let strings = |list: &[String]| {
+        format!(
+            "[{}]",
+            list.iter()
+                .map(|s| json::to_string(s))
+                .collect::<Vec<_>>()
+                .join(",")
+        )
+    };
+    let items: Vec<String> = items
+        .iter()
+        .map(|item| {
+            // Docker writes `null` for an untagged image (a Go nil slice).
+            let tags = if item.repo_tags.is_empty() && null_when_untagged {
+                "null".to_string()
+            } else {
+                strings(&item.repo_tags)
+            };
+            format!(
+                r#"{{"Config":{},"RepoTags":{tags},"Layers":{}}}"#,
+                json::to_string(&item.config),
+                strings(&item.layers)
+            )
+        })
+        .collect();
+    format!("[{}]", items.join(","))
+}
+
+fn repositories_text(repositories: &BTreeMap<String, BTreeMap<String, String>>) -> String {
+    let names: Vec<(&str, String)> = repositories
+        .iter()
+        .map(|(name, tags)| {
+            let tags: Vec<(&str, String)> = tags
+                .iter()
+                .map(|(tag, id)| (tag.as_str(), json::to_string(id)))
+                .collect();
+            (name.as_str(), object(&tags))
+        })
+        .collect();
+    object(&names)
+}
+
+/// A JSON object of already-encoded values, keys in the order given.
+fn object(members: &[(&str, String)]) -> String {
+    let members: Vec<String> = members
+        .iter()
+        .map(|(k, v)| format!("{}:{v}", json::to_string(k)))
+        .collect();
+    format!("{{{}}}", members.join(","))
+}
+
+/// An OCI descriptor in the field order Go's encoder gives: mediaType, digest, size, then
+/// `extra` (annotations, platform), already encoded.
+fn descriptor(media_type: &str, digest: &Digest, size: u64, extra: &[(&str, String)]) -> String {
+    let mut members = vec![
+        ("mediaType", json::to_string(media_type)),
+        ("digest", json::to_string(&digest.to_string())),
+        ("size", size.to_string()),
+    ];
+    members.extend(extra.iter().map(|(k, v)| (*k, v.clone())));
+    object(&members)
+}
+
+fn platform_json(config: &Config) -> String {
+    let mut members = vec![
+        (
+            "architecture",
+            json::to_string(config.architecture.as_deref().unwrap_or("amd64")),
+        ),
+        (
+            "os",
+            json::to_string(config.os.as_deref().unwrap_or("linux")),
+        ),
+    ];
+    if let Some(variant) = &config.variant {
+        members.push(("variant", json::to_string(variant)));
+    }
+    object(&members)
+}
+
+/// The legacy v1 layer IDs that name the layer directories: each is the sha256 of its parent's
+/// ID and its diff ID, so the chain is unique even when a layer repeats, and images that share
+/// their lower layers share these IDs.
+pub fn layer_ids(diff_ids: &[Digest]) -> Vec<String> {
+    let mut parent = String::new();
+    diff_ids
+        .iter()
+        .map(|diff_id| {
+            let id = Digest::of_bytes(format!("{parent}\n{diff_id}").as_bytes())
+                .hex()
+                .to_string();
+            parent.clone_from(&id);
+            id
+        })
+        .collect()
+}
+
+#[derive(miniserde::Serialize)]
+struct LayerJson<'a> {
+    id: &'a str,
+    parent: Option<&'a str>,
+    created: &'a str,
+    os: &'a str,
+}
+
+/// The small files of one legacy layer directory: `VERSION` and `json` (Docker's v1 image
+/// metadata, read only by very old engines).
+pub fn layer_files(
+    id: &str,
+    parent: Option<&str>,
+    created: Option<&str>,
+    os: Option<&str>,
+) -> [(&'static str, Vec<u8>); 2] {
+    let json = json::to_string(&LayerJson {
+        id,
+        parent,
+        created: created.unwrap_or("1970-01-01T00:00:00Z"),
+        os: os.unwrap_or("linux"),
+    });
+    [("VERSION", b"1.0".to_vec()), ("json", json.into_bytes())]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manifest::{self, Descriptor};
+
+    struct Owned {
+        reference: Reference,
+        manifest_bytes: Vec<u8>,
+        manifest_digest: Digest,
+        manifest: Manifest,
+        config_bytes: Vec<u8>,
+        config: Config,
+    }
+
+    impl Owned {
+        fn new(name: &str, diff_ids: &[&[u8]]) -> Owned {
+            let diff_ids: Vec<String> = diff_ids
+                .iter()
+                .map(|d| format!("\"{}\"", Digest::of_bytes(d)))
+                .collect();
+            let config_bytes = format!(
+                r#"{{"architecture":"arm","os":"linux","variant":"v7","rootfs":{{"type":"layers","diff_ids":[{}]}}}}"#,
+                diff_ids.join(",")
+            )
+            .into_bytes();
+            let config = manifest::parse_config(&config_bytes).unwrap();
+            let layers = config
+                .diff_ids
+                .iter()
+                .map(|d| Descriptor {
+                    media_type: "application/vnd.oci.image.layer.v1.tar+gzip".into(),
+                    digest: Digest::of_bytes(d.to_string().as_bytes()),
+                    size: 10,
+                })
+                .collect();
+            let manifest = Manifest {
+                config: Descriptor {
+                    media_type: OCI_CONFIG.into(),
+                    digest: Digest::of_bytes(&config_bytes),
+                    size: config_bytes.len() as u64,
+                },
+                layers,
+            };
+            let manifest_bytes = b"{\"served\":true}".to_vec();
+            Owned {
+                reference: Reference::parse(name).unwrap(),
+                manifest_digest: Digest::of_bytes(&manifest_bytes),
+                manifest_bytes,
+                manifest,
+                config_bytes,
+                config,
+            }
+        }
+
+        fn image(&self) -> Image<'_> {
+            Image {
+                reference: &self.reference,
+                manifest_bytes: &self.manifest_bytes,
+                manifest_digest: &self.manifest_digest,
+                manifest_media_type: OCI_MANIFEST,
+                manifest: &self.manifest,
+                config_bytes: &self.config_bytes,
+                config: &self.config,
+            }
+        }
+    }
+
+    fn file<'a>(files: &'a [Entry], name: &str) -> &'a str {
+        files
+            .iter()
+            .find_map(|e| match e {
+                Entry::File(n, bytes) if n == name => std::str::from_utf8(bytes).ok(),
+                _ => None,
+            })
+            .unwrap_or_else(|| panic!("no {name}"))
+    }
+
+    #[test]
+    fn layer_ids_chain_and_differ_for_repeated_layers() {
+        let a = Digest::of_bytes(b"a");
+        let ids = layer_ids(&[a.clone(), a.clone()]);
+        assert_eq!(ids.len(), 2);
+        assert_ne!(ids[0], ids[1]);
+        assert_eq!(layer_ids(&[a])[0], ids[0]);
+    }
+
+    #[test]
+    fn docker_layout_matches_what_docker_25_writes() {
+        let one = Owned::new("127.0.0.1:5000/team/app:v1", &[b"base", b"top"]);
+        let images = [one.image()];
+        let plan = Plan::new(Layout::Docker, false, &images);
+        let base = Digest::of_bytes(b"base");
+        let top = Digest::of_bytes(b"top");
+        let names: Vec<&str> = plan.layers.iter().map(|l| l.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                format!("blobs/sha256/{}", base.hex()),
+                format!("blobs/sha256/{}", top.hex())
+            ]
+        );
+        let files = plan.finish(&images, &[1024, 2048]);
+        let config_digest = &one.manifest.config.digest;
+        let manifest = format!(
+            r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{config_digest}","size":{},"platform":{{"architecture":"arm","os":"linux","variant":"v7"}}}},"layers":[{{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":"{base}","size":1024}},{{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":"{top}","size":2048}}]}}"#,
+            one.config_bytes.len()
+        );
+        let manifest_digest = Digest::of_bytes(manifest.as_bytes());
+        assert_eq!(
+            file(&files, &format!("blobs/sha256/{}", manifest_digest.hex())),
+            manifest
+        );
+        assert_eq!(
+            file(&files, "index.json"),
+            format!(
+                r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[{{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"{manifest_digest}","size":{},"annotations":{{"io.containerd.image.name":"127.0.0.1:5000/team/app:v1","org.opencontainers.image.ref.name":"v1"}},"platform":{{"architecture":"arm","os":"linux","variant":"v7"}}}}]}}"#,
+                manifest.len()
+            )
+        );
+        assert_eq!(
+            file(&files, "manifest.json"),
+            format!(
+                "[{{\"Config\":\"blobs/sha256/{}\",\"RepoTags\":[\"127.0.0.1:5000/team/app:v1\"],\"Layers\":[\"blobs/sha256/{}\",\"blobs/sha256/{}\"]}}]\n",
+                config_digest.hex(),
+                base.hex(),
+                top.hex()
+            )
+        );
+        assert_eq!(
+            file(&files, "oci-layout"),
+            r#"{"imageLayoutVersion": "1.0.0"}"#
+        );
+        assert_eq!(
+            file(&files, "repositories"),
+            format!(
+                "{{\"127.0.0.1:5000/team/app\":{{\"v1\":\"{}\"}}}}\n",
+                top.hex()
+            )
+        );
+        assert_eq!(
+            file(&files, &format!("blobs/sha256/{}", config_digest.hex())).as_bytes(),
+            one.config_bytes
+        );
+    }
+
+    #[test]
+    fn compressed_keeps_the_registry_manifest_and_blob_digests() {
+        let one = Owned::new(
+            "app@sha256:0123456789012345678901234567890123456789012345678901234567890123",
+            &[b"x"],
+        );
+        let images = [one.image()];
+        let plan = Plan::new(Layout::Docker, true, &images);
+        let blob = &one.manifest.layers[0].digest;
+        assert_eq!(plan.layers[0].name, format!("blobs/sha256/{}", blob.hex()));
+        let files = plan.finish(&images, &[10]);
+        assert_eq!(
+            file(
+                &files,
+                &format!("blobs/sha256/{}", one.manifest_digest.hex())
+            ),
+            "{\"served\":true}"
+        );
+        let index = file(&files, "index.json");
+        assert!(
+            index.contains(&format!("\"digest\":\"{}\"", one.manifest_digest)),
+            "{index}"
+        );
+        assert!(
+            index.contains("\"io.containerd.image.name\":\"docker.io/library/app@sha256:0123"),
+            "{index}"
+        );
+        assert!(file(&files, "manifest.json").contains("\"RepoTags\":null"));
+        assert!(!files
+            .iter()
+            .any(|e| matches!(e, Entry::File(n, _) if n == "repositories")));
+    }
+
+    #[test]
+    fn shared_layers_are_stored_once_in_both_layouts() {
+        let a = Owned::new("a:1", &[b"base", b"a"]);
+        let b = Owned::new("b:1", &[b"base", b"b"]);
+        let same_again = Owned::new("a:other", &[b"base", b"a"]);
+        let images = [a.image(), b.image(), same_again.image()];
+        for layout in [Layout::Docker, Layout::Legacy] {
+            let plan = Plan::new(layout, false, &images);
+            assert_eq!(plan.layers.len(), 3, "{layout:?}");
+            assert_eq!(
+                plan.slots,
+                [vec![0, 1], vec![0, 2], vec![0, 1]],
+                "{layout:?}"
+            );
+            let files = plan.finish(&images, &[1, 2, 3]);
+            let manifest = file(&files, "manifest.json");
+            assert_eq!(manifest.matches("\"Config\"").count(), 2, "{manifest}");
+            assert!(manifest.contains(r#"["a:1","a:other"]"#), "{manifest}");
+            let repositories = file(&files, "repositories");
+            assert!(repositories.starts_with(r#"{"a":{"1":"#), "{repositories}");
+            assert!(repositories.contains(r#""other":"#), "{repositories}");
+        }
+    }
+
+    #[test]
+    fn legacy_layout_is_unchanged() {
+        let one = Owned::new("host:5000/app:v1", &[b"aa", b"bb"]);
+        let images = [one.image()];
+        let plan = Plan::new(Layout::Legacy, false, &images);
+        let ids = layer_ids(&one.config.diff_ids);
+        assert_eq!(plan.layers[1].name, format!("{}/layer.tar", ids[1]));
+        assert_eq!(plan.layers[1].before[0], Entry::Dir(format!("{}/", ids[1])));
+        assert!(plan.prelude.is_empty());
+        let files = plan.finish(&images, &[0, 0]);
+        let config_name = format!("{}.json", one.manifest.config.digest.hex());
+        assert_eq!(
+            file(&files, "manifest.json"),
+            format!(
+                r#"[{{"Config":"{config_name}","RepoTags":["host:5000/app:v1"],"Layers":["{}/layer.tar","{}/layer.tar"]}}]"#,
+                ids[0], ids[1]
+            )
+        );
+        assert_eq!(
+            file(&files, "repositories"),
+            format!("{{\"host:5000/app\":{{\"v1\":\"{}\"}}}}\n", ids[1])
+        );
+    }
+}
