@@ -8,6 +8,7 @@
 # and the ratios:
 #   archives:  `dockersave` (the static x86_64 release binary) against
 #              `skopeo copy docker://… docker-archive:…`, for every image;
+#   forms:     `dockersave -o -` into a pipe and `dockersave --compressed`, against the same;
 #   unpacking: `dockersave --rootfs DIR` against `skopeo copy docker://… oci:…` followed by
 #              `umoci unpack`, for rootfs, big and big2x.
 #
@@ -73,6 +74,10 @@ measure() { # measure TOOL IMAGE: one run, appends "wall rss_kb" to $DS_STATE/TO
     dockersave) cmd=("$dockersave" --insecure --working-dir "$out" "$registry/$image:latest") ;;
     skopeo) cmd=(skopeo copy --quiet --src-tls-verify=false "docker://$registry/$image:latest"
                  "docker-archive:$out/$image.tar:$image:latest") ;;
+    stdout) cmd=(sh -c '"$1" --insecure -q -o - "$2" >"$3"' sh "$dockersave"
+                 "$registry/$image:latest" "$out/$image.tar") ;;
+    compressed) cmd=("$dockersave" --insecure --compressed --working-dir "$out"
+                     "$registry/$image:latest") ;;
     rootfs) cmd=("$dockersave" --insecure --rootfs "$out/rootfs" "$registry/$image:latest") ;;
     umoci) cmd=(sh -c 'skopeo copy --quiet --src-tls-verify=false "docker://$1" "oci:$2/oci:img" &&
                        umoci unpack --image "$2/oci:img" "$2/bundle" >/dev/null' sh
@@ -121,6 +126,11 @@ compare() {
 
 echo "== archives: dockersave against skopeo copy docker-archive:"
 compare dockersave skopeo busybox rootfs big big2x
+echo
+echo "== archive forms: dockersave -o - (front to back into a pipe, nothing else on disk) and"
+echo "   --compressed (layers as served), against skopeo copy docker-archive:"
+compare stdout skopeo busybox big big2x
+compare compressed skopeo busybox big big2x
 echo
 echo "== unpacking: dockersave --rootfs against skopeo copy oci: + umoci unpack"
 compare rootfs umoci rootfs big big2x
