@@ -352,7 +352,7 @@ fn manifest_json_text(items: &[ManifestJsonItem], null_when_untagged: bool) -> S
         format!(
             "[{}]",
             list.iter()
-                .map(|s| json::to_string(s))
+                .map(json::to_string)
                 .collect::<Vec<_>>()
                 .join(",")
         )
