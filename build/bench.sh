@@ -12,7 +12,7 @@
 #   unpacking: `dockersave --rootfs DIR` against `skopeo copy docker://… oci:…` followed by
 #              `umoci unpack`, for rootfs, big and big2x.
 #
-#   build/bench.sh [RUNS]
+#   build/bench.sh [RUNS]                      (DS_BENCH_SECTIONS="forms" runs one section)
 # As root it installs what it needs (Debian packages, rustup target).
 set -euo pipefail
 DS_ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -124,14 +124,22 @@ compare() {
   done
 }
 
+# DS_BENCH_SECTIONS picks sections (default: all three).
+sections=${DS_BENCH_SECTIONS:-archives forms unpacking}
+if [[ " $sections " == *" archives "* ]]; then
 echo "== archives: dockersave against skopeo copy docker-archive:"
 compare dockersave skopeo busybox rootfs big big2x
 echo
+fi
+if [[ " $sections " == *" forms "* ]]; then
 echo "== archive forms: dockersave -o - (front to back into a pipe, nothing else on disk) and"
 echo "   --compressed (layers as served), against skopeo copy docker-archive:"
 compare stdout skopeo busybox big big2x
 compare compressed skopeo busybox big big2x
 echo
+fi
+if [[ " $sections " == *" unpacking "* ]]; then
 echo "== unpacking: dockersave --rootfs against skopeo copy oci: + umoci unpack"
 compare rootfs umoci rootfs big big2x
+fi
 echo "($runs runs each, alternating; $(nproc) cores; $(date -u +%Y-%m-%d))"
