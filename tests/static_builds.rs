@@ -197,7 +197,7 @@ fn picks_the_cpu_variant(cpu: &str, variant: &str) {
     assert!(
         manifest
             .stdout
-            .contains(&format!("\"Config\":\"{}.json\"", &expected[7..])),
+            .contains(&format!("\"Config\":\"blobs/sha256/{}\"", &expected[7..])),
         "{cpu} saved another image than the {variant} one ({expected}): {}",
         manifest.stdout
     );
