@@ -279,14 +279,7 @@ fn write_stream(
         if let Err(written) = entry.finish().map_err(io_err)? {
             return Err(wrong_size(written.to_string()));
         }
-        image.progress().finished(
-            slot,
-            &format!(
-                "  {name}: {} compressed, {} unpacked",
-                size(layer_stats.compressed),
-                size(layer_stats.uncompressed)
-            ),
-        );
+        report(image, slot, &name, &layer_stats);
         stats.push(layer_stats);
     }
     let files = plan.finish(layout_images, &sizes);
@@ -475,6 +468,12 @@ fn fetch_layer(job: &LayerJob, slot: usize) -> Result<LayerStats, Error> {
             stats
         }
     };
+    report(image, slot, &name, &stats);
+    Ok(stats)
+}
+
+/// A stored layer's line on the progress display, once it is in the archive.
+fn report(image: &Image, slot: usize, name: &str, stats: &LayerStats) {
     image.progress().finished(
         slot,
         &format!(
@@ -483,7 +482,6 @@ fn fetch_layer(job: &LayerJob, slot: usize) -> Result<LayerStats, Error> {
             size(stats.uncompressed)
         ),
     );
-    Ok(stats)
 }
 
 /// Removes the image directory this run created unless told to keep it.
