@@ -8,7 +8,7 @@
 # and the ratios:
 #   archives:  `dockersave` (the static x86_64 release binary) against
 #              `skopeo copy docker://… docker-archive:…`, for every image;
-#   forms:     `dockersave -o -` into a pipe and `dockersave --compressed`, against the same;
+#   forms:     `dockersave -o - >FILE` and `dockersave --compressed`, against the same;
 #   unpacking: `dockersave --rootfs DIR` against `skopeo copy docker://… oci:…` followed by
 #              `umoci unpack`, for rootfs, big and big2x.
 #
