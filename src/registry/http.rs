@@ -93,13 +93,60 @@ impl Http {
     /// `Authorization` header is never sent to the redirect target. Dropped connections,
     /// timeouts, 5xx and 429 answers are retried with backoff (see `backoff`).
     pub fn get(&self, url: &str, host: &str, headers: &[(&str, &str)]) -> Result<Response, Error> {
-        self.with_retries("GET", url, host, || {
-            let mut request = self.agent_for(url).get(url);
+        self.request("GET", url, host, headers, &[])
+    }
+
+    /// A request whose body is `body` (empty for HEAD, POST and a final PUT), retried as `get`
+    /// is: the body is in memory and can be sent again.
+    pub fn request(
+        &self,
+        method: &'static str,
+        url: &str,
+        host: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Result<Response, Error> {
+        self.with_retries(method, url, host, || {
+            let mut request = ureq::http::Request::builder().method(method).uri(url);
             for (name, value) in headers {
                 request = request.header(*name, *value);
             }
-            request.call()
+            let agent = self.agent_for(url);
+            // No body at all rather than an empty one: GET and HEAD must not announce one.
+            if body.is_empty() {
+                agent.run(request.body(())?)
+            } else {
+                agent.run(request.body(body)?)
+            }
         })
+    }
+
+    /// PATCHes a body read from `body` as it goes (chunked: its length is not known ahead), for
+    /// blob uploads. Never retried here: the bytes are gone, so the upload resumes or restarts
+    /// (see `registry::upload`).
+    pub fn patch_stream(
+        &self,
+        url: &str,
+        host: &str,
+        headers: &[(&str, &str)],
+        body: &mut dyn Read,
+    ) -> Result<Response, Error> {
+        let started = Instant::now();
+        let mut request = self.agent_for(url).patch(url);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let result = request.send(ureq::SendBody::from_reader(body));
+        let status = result.as_ref().ok().map(|r| r.status().as_u16());
+        self.progress
+            .request("PATCH", url, status, None, started.elapsed());
+        match result {
+            Ok(inner) => Ok(Response {
+                host: host.to_string(),
+                inner,
+            }),
+            Err(error) => Err(network_error(host, error)),
+        }
     }
 
     /// POSTs a form (`application/x-www-form-urlencoded`), for OAuth2 token requests.
@@ -207,11 +254,10 @@ fn agent(roots: &RootCerts, proxy: Option<ureq::Proxy>, timeout: Duration) -> ur
         .new_agent()
 }
 
-/// The webpki roots, plus the certificates of `ca_files` when there are any.
+/// The webpki roots (Mozilla's, as full certificates), plus the certificates of `ca_files`. One
+/// root store in the binary: ureq's own (`RootCerts::WebPki`, trust anchors) is left out, as
+/// the certificates are needed anyway to add a private CA beside them.
 fn trust_roots(ca_files: &[PathBuf]) -> Result<RootCerts, Error> {
-    if ca_files.is_empty() {
-        return Ok(RootCerts::WebPki);
-    }
     let mut certs: Vec<Certificate<'static>> = webpki_root_certs::TLS_SERVER_ROOT_CERTS
         .iter()
         .map(|der| Certificate::from_der(der).to_owned())
