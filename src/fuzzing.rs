@@ -21,7 +21,7 @@ pub fn reference(data: &[u8]) {
 pub fn www_authenticate(data: &[u8]) {
     let text = String::from_utf8_lossy(data);
     for challenge in crate::registry::auth::parse_challenges(&text) {
-        let _ = crate::registry::auth::token_url(&challenge, "repository:a/b:pull");
+        let _ = crate::registry::auth::token_url(&challenge, &["repository:a/b:pull".to_string()]);
     }
 }
 

@@ -164,8 +164,9 @@ fn is_tchar(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~/".contains(&b)
 }
 
-/// The URL to ask a Bearer challenge's token service for a token with `scope`.
-pub fn token_url(challenge: &Challenge, scope: &str) -> Result<String, String> {
+/// The URL to ask a Bearer challenge's token service for a token with `scopes` (one `scope`
+/// parameter each, as Docker's token protocol has it).
+pub fn token_url(challenge: &Challenge, scopes: &[String]) -> Result<String, String> {
     let realm = challenge
         .param("realm")
         .ok_or("the Bearer challenge names no realm")?;
@@ -180,9 +181,12 @@ pub fn token_url(challenge: &Challenge, scope: &str) -> Result<String, String> {
         url.push_str(&percent_encode(service));
         sep = '&';
     }
-    url.push(sep);
-    url.push_str("scope=");
-    url.push_str(&percent_encode(scope));
+    for scope in scopes {
+        url.push(sep);
+        url.push_str("scope=");
+        url.push_str(&percent_encode(scope));
+        sep = '&';
+    }
     Ok(url)
 }
 
@@ -213,10 +217,10 @@ const MAX_TOKEN_RESPONSE: u64 = 1 << 20;
 pub fn bearer_authorization(
     http: &Http,
     challenge: &Challenge,
-    scope: &str,
+    scopes: &[String],
     credentials: Option<&Credentials>,
 ) -> Result<String, Error> {
-    let url = token_url(challenge, scope).map_err(|detail| Error::Invalid {
+    let url = token_url(challenge, scopes).map_err(|detail| Error::Invalid {
         what: "the registry's auth challenge".into(),
         detail,
     })?;
@@ -227,7 +231,8 @@ pub fn bearer_authorization(
             let form = format!(
                 "grant_type=refresh_token&client_id=dockersave&service={}&scope={}&refresh_token={}",
                 percent_encode(challenge.param("service").unwrap_or_default()),
-                percent_encode(scope),
+                // OAuth2 takes several scopes in one parameter, space-separated.
+                percent_encode(&scopes.join(" ")),
                 percent_encode(refresh)
             );
             http.post_form(realm, &token_host, &form)?
@@ -246,13 +251,18 @@ pub fn bearer_authorization(
         401 | 403 if credentials.is_some() => {
             return Err(Error::Auth {
                 host: token_host,
-                detail: "the token service refused the user name or password; check --user/--password".into(),
+                detail:
+                    "the token service refused the user name or password; check --user/--password"
+                        .into(),
             })
         }
         401 | 403 => {
             return Err(Error::Auth {
                 host: token_host,
-                detail: format!("the token service refused anonymous access to {scope}; log in with --user or --ilogin"),
+                detail: format!(
+                "the token service refused anonymous access to {}; log in with --user or --ilogin",
+                scopes.join(" ")
+            ),
             })
         }
         status => {
@@ -385,14 +395,31 @@ mod tests {
     fn builds_token_url() {
         let c =
             parse_challenges(r#"Bearer realm="https://auth.example/token",service="reg istry""#);
+        let one = |s: &str| vec![s.to_string()];
         assert_eq!(
-            token_url(&c[0], "repository:library/debian:pull").unwrap(),
+            token_url(&c[0], &one("repository:library/debian:pull")).unwrap(),
             "https://auth.example/token?service=reg%20istry&scope=repository:library/debian:pull"
         );
         let c = parse_challenges(r#"Bearer realm="https://a/t?x=1""#);
-        assert_eq!(token_url(&c[0], "s").unwrap(), "https://a/t?x=1&scope=s");
-        assert!(token_url(&parse_challenges("Bearer service=x")[0], "s").is_err());
-        assert!(token_url(&parse_challenges(r#"Bearer realm="file:///etc""#)[0], "s").is_err());
+        assert_eq!(
+            token_url(&c[0], &one("s")).unwrap(),
+            "https://a/t?x=1&scope=s"
+        );
+        // A push that mounts asks for both repositories in one token.
+        assert_eq!(
+            token_url(
+                &c[0],
+                &[one("repository:a:pull,push"), one("repository:b:pull")].concat()
+            )
+            .unwrap(),
+            "https://a/t?x=1&scope=repository:a:pull%2Cpush&scope=repository:b:pull"
+        );
+        assert!(token_url(&parse_challenges("Bearer service=x")[0], &one("s")).is_err());
+        assert!(token_url(
+            &parse_challenges(r#"Bearer realm="file:///etc""#)[0],
+            &one("s")
+        )
+        .is_err());
     }
 
     #[test]

@@ -30,6 +30,9 @@ pub struct Registry {
     /// The image as the user should see it in messages.
     image: String,
     credentials: Option<Credentials>,
+    /// What a token is asked for: pulling this repository, or pushing to it (and pulling the
+    /// repositories a push mounts blobs from).
+    scopes: Vec<String>,
     /// The `Authorization` value in use; behind a lock because layer downloads run on
     /// several threads and any of them may have to renew a token.
     authorization: Mutex<Option<String>>,
@@ -51,6 +54,31 @@ impl Registry {
         insecure: bool,
         credentials: Option<Credentials>,
     ) -> Result<Registry, Error> {
+        let scopes = vec![format!("repository:{}:pull", reference.repository)];
+        Registry::connect_with(http, reference, insecure, credentials, scopes)
+    }
+
+    /// As `connect`, for pushing to `reference`'s repository and mounting blobs from the
+    /// repositories `mount_from` (on the same registry).
+    pub fn connect_for_push(
+        http: Http,
+        reference: &Reference,
+        insecure: bool,
+        credentials: Option<Credentials>,
+        mount_from: &[String],
+    ) -> Result<Registry, Error> {
+        let mut scopes = vec![format!("repository:{}:pull,push", reference.repository)];
+        scopes.extend(mount_from.iter().map(|r| format!("repository:{r}:pull")));
+        Registry::connect_with(http, reference, insecure, credentials, scopes)
+    }
+
+    fn connect_with(
+        http: Http,
+        reference: &Reference,
+        insecure: bool,
+        credentials: Option<Credentials>,
+        scopes: Vec<String>,
+    ) -> Result<Registry, Error> {
         let host = reference.api_host().to_string();
         let scheme = if insecure { "http" } else { "https" };
         let registry = Registry {
@@ -60,6 +88,7 @@ impl Registry {
             repository: reference.repository.clone(),
             image: reference.to_string(),
             credentials,
+            scopes,
             authorization: Mutex::new(None),
         };
         let response = registry.send("/v2/", None, None)?;
@@ -257,6 +286,15 @@ impl Registry {
         &self.host
     }
 
+    /// How often a failed request or broken transfer is tried again.
+    pub fn retries(&self) -> u32 {
+        self.http.retries()
+    }
+
+    pub fn repository(&self) -> &str {
+        &self.repository
+    }
+
     pub fn progress(&self) -> &std::sync::Arc<crate::progress::Progress> {
         self.http.progress()
     }
@@ -302,7 +340,6 @@ impl Registry {
         accept: Option<&str>,
         range: Option<&str>,
     ) -> Result<Response, Error> {
-        let url = format!("{}{path}", self.base);
         let mut headers = Vec::new();
         if let Some(accept) = accept {
             headers.push(("Accept", accept));
@@ -310,25 +347,63 @@ impl Registry {
         if let Some(range) = range {
             headers.push(("Range", range));
         }
-        let authorization = self.current_authorization();
+        self.send_method("GET", path, &headers, &[])
+    }
+
+    /// Sends a request to an API path or to a URL the registry gave (an upload's `Location`),
+    /// with the `Authorization` in use; never to another host, which gets no credentials.
+    pub(super) fn send_method(
+        &self,
+        method: &'static str,
+        path_or_url: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Result<Response, Error> {
+        let url = self.url(path_or_url);
+        let authorization = self.authorization_for(&url);
+        let mut headers = headers.to_vec();
         if let Some(authorization) = &authorization {
             headers.push(("Authorization", authorization.as_str()));
         }
-        self.http.get(&url, &self.host, &headers)
+        self.http
+            .request(method, &url, &super::http::host_of(&url), &headers, body)
     }
 
-    /// Answers a 401: a Bearer challenge is exchanged for a token scoped to pulling this
-    /// repository; a Basic challenge is met with the user's credentials.
-    fn authenticate(&self, response: &Response) -> Result<(), Error> {
+    /// A full URL for an API path, or the URL itself when the registry gave an absolute one.
+    pub(super) fn url(&self, path_or_url: &str) -> String {
+        if path_or_url.starts_with("https://") || path_or_url.starts_with("http://") {
+            path_or_url.to_string()
+        } else {
+            format!("{}{path_or_url}", self.base)
+        }
+    }
+
+    /// The `Authorization` value for `url`: the one in use when the URL is on this registry,
+    /// none for any other host.
+    pub(super) fn authorization_for(&self, url: &str) -> Option<String> {
+        same_origin_path(url, &self.base)?;
+        self.current_authorization()
+    }
+
+    pub(super) fn http(&self) -> &Http {
+        &self.http
+    }
+
+    /// Answers a 401: a Bearer challenge is exchanged for a token with this registry's scopes;
+    /// a Basic challenge is met with the user's credentials.
+    pub(super) fn authenticate(&self, response: &Response) -> Result<(), Error> {
         let challenges: Vec<auth::Challenge> = response
             .headers_all("www-authenticate")
             .iter()
             .flat_map(|h| auth::parse_challenges(h))
             .collect();
-        let scope = format!("repository:{}:pull", self.repository);
         if let Some(bearer) = challenges.iter().find(|c| c.scheme == "bearer") {
-            let header =
-                auth::bearer_authorization(&self.http, bearer, &scope, self.credentials.as_ref())?;
+            let header = auth::bearer_authorization(
+                &self.http,
+                bearer,
+                &self.scopes,
+                self.credentials.as_ref(),
+            )?;
             *self.lock_authorization() = Some(header);
             return Ok(());
         }
@@ -367,7 +442,7 @@ impl Registry {
         })
     }
 
-    fn credentials_refused(&self) -> Error {
+    pub(super) fn credentials_refused(&self) -> Error {
         Error::Auth {
             host: self.host.clone(),
             detail: if self.credentials.is_some() {
@@ -378,7 +453,7 @@ impl Registry {
         }
     }
 
-    fn status_error(&self, response: Response, status: u16, what: &str) -> Error {
+    pub(super) fn status_error(&self, response: Response, status: u16, what: &str) -> Error {
         let body = response
             .read_limited(MAX_ERROR_BODY, "the error response")
             .unwrap_or_default();

@@ -1,10 +1,11 @@
 //! Talking to a registry: HTTP transport, authentication, and the requests of the distribution
-//! API that dockersave makes.
+//! API that dockersave makes, pulling and pushing.
 
 pub mod auth;
 pub mod client;
 pub mod credentials;
 pub mod http;
 pub mod proxy;
+pub mod upload;
 
 pub use client::Registry;
