@@ -128,6 +128,25 @@ pub enum Output {
     },
     /// Nothing written: what the registry says about the image, on stdout.
     Inspect(Inspect),
+    /// `--push SOURCE`: the image(s) of an archive or `--no-tar` directory into the registry;
+    /// `Options::image` is the destination (with `--all`, its registry and a path prefix).
+    Push {
+        source: PathBuf,
+        choose: Choose,
+        /// Where the record of pushed blobs is kept (see `push::known`).
+        record: Option<PathBuf>,
+    },
+}
+
+/// Which images of a pushed archive go up.
+#[derive(Debug, PartialEq, Eq, Clone)]
+pub enum Choose {
+    /// The only one (an error when there are several).
+    Only,
+    /// `--image NAME`: the one with this name in `RepoTags`.
+    Image(String),
+    /// `--all`: each under its own name, on the destination's registry.
+    All,
 }
 
 #[derive(Debug, PartialEq, Eq, Clone, Copy)]
@@ -215,7 +234,6 @@ pub fn parse(
     let mut cache_dir = env("DOCKERSAVE_CACHE")
         .filter(|d| !d.is_empty())
         .map(PathBuf::from);
-    let mut image = None;
     let mut insecure = false;
     let mut user = None;
     let mut password = None;
@@ -233,7 +251,10 @@ pub fn parse(
     let mut inspect: Vec<Inspect> = Vec::new();
     let (mut quiet, mut verbose) = (false, false);
     let mut pretty = false;
-    let mut more_images = Vec::new();
+    let mut names: Vec<String> = Vec::new();
+    let mut push_source = None;
+    let mut push_image = None;
+    let mut push_all = false;
     let mut output_file: Option<PathBuf> = None;
     let mut layout = Layout::Docker;
     let (mut compressed_layers, mut gzip, mut xz, mut gunzip) = (false, false, false, false);
@@ -300,26 +321,18 @@ pub fn parse(
             Long("gzip") => gzip = true,
             Long("xz") => xz = true,
             Long("gunzip") => gunzip = true,
-            Value(value) => {
-                let text = value
+            Long("push") => push_source = Some(path(&mut parser, "--push")?),
+            Long("image") => push_image = Some(string(&mut parser, "--image")?),
+            Long("all") => push_all = true,
+            Value(value) => names.push(
+                value
                     .into_string()
-                    .map_err(|_| Error::Usage("the image name is not valid UTF-8".into()))?;
-                let reference = Reference::parse(&text).map_err(|reason| Error::Reference {
-                    input: text,
-                    reason,
-                })?;
-                if image.is_none() {
-                    image = Some(reference);
-                } else {
-                    more_images.push(reference);
-                }
-            }
+                    .map_err(|_| Error::Usage("the image name is not valid UTF-8".into()))?,
+            ),
             _ => return Err(usage(arg.unexpected())),
         }
     }
-    let Some(image) = image else {
-        return Err(Error::Usage("missing IMAGE, e.g. dockersave debian".into()));
-    };
+    let (image, more_images) = references(&names, push_source.is_some() && push_all)?;
     if quiet && verbose {
         return Err(Error::Usage(
             "--quiet and --verbose contradict each other".into(),
@@ -337,7 +350,32 @@ pub fn parse(
     if pretty && !matches!(inspect, Some(Inspect::Metadata { .. })) {
         return Err(Error::Usage("--pretty goes with --metadata".into()));
     }
+    if (push_image.is_some() || push_all) && push_source.is_none() {
+        return Err(Error::Usage(
+            "--image and --all go with --push ARCHIVE".into(),
+        ));
+    }
+    if push_image.is_some() && push_all {
+        return Err(Error::Usage(
+            "--image pushes one image, --all every one: give one of them".into(),
+        ));
+    }
+    let push = push_source.map(|source| Output::Push {
+        source,
+        choose: match (push_image, push_all) {
+            (Some(name), _) => Choose::Image(name),
+            (None, true) => Choose::All,
+            (None, false) => Choose::Only,
+        },
+        record: crate::push::record_dir(cache_dir.as_deref(), &env),
+    });
     let output = match (rootfs, flatten, layer, inspect) {
+        (None, None, None, None) if push.is_some() => push.unwrap_or(Output::Archive),
+        _ if push.is_some() => {
+            return Err(Error::Usage(
+                "--push uploads an archive; it does not go with --rootfs, --flatten, --layer or the inspection flags".into(),
+            ))
+        }
         (None, None, None, None) => Output::Archive,
         (Some(dir), None, None, None) => Output::Rootfs { dir, force, git },
         (None, Some(file), None, None) => Output::Flatten(file),
@@ -370,7 +408,7 @@ pub fn parse(
     if output != Output::Archive {
         if !more_images.is_empty() {
             return Err(Error::Usage(
-                "several images go into one archive only; --rootfs, --flatten, --layer and inspection take one IMAGE".into(),
+                "several images go into one archive only; --rootfs, --flatten, --layer, --push and inspection take one IMAGE".into(),
             ));
         }
         for (given, flag) in [
@@ -390,7 +428,7 @@ pub fn parse(
         ] {
             if given {
                 return Err(Error::Usage(format!(
-                    "{flag} is about the docker-save archive; it does not go with --rootfs, --flatten, --layer or inspection"
+                    "{flag} is about the docker-save archive; it does not go with --rootfs, --flatten, --layer, --push or inspection"
                 )));
             }
         }
@@ -500,6 +538,58 @@ pub fn parse(
             Verbosity::Normal
         },
     })))
+}
+
+/// The IMAGE arguments as references. With `--push --all` the one argument is a destination
+/// `HOST[/PREFIX]` instead: a registry, and a path prefix for the images' own names.
+fn references(names: &[String], destination: bool) -> Result<(Reference, Vec<Reference>), Error> {
+    let Some(first) = names.first() else {
+        return Err(Error::Usage("missing IMAGE, e.g. dockersave debian".into()));
+    };
+    let parse = |text: &str| {
+        Reference::parse(text).map_err(|reason| Error::Reference {
+            input: text.to_string(),
+            reason,
+        })
+    };
+    if !destination {
+        let mut all = names.iter().map(|n| parse(n));
+        let image = all.next().unwrap_or_else(|| parse(first))?;
+        return Ok((image, all.collect::<Result<_, _>>()?));
+    }
+    let (host, prefix) = first.split_once('/').unwrap_or((first, ""));
+    let not_registry = || {
+        Error::Usage(format!(
+        "with --all, IMAGE is a registry and an optional path prefix (HOST[:PORT][/PREFIX]), not {first:?}"
+    ))
+    };
+    if !(host.contains('.') || host.contains(':') || host == "localhost")
+        || first.contains('@')
+        || prefix
+            .rsplit('/')
+            .next()
+            .is_some_and(|last| last.contains(':'))
+    {
+        return Err(not_registry());
+    }
+    let registry = parse(&format!("{host}/x"))?.registry;
+    let repository = if prefix.is_empty() {
+        String::new()
+    } else {
+        parse(&format!("{host}/{prefix}"))?.repository
+    };
+    if names.len() > 1 {
+        return Err(not_registry());
+    }
+    Ok((
+        Reference {
+            registry,
+            repository,
+            tag: None,
+            digest: None,
+        },
+        Vec::new(),
+    ))
 }
 
 fn number(parser: &mut lexopt::Parser, flag: &str, min: u32, max: u32) -> Result<u32, Error> {

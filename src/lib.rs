@@ -6,8 +6,8 @@
 //! downloads, `pipeline` (with `decompress` and `digest`) turns each layer blob into a verified
 //! tar, `cache` keeps verified blobs, `layer_tar` reads a layer as filesystem changes, the
 //! `sinks` write them (`archive`: Docker's save format; `rootfs` through `confined`, which keeps
-//! every write inside its directory; `flatten`; `git`), `pull` drives them, `cli` reads the
-//! command line. The binary (`main.rs`) only asks for credentials and maps errors to exit codes.
+//! every write inside its directory; `flatten`; `git`), `pull` drives them; `push` reads an archive
+//! back (`source`) and uploads it (`registry::upload`); `cli` reads the command line. The binary (`main.rs`) only asks for credentials and maps errors to exit codes.
 //!
 //! This is a library so that the parsers can be fuzzed (`fuzz/`); it is not a stable API.
 
@@ -29,6 +29,7 @@ pub mod pipeline;
 pub mod pretty;
 pub mod progress;
 pub mod pull;
+pub mod push;
 pub mod reference;
 pub mod registry;
 pub mod sinks;

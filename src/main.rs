@@ -5,6 +5,7 @@ use dockersave::cli::{self, Command, Options};
 use dockersave::error::Error;
 use dockersave::progress::Progress;
 use dockersave::pull;
+use dockersave::push;
 use dockersave::reference::Reference;
 use dockersave::registry::{self, auth::Credentials};
 use std::io::{BufRead, IsTerminal, Read, Write};
@@ -52,6 +53,12 @@ fn run() -> Result<(), Error> {
             stored_credentials(&options, reference, &progress)
         }
     };
+    if matches!(options.output, cli::Output::Push { .. }) {
+        for pushed in push::push(&options, &for_image, progress.clone())? {
+            println!("{pushed}");
+        }
+        return Ok(());
+    }
     if let Some(written) = pull::pull(&options, &for_image, progress.clone())? {
         println!("{}", written.display());
     }

@@ -30,6 +30,10 @@ pub enum Step {
     Verifying,
     Done,
     Cached,
+    /// Pushing: the bytes go up (counted as they are read from the archive).
+    Uploading,
+    /// Pushing: the registry had the blob already, or mounted it from another repository.
+    Present,
 }
 
 impl Step {
@@ -40,6 +44,8 @@ impl Step {
             Step::Verifying => "verifying",
             Step::Done => "done",
             Step::Cached => "cached",
+            Step::Uploading => "uploading",
+            Step::Present => "already there",
         }
     }
 }
@@ -180,7 +186,7 @@ impl Progress {
         let mut state = self.lock();
         if let Some(layer) = state.layers.get_mut(index) {
             layer.step = step;
-            if matches!(step, Step::Done | Step::Cached) {
+            if matches!(step, Step::Done | Step::Cached | Step::Present) {
                 layer.done = layer.total;
                 layer.note.clear();
             }

@@ -1,0 +1,157 @@
+//! The record of where layers went: one line per blob pushed, mounted or found —
+//! `<diff ID> <blob digest> <size> <registry>/<repository>` — in `pushed-blobs` under the cache
+//! directory. A later push reads it to find the compressed blob of a plain layer without
+//! compressing it (`HEAD` in the target repository) and the repository to mount it from, as
+//! Docker's and skopeo's blob-info caches do.
+//!
+//! It is a hint, never trusted: every digest it names is checked by the registry (`HEAD`, the
+//! mount) before a manifest uses it. Failing to read or write it costs uploads, not the push.
+
+use crate::digest::Digest;
+use std::fs::{self, OpenOptions};
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+const FILE: &str = "pushed-blobs";
+/// The record is cut back to its newer half beyond this size.
+const MAX_RECORD: usize = 1 << 20;
+
+pub struct Known {
+    path: Option<PathBuf>,
+    lines: Mutex<Vec<Line>>,
+}
+
+#[derive(Clone, PartialEq, Eq)]
+struct Line {
+    diff_id: String,
+    digest: Digest,
+    size: u64,
+    /// `registry/repository`.
+    place: String,
+}
+
+impl Known {
+    /// The record in `dir` (nothing when `dir` is `None` or unreadable).
+    pub fn load(dir: Option<PathBuf>) -> Known {
+        let path = dir.map(|d| d.join(FILE));
+        let text = path
+            .as_ref()
+            .and_then(|p| fs::read(p).ok())
+            .unwrap_or_default();
+        let text = String::from_utf8_lossy(&text);
+        let mut lines: Vec<Line> = text.lines().filter_map(parse_line).collect();
+        if text.len() > MAX_RECORD {
+            lines.drain(..lines.len() / 2);
+            if let Some(path) = &path {
+                let kept: String = lines.iter().map(format_line).collect();
+                let _ = fs::write(path, kept);
+            }
+        }
+        Known {
+            path,
+            lines: Mutex::new(lines),
+        }
+    }
+
+    /// The blobs recorded for a layer on `registry`: (digest, size, repository), newest first.
+    pub fn for_layer(&self, diff_id: &Digest, registry: &str) -> Vec<(Digest, u64, String)> {
+        let prefix = format!("{registry}/");
+        let diff_id = diff_id.to_string();
+        let lines = self.lines.lock().unwrap_or_else(|p| p.into_inner());
+        let mut found: Vec<(Digest, u64, String)> = Vec::new();
+        for line in lines.iter().rev() {
+            if line.diff_id != diff_id {
+                continue;
+            }
+            if let Some(repository) = line.place.strip_prefix(&prefix) {
+                let entry = (line.digest.clone(), line.size, repository.to_string());
+                if !found.contains(&entry) {
+                    found.push(entry);
+                }
+            }
+        }
+        found
+    }
+
+    /// Notes that `registry/repository` holds the blob `digest` of the layer `diff_id`.
+    pub fn add(
+        &self,
+        diff_id: &Digest,
+        digest: &Digest,
+        size: u64,
+        registry: &str,
+        repository: &str,
+    ) {
+        let line = Line {
+            diff_id: diff_id.to_string(),
+            digest: digest.clone(),
+            size,
+            place: format!("{registry}/{repository}"),
+        };
+        let mut lines = self.lines.lock().unwrap_or_else(|p| p.into_inner());
+        if lines.contains(&line) {
+            return;
+        }
+        if let Some(path) = &self.path {
+            let written = path
+                .parent()
+                .map_or(Ok(()), fs::create_dir_all)
+                .and_then(|()| OpenOptions::new().create(true).append(true).open(path))
+                .and_then(|mut file| file.write_all(format_line(&line).as_bytes()));
+            // A read-only home costs later uploads, not this push.
+            let _ = written;
+        }
+        lines.push(line);
+    }
+}
+
+fn format_line(line: &Line) -> String {
+    format!(
+        "{} {} {} {}\n",
+        line.diff_id, line.digest, line.size, line.place
+    )
+}
+
+fn parse_line(text: &str) -> Option<Line> {
+    let mut fields = text.split(' ');
+    let diff_id = Digest::parse(fields.next()?).ok()?.to_string();
+    let digest = Digest::parse(fields.next()?).ok()?;
+    let size = fields.next()?.parse().ok()?;
+    let place = fields.next()?.to_string();
+    (fields.next().is_none() && place.contains('/')).then_some(Line {
+        diff_id,
+        digest,
+        size,
+        place,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_and_finds_blobs_per_registry() {
+        let dir = std::env::temp_dir().join(format!("dockersave-known-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        let diff = Digest::of_bytes(b"tar");
+        let blob = Digest::of_bytes(b"gz");
+        let known = Known::load(Some(dir.clone()));
+        known.add(&diff, &blob, 2, "r:5000", "team/a");
+        known.add(&diff, &blob, 2, "r:5000", "team/a");
+        known.add(&diff, &blob, 2, "other", "b");
+        let again = Known::load(Some(dir.clone()));
+        assert_eq!(
+            again.for_layer(&diff, "r:5000"),
+            vec![(blob.clone(), 2, "team/a".to_string())]
+        );
+        assert!(again.for_layer(&blob, "r:5000").is_empty());
+        assert_eq!(
+            fs::read_to_string(dir.join(FILE)).unwrap().lines().count(),
+            2
+        );
+        assert!(parse_line("garbage line").is_none());
+        fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,341 @@
+//! `--push ARCHIVE|DIR IMAGE`: the images of an archive into a registry, the other half of the
+//! air gap. For each image: its layers (skipped, mounted or uploaded, see `blob`), then its
+//! config, then its manifest last — the registry's own when the archive kept it
+//! (`--compressed`), else a Docker schema 2 manifest of the blobs as pushed.
+//!
+//! It decides which image goes where and in what order; it never writes to the archive or the
+//! working directory (only the record of pushed blobs, see `known`).
+
+pub mod blob;
+pub mod known;
+pub mod source;
+
+use crate::cli::{Choose, Options, Output};
+use crate::digest::Digest;
+use crate::error::Error;
+use crate::manifest;
+use crate::progress::Progress;
+use crate::reference::Reference;
+use crate::registry::auth::Credentials;
+use crate::registry::http::Http;
+use crate::registry::Registry;
+use blob::{Pushed, Slot};
+use known::Known;
+use source::{ArchivedImage, Source};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+/// Layers uploaded at once from an archive that can be read anywhere (as pulls download).
+const JOBS: usize = 3;
+const DOCKER_CONFIG: &str = "application/vnd.docker.container.image.v1+json";
+const DOCKER_LAYER: &str = "application/vnd.docker.image.rootfs.diff.tar.gzip";
+
+/// Pushes what `options` names; returns `REGISTRY/REPOSITORY@DIGEST` of every manifest pushed.
+pub fn push(
+    options: &Options,
+    credentials: &dyn Fn(&Reference) -> Option<Credentials>,
+    progress: Arc<Progress>,
+) -> Result<Vec<String>, Error> {
+    let Output::Push {
+        source,
+        choose,
+        record,
+    } = &options.output
+    else {
+        return Ok(Vec::new());
+    };
+    let archive = Source::open(source)?;
+    let images = archive.images()?;
+    let known = Known::load(record.clone());
+    let mut pushed = Vec::new();
+    for (image, target) in targets(&images, choose, &options.image, source)? {
+        progress.info(&format!("Pushing {} to {target}", shown_name(image)));
+        let http = Http::new(&options.http, progress.clone())?;
+        let mount_from = mount_sources(image, &target, &known);
+        let registry = Registry::connect_for_push(
+            http,
+            &target,
+            options.insecure,
+            credentials(&target),
+            &mount_from,
+        )?;
+        let digest = push_image(
+            &registry,
+            &archive,
+            image,
+            &known,
+            &mount_from,
+            &target,
+            &progress,
+        )?;
+        pushed.push(format!(
+            "{}/{}@{digest}",
+            target.registry, target.repository
+        ));
+    }
+    Ok(pushed)
+}
+
+fn push_image(
+    registry: &Registry,
+    archive: &Source,
+    image: &ArchivedImage,
+    known: &Known,
+    mount_from: &[String],
+    target: &Reference,
+    progress: &Progress,
+) -> Result<Digest, Error> {
+    let listed: Vec<(String, u64)> = image
+        .layers
+        .iter()
+        .map(|l| (l.diff_id.hex().to_string(), l.size))
+        .collect();
+    progress.layers(&listed);
+    let count = image.layers.len();
+    let results: Mutex<Vec<Option<Pushed>>> = Mutex::new(vec![None; count]);
+    let failure: Mutex<Option<Error>> = Mutex::new(None);
+    let next = AtomicUsize::new(0);
+    let jobs = if archive.random_access() { JOBS } else { 1 };
+    std::thread::scope(|scope| {
+        for _ in 0..jobs.min(count) {
+            scope.spawn(|| loop {
+                let index = next.fetch_add(1, Ordering::SeqCst);
+                if index >= count || lock(&failure).is_some() {
+                    return;
+                }
+                let slot = Slot {
+                    index,
+                    count,
+                    progress,
+                };
+                let layer = &image.layers[index];
+                match blob::push_layer(registry, archive, layer, known, mount_from, &slot) {
+                    Ok(done) => lock(&results)[index] = Some(done),
+                    Err(e) => {
+                        lock(&failure).get_or_insert(e);
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    progress.done();
+    if let Some(error) = lock(&failure).take() {
+        return Err(error);
+    }
+    let layers: Vec<Pushed> = lock(&results).iter().flatten().cloned().collect();
+    blob::push_bytes(registry, &image.config, &image.config_digest)?;
+    let (bytes, media_type) = match &image.original {
+        Some(original) => (original.bytes.clone(), original.media_type.clone()),
+        None => (
+            schema2(&image.config_digest, image.config.len(), &layers).into_bytes(),
+            manifest::DOCKER_MANIFEST.to_string(),
+        ),
+    };
+    let digest = Digest::of_bytes(&bytes);
+    if let Some(wanted) = &target.digest {
+        if *wanted != digest {
+            return Err(Error::DigestMismatch {
+                what: format!("the manifest for {target}"),
+                expected: wanted.to_string(),
+                actual: digest.to_string(),
+            });
+        }
+    }
+    registry.put_manifest(&target.manifest_ref(), &bytes, &media_type)
+}
+
+/// A Docker schema 2 manifest of the config and the layers as pushed (what `docker push` and
+/// `skopeo copy docker-archive:` write).
+fn schema2(config: &Digest, config_size: usize, layers: &[Pushed]) -> String {
+    let layers: Vec<String> = layers
+        .iter()
+        .map(|l| {
+            format!(
+                r#"{{"mediaType":"{DOCKER_LAYER}","size":{},"digest":"{}"}}"#,
+                l.size, l.digest
+            )
+        })
+        .collect();
+    format!(
+        r#"{{"schemaVersion":2,"mediaType":"{}","config":{{"mediaType":"{DOCKER_CONFIG}","size":{config_size},"digest":"{config}"}},"layers":[{}]}}"#,
+        manifest::DOCKER_MANIFEST,
+        layers.join(",")
+    )
+}
+
+/// Which image goes to which reference.
+fn targets<'a>(
+    images: &'a [ArchivedImage],
+    choose: &Choose,
+    destination: &Reference,
+    source: &std::path::Path,
+) -> Result<Vec<(&'a ArchivedImage, Reference)>, Error> {
+    let names = || images.iter().map(shown_name).collect::<Vec<_>>().join(", ");
+    match choose {
+        Choose::Only if images.len() == 1 => Ok(vec![(&images[0], destination.clone())]),
+        Choose::Only => Err(Error::Usage(format!(
+            "{} holds {} images ({}); choose one with --image NAME, or push each under its own name with --all",
+            source.display(),
+            images.len(),
+            names()
+        ))),
+        Choose::Image(name) => {
+            let wanted = Reference::parse(name).ok();
+            images
+                .iter()
+                .find(|image| {
+                    image.tags.iter().any(|tag| {
+                        tag == name
+                            || Reference::parse(tag)
+                                .ok()
+                                .zip(wanted.as_ref())
+                                .is_some_and(|(t, w)| same_name(&t, w))
+                    })
+                })
+                .map(|image| vec![(image, destination.clone())])
+                .ok_or_else(|| Error::NotFound {
+                    what: format!(
+                        "no image named {name} in {} (it holds {})",
+                        source.display(),
+                        names()
+                    ),
+                })
+        }
+        Choose::All => {
+            let mut out = Vec::new();
+            for image in images {
+                if image.tags.is_empty() {
+                    return Err(Error::Usage(format!(
+                        "{} holds an untagged image ({}); --all pushes images under their own tags, so push it with --image or alone",
+                        source.display(),
+                        &image.config_digest.hex()[..12]
+                    )));
+                }
+                for tag in &image.tags {
+                    let own = Reference::parse(tag).map_err(|reason| Error::Reference {
+                        input: tag.clone(),
+                        reason,
+                    })?;
+                    let repository = if destination.repository.is_empty() {
+                        own.repository.clone()
+                    } else {
+                        format!("{}/{}", destination.repository, own.repository)
+                    };
+                    out.push((
+                        image,
+                        Reference {
+                            registry: destination.registry.clone(),
+                            repository,
+                            tag: Some(own.effective_tag().unwrap_or("latest").to_string()),
+                            digest: None,
+                        },
+                    ));
+                }
+            }
+            Ok(out)
+        }
+    }
+}
+
+fn same_name(a: &Reference, b: &Reference) -> bool {
+    a.registry == b.registry
+        && a.repository == b.repository
+        && a.effective_tag() == b.effective_tag()
+}
+
+fn shown_name(image: &ArchivedImage) -> String {
+    image
+        .tags
+        .first()
+        .cloned()
+        .unwrap_or_else(|| format!("image {}", &image.config_digest.hex()[..12]))
+}
+
+/// Repositories of the target's registry that may hold the image's blobs: where the record
+/// saw them, and where the archive's image came from. At most a few: each is a token scope.
+fn mount_sources(image: &ArchivedImage, target: &Reference, known: &Known) -> Vec<String> {
+    let mut found: Vec<String> = Vec::new();
+    for layer in &image.layers {
+        for (_, _, repository) in known.for_layer(&layer.diff_id, target.api_host()) {
+            found.push(repository);
+        }
+    }
+    for tag in &image.tags {
+        if let Ok(own) = Reference::parse(tag) {
+            if own.api_host() == target.api_host() {
+                found.push(own.repository);
+            }
+        }
+    }
+    let mut unique = Vec::new();
+    for repository in found {
+        if repository != target.repository && !unique.contains(&repository) {
+            unique.push(repository);
+        }
+    }
+    unique.truncate(4);
+    unique
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Where the record of pushed blobs lives: the cache directory when there is one, else
+/// `$XDG_CACHE_HOME/dockersave` or `~/.cache/dockersave`.
+pub fn record_dir(
+    cache_dir: Option<&std::path::Path>,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Option<PathBuf> {
+    if let Some(dir) = cache_dir {
+        return Some(dir.to_path_buf());
+    }
+    let nonempty = |name: &str| env(name).filter(|v| !v.is_empty());
+    nonempty("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| nonempty("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .map(|dir| dir.join("dockersave"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writes_a_schema2_manifest() {
+        let config = Digest::of_bytes(b"{}");
+        let layer = Pushed {
+            digest: Digest::of_bytes(b"gz"),
+            size: 2,
+        };
+        let text = schema2(&config, 2, &[layer]);
+        match manifest::parse(text.as_bytes(), None).unwrap() {
+            manifest::Fetched::Image(m) => {
+                assert_eq!(m.config.digest, config);
+                assert_eq!(m.config.media_type, DOCKER_CONFIG);
+                assert_eq!(m.layers[0].size, 2);
+                assert_eq!(m.layers[0].media_type, DOCKER_LAYER);
+            }
+            manifest::Fetched::Index(_) => panic!("an image manifest"),
+        }
+    }
+
+    #[test]
+    fn the_record_goes_with_the_cache() {
+        let env = |name: &str| match name {
+            "HOME" => Some("/home/me".to_string()),
+            _ => None,
+        };
+        assert_eq!(
+            record_dir(None, &env),
+            Some(PathBuf::from("/home/me/.cache/dockersave"))
+        );
+        assert_eq!(
+            record_dir(Some(std::path::Path::new("/c")), &env),
+            Some(PathBuf::from("/c"))
+        );
+        assert_eq!(record_dir(None, &|_| None), None);
+    }
+}

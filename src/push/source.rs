@@ -1,0 +1,555 @@
+//! The archive a push reads: a `docker save` archive in either layout (from dockersave, Docker
+//! or `skopeo copy docker-archive:`), plain or wholly gzip/xz-compressed, or the directory
+//! `--no-tar` leaves. It finds the images (`manifest.json`, and `index.json` for the registry's
+//! own manifest) and opens any entry as a stream.
+//!
+//! It reads; it never writes, and it never follows a name out of the archive: entry names from
+//! `manifest.json` are plain relative paths, and links inside the archive or directory must stay
+//! inside it. The small JSON documents are kept in memory (bounded); layers never are.
+
+use crate::decompress::Decompressor;
+use crate::digest::Digest;
+use crate::error::Error;
+use crate::manifest::{self, Fetched};
+use miniserde::{json, Deserialize};
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{self, Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+
+/// The largest JSON document kept (configs and manifests are a few KiB).
+const MAX_DOCUMENT: u64 = 4 << 20;
+/// All JSON documents of one archive together.
+const MAX_DOCUMENTS: u64 = 32 << 20;
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Wrap {
+    Plain,
+    Gzip,
+    Xz,
+}
+
+enum Kind {
+    Dir(PathBuf),
+    Tar { path: PathBuf, wrap: Wrap },
+}
+
+/// Where an entry's bytes are in the (uncompressed) tar stream.
+#[derive(Clone, Copy)]
+struct At {
+    offset: u64,
+    size: u64,
+    /// Its first bytes, to tell gzip from tar without opening it again.
+    head: [u8; 4],
+}
+
+pub struct Source {
+    kind: Kind,
+    /// What the user named, for messages.
+    shown: String,
+    entries: HashMap<String, At>,
+    documents: HashMap<String, Vec<u8>>,
+}
+
+/// One image of the archive, as `manifest.json` lists it.
+pub struct ArchivedImage {
+    /// `RepoTags` (may be empty: an untagged image).
+    pub tags: Vec<String>,
+    pub config: Vec<u8>,
+    pub config_digest: Digest,
+    pub layers: Vec<ArchivedLayer>,
+    /// The registry's own manifest, when the archive kept it with every compressed blob it
+    /// names (`dockersave --compressed`): pushed byte for byte, so its digest survives.
+    pub original: Option<Original>,
+}
+
+pub struct ArchivedLayer {
+    pub entry: String,
+    pub diff_id: Digest,
+    /// The entry's size.
+    pub size: u64,
+    /// gzip-compressed in the archive (else a plain tar).
+    pub compressed: bool,
+    /// The blob digest the archive claims for a compressed entry (its `blobs/sha256/` name),
+    /// checked as it is uploaded.
+    pub digest: Option<Digest>,
+}
+
+pub struct Original {
+    pub bytes: Vec<u8>,
+    pub media_type: String,
+    pub digest: Digest,
+    /// The layers' media types, in order.
+    pub layer_types: Vec<String>,
+}
+
+#[derive(Deserialize)]
+struct SavedImage {
+    #[serde(rename = "Config")]
+    config: String,
+    #[serde(rename = "RepoTags")]
+    repo_tags: Option<Vec<String>>,
+    #[serde(rename = "Layers")]
+    layers: Vec<String>,
+}
+
+impl Source {
+    /// Opens `path`: a directory, or a tar told plain, gzip or xz by its first bytes. A tar is
+    /// read once here to index its entries and keep its JSON documents.
+    pub fn open(path: &Path) -> Result<Source, Error> {
+        let shown = path.display().to_string();
+        let meta = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
+        if meta.is_dir() {
+            return Ok(Source {
+                kind: Kind::Dir(path.to_path_buf()),
+                shown,
+                entries: HashMap::new(),
+                documents: HashMap::new(),
+            });
+        }
+        let mut magic = [0u8; 6];
+        let mut file = File::open(path).map_err(|e| Error::io(path, e))?;
+        let n = read_up_to(&mut file, &mut magic).map_err(|e| Error::io(path, e))?;
+        let wrap = match &magic[..n] {
+            [0x1f, 0x8b, ..] => Wrap::Gzip,
+            [0xfd, b'7', b'z', b'X', b'Z', 0] => Wrap::Xz,
+            _ => Wrap::Plain,
+        };
+        let mut source = Source {
+            kind: Kind::Tar {
+                path: path.to_path_buf(),
+                wrap,
+            },
+            shown,
+            entries: HashMap::new(),
+            documents: HashMap::new(),
+        };
+        source.index().map_err(|e| source.unreadable(e))?;
+        Ok(source)
+    }
+
+    /// Whether entries can be read concurrently and reopened cheaply (a directory or a plain
+    /// tar); a compressed tar is decompressed from its start for every entry opened.
+    pub fn random_access(&self) -> bool {
+        matches!(
+            self.kind,
+            Kind::Dir(_)
+                | Kind::Tar {
+                    wrap: Wrap::Plain,
+                    ..
+                }
+        )
+    }
+
+    /// The images of the archive, in `manifest.json`'s order.
+    pub fn images(&self) -> Result<Vec<ArchivedImage>, Error> {
+        let listing = self.document("manifest.json")?;
+        let saved: Vec<SavedImage> = std::str::from_utf8(&listing)
+            .ok()
+            .and_then(|text| json::from_str(text).ok())
+            .ok_or_else(|| self.malformed("its manifest.json is not a docker save image list"))?;
+        if saved.is_empty() {
+            return Err(self.malformed("its manifest.json lists no image"));
+        }
+        let originals = self.originals();
+        saved
+            .into_iter()
+            .map(|image| self.image(image, &originals))
+            .collect()
+    }
+
+    /// A stream of the entry's bytes.
+    pub fn reader(&self, name: &str) -> Result<Box<dyn Read + Send>, Error> {
+        match &self.kind {
+            Kind::Dir(dir) => {
+                let path = self.inside(dir, name)?;
+                let file = File::open(&path).map_err(|e| Error::io(&path, e))?;
+                Ok(Box::new(file))
+            }
+            Kind::Tar { path, wrap } => {
+                let at = self.at(name)?;
+                let mut file = File::open(path).map_err(|e| Error::io(path, e))?;
+                let mut stream: Box<dyn Read + Send> = match wrap {
+                    Wrap::Plain => {
+                        file.seek(SeekFrom::Start(at.offset))
+                            .map_err(|e| Error::io(path, e))?;
+                        return Ok(Box::new(file.take(at.size)));
+                    }
+                    Wrap::Gzip => Box::new(Decompressor::new(
+                        Box::new(io::BufReader::new(file)) as Box<dyn Read + Send>
+                    )),
+                    Wrap::Xz => Box::new(lzma_rust2::XzReader::new(io::BufReader::new(file), true)),
+                };
+                let skipped = io::copy(&mut (&mut stream).take(at.offset), &mut io::sink())
+                    .map_err(|e| self.unreadable(e))?;
+                if skipped != at.offset {
+                    return Err(self.malformed("it ends early"));
+                }
+                Ok(Box::new(stream.take(at.size)))
+            }
+        }
+    }
+
+    fn image(&self, saved: SavedImage, originals: &[Original]) -> Result<ArchivedImage, Error> {
+        let config = self.document(&saved.config)?;
+        let config_digest = Digest::of_bytes(&config);
+        if let Some(claimed) = claimed_digest(&saved.config) {
+            if claimed != config_digest {
+                return Err(Error::DigestMismatch {
+                    what: format!("the image config {} in {}", saved.config, self.shown),
+                    expected: claimed.to_string(),
+                    actual: config_digest.to_string(),
+                });
+            }
+        }
+        let parsed = manifest::parse_config(&config).map_err(|detail| Error::Invalid {
+            what: format!("the image config {} in {}", saved.config, self.shown),
+            detail,
+        })?;
+        if parsed.diff_ids.len() != saved.layers.len() {
+            return Err(self.malformed(&format!(
+                "manifest.json lists {} layers for {}, whose config has {} diff IDs",
+                saved.layers.len(),
+                saved.config,
+                parsed.diff_ids.len()
+            )));
+        }
+        let mut layers = Vec::new();
+        for (entry, diff_id) in saved.layers.iter().zip(parsed.diff_ids) {
+            let (size, head) = self.size_and_head(entry)?;
+            let compressed = head[..2] == [0x1f, 0x8b];
+            if head == [0x28, 0xb5, 0x2f, 0xfd] {
+                return Err(Error::Unsupported(format!(
+                    "layer {entry} of {} is zstd-compressed, which dockersave does not verify",
+                    self.shown
+                )));
+            }
+            layers.push(ArchivedLayer {
+                digest: if compressed {
+                    claimed_digest(entry)
+                } else {
+                    None
+                },
+                entry: entry.clone(),
+                diff_id,
+                size,
+                compressed,
+            });
+        }
+        let original = originals
+            .iter()
+            .find(|o| {
+                manifest::parse(&o.bytes, Some(&o.media_type)).is_ok_and(|m| match m {
+                    Fetched::Image(m) => {
+                        m.config.digest == config_digest
+                            && m.layers.len() == layers.len()
+                            && m.layers.iter().zip(&layers).all(|(d, l)| {
+                                l.digest.as_ref() == Some(&d.digest) && l.size == d.size
+                            })
+                    }
+                    Fetched::Index(_) => false,
+                })
+            })
+            .map(|o| Original {
+                bytes: o.bytes.clone(),
+                media_type: o.media_type.clone(),
+                digest: o.digest.clone(),
+                layer_types: o.layer_types.clone(),
+            });
+        Ok(ArchivedImage {
+            tags: saved.repo_tags.unwrap_or_default(),
+            config,
+            config_digest,
+            layers,
+            original,
+        })
+    }
+
+    /// The manifests `index.json` points to whose layers are all compressed: candidates for
+    /// being the registry's own, matched to an image by its config and layer digests.
+    fn originals(&self) -> Vec<Original> {
+        let Ok(index) = self.document("index.json") else {
+            return Vec::new();
+        };
+        let Ok(Fetched::Index(entries)) = manifest::parse(&index, Some(manifest::OCI_INDEX)) else {
+            return Vec::new();
+        };
+        let mut found = Vec::new();
+        for entry in entries {
+            let name = format!("blobs/sha256/{}", entry.descriptor.digest.hex());
+            let Ok(bytes) = self.document(&name) else {
+                continue;
+            };
+            if Digest::of_bytes(&bytes) != entry.descriptor.digest {
+                continue;
+            }
+            let media_type = entry.descriptor.media_type.clone();
+            let Ok(Fetched::Image(image)) = manifest::parse(&bytes, Some(&media_type)) else {
+                continue;
+            };
+            let layer_types: Vec<String> =
+                image.layers.iter().map(|l| l.media_type.clone()).collect();
+            if layer_types.iter().all(|t| t.contains("gzip")) {
+                found.push(Original {
+                    digest: entry.descriptor.digest.clone(),
+                    bytes,
+                    media_type,
+                    layer_types,
+                });
+            }
+        }
+        found
+    }
+
+    /// A small JSON document of the archive, whole.
+    fn document(&self, name: &str) -> Result<Vec<u8>, Error> {
+        let name = clean(name).ok_or_else(|| self.outside(name))?;
+        match &self.kind {
+            Kind::Dir(dir) => {
+                let path = self.inside(dir, &name)?;
+                let mut bytes = Vec::new();
+                File::open(&path)
+                    .and_then(|f| f.take(MAX_DOCUMENT + 1).read_to_end(&mut bytes))
+                    .map_err(|e| Error::io(&path, e))?;
+                if bytes.len() as u64 > MAX_DOCUMENT {
+                    return Err(self.malformed(&format!("{name} is too large for a JSON document")));
+                }
+                Ok(bytes)
+            }
+            Kind::Tar { .. } => {
+                let target = self.resolve(&name)?;
+                self.documents
+                    .get(&target)
+                    .cloned()
+                    .ok_or_else(|| Error::NotFound {
+                        what: format!(
+                            "{name} not found in {}; is it a docker save archive?",
+                            self.shown
+                        ),
+                    })
+            }
+        }
+    }
+
+    fn size_and_head(&self, name: &str) -> Result<(u64, [u8; 4]), Error> {
+        match &self.kind {
+            Kind::Dir(dir) => {
+                let path = self.inside(dir, name)?;
+                let mut file = File::open(&path).map_err(|e| Error::io(&path, e))?;
+                let size = file.metadata().map_err(|e| Error::io(&path, e))?.len();
+                let mut head = [0u8; 4];
+                read_up_to(&mut file, &mut head).map_err(|e| Error::io(&path, e))?;
+                Ok((size, head))
+            }
+            Kind::Tar { .. } => self.at(name).map(|at| (at.size, at.head)),
+        }
+    }
+
+    fn at(&self, name: &str) -> Result<At, Error> {
+        let target = self.resolve(name)?;
+        self.entries
+            .get(&target)
+            .copied()
+            .ok_or_else(|| Error::NotFound {
+                what: format!(
+                    "{name}, which manifest.json names, is not in {}",
+                    self.shown
+                ),
+            })
+    }
+
+    /// The entry a name stands for in a tar, following the archive's own links (a legacy
+    /// `docker save` links a layer shared by two images).
+    fn resolve(&self, name: &str) -> Result<String, Error> {
+        clean(name).ok_or_else(|| self.outside(name))
+    }
+
+    /// `name` under `dir`, refusing anything that leaves it (`..`, absolute paths, links out).
+    fn inside(&self, dir: &Path, name: &str) -> Result<PathBuf, Error> {
+        let name = clean(name).ok_or_else(|| self.outside(name))?;
+        let path = dir.join(&name);
+        let real = path.canonicalize().map_err(|e| Error::io(&path, e))?;
+        let root = dir.canonicalize().map_err(|e| Error::io(dir, e))?;
+        if !real.starts_with(&root) {
+            return Err(self.outside(&name));
+        }
+        Ok(real)
+    }
+
+    /// Reads the whole tar once: where each file is, links resolved, JSON documents kept.
+    fn index(&mut self) -> io::Result<()> {
+        let Kind::Tar { path, wrap } = &self.kind else {
+            return Ok(());
+        };
+        let file = io::BufReader::new(File::open(path)?);
+        let mut links = Vec::new();
+        let mut kept = 0u64;
+        // One reader type for every form keeps one copy of the tar code in the binary; a
+        // plain tar is read through, not seeked (the page cache makes that cheap).
+        let stream: Box<dyn Read + Send> = match wrap {
+            Wrap::Plain => Box::new(file),
+            Wrap::Gzip => Box::new(Decompressor::new(Box::new(file) as Box<dyn Read + Send>)),
+            Wrap::Xz => Box::new(lzma_rust2::XzReader::new(file, true)),
+        };
+        let mut archive = tar::Archive::new(stream);
+        for entry in archive.entries()? {
+            self.note(entry?, &mut links, &mut kept)?;
+        }
+        self.link(links)
+    }
+
+    fn note(
+        &mut self,
+        mut entry: tar::Entry<Box<dyn Read + Send>>,
+        links: &mut Vec<(String, String)>,
+        kept: &mut u64,
+    ) -> io::Result<()> {
+        let Some(name) = std::str::from_utf8(&entry.path_bytes())
+            .ok()
+            .and_then(clean)
+        else {
+            return Ok(());
+        };
+        let kind = entry.header().entry_type();
+        if kind.is_symlink() || kind.is_hard_link() {
+            if let Some(target) = entry.link_name_bytes() {
+                let target = String::from_utf8_lossy(&target).into_owned();
+                // A symlink is relative to its directory; a hard link names the entry itself.
+                let joined = match (kind.is_symlink(), name.rsplit_once('/')) {
+                    (true, Some((dir, _))) => format!("{dir}/{target}"),
+                    _ => target,
+                };
+                links.push((name, joined));
+            }
+            return Ok(());
+        }
+        if !kind.is_file() {
+            return Ok(());
+        }
+        let size = entry.size();
+        let offset = entry.raw_file_position();
+        let mut head = [0u8; 4];
+        let n = read_up_to(&mut entry, &mut head)?;
+        let is_json_name = name.ends_with(".json") || name.starts_with("blobs/");
+        if is_json_name && size <= MAX_DOCUMENT && n > 0 && matches!(head[0], b'{' | b'[') {
+            let mut bytes = head[..n].to_vec();
+            entry.read_to_end(&mut bytes)?;
+            *kept += bytes.len() as u64;
+            if *kept > MAX_DOCUMENTS {
+                return Err(io::Error::other(
+                    "it holds more JSON than an image archive does",
+                ));
+            }
+            self.documents.insert(name.clone(), bytes);
+        }
+        self.entries.insert(name, At { offset, size, head });
+        Ok(())
+    }
+
+    /// Gives each link the entry it points to (links to links too, a few deep).
+    fn link(&mut self, links: Vec<(String, String)>) -> io::Result<()> {
+        for _ in 0..8 {
+            for (name, target) in &links {
+                let Some(target) = clean(target) else {
+                    continue;
+                };
+                if let Some(at) = self.entries.get(&target).copied() {
+                    self.entries.entry(name.clone()).or_insert(at);
+                }
+                if let Some(doc) = self.documents.get(&target).cloned() {
+                    self.documents.entry(name.clone()).or_insert(doc);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn malformed(&self, detail: &str) -> Error {
+        Error::Invalid {
+            what: format!("the archive {}", self.shown),
+            detail: detail.to_string(),
+        }
+    }
+
+    fn unreadable(&self, e: io::Error) -> Error {
+        self.malformed(&format!("it cannot be read as a tar ({e})"))
+    }
+
+    fn outside(&self, name: &str) -> Error {
+        Error::Unsafe {
+            layer: self.shown.clone(),
+            entry: name.to_string(),
+            reason: "the name leads out of the archive".into(),
+        }
+    }
+}
+
+/// A relative entry name made canonical (`./a//b` → `a/b`, `a/../b` → `b`); `None` when it is
+/// absolute or climbs out.
+fn clean(name: &str) -> Option<String> {
+    if name.starts_with('/') {
+        return None;
+    }
+    let mut parts: Vec<&str> = Vec::new();
+    for part in name.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                parts.pop()?;
+            }
+            part => parts.push(part),
+        }
+    }
+    (!parts.is_empty()).then(|| parts.join("/"))
+}
+
+/// The digest an entry's name claims: `blobs/sha256/<hex>` or `<hex>.json` (a legacy config).
+fn claimed_digest(name: &str) -> Option<Digest> {
+    let base = name.rsplit('/').next()?;
+    let hex = base.strip_suffix(".json").unwrap_or(base);
+    let algorithm_dir = name.strip_suffix(base)?.trim_end_matches('/');
+    if !(algorithm_dir.ends_with("sha256") || base.ends_with(".json") && algorithm_dir.is_empty()) {
+        return None;
+    }
+    Digest::parse(&format!("sha256:{hex}")).ok()
+}
+
+fn read_up_to(reader: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match reader.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entry_names_stay_inside() {
+        assert_eq!(
+            clean("./blobs//sha256/ab").as_deref(),
+            Some("blobs/sha256/ab")
+        );
+        assert_eq!(clean("a/../b").as_deref(), Some("b"));
+        assert_eq!(clean("../etc/passwd"), None);
+        assert_eq!(clean("/etc/passwd"), None);
+        assert_eq!(clean("a/../../b"), None);
+        assert_eq!(clean("."), None);
+    }
+
+    #[test]
+    fn names_claim_digests() {
+        let hex = "a".repeat(64);
+        assert!(claimed_digest(&format!("blobs/sha256/{hex}")).is_some());
+        assert!(claimed_digest(&format!("{hex}.json")).is_some());
+        assert!(claimed_digest(&format!("{hex}/layer.tar")).is_none());
+        assert!(claimed_digest(&format!("x/{hex}.json")).is_none());
+    }
+}
