@@ -47,12 +47,17 @@ tls=$(free_port)
 start_registry registry-tls "$tls" "" "  tls:
     certificate: $DS_STATE/tls/server.pem
     key: $DS_STATE/tls/server.key"
+# The push target of tests/push.rs: relative Location headers (the plain registry sends
+# absolute ones) and a request log to count uploads in.
+pushed=$(free_port)
+start_registry registry-push "$pushed" "" "  relativeurls: true" info
 start_dockerd
 
 "$root/tests/harness/fixtures.sh" "127.0.0.1:$plain" "$DS_STATE/fixtures"
 
 export DS_REGISTRY=127.0.0.1:$plain DS_TOKEN_REGISTRY=127.0.0.1:$tokened DS_BASIC_REGISTRY=127.0.0.1:$basic
-export DS_TLS_REGISTRY=127.0.0.1:$tls
+export DS_TLS_REGISTRY=127.0.0.1:$tls DS_PUSH_REGISTRY=127.0.0.1:$pushed
+export DS_PUSH_LOG=$DS_STATE/registry-push.log
 export DOCKER_HOST=unix://$DS_STATE/d.sock
 cd "$root"
 cargo test "$@"

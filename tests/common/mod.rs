@@ -258,6 +258,8 @@ pub struct Faults {
     pub truncate_blobs_to: Option<usize>,
     /// Do not pass `Range` on: the registry answers 200 with the whole blob.
     pub ignore_range: bool,
+    /// Read this many bytes of an upload's (PATCH) body, then close the connection unanswered.
+    pub cut_uploads_after: Option<usize>,
     /// Serve tag lists in pages of this many, with `Link: <…>; rel="next"` as the distribution
     /// spec describes (Debian's registry 2.8 ignores `n` and sends every tag at once).
     pub page_tags: Option<usize>,
@@ -318,6 +320,7 @@ pub fn recording_server(upstream: &str) -> (String, Arc<Mutex<Vec<Headers>>>) {
         seen.lock().unwrap().push(request.headers.clone());
         let plain = Request {
             headers: Vec::new(),
+            body_start: Vec::new(),
             ..request
         };
         forward(plain, stream, &upstream, &Faults::default())
@@ -380,6 +383,8 @@ pub struct Request {
     pub method: String,
     pub target: String,
     pub headers: Headers,
+    /// What the head's reader had buffered past the head: the body's first bytes.
+    pub body_start: Vec<u8>,
 }
 
 impl Request {
@@ -421,11 +426,13 @@ fn serve(
                         headers.push((name.to_ascii_lowercase(), value.trim().to_string()));
                     }
                 }
+                let body_start = reader.buffer().to_vec();
                 let _ = handle(
                     Request {
                         method,
                         target,
                         headers,
+                        body_start,
                     },
                     stream,
                 );
@@ -526,6 +533,9 @@ fn forward(
         .proxy(None)
         .build()
         .new_agent();
+    if request.method != "GET" {
+        return forward_upload(&agent, request, stream, upstream, faults);
+    }
     let (target, query) = path.split_once('?').unwrap_or((&path, ""));
     if let (Some(n), true) = (faults.page_tags, target.ends_with("/tags/list")) {
         return page_tags(&agent, upstream, target, query, n, &request, stream);
@@ -583,6 +593,91 @@ fn forward(
         }
     }
     stream.write_all(&body)
+}
+
+/// Forwards a push request (HEAD, POST, PATCH, PUT, DELETE) with its body, whole or chunked;
+/// an absolute `Location` naming the registry is turned to this forwarder, so the upload comes
+/// back through it. `cut_uploads_after` breaks a PATCH mid-body.
+fn forward_upload(
+    agent: &ureq::Agent,
+    request: Request,
+    mut stream: TcpStream,
+    upstream: &str,
+    faults: &Faults,
+) -> std::io::Result<()> {
+    let mut body_in = std::io::Read::chain(
+        std::io::Cursor::new(request.body_start.clone()),
+        stream.try_clone()?,
+    );
+    let mut body = Vec::new();
+    if let Some(length) = request.header("content-length") {
+        let length: u64 = length.parse().unwrap_or(0);
+        (&mut body_in).take(length).read_to_end(&mut body)?;
+    } else if request.header("transfer-encoding") == Some("chunked") {
+        let mut chunked = BufReader::new(body_in);
+        loop {
+            let mut line = String::new();
+            chunked.read_line(&mut line)?;
+            let size = usize::from_str_radix(line.trim(), 16).unwrap_or(0);
+            if let (Some(cut), true) = (faults.cut_uploads_after, request.method == "PATCH") {
+                if body.len() + size > cut && faults.take() {
+                    return stream.shutdown(std::net::Shutdown::Both);
+                }
+            }
+            let mut chunk = vec![0; size + 2];
+            chunked.read_exact(&mut chunk)?;
+            if size == 0 {
+                break;
+            }
+            body.extend_from_slice(&chunk[..size]);
+        }
+    }
+    let mut builder = ureq::http::Request::builder()
+        .method(request.method.as_str())
+        .uri(format!("http://{upstream}{}", request.target));
+    for name in ["authorization", "content-type", "content-range"] {
+        if let Some(value) = request.header(name) {
+            builder = builder.header(name, value);
+        }
+    }
+    let head_only = request.method == "HEAD";
+    let response = if body.is_empty() {
+        agent.run(builder.body(()).unwrap())
+    } else {
+        agent.run(builder.body(&body[..]).unwrap())
+    };
+    let mut response = response.map_err(std::io::Error::other)?;
+    let status = response.status().as_u16();
+    let mut head = format!("HTTP/1.1 {status} X\r\nConnection: close\r\n");
+    let front = request.header("host").unwrap_or(upstream).to_string();
+    for name in [
+        "content-type",
+        "docker-content-digest",
+        "docker-upload-uuid",
+        "www-authenticate",
+        "location",
+        "range",
+    ] {
+        if let Some(value) = response.headers().get(name).and_then(|v| v.to_str().ok()) {
+            let value = value.replace(&format!("http://{upstream}"), &format!("http://{front}"));
+            head.push_str(&format!("{name}: {value}\r\n"));
+        }
+    }
+    let mut answer = Vec::new();
+    if head_only {
+        let length = response
+            .headers()
+            .get("content-length")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("0")
+            .to_string();
+        head.push_str(&format!("Content-Length: {length}\r\n\r\n"));
+    } else {
+        response.body_mut().as_reader().read_to_end(&mut answer)?;
+        head.push_str(&format!("Content-Length: {}\r\n\r\n", answer.len()));
+    }
+    stream.write_all(head.as_bytes())?;
+    stream.write_all(&answer)
 }
 
 /// Builds the test image `builder` of `tests/harness/images.py` (aimed at `canary`, for the

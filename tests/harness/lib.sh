@@ -29,15 +29,16 @@ start_bg() {
   echo $! >"$DS_STATE/$name.pid"
 }
 
-# start_registry NAME PORT [TOP_YAML [HTTP_YAML]]: the CNCF distribution server on
+# start_registry NAME PORT [TOP_YAML [HTTP_YAML [LOG_LEVEL]]]: the CNCF distribution server on
 # 127.0.0.1:PORT, all of them sharing one storage directory so images pushed once are served by
-# every variant. TOP_YAML adds top-level settings (auth), HTTP_YAML settings under http (tls).
+# every variant. TOP_YAML adds top-level settings (auth), HTTP_YAML settings under http (tls);
+# LOG_LEVEL info logs every request (method, URI, status) for tests to count.
 start_registry() {
-  local name=$1 port=$2 auth=${3:-} http=${4:-}
+  local name=$1 port=$2 auth=${3:-} http=${4:-} level=${5:-warn}
   cat >"$DS_STATE/$name.yml" <<YAML
 version: 0.1
 log:
-  level: warn
+  level: $level
 storage:
   filesystem:
     rootdirectory: $DS_STATE/storage

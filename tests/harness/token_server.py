@@ -39,7 +39,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.log_line(service, scopes, user)
         if url.path != "/token":
             return self.answer(404, {"error": "not found"})
-        if len(scopes) != 1 or not SCOPE.match(scopes[0]):
+        # Docker's token protocol: one `scope` parameter per repository (a push that mounts
+        # asks for the target and the source repositories at once).
+        if not scopes or not all(SCOPE.match(s) for s in scopes):
             return self.answer(400, {"error": "bad scope"})
         token = secrets.token_hex(16)
         self.answer(200, {"token": token, "access_token": token, "expires_in": 300})
