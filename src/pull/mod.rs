@@ -265,6 +265,7 @@ pub fn pull(
         Output::Inspect(kind) => {
             inspect::show(options, credentials(&options.image), progress, *kind).map(|()| None)
         }
+        Output::Push { .. } => Err(Error::Usage("--push is not a pull".into())),
     }
 }
 
