@@ -24,6 +24,7 @@ Usage: dockersave [OPTIONS] IMAGE [IMAGE...]
        dockersave --flatten FILE|- [OPTIONS] IMAGE
        dockersave --layer N|sha256:HEX [--registry-format] [OPTIONS] IMAGE
        dockersave --tags | --sha | --metadata [--pretty] | --platforms [OPTIONS] IMAGE
+       dockersave --push ARCHIVE|DIR [--image NAME | --all] [OPTIONS] IMAGE
 
 IMAGE is a reference as Docker spells it: [HOST[:PORT]/]PATH[:TAG][@sha256:DIGEST]
 (`debian`, `debian:12`, `myregistry.example:5000/team/app:1.2`). The archive is
@@ -86,6 +87,14 @@ Instead of an archive:
                         <id>/layer.tar, <id>/json and <id>/VERSION
   --registry-format     with --layer: the compressed blob as the registry serves it,
                         written as <digest>.tar.gz
+
+Instead of pulling:
+  --push ARCHIVE|DIR    upload the image of a docker save archive (any layout, plain,
+                        .tar.gz or .tar.xz) or --no-tar directory to IMAGE; prints
+                        REGISTRY/REPOSITORY@sha256:... Plain layers are gzipped on the way
+  --image NAME          with --push: the image of a several-image archive to upload
+  --all                 with --push: every image, under its own name, below IMAGE =
+                        HOST[:PORT][/PREFIX]
 
 Instead of saving (nothing is written; the answer goes to stdout):
   --tags                every tag of the repository, one a line
