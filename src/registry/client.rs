@@ -221,11 +221,7 @@ impl Registry {
             size.saturating_sub(n),
             size.saturating_sub(1)
         );
-        let mut response = self.send(&path, None, Some(&range))?;
-        if response.status() == 401 {
-            self.authenticate(&response)?;
-            response = self.send(&path, None, Some(&range))?;
-        }
+        let response = self.authorized("GET", &path, &[("Range", &range)], &[])?;
         match response.status() {
             206 => {
                 let bytes = response.read_limited(n, what)?;
@@ -312,15 +308,29 @@ impl Registry {
         accept: Option<&str>,
         what: &str,
     ) -> Result<Response, Error> {
-        let mut response = self.send(path, accept, None)?;
-        if response.status() == 401 {
-            self.authenticate(&response)?;
-            response = self.send(path, accept, None)?;
-        }
+        let headers: Vec<(&str, &str)> = accept.map(|a| ("Accept", a)).into_iter().collect();
+        let response = self.authorized("GET", path, &headers, &[])?;
         match response.status() {
             200 => Ok(response),
             status => Err(self.status_error(response, status, what)),
         }
+    }
+
+    /// Sends a request, answering a 401 (a token that expired, or was scoped too narrowly) by
+    /// authenticating and sending it once more; the caller judges the final status.
+    pub(super) fn authorized(
+        &self,
+        method: &'static str,
+        path_or_url: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Result<Response, Error> {
+        let response = self.send_method(method, path_or_url, headers, body)?;
+        if response.status() != 401 {
+            return Ok(response);
+        }
+        self.authenticate(&response)?;
+        self.send_method(method, path_or_url, headers, body)
     }
 
     fn current_authorization(&self) -> Option<String> {
@@ -466,7 +476,9 @@ impl Registry {
                     "access to {} denied{}: {}",
                     self.image,
                     detail.map(|d| format!(" ({d})")).unwrap_or_default(),
-                    if self.credentials.is_some() {
+                    if self.credentials.is_some() && self.scopes.iter().any(|s| s.ends_with(",push")) {
+                        "check the user name and password, and that this user may push to it"
+                    } else if self.credentials.is_some() {
                         "check the user name and password, and that this user may pull it"
                     } else {
                         "the repository may not exist, or it needs a login (--user or --ilogin)"

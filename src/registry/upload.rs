@@ -141,27 +141,6 @@ impl Registry {
         Ok(digest)
     }
 
-    /// Sends a request, answering one 401 by authenticating and sending it again (the body is in
-    /// memory).
-    fn authorized(
-        &self,
-        method: &'static str,
-        path_or_url: &str,
-        headers: &[(&str, &str)],
-        body: &[u8],
-    ) -> Result<Response, Error> {
-        let response = self.send_method(method, path_or_url, headers, body)?;
-        if response.status() != 401 {
-            return Ok(response);
-        }
-        self.authenticate(&response)?;
-        let again = self.send_method(method, path_or_url, headers, body)?;
-        if again.status() == 401 {
-            return Err(self.credentials_refused());
-        }
-        Ok(again)
-    }
-
     /// The response's `Location`, absolute: the spec allows a path on this registry or a full
     /// URL (possibly another host, which then gets no credentials).
     fn location(&self, response: &Response, request: &str) -> Result<String, Error> {
