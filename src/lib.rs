@@ -20,6 +20,7 @@ pub mod error;
 pub mod fetch;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod gzip;
 pub mod host;
 pub mod interrupt;
 pub mod layer_tar;

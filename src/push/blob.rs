@@ -13,6 +13,7 @@ use super::source::{ArchivedLayer, Source};
 use crate::decompress::Decompressor;
 use crate::digest::{Digest, Hasher};
 use crate::error::Error;
+use crate::gzip::GzipWriter;
 use crate::pipeline::CopyingReader;
 use crate::progress::{Progress, Step};
 use crate::registry::upload::Started;
@@ -250,10 +251,10 @@ struct Body<'a> {
 /// archive `--gzip` already uses, and for the copying reader), so the binary carries no
 /// second copy of them.
 enum Stream {
-    /// The tar, read in full chunks, into the gzip encoder; `None` once finished.
+    /// The tar into the gzip encoder; `None` once finished.
     Compress {
-        tar: FullReads<Box<dyn Read + Send>>,
-        gzip: Option<flate2::write::GzEncoder<Box<dyn Write + Send>>>,
+        tar: Box<dyn Read + Send>,
+        gzip: Option<GzipWriter<Box<dyn Write + Send>>>,
     },
     /// The blob, copied to the staging buffer as the decompressor reads it; `ended` once the
     /// decompressor is through (what follows the last member still goes up).
@@ -298,18 +299,16 @@ impl<'a> Body<'a> {
         } else {
             let out: Box<dyn Write + Send> = Box::new(staged.clone());
             Stream::Compress {
-                tar: FullReads(reader),
-                gzip: Some(flate2::write::GzEncoder::new(
-                    out,
-                    flate2::Compression::new(LEVEL),
-                )),
+                tar: reader,
+                gzip: Some(GzipWriter::new(out, LEVEL)),
             }
         };
         Ok(Body {
             stream,
             staged,
             staged_at: 0,
-            scratch: vec![0; 64 * 1024].into_boxed_slice(),
+            // Small: every upload in flight holds one (the compressor gathers its own chunks).
+            scratch: vec![0; 16 * 1024].into_boxed_slice(),
             blob: Hasher::default(),
             diff: Hasher::default(),
             failed: None,
@@ -427,25 +426,5 @@ impl Read for Body<'_> {
                 }
             }
         }
-    }
-}
-
-/// Fills every read whole (short only at the end), so that the compressor sees the same chunks
-/// and writes the same bytes whether the layer comes from a file or out of a decompressor: the
-/// same layer then becomes the same blob, whatever archive it came in.
-struct FullReads<R>(R);
-
-impl<R: Read> Read for FullReads<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let mut filled = 0;
-        while filled < buf.len() {
-            match self.0.read(&mut buf[filled..]) {
-                Ok(0) => break,
-                Ok(n) => filled += n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(filled)
     }
 }

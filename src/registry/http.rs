@@ -250,6 +250,10 @@ fn agent(roots: &RootCerts, proxy: Option<ureq::Proxy>, timeout: Duration) -> ur
         // A stalled transfer must not hang the tool forever.
         .timeout_per_read(Some(timeout))
         .max_redirects(10)
+        // Every connection holds one of each (128 KiB by default); smaller ones only mean more
+        // system calls, and keep memory low with several transfers at once.
+        .input_buffer_size(64 * 1024)
+        .output_buffer_size(32 * 1024)
         .build()
         .new_agent()
 }
@@ -260,7 +264,7 @@ fn agent(roots: &RootCerts, proxy: Option<ureq::Proxy>, timeout: Duration) -> ur
 fn trust_roots(ca_files: &[PathBuf]) -> Result<RootCerts, Error> {
     let mut certs: Vec<Certificate<'static>> = webpki_root_certs::TLS_SERVER_ROOT_CERTS
         .iter()
-        .map(|der| Certificate::from_der(der).to_owned())
+        .map(|der| Certificate::from_der(der))
         .collect();
     for path in ca_files {
         let pem = std::fs::read(path).map_err(|e| Error::io(path, e))?;

@@ -346,7 +346,7 @@ impl<W: Write> Write for SizedEntry<'_, W> {
 /// The whole archive compressed as it is written (`--gzip`, `--xz`), or not.
 pub enum Compressor<W: Write> {
     Plain(W),
-    Gzip(Box<flate2::write::GzEncoder<W>>),
+    Gzip(Box<crate::gzip::GzipWriter<W>>),
     Xz(Box<lzma_rust2::XzWriter<W>>),
 }
 
@@ -360,12 +360,9 @@ impl<W: Write> Compressor<W> {
         use crate::cli::Compression;
         Ok(match compression {
             Compression::None => Compressor::Plain(out),
-            // Level 6, as gzip's default; the header carries no name and no time, so the same
-            // images give the same bytes.
-            Compression::Gzip => Compressor::Gzip(Box::new(flate2::write::GzEncoder::new(
-                out,
-                flate2::Compression::new(6),
-            ))),
+            // Level 6, as gzip's default (incompressible stretches stored: see `gzip`); the
+            // header carries no name and no time, so the same images give the same bytes.
+            Compression::Gzip => Compressor::Gzip(Box::new(crate::gzip::GzipWriter::new(out, 6))),
             Compression::Xz => Compressor::Xz(Box::new(lzma_rust2::XzWriter::new(
                 out,
                 lzma_rust2::XzOptions::with_preset(XZ_PRESET),
