@@ -10,9 +10,14 @@
 #              `skopeo copy docker://… docker-archive:…`, for every image;
 #   forms:     `dockersave -o - >FILE` and `dockersave --compressed`, against the same;
 #   unpacking: `dockersave --rootfs DIR` against `skopeo copy docker://… oci:…` followed by
-#              `umoci unpack`, for rootfs, big and big2x.
+#              `umoci unpack`, for rootfs, big and big2x;
+#   push:      `dockersave --push ARCHIVE IMAGE` against `skopeo copy docker-archive:… docker://…`,
+#              both from the same archive (written once by dockersave, plain tar layers, so both
+#              compress on the way) into a second registry that is emptied and restarted before
+#              every run, so every run uploads every blob; for busybox, big and big2x. Then the
+#              floor: the time the registry itself takes to accept the blobs (build/upload_floor.py).
 #
-#   build/bench.sh [RUNS]                      (DS_BENCH_SECTIONS="forms" runs one section)
+#   build/bench.sh [RUNS]                      (DS_BENCH_SECTIONS="push" runs one section)
 # As root it installs what it needs (Debian packages, rustup target).
 set -euo pipefail
 DS_ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -66,6 +71,23 @@ umoci raw add-layer --image "$rootfs/oci:img" "$rootfs/layer.tar"
 skopeo copy --quiet --dest-tls-verify=false "oci:$rootfs/oci:img" "docker://$registry/rootfs:latest"
 rm -rf "$rootfs"
 
+# The push section's registry: storage of its own, emptied and restarted (outside the timed part)
+# before every push so that nothing is skipped or mounted; each dockersave run also gets a fresh
+# record of pushed blobs (XDG_CACHE_HOME under $out).
+push_port=$(free_port)
+push_registry=127.0.0.1:$push_port
+fresh_push_registry() {
+  local pid
+  if [ -e "$DS_STATE/registry-push.pid" ]; then
+    pid=$(cat "$DS_STATE/registry-push.pid")
+    kill "$pid" 2>/dev/null || true
+    while kill -0 "$pid" 2>/dev/null; do sleep 0.05; done
+  fi
+  rm -rf "$DS_STATE/push-storage"
+  DS_REGISTRY_STORAGE=$DS_STATE/push-storage start_registry registry-push "$push_port"
+}
+sources=$DS_STATE/sources
+
 out=$DS_STATE/out
 measure() { # measure TOOL IMAGE: one run, appends "wall rss_kb" to $DS_STATE/TOOL-IMAGE
   local tool=$1 image=$2
@@ -82,7 +104,14 @@ measure() { # measure TOOL IMAGE: one run, appends "wall rss_kb" to $DS_STATE/TO
     umoci) cmd=(sh -c 'skopeo copy --quiet --src-tls-verify=false "docker://$1" "oci:$2/oci:img" &&
                        umoci unpack --image "$2/oci:img" "$2/bundle" >/dev/null' sh
                 "$registry/$image:latest" "$out") ;;
+    push) cmd=(env "XDG_CACHE_HOME=$out/cache" "$dockersave" --insecure -q
+               --push "$sources/$image.tar" "$push_registry/$image:latest") ;;
+    skopeo-push) cmd=(skopeo copy --quiet --dest-tls-verify=false "docker-archive:$sources/$image.tar"
+                      "docker://$push_registry/$image:latest") ;;
+    floor) cmd=(python3 "$DS_ROOT/build/upload_floor.py" "$push_registry" "$image"
+                "$sources/$image-blobs/$image-latest") ;;
   esac
+  case $tool in push | skopeo-push | floor) fresh_push_registry ;; esac
   # Wall time from bash's microsecond clock (time's %e has only 10 ms), peak RSS from time (for
   # skopeo + umoci the larger of the two).
   local start=$EPOCHREALTIME
@@ -124,8 +153,8 @@ compare() {
   done
 }
 
-# DS_BENCH_SECTIONS picks sections (default: all three).
-sections=${DS_BENCH_SECTIONS:-archives forms unpacking}
+# DS_BENCH_SECTIONS picks sections (default: all four).
+sections=${DS_BENCH_SECTIONS:-archives forms unpacking push}
 if [[ " $sections " == *" archives "* ]]; then
 echo "== archives: dockersave against skopeo copy docker-archive:"
 compare dockersave skopeo busybox rootfs big big2x
@@ -141,5 +170,28 @@ fi
 if [[ " $sections " == *" unpacking "* ]]; then
 echo "== unpacking: dockersave --rootfs against skopeo copy oci: + umoci unpack"
 compare rootfs umoci rootfs big big2x
+echo
+fi
+if [[ " $sections " == *" push "* ]]; then
+echo "== push: dockersave --push against skopeo copy docker-archive: docker://, same archive"
+mkdir -p "$sources"
+for image in busybox big big2x; do
+  "$dockersave" --insecure -q -o - "$registry/$image:latest" >"$sources/$image.tar"
+done
+compare push skopeo-push busybox big big2x
+# The floor: the registry accepting the same images' gzip blobs (as the source registry serves
+# them) uploaded all at once by build/upload_floor.py, which does no other work. (Not for
+# busybox, where the Python interpreter's start would be most of it.)
+for image in big big2x; do
+  "$dockersave" --insecure -q --compressed --no-tar --working-dir "$sources/$image-blobs" \
+    "$registry/$image:latest" >/dev/null
+  measure floor "$image"
+  : >"$DS_STATE/floor-$image"
+  for _ in $(seq 1 "$runs"); do measure floor "$image"; done
+  floor=$(cut -d' ' -f1 "$DS_STATE/floor-$image" | median)
+  ours=$(cut -d' ' -f1 "$DS_STATE/push-$image" | median)
+  printf '%-8s floor (the registry taking the blobs, client idle) %.3f s; push/floor: %.2f\n' \
+    "$image" "$floor" "$(echo "$ours / $floor" | bc -l)"
+done
 fi
 echo "($runs runs each, alternating; $(nproc) cores; $(date -u +%Y-%m-%d))"

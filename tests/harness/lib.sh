@@ -32,7 +32,8 @@ start_bg() {
 # start_registry NAME PORT [TOP_YAML [HTTP_YAML [LOG_LEVEL]]]: the CNCF distribution server on
 # 127.0.0.1:PORT, all of them sharing one storage directory so images pushed once are served by
 # every variant. TOP_YAML adds top-level settings (auth), HTTP_YAML settings under http (tls);
-# LOG_LEVEL info logs every request (method, URI, status) for tests to count.
+# LOG_LEVEL info logs every request (method, URI, status) for tests to count. DS_REGISTRY_STORAGE,
+# when set, gives this one a storage directory of its own.
 start_registry() {
   local name=$1 port=$2 auth=${3:-} http=${4:-} level=${5:-warn}
   cat >"$DS_STATE/$name.yml" <<YAML
@@ -41,7 +42,7 @@ log:
   level: $level
 storage:
   filesystem:
-    rootdirectory: $DS_STATE/storage
+    rootdirectory: ${DS_REGISTRY_STORAGE:-$DS_STATE/storage}
   delete:
     enabled: true
 http:
