@@ -34,6 +34,12 @@ impl Cache {
         self.blobs.join(digest.hex())
     }
 
+    /// Whether a blob of `size` bytes is stored for `digest`, by its length alone (`get`
+    /// verifies): enough to decide what to download ahead.
+    pub fn holds(&self, digest: &Digest, size: u64) -> bool {
+        fs::metadata(self.path(digest)).is_ok_and(|m| m.len() == size)
+    }
+
     /// The cached blob, after checking it still hashes to `digest` and has `size` bytes.
     pub fn get(&self, digest: &Digest, size: u64) -> Option<File> {
         let path = self.path(digest);

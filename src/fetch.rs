@@ -33,7 +33,7 @@ pub struct Blobs<'a> {
 }
 
 /// Blobs in flight at once, the consumer's own included (Docker also pulls three at a time).
-const IN_FLIGHT: usize = 3;
+pub const IN_FLIGHT: usize = 3;
 const CHUNK: usize = 64 * 1024;
 
 /// Calls `consume(layer, blob)` for each layer index of `order`, in that order, with a reader

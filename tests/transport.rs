@@ -7,6 +7,7 @@ mod common;
 use common::*;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
+use std::sync::atomic::Ordering;
 
 fn plain(image: &str) -> String {
     format!("{}/{image}", env("DS_REGISTRY"))
@@ -392,4 +393,116 @@ fn rate_limit_explains_itself() {
         "{out}"
     );
     assert!(dir.names().is_empty());
+}
+
+/// The requests a pull makes, with -v: method and path, from "  GET http://host/v2/… → 200, …".
+fn requests_made(stderr: &str) -> Vec<String> {
+    stderr
+        .lines()
+        .filter_map(|l| l.split_once(" → "))
+        .map(|(request, answer)| {
+            let path = request.trim().splitn(4, '/').nth(3).unwrap_or("");
+            let status = answer.split(',').next().unwrap_or("");
+            format!(
+                "{} /{path} {status}",
+                request.trim().split(' ').next().unwrap_or("")
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn a_pull_makes_the_fewest_requests_over_kept_connections() {
+    let dir = Scratch::new("round-trips");
+    // Hub-style token auth, anonymous: the manifest meets the challenge, one token, the
+    // manifest again, then the config and the layer at once.
+    let (tunnel, connections) = counting_tunnel(&env("DS_TOKEN_REGISTRY"));
+    let out = dockersave_ok(
+        dir.path(),
+        &[
+            "--insecure",
+            "-v",
+            "-o",
+            "token.tar",
+            &format!("{tunnel}/busybox"),
+        ],
+    );
+    let requests = requests_made(&out.stderr);
+    assert_eq!(requests.len(), 5, "{out}");
+    assert_eq!(requests[0], "GET /v2/busybox/manifests/latest 401", "{out}");
+    assert!(
+        requests[1].starts_with("GET /token?") && requests[1].ends_with(" 200"),
+        "{out}"
+    );
+    assert_eq!(requests[2], "GET /v2/busybox/manifests/latest 200", "{out}");
+    assert!(requests[3..]
+        .iter()
+        .all(|r| r.contains("/blobs/sha256:") && r.ends_with(" 200")));
+    // The challenge's connection is kept for the manifest and one blob; the other blob opens
+    // the second.
+    assert_eq!(connections.load(Ordering::SeqCst), 2, "{out}");
+
+    // Basic auth: the challenge, the manifest with the password, the blobs.
+    let (tunnel, connections) = counting_tunnel(&env("DS_BASIC_REGISTRY"));
+    let out = dockersave_env(
+        dir.path(),
+        &[
+            "--insecure",
+            "-v",
+            "--user",
+            &env("DS_BASIC_USER"),
+            "--password-stdin",
+            "-o",
+            "basic.tar",
+            &format!("{tunnel}/busybox"),
+        ],
+        &[],
+        Some(&env("DS_BASIC_PASSWORD")),
+    );
+    assert_eq!(out.code, 0, "{out}");
+    let requests = requests_made(&out.stderr);
+    assert_eq!(requests.len(), 4, "{out}");
+    assert_eq!(requests[0], "GET /v2/busybox/manifests/latest 401", "{out}");
+    assert_eq!(requests[1], "GET /v2/busybox/manifests/latest 200", "{out}");
+    assert_eq!(connections.load(Ordering::SeqCst), 2, "{out}");
+
+    // An index, then the platform's manifest, then its config and layer.
+    let (tunnel, connections) = counting_tunnel(&env("DS_REGISTRY"));
+    let out = dockersave_ok(
+        dir.path(),
+        &[
+            "--insecure",
+            "-v",
+            "--platform",
+            "linux/amd64",
+            "-o",
+            "multi.tar",
+            &format!("{tunnel}/multi"),
+        ],
+    );
+    let requests = requests_made(&out.stderr);
+    assert_eq!(requests.len(), 4, "{out}");
+    assert_eq!(requests[0], "GET /v2/multi/manifests/latest 200", "{out}");
+    assert!(
+        requests[1].starts_with("GET /v2/multi/manifests/sha256:"),
+        "{out}"
+    );
+    assert_eq!(connections.load(Ordering::SeqCst), 2, "{out}");
+
+    // Three layers: all asked for at once beside the config, so four connections, no more.
+    let (tunnel, connections) = counting_tunnel(&env("DS_REGISTRY"));
+    let out = dockersave_ok(
+        dir.path(),
+        &[
+            "--insecure",
+            "-v",
+            "-o",
+            "layers.tar",
+            &format!("{tunnel}/layers"),
+        ],
+    );
+    let requests = requests_made(&out.stderr);
+    assert_eq!(requests.len(), 5, "{out}");
+    assert!(requests.iter().all(|r| r.ends_with(" 200")), "{out}");
+    assert_eq!(connections.load(Ordering::SeqCst), 4, "{out}");
 }

@@ -7,18 +7,17 @@ use crate::cli::{Inspect, Options};
 use crate::error::Error;
 use crate::manifest::{Fetched, Platform};
 use crate::pretty;
-use crate::progress::Progress;
 use crate::registry::auth::Credentials;
+use crate::registry::http::Http;
 use std::io::Write;
-use std::sync::Arc;
 
 pub(super) fn show(
     options: &Options,
     credentials: Option<Credentials>,
-    progress: Arc<Progress>,
+    http: &Http,
     kind: Inspect,
 ) -> Result<(), Error> {
-    let registry = connect(options, &options.image, credentials, progress)?;
+    let registry = connect(options, &options.image, credentials, http);
     let mut lines: Vec<Vec<u8>> = Vec::new();
     match kind {
         Inspect::Tags => {

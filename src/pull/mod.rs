@@ -219,14 +219,9 @@ pub fn pull(
     credentials: &dyn Fn(&Reference) -> Option<Credentials>,
     progress: Arc<Progress>,
 ) -> Result<Option<PathBuf>, Error> {
-    let first = || {
-        open(
-            options,
-            &options.image,
-            credentials(&options.image),
-            progress.clone(),
-        )
-    };
+    // One HTTP client for the run: its connections are reused from image to image.
+    let http = Http::new(&options.http, progress.clone())?;
+    let first = || open(options, &options.image, credentials(&options.image), &http);
     match &options.output {
         Output::Archive => {
             if options.gunzip {
@@ -237,12 +232,7 @@ pub fn pull(
             archive::prepare(options)?;
             let mut images = vec![first()?];
             for reference in &options.more_images {
-                images.push(open(
-                    options,
-                    reference,
-                    credentials(reference),
-                    progress.clone(),
-                )?);
+                images.push(open(options, reference, credentials(reference), &http)?);
             }
             archive::save(options, &images)
         }
@@ -263,7 +253,7 @@ pub fn pull(
             layer::save(options, &first()?, which, *registry_format).map(Some)
         }
         Output::Inspect(kind) => {
-            inspect::show(options, credentials(&options.image), progress, *kind).map(|()| None)
+            inspect::show(options, credentials(&options.image), &http, *kind).map(|()| None)
         }
         Output::Push { .. } => Err(Error::Usage("--push is not a pull".into())),
     }
@@ -282,31 +272,50 @@ fn open(
     options: &Options,
     reference: &Reference,
     credentials: Option<Credentials>,
-    progress: Arc<Progress>,
+    http: &Http,
 ) -> Result<Image, Error> {
+    let progress = http.progress();
     let cache = options
         .cache_dir
         .as_deref()
         .map(|dir| Cache::open(dir, progress.clone()))
         .transpose()?;
     progress.info(&format!("Pulling {reference}"));
-    let registry = connect(options, reference, credentials, progress)?;
+    let registry = connect(options, reference, credentials, http);
     let platform = platform(options);
     let top = fetch_document(&registry, &reference.manifest_ref(), reference)?;
     let (served, manifest) = select(&registry, top, &platform, reference, options)?;
-    let config_bytes = match cache
-        .as_ref()
-        .and_then(|c| c.get_bytes(&manifest.config.digest, manifest.config.size))
-    {
-        Some(bytes) => bytes,
-        None => {
-            let bytes = registry.small_blob(&manifest.config, "the image config")?;
-            if let Some(cache) = &cache {
-                cache.put_bytes(&manifest.config.digest, &bytes)?;
-            }
-            bytes
+    // The first layers are asked for at once, beside the config: on a slow link their bytes
+    // are then under way a round trip sooner (every output reads them next).
+    let ahead: Vec<_> = manifest
+        .layers
+        .iter()
+        .filter(|l| cache.as_ref().is_none_or(|c| !c.holds(&l.digest, l.size)))
+        .take(crate::fetch::IN_FLIGHT)
+        .map(|l| l.digest.clone())
+        .collect();
+    let config_bytes = std::thread::scope(|scope| {
+        scope.spawn(|| registry.request_ahead(&ahead));
+        if !ahead.is_empty() {
+            // The layers have the most bytes to move: let one of them take the connection the
+            // manifest came on (the config opens another). A real link's round trip is far
+            // longer than this head start.
+            std::thread::sleep(std::time::Duration::from_millis(2));
         }
-    };
+        match cache
+            .as_ref()
+            .and_then(|c| c.get_bytes(&manifest.config.digest, manifest.config.size))
+        {
+            Some(bytes) => Ok(bytes),
+            None => {
+                let bytes = registry.small_blob(&manifest.config, "the image config")?;
+                if let Some(cache) = &cache {
+                    cache.put_bytes(&manifest.config.digest, &bytes)?;
+                }
+                Ok::<_, Error>(bytes)
+            }
+        }
+    })?;
     let config = parse_config(&config_bytes)?;
     if config.diff_ids.len() != manifest.layers.len() {
         return Err(Error::Invalid {
@@ -341,10 +350,9 @@ fn connect(
     options: &Options,
     reference: &Reference,
     credentials: Option<Credentials>,
-    progress: Arc<Progress>,
-) -> Result<Registry, Error> {
-    let http = Http::new(&options.http, progress)?;
-    Registry::connect(http, reference, options.insecure, credentials)
+    http: &Http,
+) -> Registry {
+    Registry::for_pull(http.clone(), reference, options.insecure, credentials)
 }
 
 /// The platform asked for, or this machine's (read at run time: see `host`).

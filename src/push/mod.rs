@@ -49,17 +49,18 @@ pub fn push(
     let images = archive.images()?;
     let known = Known::load(record.clone());
     let mut pushed = Vec::new();
+    // One HTTP client for the run: its connections are reused from image to image.
+    let http = Http::new(&options.http, progress.clone())?;
     for (image, target) in targets(&images, choose, &options.image, source)? {
         progress.info(&format!("Pushing {} to {target}", shown_name(image)));
-        let http = Http::new(&options.http, progress.clone())?;
         let mount_from = mount_sources(image, &target, &known);
-        let registry = Registry::connect_for_push(
-            http,
+        let registry = Registry::for_push(
+            http.clone(),
             &target,
             options.insecure,
             credentials(&target),
             &mount_from,
-        )?;
+        );
         let digest = push_image(
             &registry,
             &archive,
@@ -86,6 +87,9 @@ fn push_image(
     target: &Reference,
     progress: &Progress,
 ) -> Result<Digest, Error> {
+    // The config first, alone: its first request meets the registry's challenge, so the
+    // layer uploads that follow on several threads start with a token (one token request).
+    blob::push_bytes(registry, &image.config, &image.config_digest)?;
     let listed: Vec<(String, u64)> = image
         .layers
         .iter()
@@ -125,7 +129,6 @@ fn push_image(
         return Err(error);
     }
     let layers: Vec<Pushed> = lock(&results).iter().flatten().cloned().collect();
-    blob::push_bytes(registry, &image.config, &image.config_digest)?;
     let (bytes, media_type) = match &image.original {
         Some(original) => (original.bytes.clone(), original.media_type.clone()),
         None => (

@@ -36,6 +36,8 @@ pub struct Registry {
     /// The `Authorization` value in use; behind a lock because layer downloads run on
     /// several threads and any of them may have to renew a token.
     authorization: Mutex<Option<String>>,
+    /// Blob downloads requested before their reader asked (see `request_ahead`).
+    early: Mutex<Vec<(Digest, Response)>>,
 }
 
 /// A manifest as fetched: its verified bytes, Content-Type and digest.
@@ -47,41 +49,43 @@ pub struct FetchedManifest {
 }
 
 impl Registry {
-    /// Checks that the host speaks the registry API and authenticates for pulling `reference`.
-    pub fn connect(
+    /// A client for pulling `reference`. Nothing is sent yet: the first request meets the
+    /// registry's challenge, if any, and authenticates then (no `GET /v2/` ping: it would cost
+    /// a round trip that the first real request makes anyway).
+    pub fn for_pull(
         http: Http,
         reference: &Reference,
         insecure: bool,
         credentials: Option<Credentials>,
-    ) -> Result<Registry, Error> {
+    ) -> Registry {
         let scopes = vec![format!("repository:{}:pull", reference.repository)];
-        Registry::connect_with(http, reference, insecure, credentials, scopes)
+        Registry::new(http, reference, insecure, credentials, scopes)
     }
 
-    /// As `connect`, for pushing to `reference`'s repository and mounting blobs from the
+    /// As `for_pull`, for pushing to `reference`'s repository and mounting blobs from the
     /// repositories `mount_from` (on the same registry).
-    pub fn connect_for_push(
+    pub fn for_push(
         http: Http,
         reference: &Reference,
         insecure: bool,
         credentials: Option<Credentials>,
         mount_from: &[String],
-    ) -> Result<Registry, Error> {
+    ) -> Registry {
         let mut scopes = vec![format!("repository:{}:pull,push", reference.repository)];
         scopes.extend(mount_from.iter().map(|r| format!("repository:{r}:pull")));
-        Registry::connect_with(http, reference, insecure, credentials, scopes)
+        Registry::new(http, reference, insecure, credentials, scopes)
     }
 
-    fn connect_with(
+    fn new(
         http: Http,
         reference: &Reference,
         insecure: bool,
         credentials: Option<Credentials>,
         scopes: Vec<String>,
-    ) -> Result<Registry, Error> {
+    ) -> Registry {
         let host = reference.api_host().to_string();
         let scheme = if insecure { "http" } else { "https" };
-        let registry = Registry {
+        Registry {
             http,
             base: format!("{scheme}://{host}"),
             host,
@@ -90,37 +94,8 @@ impl Registry {
             credentials,
             scopes,
             authorization: Mutex::new(None),
-        };
-        let response = registry.send("/v2/", None, None)?;
-        match response.status() {
-            200 => {}
-            401 => {
-                registry.authenticate(&response)?;
-                let again = registry.send("/v2/", None, None)?;
-                match again.status() {
-                    200 => {}
-                    // Some token services issue repository tokens that /v2/ itself rejects;
-                    // the manifest request decides then.
-                    401 | 403
-                        if registry
-                            .current_authorization()
-                            .is_some_and(|a| a.starts_with("Bearer ")) => {}
-                    401 | 403 => return Err(registry.credentials_refused()),
-                    status => {
-                        return Err(registry.status_error(again, status, "the API check /v2/"))
-                    }
-                }
-            }
-            404 => {
-                return Err(Error::Http {
-                    host: registry.host.clone(),
-                    status: 404,
-                    detail: "this host does not serve the registry API (GET /v2/ not found)".into(),
-                })
-            }
-            status => return Err(registry.status_error(response, status, "the API check /v2/")),
+            early: Mutex::new(Vec::new()),
         }
-        Ok(registry)
     }
 
     /// Fetches a manifest or index by tag or digest, verifying the bytes against the digest asked
@@ -191,7 +166,11 @@ impl Registry {
         what: &str,
         layer: Option<usize>,
     ) -> Result<BlobReader<'_>, Error> {
-        let body = Box::new(self.blob(digest, what)?.into_reader());
+        let response = match self.take_early(digest) {
+            Some(response) => response,
+            None => self.blob(digest, what)?,
+        };
+        let body = Box::new(response.into_reader());
         Ok(BlobReader {
             layer,
             path: format!("/v2/{}/blobs/{digest}", self.repository),
@@ -203,6 +182,35 @@ impl Registry {
             registry: self,
             body,
         })
+    }
+
+    /// Requests the blobs `digests` now, each on a thread of its own, so that their bytes are
+    /// on the way while the caller fetches the image config; `blob_stream` takes the answers
+    /// up. Returns once every answer has begun. An answer other than 200 is dropped: the
+    /// stream asks again and reports it.
+    pub fn request_ahead(&self, digests: &[Digest]) {
+        std::thread::scope(|scope| {
+            for digest in digests {
+                scope.spawn(move || {
+                    let path = format!("/v2/{}/blobs/{digest}", self.repository);
+                    match self.authorized("GET", &path, &[], &[]) {
+                        Ok(response) if response.status() == 200 => self
+                            .early
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .push((digest.clone(), response)),
+                        Ok(response) => response.discard(),
+                        Err(_) => {}
+                    }
+                });
+            }
+        });
+    }
+
+    fn take_early(&self, digest: &Digest) -> Option<Response> {
+        let mut early = self.early.lock().unwrap_or_else(|p| p.into_inner());
+        let at = early.iter().position(|(d, _)| d == digest)?;
+        Some(early.swap_remove(at).1)
     }
 
     /// The last `n` bytes of a blob of `size` bytes, by a range request (a gzip trailer, which
@@ -330,7 +338,17 @@ impl Registry {
             return Ok(response);
         }
         self.authenticate(&response)?;
-        self.send_method(method, path_or_url, headers, body)
+        // Read to its end, so that its connection is reused for the request sent again.
+        response.discard();
+        let again = self.send_method(method, path_or_url, headers, body)?;
+        let basic = self
+            .current_authorization()
+            .is_some_and(|a| a.starts_with("Basic "));
+        if again.status() == 401 && basic {
+            again.discard();
+            return Err(self.credentials_refused());
+        }
+        Ok(again)
     }
 
     fn current_authorization(&self) -> Option<String> {
@@ -342,22 +360,6 @@ impl Registry {
         self.authorization
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
-    fn send(
-        &self,
-        path: &str,
-        accept: Option<&str>,
-        range: Option<&str>,
-    ) -> Result<Response, Error> {
-        let mut headers = Vec::new();
-        if let Some(accept) = accept {
-            headers.push(("Accept", accept));
-        }
-        if let Some(range) = range {
-            headers.push(("Range", range));
-        }
-        self.send_method("GET", path, &headers, &[])
     }
 
     /// Sends a request to an API path or to a URL the registry gave (an upload's `Location`),
@@ -452,6 +454,13 @@ impl Registry {
         })
     }
 
+    /// Whether `GET /v2/` is anything but "not found": asked only to explain a 404, since no
+    /// request checks the API ahead.
+    fn serves_the_api(&self) -> bool {
+        self.send_method("GET", "/v2/", &[], &[])
+            .map_or(true, |response| response.status() != 404)
+    }
+
     pub(super) fn credentials_refused(&self) -> Error {
         Error::Auth {
             host: self.host.clone(),
@@ -484,6 +493,11 @@ impl Registry {
                         "the repository may not exist, or it needs a login (--user or --ilogin)"
                     }
                 ),
+            },
+            404 if !self.serves_the_api() => Error::Http {
+                host,
+                status: 404,
+                detail: "this host does not serve the registry API (GET /v2/ not found)".into(),
             },
             404 => Error::NotFound {
                 what: format!(
@@ -566,7 +580,7 @@ impl BlobReader<'_> {
         let range = format!("bytes={}-", self.received);
         let response = self
             .registry
-            .send(&self.path, None, Some(&range))
+            .authorized("GET", &self.path, &[("Range", &range)], &[])
             .map_err(|e| io::Error::other(e.to_string()))?;
         match response.status() {
             206 => {

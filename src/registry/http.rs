@@ -11,7 +11,7 @@
 use super::proxy::ProxySettings;
 use crate::error::Error;
 use crate::progress::Progress;
-use std::io::Read;
+use std::io::{self, Read};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -42,7 +42,9 @@ impl Default for Settings {
 }
 
 /// One agent per way out (direct, through the http proxy, through the https proxy), so that
-/// each request can take the route `ProxySettings` picks for its URL.
+/// each request can take the route `ProxySettings` picks for its URL. A clone shares the
+/// agents, and with them their pools of open connections.
+#[derive(Clone)]
 pub struct Http {
     direct: ureq::Agent,
     proxied: Vec<(String, ureq::Agent)>,
@@ -295,6 +297,9 @@ pub fn host_of(url: &str) -> String {
         .to_string()
 }
 
+/// The most of an unwanted body read to keep its connection.
+const MAX_DISCARD: u64 = 64 << 10;
+
 /// The longest `Retry-After` dockersave waits out; longer ones end the pull with the message.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
 const FIRST_BACKOFF: Duration = Duration::from_millis(250);
@@ -425,6 +430,12 @@ impl Response {
             });
         }
         Ok(body)
+    }
+
+    /// Reads a small body (an error's) to its end and drops it, so that the connection goes
+    /// back to the pool instead of being closed; a large one is left unread.
+    pub fn discard(self) {
+        let _ = io::copy(&mut self.into_reader().take(MAX_DISCARD), &mut io::sink());
     }
 
     /// The body as a stream, for blobs.

@@ -307,6 +307,34 @@ pub fn forwarder(upstream: &str, faults: Faults) -> String {
     serve(move |request, stream| forward(request, stream, &upstream, &faults))
 }
 
+/// A TCP tunnel on a loopback port to `upstream` that counts the connections made through it.
+/// Returns its `host:port` and the count.
+pub fn counting_tunnel(upstream: &str) -> (String, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let count = Arc::new(AtomicUsize::new(0));
+    let counted = count.clone();
+    let upstream = upstream.to_string();
+    std::thread::spawn(move || {
+        for client in listener.incoming().flatten() {
+            counted.fetch_add(1, Ordering::SeqCst);
+            let Ok(server) = TcpStream::connect(&upstream) else {
+                continue;
+            };
+            for (mut from, mut to) in [
+                (client.try_clone().unwrap(), server.try_clone().unwrap()),
+                (server, client),
+            ] {
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut from, &mut to);
+                    let _ = to.shutdown(std::net::Shutdown::Write);
+                });
+            }
+        }
+    });
+    (addr, count)
+}
+
 /// A request's headers, names lower-cased.
 pub type Headers = Vec<(String, String)>;
 

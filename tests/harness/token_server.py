@@ -21,6 +21,9 @@ SCOPE = re.compile(r"^repository:[a-z0-9._/-]+:(pull|push|pull,push|push,pull)$"
 
 
 class Handler(http.server.BaseHTTPRequestHandler):
+    # Keep-alive, as Docker Hub's token service: a client may reuse its connection.
+    protocol_version = "HTTP/1.1"
+
     def do_GET(self):
         url = urllib.parse.urlparse(self.path)
         query = urllib.parse.parse_qs(url.query)
