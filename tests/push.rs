@@ -130,6 +130,20 @@ fn a_compressed_archive_keeps_the_manifest_digest() {
         assert!(line.ends_with(&original), "{line} {original}");
         assert_eq!(manifest_digest(&target), original);
     }
+    // Once a plain archive of the image went up, the repository and the record hold the same
+    // layers under other blobs; those must not stand in for the ones the original manifest
+    // names.
+    pull_into(dir.path(), "busybox-oci", "plain.tar", &[]);
+    let repository = format!("{}/{}", env("DS_PUSH_REGISTRY"), unique("plain-first"));
+    push_ok(
+        dir.path(),
+        &record,
+        &["plain.tar", &format!("{repository}:plain")],
+    );
+    let target = format!("{repository}:compressed");
+    let line = push_ok(dir.path(), &record, &["c.tar", &target]);
+    assert!(line.ends_with(&original), "{line} {original}");
+    assert_eq!(manifest_digest(&target), original);
 }
 
 #[test]

@@ -41,13 +41,16 @@ pub struct Slot<'a> {
 
 /// Makes sure the registry holds `layer` in the registry's repository and returns the blob the
 /// manifest names. `mount_from` are repositories of this registry that may hold it (the
-/// archive's own, when it came from here).
+/// archive's own, when it came from here). With `exact`, the manifest that goes up names the
+/// layer's own blob (the archive's original manifest): another blob of the same tar, which
+/// the record may know, cannot stand in for it.
 pub fn push_layer(
     registry: &Registry,
     source: &Source,
     layer: &ArchivedLayer,
     known: &Known,
     mount_from: &[String],
+    exact: bool,
     slot: &Slot,
 ) -> Result<Pushed, Error> {
     let host = registry.host();
@@ -57,7 +60,9 @@ pub fn push_layer(
         candidates.push((digest.clone(), layer.size, None));
     }
     for (digest, size, repository) in known.for_layer(&layer.diff_id, host) {
-        candidates.push((digest, size, Some(repository)));
+        if !exact || layer.digest.as_ref() == Some(&digest) {
+            candidates.push((digest, size, Some(repository)));
+        }
     }
     let mut checked: Vec<Digest> = Vec::new();
     for (digest, size, _) in &candidates {

@@ -100,6 +100,7 @@ fn push_image(
     let results: Mutex<Vec<Option<Pushed>>> = Mutex::new(vec![None; count]);
     let failure: Mutex<Option<Error>> = Mutex::new(None);
     let next = AtomicUsize::new(0);
+    let exact = image.original.is_some();
     let jobs = if archive.random_access() { JOBS } else { 1 };
     std::thread::scope(|scope| {
         for _ in 0..jobs.min(count) {
@@ -114,7 +115,7 @@ fn push_image(
                     progress,
                 };
                 let layer = &image.layers[index];
-                match blob::push_layer(registry, archive, layer, known, mount_from, &slot) {
+                match blob::push_layer(registry, archive, layer, known, mount_from, exact, &slot) {
                     Ok(done) => lock(&results)[index] = Some(done),
                     Err(e) => {
                         lock(&failure).get_or_insert(e);
