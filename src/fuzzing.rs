@@ -82,3 +82,24 @@ pub fn layer_tar(data: &[u8]) {
     }
     let _ = flat.finish();
 }
+
+/// Archives given to `--push`: a tar (plain, gzip or xz) whose `manifest.json` and
+/// `index.json` name configs and layers. Reading it must end in images or an error, and every
+/// layer the images name must open as a stream inside the archive.
+pub fn archive(data: &[u8]) {
+    // The reader takes a path, as --push does: the input goes to a file of this process's.
+    let path = std::env::temp_dir().join(format!("dockersave-fuzz-{}.tar", std::process::id()));
+    if std::fs::write(&path, data).is_err() {
+        return;
+    }
+    if let Ok(source) = crate::push::source::Source::open(&path) {
+        for image in source.images().unwrap_or_default() {
+            for layer in &image.layers {
+                if let Ok(reader) = source.reader(&layer.entry) {
+                    let _ = std::io::copy(&mut reader.take(1 << 20), &mut std::io::sink());
+                }
+            }
+        }
+    }
+    let _ = std::fs::remove_file(&path);
+}

@@ -49,3 +49,8 @@ fn layer_corpus() {
 fn layer_tar_corpus() {
     replay("layer_tar", dockersave::fuzzing::layer_tar);
 }
+
+#[test]
+fn archive_corpus() {
+    replay("archive", dockersave::fuzzing::archive);
+}
