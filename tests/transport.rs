@@ -505,4 +505,12 @@ fn a_pull_makes_the_fewest_requests_over_kept_connections() {
     assert_eq!(requests.len(), 5, "{out}");
     assert!(requests.iter().all(|r| r.ends_with(" 200")), "{out}");
     assert_eq!(connections.load(Ordering::SeqCst), 4, "{out}");
+
+    // One layer (--layer): only that blob is asked for, none ahead.
+    let out = dockersave_ok(
+        dir.path(),
+        &["--insecure", "-v", "--layer", "3", &plain("layers")],
+    );
+    let requests = requests_made(&out.stderr);
+    assert_eq!(requests.len(), 3, "{out}");
 }

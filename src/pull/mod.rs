@@ -16,6 +16,7 @@ mod rootfs;
 use crate::cache;
 use crate::cache::Cache;
 use crate::cli::{Options, Output};
+use crate::digest::Digest;
 use crate::error::Error;
 use crate::fetch::Blobs;
 use crate::manifest::{self, Config, Fetched, Manifest, Platform};
@@ -221,7 +222,15 @@ pub fn pull(
 ) -> Result<Option<PathBuf>, Error> {
     // One HTTP client for the run: its connections are reused from image to image.
     let http = Http::new(&options.http, progress.clone())?;
-    let first = || open(options, &options.image, credentials(&options.image), &http);
+    let first = || {
+        open(
+            options,
+            &options.image,
+            credentials(&options.image),
+            &http,
+            true,
+        )
+    };
     match &options.output {
         Output::Archive => {
             if options.gunzip {
@@ -232,7 +241,14 @@ pub fn pull(
             archive::prepare(options)?;
             let mut images = vec![first()?];
             for reference in &options.more_images {
-                images.push(open(options, reference, credentials(reference), &http)?);
+                // Their layers may be the first image's: none is asked for ahead.
+                images.push(open(
+                    options,
+                    reference,
+                    credentials(reference),
+                    &http,
+                    false,
+                )?);
             }
             archive::save(options, &images)
         }
@@ -267,12 +283,13 @@ fn prepare_dir(dir: &Path) -> Result<(), Error> {
 }
 
 /// Connects, resolves the manifest of `reference` and fetches the config (from the cache when
-/// it has it).
+/// it has it). With `ahead`, the layers the output reads first are requested beside the config.
 fn open(
     options: &Options,
     reference: &Reference,
     credentials: Option<Credentials>,
     http: &Http,
+    ahead: bool,
 ) -> Result<Image, Error> {
     let progress = http.progress();
     let cache = options
@@ -285,15 +302,25 @@ fn open(
     let platform = platform(options);
     let top = fetch_document(&registry, &reference.manifest_ref(), reference)?;
     let (served, manifest) = select(&registry, top, &platform, reference, options)?;
-    // The first layers are asked for at once, beside the config: on a slow link their bytes
-    // are then under way a round trip sooner (every output reads them next).
-    let ahead: Vec<_> = manifest
-        .layers
-        .iter()
-        .filter(|l| cache.as_ref().is_none_or(|c| !c.holds(&l.digest, l.size)))
-        .take(crate::fetch::IN_FLIGHT)
-        .map(|l| l.digest.clone())
-        .collect();
+    // The layers the output reads first are asked for at once, beside the config: on a slow
+    // link their bytes are then under way a round trip sooner.
+    let count = manifest.layers.len();
+    let order: Vec<usize> = match &options.output {
+        _ if !ahead => Vec::new(),
+        Output::Archive | Output::Rootfs { .. } => (0..count).collect(),
+        // Flattening reads the top layer first.
+        Output::Flatten(_) => (0..count).rev().collect(),
+        Output::Layer { .. } | Output::Inspect(_) | Output::Push { .. } => Vec::new(),
+    };
+    let mut ahead: Vec<Digest> = Vec::new();
+    for layer in order.iter().map(|&i| &manifest.layers[i]) {
+        let cached = cache
+            .as_ref()
+            .is_some_and(|c| c.holds(&layer.digest, layer.size));
+        if ahead.len() < crate::fetch::IN_FLIGHT && !cached && !ahead.contains(&layer.digest) {
+            ahead.push(layer.digest.clone());
+        }
+    }
     let config_bytes = std::thread::scope(|scope| {
         scope.spawn(|| registry.request_ahead(&ahead));
         if !ahead.is_empty() {
