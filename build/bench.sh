@@ -15,7 +15,12 @@
 #              both from the same archive (written once by dockersave, plain tar layers, so both
 #              compress on the way) into a second registry that is emptied and restarted before
 #              every run, so every run uploads every blob; for busybox, big and big2x. Then the
-#              floor: the time the registry itself takes to accept the blobs (build/upload_floor.py).
+#              floor: the time the registry itself takes to accept the blobs (build/upload_floor.py);
+#   link:      pulls through a shaped link (build/shaped_link.py: DS_BENCH_RTT_MS round trip,
+#              default 50, DS_BENCH_MBIT, default 20) from a registry with anonymous token auth:
+#              dockersave against skopeo and `docker pull` + `docker save`, each against the
+#              link's floor (bytes / bandwidth + the round trips a pull cannot save), for busybox
+#              and big; with the requests and connections dockersave makes.
 #
 #   build/bench.sh [RUNS]                      (DS_BENCH_SECTIONS="push" runs one section)
 # As root it installs what it needs (Debian packages, rustup target).
@@ -110,8 +115,17 @@ measure() { # measure TOOL IMAGE: one run, appends "wall rss_kb" to $DS_STATE/TO
                       "docker://$push_registry/$image:latest") ;;
     floor) cmd=(python3 "$DS_ROOT/build/upload_floor.py" "$push_registry" "$image"
                 "$sources/$image-blobs/$image-latest") ;;
+    link-dockersave) cmd=("$dockersave" --insecure --working-dir "$out" "$linked/$image:latest") ;;
+    link-skopeo) cmd=(skopeo copy --quiet --src-tls-verify=false "docker://$linked/$image:latest"
+                      "docker-archive:$out/$image.tar:$image:latest") ;;
+    link-docker) cmd=(sh -c 'docker pull -q "$1" >/dev/null && docker save -o "$2" "$1"' sh
+                      "$linked/$image:latest" "$out/$image.tar") ;;
   esac
   case $tool in push | skopeo-push | floor) fresh_push_registry ;; esac
+  # The engine keeps what it pulled: remove it, so every run pulls every layer.
+  if [ "$tool" = link-docker ]; then docker rmi -f "$linked/$image:latest" >/dev/null 2>&1 || true; fi
+  local connections_before=0
+  if [[ $tool == link-* ]]; then connections_before=$(wc -l <"$DS_STATE/link.log"); fi
   # Wall time from bash's microsecond clock (time's %e has only 10 ms), peak RSS from time (for
   # skopeo + umoci the larger of the two).
   local start=$EPOCHREALTIME
@@ -122,6 +136,9 @@ measure() { # measure TOOL IMAGE: one run, appends "wall rss_kb" to $DS_STATE/TO
   }
   local end=$EPOCHREALTIME
   echo "$(echo "$end - $start" | bc -l) $(cat "$DS_STATE/time")" >>"$DS_STATE/$tool-$image"
+  if [[ $tool == link-* ]]; then
+    echo $(($(wc -l <"$DS_STATE/link.log") - connections_before)) >"$DS_STATE/$tool-$image.connections"
+  fi
 }
 median() { sort -n | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
@@ -153,8 +170,8 @@ compare() {
   done
 }
 
-# DS_BENCH_SECTIONS picks sections (default: all four).
-sections=${DS_BENCH_SECTIONS:-archives forms unpacking push}
+# DS_BENCH_SECTIONS picks sections (default: all five).
+sections=${DS_BENCH_SECTIONS:-archives forms unpacking push link}
 if [[ " $sections " == *" archives "* ]]; then
 echo "== archives: dockersave against skopeo copy docker-archive:"
 compare dockersave skopeo busybox rootfs big big2x
@@ -193,5 +210,82 @@ for image in big big2x; do
   printf '%-8s floor (the registry taking the blobs, client idle) %.3f s; push/floor: %.2f\n' \
     "$image" "$floor" "$(echo "$ours / $floor" | bc -l)"
 done
+fi
+if [[ " $sections " == *" link "* ]]; then
+rtt_ms=${DS_BENCH_RTT_MS:-50} mbit=${DS_BENCH_MBIT:-20}
+echo "== link: through a shaped link ($rtt_ms ms round trip, $mbit Mbit/s, build/shaped_link.py)"
+echo "   in front of a registry with token auth as Docker Hub's (anonymous, token service behind"
+echo "   the same link): dockersave, skopeo copy docker-archive:, docker pull + docker save"
+token_port=$(free_port) tokened=$(free_port) link_port=$(free_port) link_token_port=$(free_port)
+start_bg token-server python3 "$DS_ROOT/tests/harness/token_server.py" "$token_port" \
+  "$DS_STATE/token.log" benchuser bench-password
+wait_port "$token_port" "$(cat "$DS_STATE/token-server.pid")" token-server "$DS_STATE/token-server.log"
+start_registry registry-token "$tokened" "auth:
+  silly:
+    realm: http://127.0.0.1:$link_token_port/token
+    service: dockersave-bench"
+: >"$DS_STATE/link.log"
+start_bg shaped-link python3 "$DS_ROOT/build/shaped_link.py" "$rtt_ms" "$mbit" "$DS_STATE/link.log" \
+  "$link_port:$tokened" "$link_token_port:$token_port"
+wait_port "$link_port" "$(cat "$DS_STATE/shaped-link.pid")" shaped-link "$DS_STATE/shaped-link.log"
+: >"$DS_STATE/link.log"
+linked=127.0.0.1:$link_port
+start_dockerd
+export DOCKER_HOST=unix://$DS_STATE/d.sock
+link_images="busybox big"
+for image in $link_images; do
+  measure link-dockersave "$image"
+  # What a pull asks for: the requests dockersave makes (-v lists them) and the connections it
+  # opens (the link's log), to the registry and to the token service.
+  before=$(wc -l <"$DS_STATE/link.log")
+  rm -rf "$out" && mkdir -p "$out"
+  "$dockersave" --insecure -v --working-dir "$out" "$linked/$image:latest" 2>"$DS_STATE/verbose" >/dev/null
+  requests=$(grep -c ' → ' "$DS_STATE/verbose")
+  to_registry=$(tail -n +"$((before + 1))" "$DS_STATE/link.log" | grep -c "^$link_port\$" || true)
+  to_token=$(tail -n +"$((before + 1))" "$DS_STATE/link.log" | grep -c "^$link_token_port\$" || true)
+  echo "$image: dockersave makes $requests requests over $to_registry connections to the registry and $to_token to the token service"
+  measure link-skopeo "$image"
+  measure link-docker "$image"
+  for tool in link-dockersave link-skopeo link-docker; do : >"$DS_STATE/$tool-$image"; done
+  for _ in $(seq 1 "$runs"); do
+    for tool in link-dockersave link-skopeo link-docker; do measure "$tool" "$image"; done
+  done
+done
+# The floor: the bytes at the link's rate, plus the round trips nothing can save for an anonymous
+# token-auth pull on new connections: connect, the challenge, connect to the token service, the
+# token, the manifest (and the platform's manifest after an index), the blobs (all at once).
+printf '%-8s %-16s %9s %9s %12s %11s %7s\n' image tool "wall s" "floor s" "over floor" "vs skopeo" conns
+for image in $link_images; do
+  read -r bytes hops < <(python3 - "$registry" "$image" <<'PY'
+import json, sys, urllib.request
+registry, image = sys.argv[1:3]
+accept = ", ".join(["application/vnd.oci.image.index.v1+json",
+                    "application/vnd.docker.distribution.manifest.list.v2+json",
+                    "application/vnd.oci.image.manifest.v1+json",
+                    "application/vnd.docker.distribution.manifest.v2+json"])
+def get(ref):
+    request = urllib.request.Request(f"http://{registry}/v2/{image}/manifests/{ref}", headers={"Accept": accept})
+    return urllib.request.urlopen(request).read()
+body, hops = get("latest"), 0
+total = len(body)
+doc = json.loads(body)
+if "manifests" in doc:
+    entry = next(m for m in doc["manifests"] if m.get("platform", {}).get("architecture") == "amd64")
+    body = get(entry["digest"])
+    total, hops, doc = total + len(body), 1, json.loads(body)
+print(total + doc["config"]["size"] + sum(layer["size"] for layer in doc["layers"]), hops)
+PY
+  )
+  floor=$(echo "$bytes * 8 / ($mbit * 1000000) + (6 + $hops) * $rtt_ms / 1000" | bc -l)
+  skopeo_wall=$(cut -d' ' -f1 "$DS_STATE/link-skopeo-$image" | median)
+  for tool in link-dockersave link-skopeo link-docker; do
+    wall=$(cut -d' ' -f1 "$DS_STATE/$tool-$image" | median)
+    printf '%-8s %-16s %9.3f %9.3f %8.1f RTT %11.2f %7s\n' "$image" "${tool#link-}" "$wall" "$floor" \
+      "$(echo "($wall - $floor) * 1000 / $rtt_ms" | bc -l)" "$(echo "$wall / $skopeo_wall" | bc -l)" \
+      "$(cat "$DS_STATE/$tool-$image.connections")"
+  done
+done
+echo "   (docker: the engine's own pull, from a client that asks it; it tries HTTPS first on"
+echo "   127.0.0.1 and falls back to plain HTTP. conns: new connections in the last run.)"
 fi
 echo "($runs runs each, alternating; $(nproc) cores; $(date -u +%Y-%m-%d))"
