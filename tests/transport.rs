@@ -411,23 +411,38 @@ fn requests_made(stderr: &str) -> Vec<String> {
         .collect()
 }
 
+/// Pulls `image` from the registry at `$registry_env` through a counting tunnel with `-v` and
+/// `args` (and `stdin`): the requests it made and the connections it opened.
+fn pull_counted(
+    dir: &Scratch,
+    registry_env: &str,
+    args: &[&str],
+    image: &str,
+    stdin: Option<&str>,
+) -> (Vec<String>, usize, Output) {
+    let (tunnel, connections) = counting_tunnel(&env(registry_env));
+    let reference = format!("{tunnel}/{image}");
+    let mut all = vec!["--insecure", "-v"];
+    all.extend_from_slice(args);
+    all.push(&reference);
+    let out = dockersave_env(dir.path(), &all, &[], stdin);
+    assert_eq!(out.code, 0, "{out}");
+    let requests = requests_made(&out.stderr);
+    (requests, connections.load(Ordering::SeqCst), out)
+}
+
 #[test]
 fn a_pull_makes_the_fewest_requests_over_kept_connections() {
     let dir = Scratch::new("round-trips");
     // Hub-style token auth, anonymous: the manifest meets the challenge, one token, the
     // manifest again, then the config and the layer at once.
-    let (tunnel, connections) = counting_tunnel(&env("DS_TOKEN_REGISTRY"));
-    let out = dockersave_ok(
-        dir.path(),
-        &[
-            "--insecure",
-            "-v",
-            "-o",
-            "token.tar",
-            &format!("{tunnel}/busybox"),
-        ],
+    let (requests, connections, out) = pull_counted(
+        &dir,
+        "DS_TOKEN_REGISTRY",
+        &["-o", "token.tar"],
+        "busybox",
+        None,
     );
-    let requests = requests_made(&out.stderr);
     assert_eq!(requests.len(), 5, "{out}");
     assert_eq!(requests[0], "GET /v2/busybox/manifests/latest 401", "{out}");
     assert!(
@@ -440,77 +455,38 @@ fn a_pull_makes_the_fewest_requests_over_kept_connections() {
         .all(|r| r.contains("/blobs/sha256:") && r.ends_with(" 200")));
     // The challenge's connection is kept for the manifest and one blob; the other blob opens
     // the second.
-    assert_eq!(connections.load(Ordering::SeqCst), 2, "{out}");
+    assert_eq!(connections, 2, "{out}");
 
     // Basic auth: the challenge, the manifest with the password, the blobs.
-    let (tunnel, connections) = counting_tunnel(&env("DS_BASIC_REGISTRY"));
-    let out = dockersave_env(
-        dir.path(),
-        &[
-            "--insecure",
-            "-v",
-            "--user",
-            &env("DS_BASIC_USER"),
-            "--password-stdin",
-            "-o",
-            "basic.tar",
-            &format!("{tunnel}/busybox"),
-        ],
-        &[],
-        Some(&env("DS_BASIC_PASSWORD")),
-    );
-    assert_eq!(out.code, 0, "{out}");
-    let requests = requests_made(&out.stderr);
+    let user = env("DS_BASIC_USER");
+    let args = ["--user", &user, "--password-stdin", "-o", "basic.tar"];
+    let password = env("DS_BASIC_PASSWORD");
+    let (requests, connections, out) =
+        pull_counted(&dir, "DS_BASIC_REGISTRY", &args, "busybox", Some(&password));
     assert_eq!(requests.len(), 4, "{out}");
     assert_eq!(requests[0], "GET /v2/busybox/manifests/latest 401", "{out}");
     assert_eq!(requests[1], "GET /v2/busybox/manifests/latest 200", "{out}");
-    assert_eq!(connections.load(Ordering::SeqCst), 2, "{out}");
+    assert_eq!(connections, 2, "{out}");
 
     // An index, then the platform's manifest, then its config and layer.
-    let (tunnel, connections) = counting_tunnel(&env("DS_REGISTRY"));
-    let out = dockersave_ok(
-        dir.path(),
-        &[
-            "--insecure",
-            "-v",
-            "--platform",
-            "linux/amd64",
-            "-o",
-            "multi.tar",
-            &format!("{tunnel}/multi"),
-        ],
-    );
-    let requests = requests_made(&out.stderr);
+    let args = ["--platform", "linux/amd64", "-o", "multi.tar"];
+    let (requests, connections, out) = pull_counted(&dir, "DS_REGISTRY", &args, "multi", None);
     assert_eq!(requests.len(), 4, "{out}");
     assert_eq!(requests[0], "GET /v2/multi/manifests/latest 200", "{out}");
     assert!(
         requests[1].starts_with("GET /v2/multi/manifests/sha256:"),
         "{out}"
     );
-    assert_eq!(connections.load(Ordering::SeqCst), 2, "{out}");
+    assert_eq!(connections, 2, "{out}");
 
     // Three layers: all asked for at once beside the config, so four connections, no more.
-    let (tunnel, connections) = counting_tunnel(&env("DS_REGISTRY"));
-    let out = dockersave_ok(
-        dir.path(),
-        &[
-            "--insecure",
-            "-v",
-            "-o",
-            "layers.tar",
-            &format!("{tunnel}/layers"),
-        ],
-    );
-    let requests = requests_made(&out.stderr);
+    let (requests, connections, out) =
+        pull_counted(&dir, "DS_REGISTRY", &["-o", "layers.tar"], "layers", None);
     assert_eq!(requests.len(), 5, "{out}");
     assert!(requests.iter().all(|r| r.ends_with(" 200")), "{out}");
-    assert_eq!(connections.load(Ordering::SeqCst), 4, "{out}");
+    assert_eq!(connections, 4, "{out}");
 
     // One layer (--layer): only that blob is asked for, none ahead.
-    let out = dockersave_ok(
-        dir.path(),
-        &["--insecure", "-v", "--layer", "3", &plain("layers")],
-    );
-    let requests = requests_made(&out.stderr);
+    let (requests, _, out) = pull_counted(&dir, "DS_REGISTRY", &["--layer", "3"], "layers", None);
     assert_eq!(requests.len(), 3, "{out}");
 }
