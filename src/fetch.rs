@@ -13,6 +13,7 @@
 
 use crate::cache::{self, Cache};
 use crate::error::Error;
+use crate::lock;
 use crate::manifest::Descriptor;
 use crate::progress::Step;
 use crate::registry::Registry;
@@ -21,7 +22,7 @@ use std::io::{self, Read, Write};
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Condvar, Mutex, MutexGuard};
+use std::sync::{Condvar, Mutex};
 
 /// Where the blobs come from.
 pub struct Blobs<'a> {
@@ -105,11 +106,6 @@ struct Progress {
     written: u64,
     done: bool,
     error: Option<Error>,
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    // A panic elsewhere cannot leave these plain values half-written.
-    mutex.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 fn consume_all(

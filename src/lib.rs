@@ -34,3 +34,9 @@ pub mod push;
 pub mod reference;
 pub mod registry;
 pub mod sinks;
+
+/// Locks `mutex`, even one a panicking thread left poisoned: what dockersave keeps behind its
+/// locks (progress lines, slots, buffers, a header) is never left half-written by a panic.
+pub(crate) fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
+}

@@ -48,7 +48,7 @@ impl Drop for OnInterrupt {
 }
 
 fn interrupt_list() -> std::sync::MutexGuard<'static, Vec<(usize, PathBuf, Undo)>> {
-    ON_INTERRUPT.lock().unwrap_or_else(|p| p.into_inner())
+    crate::lock(&ON_INTERRUPT)
 }
 
 /// Undoes everything on the interrupt list, newest first; returns what was left in place and

@@ -406,7 +406,7 @@ fn fetch_layers(job: &LayerJob) -> Result<Vec<LayerStats>, Error> {
                     if result.is_err() {
                         failed.store(true, Ordering::SeqCst);
                     }
-                    results.lock().unwrap_or_else(|p| p.into_inner())[i] = Some(result);
+                    crate::lock(&results)[i] = Some(result);
                 }
             });
         }

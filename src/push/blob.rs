@@ -275,7 +275,7 @@ struct Staging(Arc<Mutex<Vec<u8>>>);
 
 impl Staging {
     fn lock(&self) -> std::sync::MutexGuard<'_, Vec<u8>> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner())
+        crate::lock(&self.0)
     }
 }
 

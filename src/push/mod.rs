@@ -13,6 +13,7 @@ pub mod source;
 use crate::cli::{Choose, Options, Output};
 use crate::digest::Digest;
 use crate::error::Error;
+use crate::lock;
 use crate::manifest;
 use crate::progress::Progress;
 use crate::reference::Reference;
@@ -281,10 +282,6 @@ fn mount_sources(image: &ArchivedImage, target: &Reference, known: &Known) -> Ve
     }
     unique.truncate(4);
     unique
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Where the record of pushed blobs lives: the cache directory when there is one, else

@@ -9,6 +9,7 @@ use super::auth::{self, Credentials};
 use super::http::{Http, Response};
 use crate::digest::Digest;
 use crate::error::Error;
+use crate::lock;
 use crate::manifest::{self, Descriptor};
 use crate::reference::Reference;
 use miniserde::{json, Deserialize};
@@ -194,11 +195,9 @@ impl Registry {
                 scope.spawn(move || {
                     let path = format!("/v2/{}/blobs/{digest}", self.repository);
                     match self.authorized("GET", &path, &[], &[]) {
-                        Ok(response) if response.status() == 200 => self
-                            .early
-                            .lock()
-                            .unwrap_or_else(|p| p.into_inner())
-                            .push((digest.clone(), response)),
+                        Ok(response) if response.status() == 200 => {
+                            lock(&self.early).push((digest.clone(), response))
+                        }
                         Ok(response) => response.discard(),
                         Err(_) => {}
                     }
@@ -208,7 +207,7 @@ impl Registry {
     }
 
     fn take_early(&self, digest: &Digest) -> Option<Response> {
-        let mut early = self.early.lock().unwrap_or_else(|p| p.into_inner());
+        let mut early = lock(&self.early);
         let at = early.iter().position(|(d, _)| d == digest)?;
         Some(early.swap_remove(at).1)
     }
@@ -356,10 +355,7 @@ impl Registry {
     }
 
     fn lock_authorization(&self) -> MutexGuard<'_, Option<String>> {
-        // A panic while holding the lock cannot leave the value half-written: use it anyway.
-        self.authorization
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        lock(&self.authorization)
     }
 
     /// Sends a request to an API path or to a URL the registry gave (an upload's `Location`),
