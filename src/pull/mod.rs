@@ -222,13 +222,13 @@ pub fn pull(
 ) -> Result<Option<PathBuf>, Error> {
     // One HTTP client for the run: its connections are reused from image to image.
     let http = Http::new(&options.http, progress.clone())?;
-    let first = || {
+    let first = |ahead| {
         open(
             options,
             &options.image,
             credentials(&options.image),
             &http,
-            true,
+            ahead,
         )
     };
     match &options.output {
@@ -239,7 +239,7 @@ pub fn pull(
                 );
             }
             archive::prepare(options)?;
-            let mut images = vec![first()?];
+            let mut images = vec![first(Ahead::Bottom)?];
             for reference in &options.more_images {
                 // Their layers may be the first image's: none is asked for ahead.
                 images.push(open(
@@ -247,7 +247,7 @@ pub fn pull(
                     reference,
                     credentials(reference),
                     &http,
-                    false,
+                    Ahead::None,
                 )?);
             }
             archive::save(options, &images)
@@ -255,18 +255,19 @@ pub fn pull(
         // Each output checks what it can before the network is used.
         Output::Rootfs { dir, force, git } => {
             let target = rootfs::Target::prepare(dir, *force, *git, options.no_rm)?;
-            rootfs::save(options, &first()?, target, *git).map(Some)
+            rootfs::save(options, &first(Ahead::Bottom)?, target, *git).map(Some)
         }
         Output::Flatten(file) => {
             prepare_dir(&flatten::spool_near(options, file))?;
-            flatten::save(options, &first()?, file)
+            // Flattening reads the top layer first.
+            flatten::save(options, &first(Ahead::Top)?, file)
         }
         Output::Layer {
             which,
             registry_format,
         } => {
             prepare_dir(&options.working_dir)?;
-            layer::save(options, &first()?, which, *registry_format).map(Some)
+            layer::save(options, &first(Ahead::None)?, which, *registry_format).map(Some)
         }
         Output::Inspect(kind) => {
             inspect::show(options, credentials(&options.image), &http, *kind).map(|()| None)
@@ -282,14 +283,26 @@ fn prepare_dir(dir: &Path) -> Result<(), Error> {
     Ok(())
 }
 
+/// Which layers an output reads first, to be asked for beside the config: on a slow link their
+/// bytes are then under way a round trip sooner.
+#[derive(Clone, Copy)]
+enum Ahead {
+    /// The bottom layers (archives, --rootfs).
+    Bottom,
+    /// The top layers (--flatten).
+    Top,
+    /// None (one layer, or layers another image may already have asked for).
+    None,
+}
+
 /// Connects, resolves the manifest of `reference` and fetches the config (from the cache when
-/// it has it). With `ahead`, the layers the output reads first are requested beside the config.
+/// it has it), with the layers `ahead` names requested beside it.
 fn open(
     options: &Options,
     reference: &Reference,
     credentials: Option<Credentials>,
     http: &Http,
-    ahead: bool,
+    ahead: Ahead,
 ) -> Result<Image, Error> {
     let progress = http.progress();
     let cache = options
@@ -302,18 +315,13 @@ fn open(
     let platform = platform(options);
     let top = fetch_document(&registry, &reference.manifest_ref(), reference)?;
     let (served, manifest) = select(&registry, top, &platform, reference, options)?;
-    // The layers the output reads first are asked for at once, beside the config: on a slow
-    // link their bytes are then under way a round trip sooner.
-    let count = manifest.layers.len();
-    let order: Vec<usize> = match &options.output {
-        _ if !ahead => Vec::new(),
-        Output::Archive | Output::Rootfs { .. } => (0..count).collect(),
-        // Flattening reads the top layer first.
-        Output::Flatten(_) => (0..count).rev().collect(),
-        Output::Layer { .. } | Output::Inspect(_) | Output::Push { .. } => Vec::new(),
+    let order: Vec<&manifest::Descriptor> = match ahead {
+        Ahead::Bottom => manifest.layers.iter().collect(),
+        Ahead::Top => manifest.layers.iter().rev().collect(),
+        Ahead::None => Vec::new(),
     };
     let mut ahead: Vec<Digest> = Vec::new();
-    for layer in order.iter().map(|&i| &manifest.layers[i]) {
+    for layer in order {
         let cached = cache
             .as_ref()
             .is_some_and(|c| c.holds(&layer.digest, layer.size));
