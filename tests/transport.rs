@@ -490,3 +490,36 @@ fn a_pull_makes_the_fewest_requests_over_kept_connections() {
     let (requests, _, out) = pull_counted(&dir, "DS_REGISTRY", &["--layer", "3"], "layers", None);
     assert_eq!(requests.len(), 3, "{out}");
 }
+
+#[test]
+fn a_host_that_is_not_a_registry_is_named_so() {
+    // A web server that answers 404 to everything: with no /v2/ check ahead, the manifest's
+    // 404 is explained by asking /v2/ then.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    std::thread::spawn(move || {
+        use std::io::{BufRead, Write};
+        for stream in listener.incoming().flatten() {
+            let mut reader = std::io::BufReader::new(stream.try_clone().unwrap());
+            let mut line = String::new();
+            while reader.read_line(&mut line).unwrap_or(0) > 0 {
+                if line == "\r\n" {
+                    let mut out = &stream;
+                    let _ = out
+                        .write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 9\r\n\r\nnot found");
+                }
+                line.clear();
+            }
+        }
+    });
+    let dir = Scratch::new("not-a-registry");
+    let out = dockersave(dir.path(), &["--insecure", &format!("{addr}/busybox")]);
+    assert_eq!(out.code, 8, "{out}");
+    let errors: Vec<&str> = out.stderr.lines().filter(|l| l.contains("error")).collect();
+    assert_eq!(errors.len(), 1, "{out}");
+    assert!(
+        errors[0].contains("does not serve the registry API"),
+        "{out}"
+    );
+    assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0, "{out}");
+}
