@@ -144,6 +144,8 @@ impl<W: Write> Write for GzipWriter<W> {
         Ok(n)
     }
 
+    /// Flushes what is already compressed; a partial chunk waits for the rest of its chunk (or
+    /// `finish`), so that flushes cannot change the stream's bytes.
     fn flush(&mut self) -> io::Result<()> {
         self.out.flush()
     }
