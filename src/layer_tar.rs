@@ -17,8 +17,15 @@ use std::io::{self, Read};
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
 pub struct TreePath(Vec<u8>);
 
+/// Linux's limits: a path the kernel takes whole (`PATH_MAX`, its NUL included) and one name
+/// (`NAME_MAX`). A layer that claims more cannot be unpacked by any runtime, and capping here
+/// bounds what every later step holds per path.
+pub const PATH_MAX: usize = 4096;
+pub const NAME_MAX: usize = 255;
+
 impl TreePath {
-    /// Normalises a path from a tar header: `./a//b/` → `a/b`. Refuses absolute paths and `..`.
+    /// Normalises a path from a tar header: `./a//b/` → `a/b`. Refuses absolute paths, `..`,
+    /// and what Linux could not hold (over `PATH_MAX` bytes, a name over `NAME_MAX`).
     pub fn parse(raw: &[u8]) -> Result<TreePath, String> {
         if raw.first() == Some(&b'/') {
             return Err("it is an absolute path".into());
@@ -26,11 +33,24 @@ impl TreePath {
         if raw.contains(&0) {
             return Err("it contains a NUL byte".into());
         }
+        if raw.len() >= PATH_MAX {
+            return Err(format!(
+                "its path is {} bytes long, over Linux's limit of {}",
+                raw.len(),
+                PATH_MAX - 1
+            ));
+        }
         let mut out = Vec::with_capacity(raw.len());
         for component in raw.split(|&b| b == b'/') {
             match component {
                 b"" | b"." => {}
                 b".." => return Err("it has a `..` component".into()),
+                name if name.len() > NAME_MAX => {
+                    return Err(format!(
+                        "it has a name of {} bytes, over Linux's limit of {NAME_MAX}",
+                        name.len()
+                    ))
+                }
                 name => {
                     if !out.is_empty() {
                         out.push(b'/');
@@ -98,6 +118,27 @@ impl TreePath {
                 .map(move |(i, _)| &bytes[..i]),
         )
     }
+}
+
+// Paths order, compare and hash as their bytes, so maps keyed by them can be searched by bytes.
+impl std::borrow::Borrow<[u8]> for TreePath {
+    fn borrow(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+/// A name from a tar for a message: whole if short, else its start and its length (a 64 KiB
+/// path would not make a one-line error).
+pub fn shown_name(raw: &[u8]) -> String {
+    const SHOWN: usize = 160;
+    if raw.len() <= SHOWN {
+        return String::from_utf8_lossy(raw).into_owned();
+    }
+    format!(
+        "{}… ({} bytes)",
+        String::from_utf8_lossy(&raw[..SHOWN]),
+        raw.len()
+    )
 }
 
 /// One component: not empty, `.` or `..`, no `/` or NUL.
@@ -178,40 +219,13 @@ pub fn read_layer(
         .entries()
         .map_err(|e| malformed(e.to_string()))?
         .raw(true);
-    let mut long_name: Option<Vec<u8>> = None;
-    let mut long_link: Option<Vec<u8>> = None;
-    let mut pax: Option<Vec<u8>> = None;
+    let mut extensions = Extensions::default();
     for entry in entries {
         let mut entry = entry.map_err(|e| malformed(e.to_string()))?;
-        let kind = entry.header().entry_type();
-        let extension = if kind.is_gnu_longname() {
-            Some(&mut long_name)
-        } else if kind.is_gnu_longlink() {
-            Some(&mut long_link)
-        } else if kind.is_pax_local_extensions() {
-            Some(&mut pax)
-        } else {
-            None
-        };
-        if let Some(slot) = extension {
-            let mut bytes = read_extension(&mut entry).map_err(&malformed)?;
-            if !kind.is_pax_local_extensions() {
-                // GNU long names end in NUL.
-                while bytes.last() == Some(&0) {
-                    bytes.pop();
-                }
-            }
-            *slot = Some(bytes);
+        if extensions.read(&mut entry).map_err(&malformed)? {
             continue;
         }
-        if kind.is_pax_global_extensions() {
-            continue;
-        }
-        let fields = Fields {
-            long_name: long_name.take(),
-            long_link: long_link.take(),
-            pax: pax.take(),
-        };
+        let fields = extensions.take();
         let change = classify(&entry, fields).map_err(|reason| match reason {
             Refusal::Unsafe { path, reason } => Error::Unsafe {
                 layer: layer.to_string(),
@@ -230,25 +244,101 @@ pub fn read_layer(
     Ok(())
 }
 
-fn read_extension(entry: &mut impl Read) -> Result<Vec<u8>, String> {
-    let mut bytes = Vec::new();
-    entry
-        .take(MAX_EXTENSION + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| e.to_string())?;
-    if bytes.len() as u64 > MAX_EXTENSION {
-        return Err(format!(
-            "an extension record is over {} KiB",
-            MAX_EXTENSION >> 10
-        ));
-    }
-    Ok(bytes)
-}
-
-struct Fields {
+/// The extension records (GNU long name and link, PAX) that apply to the next entry of a tar
+/// read raw: each is refused before it is read when it claims more than `MAX_EXTENSION`, so
+/// no header can make a reader hold more. `push::source` reads archives with it too.
+#[derive(Default)]
+pub(crate) struct Extensions {
     long_name: Option<Vec<u8>>,
     long_link: Option<Vec<u8>>,
     pax: Option<Vec<u8>>,
+}
+
+impl Extensions {
+    /// Whether `entry` is an extension record; if so, it is read and kept for the next entry.
+    pub(crate) fn read<R: Read>(&mut self, entry: &mut tar::Entry<R>) -> Result<bool, String> {
+        let kind = entry.header().entry_type();
+        let slot = if kind.is_gnu_longname() {
+            &mut self.long_name
+        } else if kind.is_gnu_longlink() {
+            &mut self.long_link
+        } else if kind.is_pax_local_extensions() {
+            &mut self.pax
+        } else {
+            // Global PAX records change nothing dockersave reads; their data is skipped.
+            return Ok(kind.is_pax_global_extensions());
+        };
+        if entry.size() > MAX_EXTENSION {
+            return Err(format!(
+                "an extension record claims {} bytes, over the {} KiB allowed",
+                entry.size(),
+                MAX_EXTENSION >> 10
+            ));
+        }
+        let mut bytes = Vec::new();
+        entry
+            .take(MAX_EXTENSION)
+            .read_to_end(&mut bytes)
+            .map_err(|e| e.to_string())?;
+        if !kind.is_pax_local_extensions() {
+            // GNU long names end in NUL.
+            while bytes.last() == Some(&0) {
+                bytes.pop();
+            }
+        }
+        *slot = Some(bytes);
+        Ok(true)
+    }
+
+    /// The records for the entry just read, leaving none for the next.
+    pub(crate) fn take(&mut self) -> Fields {
+        Fields {
+            long_name: self.long_name.take(),
+            long_link: self.long_link.take(),
+            pax: self.pax.take(),
+        }
+    }
+}
+
+pub(crate) struct Fields {
+    long_name: Option<Vec<u8>>,
+    long_link: Option<Vec<u8>>,
+    pax: Option<Vec<u8>>,
+}
+
+impl Fields {
+    /// The entry's path and link name as its header and the records before it give them
+    /// (PAX over GNU over the header).
+    pub(crate) fn names<R: Read>(&self, entry: &tar::Entry<R>) -> (Vec<u8>, Option<Vec<u8>>) {
+        let mut path = self
+            .long_name
+            .clone()
+            .unwrap_or_else(|| entry.path_bytes().into_owned());
+        let mut link = self
+            .long_link
+            .clone()
+            .or_else(|| entry.link_name_bytes().map(|l| l.into_owned()));
+        for record in self.pax_records().flatten() {
+            match record.key_bytes() {
+                b"path" => path = record.value_bytes().to_vec(),
+                b"linkpath" => link = Some(record.value_bytes().to_vec()),
+                _ => {}
+            }
+        }
+        (path, link)
+    }
+
+    fn pax_records(&self) -> tar::PaxExtensions<'_> {
+        tar::PaxExtensions::new(self.pax.as_deref().unwrap_or_default())
+    }
+
+    /// The size a PAX record gives, where it differs from the header's (a file over 8 GiB).
+    pub(crate) fn pax_size(&self) -> Option<Vec<u8>> {
+        self.pax_records()
+            .flatten()
+            .find(|r| r.key_bytes() == b"size")
+            .map(|r| r.value_bytes().to_vec())
+    }
 }
 
 enum Refusal {
@@ -268,19 +358,14 @@ fn classify(entry: &tar::Entry<&mut dyn Read>, fields: Fields) -> Result<Option<
         Err(_) if raw.iter().all(|&b| b == 0 || b == b' ') => Ok(0),
         Err(e) => Err(Refusal::Malformed(format!("bad {what} field: {e}"))),
     };
-    let mut raw_path = fields
-        .long_name
-        .unwrap_or_else(|| entry.path_bytes().into_owned());
-    let mut raw_link = fields
-        .long_link
-        .or_else(|| entry.link_name_bytes().map(|l| l.into_owned()));
+    let (raw_path, raw_link) = fields.names(entry);
     let mut uid = number(header.uid(), &old.uid, "uid")?;
     let mut gid = number(header.gid(), &old.gid, "gid")?;
     let mut mtime = number(header.mtime(), &old.mtime, "mtime")?;
     let mut xattrs = Vec::new();
     let size = number(header.size(), &old.size, "size")?;
-    if let Some(pax) = &fields.pax {
-        for record in tar::PaxExtensions::new(pax) {
+    if fields.pax.is_some() {
+        for record in fields.pax_records() {
             let record = record.map_err(|e| Refusal::Malformed(format!("bad PAX record: {e}")))?;
             let (key, value) = (record.key_bytes(), record.value_bytes());
             let decimal = || {
@@ -297,8 +382,7 @@ fn classify(entry: &tar::Entry<&mut dyn Read>, fields: Fields) -> Result<Option<
                     })
             };
             match key {
-                b"path" => raw_path = value.to_vec(),
-                b"linkpath" => raw_link = Some(value.to_vec()),
+                b"path" | b"linkpath" => {}
                 b"uid" => uid = decimal()?,
                 b"gid" => gid = decimal()?,
                 b"mtime" => mtime = decimal()?,
@@ -315,7 +399,7 @@ fn classify(entry: &tar::Entry<&mut dyn Read>, fields: Fields) -> Result<Option<
             }
         }
     }
-    let shown = || String::from_utf8_lossy(&raw_path).into_owned();
+    let shown = || shown_name(&raw_path);
     let path = TreePath::parse(&raw_path).map_err(|reason| Refusal::Unsafe {
         path: shown(),
         reason,
@@ -351,14 +435,27 @@ fn classify(entry: &tar::Entry<&mut dyn Read>, fields: Fields) -> Result<Option<
     let kind = match header.entry_type() {
         T::Regular | T::Continuous => Kind::File,
         T::Directory => Kind::Dir,
-        T::Symlink => Kind::Symlink(raw_link.unwrap_or_default()),
+        T::Symlink => {
+            let target = raw_link.unwrap_or_default();
+            if target.len() >= PATH_MAX {
+                return Err(Refusal::Unsafe {
+                    path: shown(),
+                    reason: format!(
+                        "it is a symlink to a target of {} bytes, over Linux's limit of {}",
+                        target.len(),
+                        PATH_MAX - 1
+                    ),
+                });
+            }
+            Kind::Symlink(target)
+        }
         T::Link => {
             let raw = raw_link.unwrap_or_default();
             let target = TreePath::parse(&raw).map_err(|reason| Refusal::Unsafe {
                 path: shown(),
                 reason: format!(
                     "it is a hard link to {:?}, which is outside the image: {reason}",
-                    String::from_utf8_lossy(&raw)
+                    shown_name(&raw)
                 ),
             })?;
             if target.is_root() {
@@ -382,6 +479,13 @@ fn classify(entry: &tar::Entry<&mut dyn Read>, fields: Fields) -> Result<Option<
         // Volume labels and other records that are not files.
         _ => return Ok(None),
     };
+    if path.is_root() && kind != Kind::Dir {
+        // `tar -x` of a flattened tar would replace the directory it extracts into.
+        return Err(Refusal::Unsafe {
+            path: shown(),
+            reason: "it names the root of the tree, which can only be a directory".into(),
+        });
+    }
     let mode = number(header.mode().map(u64::from), &old.mode, "mode")? as u32 & 0o7777;
     Ok(Some(Change::Add(Entry {
         size: if kind == Kind::File { size } else { 0 },
@@ -509,6 +613,9 @@ pub(crate) mod tests {
             (b"hl", b'1', b"../outside"),
             (b"dir/.wh...", b'0', b""),
             (b"dir/.wh..", b'0', b""),
+            (b".", b'2', b"/tmp"),
+            (b"./", b'0', b""),
+            (b"", b'6', b""),
         ] {
             let err = changes(&tar_of(&[(name, kind, link, b"")])).unwrap_err();
             assert!(
@@ -561,6 +668,40 @@ pub(crate) mod tests {
             entries[1].xattrs,
             [(b"security.capability".to_vec(), b"\x01\x00".to_vec())]
         );
+    }
+
+    #[test]
+    fn refuses_what_linux_could_not_hold() {
+        let one = |path: &str, link: Option<&str>| {
+            let mut builder = tar::Builder::new(Vec::new());
+            let mut header = tar::Header::new_gnu();
+            header.set_size(0);
+            match link {
+                Some(target) => {
+                    header.set_entry_type(tar::EntryType::Symlink);
+                    builder.append_link(&mut header, path, target).unwrap();
+                }
+                None => {
+                    header.set_entry_type(tar::EntryType::Regular);
+                    builder.append_data(&mut header, path, &b""[..]).unwrap();
+                }
+            }
+            changes(&builder.into_inner().unwrap())
+        };
+        // 4,095 bytes and 2,048 levels: the longest path Linux takes.
+        assert!(one(&("a/".repeat(2047) + "f"), None).is_ok());
+        let too_long = "a/".repeat(2048) + "f";
+        let long_name = "n".repeat(256);
+        let long_target = "t/".repeat(2048);
+        for (path, link) in [
+            (too_long.as_str(), None),
+            (long_name.as_str(), None),
+            ("link", Some(long_target.as_str())),
+        ] {
+            let err = one(path, link).unwrap_err();
+            assert!(err.to_string().contains("over Linux's limit"), "{err}");
+            assert_eq!(err.exit_code(), crate::error::EXIT_VERIFY);
+        }
     }
 
     #[test]

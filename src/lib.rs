@@ -4,7 +4,8 @@
 //! The modules follow the data: `reference` names the image, `registry` (http, proxy, auth,
 //! credentials, client) fetches it, `manifest` picks what to fetch, `fetch` orders the layer
 //! downloads, `pipeline` (with `decompress` and `digest`) turns each layer blob into a verified
-//! tar, `cache` keeps verified blobs, `layer_tar` reads a layer as filesystem changes, the
+//! tar, `cache` keeps verified blobs, `layer_tar` reads a layer as filesystem changes (`paths` keeps
+//! what is known per path), the
 //! `sinks` write them (`archive`: Docker's save format; `rootfs` through `confined`, which keeps
 //! every write inside its directory; `flatten`; `git`), `pull` drives them; `push` reads an archive
 //! back (`source`) and uploads it (`registry::upload`); `cli` reads the command line. The binary (`main.rs`) only asks for credentials and maps errors to exit codes.
@@ -26,6 +27,7 @@ pub mod interrupt;
 pub mod layer_tar;
 pub mod manifest;
 pub mod partial;
+pub mod paths;
 pub mod pipeline;
 pub mod pretty;
 pub mod progress;

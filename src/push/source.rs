@@ -10,6 +10,7 @@
 use crate::decompress::Decompressor;
 use crate::digest::Digest;
 use crate::error::Error;
+use crate::layer_tar::Extensions;
 use crate::manifest::{self, Fetched};
 use miniserde::{json, Deserialize};
 use std::collections::HashMap;
@@ -49,6 +50,9 @@ pub struct Source {
     shown: String,
     entries: HashMap<String, At>,
     documents: HashMap<String, Vec<u8>>,
+    /// The archive's links, name → the name they point to: resolved when an entry is looked
+    /// up, so a document stays one copy however many links name it.
+    links: HashMap<String, String>,
 }
 
 /// One image of the archive, as `manifest.json` lists it.
@@ -105,6 +109,7 @@ impl Source {
                 shown,
                 entries: HashMap::new(),
                 documents: HashMap::new(),
+                links: HashMap::new(),
             });
         }
         let mut magic = [0u8; 6];
@@ -123,6 +128,7 @@ impl Source {
             shown,
             entries: HashMap::new(),
             documents: HashMap::new(),
+            links: HashMap::new(),
         };
         source.index().map_err(|e| source.unreadable(e))?;
         Ok(source)
@@ -163,8 +169,7 @@ impl Source {
         match &self.kind {
             Kind::Dir(dir) => {
                 let path = self.inside(dir, name)?;
-                let file = File::open(&path).map_err(|e| Error::io(&path, e))?;
-                Ok(Box::new(file))
+                Ok(Box::new(open_regular(&path)?))
             }
             Kind::Tar { path, wrap } => {
                 let at = self.at(name)?;
@@ -308,8 +313,9 @@ impl Source {
             Kind::Dir(dir) => {
                 let path = self.inside(dir, &name)?;
                 let mut bytes = Vec::new();
-                File::open(&path)
-                    .and_then(|f| f.take(MAX_DOCUMENT + 1).read_to_end(&mut bytes))
+                open_regular(&path)?
+                    .take(MAX_DOCUMENT + 1)
+                    .read_to_end(&mut bytes)
                     .map_err(|e| Error::io(&path, e))?;
                 if bytes.len() as u64 > MAX_DOCUMENT {
                     return Err(self.malformed(&format!("{name} is too large for a JSON document")));
@@ -335,7 +341,7 @@ impl Source {
         match &self.kind {
             Kind::Dir(dir) => {
                 let path = self.inside(dir, name)?;
-                let mut file = File::open(&path).map_err(|e| Error::io(&path, e))?;
+                let mut file = open_regular(&path)?;
                 let size = file.metadata().map_err(|e| Error::io(&path, e))?.len();
                 let mut head = [0u8; 4];
                 read_up_to(&mut file, &mut head).map_err(|e| Error::io(&path, e))?;
@@ -359,9 +365,16 @@ impl Source {
     }
 
     /// The entry a name stands for in a tar, following the archive's own links (a legacy
-    /// `docker save` links a layer shared by two images).
+    /// `docker save` links a layer shared by two images), a few deep.
     fn resolve(&self, name: &str) -> Result<String, Error> {
-        clean(name).ok_or_else(|| self.outside(name))
+        let mut name = clean(name).ok_or_else(|| self.outside(name))?;
+        for _ in 0..8 {
+            match self.links.get(&name) {
+                Some(target) => name = target.clone(),
+                None => break,
+            }
+        }
+        Ok(name)
     }
 
     /// `name` under `dir`, refusing anything that leaves it (`..`, absolute paths, links out).
@@ -376,13 +389,14 @@ impl Source {
         Ok(real)
     }
 
-    /// Reads the whole tar once: where each file is, links resolved, JSON documents kept.
+    /// Reads the whole tar once: where each file is, its links, JSON documents kept. Read raw:
+    /// long-name and PAX records go through `layer_tar::Extensions`, which refuses one that
+    /// claims more than a name needs before reading it.
     fn index(&mut self) -> io::Result<()> {
         let Kind::Tar { path, wrap } = &self.kind else {
             return Ok(());
         };
         let file = io::BufReader::new(File::open(path)?);
-        let mut links = Vec::new();
         let mut kept = 0u64;
         // One reader type for every form keeps one copy of the tar code in the binary; a
         // plain tar is read through, not seeked (the page cache makes that cheap).
@@ -392,34 +406,44 @@ impl Source {
             Wrap::Xz => Box::new(lzma_rust2::XzReader::new(file, true)),
         };
         let mut archive = tar::Archive::new(stream);
-        for entry in archive.entries()? {
-            self.note(entry?, &mut links, &mut kept)?;
+        let mut extensions = Extensions::default();
+        for entry in archive.entries()?.raw(true) {
+            let mut entry = entry?;
+            if extensions.read(&mut entry).map_err(io::Error::other)? {
+                continue;
+            }
+            let fields = extensions.take();
+            if fields.pax_size().is_some_and(|size| size != entry.size().to_string().into_bytes()) {
+                return Err(io::Error::other("it holds an entry over 8 GiB (a PAX size record)"));
+            }
+            let (name, link) = fields.names(&entry);
+            self.note(entry, &name, link, &mut kept)?;
         }
-        self.link(links)
+        Ok(())
     }
 
     fn note(
         &mut self,
         mut entry: tar::Entry<Box<dyn Read + Send>>,
-        links: &mut Vec<(String, String)>,
+        name: &[u8],
+        link: Option<Vec<u8>>,
         kept: &mut u64,
     ) -> io::Result<()> {
-        let Some(name) = std::str::from_utf8(&entry.path_bytes())
-            .ok()
-            .and_then(clean)
-        else {
+        let Some(name) = std::str::from_utf8(name).ok().and_then(clean) else {
             return Ok(());
         };
         let kind = entry.header().entry_type();
         if kind.is_symlink() || kind.is_hard_link() {
-            if let Some(target) = entry.link_name_bytes() {
+            if let Some(target) = link {
                 let target = String::from_utf8_lossy(&target).into_owned();
                 // A symlink is relative to its directory; a hard link names the entry itself.
                 let joined = match (kind.is_symlink(), name.rsplit_once('/')) {
                     (true, Some((dir, _))) => format!("{dir}/{target}"),
                     _ => target,
                 };
-                links.push((name, joined));
+                if let Some(joined) = clean(&joined) {
+                    self.links.insert(name, joined);
+                }
             }
             return Ok(());
         }
@@ -432,35 +456,17 @@ impl Source {
         let n = read_up_to(&mut entry, &mut head)?;
         let is_json_name = name.ends_with(".json") || name.starts_with("blobs/");
         if is_json_name && size <= MAX_DOCUMENT && n > 0 && matches!(head[0], b'{' | b'[') {
-            let mut bytes = head[..n].to_vec();
-            entry.read_to_end(&mut bytes)?;
-            *kept += bytes.len() as u64;
+            *kept += size;
             if *kept > MAX_DOCUMENTS {
                 return Err(io::Error::other(
                     "it holds more JSON than an image archive does",
                 ));
             }
+            let mut bytes = head[..n].to_vec();
+            entry.read_to_end(&mut bytes)?;
             self.documents.insert(name.clone(), bytes);
         }
         self.entries.insert(name, At { offset, size, head });
-        Ok(())
-    }
-
-    /// Gives each link the entry it points to (links to links too, a few deep).
-    fn link(&mut self, links: Vec<(String, String)>) -> io::Result<()> {
-        for _ in 0..8 {
-            for (name, target) in &links {
-                let Some(target) = clean(target) else {
-                    continue;
-                };
-                if let Some(at) = self.entries.get(&target).copied() {
-                    self.entries.entry(name.clone()).or_insert(at);
-                }
-                if let Some(doc) = self.documents.get(&target).cloned() {
-                    self.documents.entry(name.clone()).or_insert(doc);
-                }
-            }
-        }
         Ok(())
     }
 
@@ -482,6 +488,26 @@ impl Source {
             reason: "the name leads out of the archive".into(),
         }
     }
+}
+
+/// Opens a file of a `--no-tar` directory for reading, refusing anything but a regular file:
+/// a FIFO or device named `manifest.json` would block or call a driver. `O_NONBLOCK` keeps the
+/// open itself from waiting on a FIFO; it changes nothing for a regular file.
+fn open_regular(path: &Path) -> Result<File, Error> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| Error::io(path, e))?;
+    let meta = file.metadata().map_err(|e| Error::io(path, e))?;
+    if !meta.is_file() {
+        return Err(Error::Invalid {
+            what: path.display().to_string(),
+            detail: "it is not a regular file; an image directory holds only files and directories".into(),
+        });
+    }
+    Ok(file)
 }
 
 /// A relative entry name made canonical (`./a//b` → `a/b`, `a/../b` → `b`); `None` when it is
