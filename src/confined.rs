@@ -4,12 +4,15 @@
 //! Paths are walked one component at a time from an open handle of the root with
 //! `O_NOFOLLOW`, never handed to the kernel whole, so no symlink is followed by accident, on
 //! any kernel (routers run kernels without `openat2(RESOLVE_IN_ROOT)`). A symlink met in a
-//! *parent* position is read and followed by this code only when its target is relative and
-//! stays inside the root; an absolute target or one that climbs above the root is refused
-//! (`Fault::Escape`), as is a chain of more than 40 links. The last component of a path is
-//! never followed: it is what gets created, replaced or removed, and `lstat`-style calls look
-//! at it. This module knows nothing of layers or whiteouts; it must never take a path as a
-//! `&Path` of the host.
+//! *parent* position is read and followed by this code as if the root were `/` — as Docker
+//! (which applies layers in a chroot) and umoci (securejoin) follow it: an absolute target
+//! starts again at the root, and `..` at the root stays there. A chain of more than 40 links
+//! is refused (`Fault::Escape`). The last component of a path is never followed: it is what
+//! gets created, replaced or removed, and `lstat`-style calls look at it. With `protect_git`,
+//! no walk passes through or ends at a name `.git`, so the repository of `--git` is out of the
+//! image's reach whatever its symlinks say. Trees are removed without recursion and with one
+//! open directory at a time, whatever their depth. This module knows nothing of layers or
+//! whiteouts; it must never take a path as a `&Path` of the host.
 
 use crate::layer_tar::{is_component, TreePath};
 use std::collections::VecDeque;
@@ -38,6 +41,9 @@ const MAX_LINKS: usize = 40;
 
 pub struct Root {
     fd: OwnedFd,
+    /// Its (device, inode): where `..` must lead back to from a directory one level down.
+    id: (u64, u64),
+    protect_git: bool,
 }
 
 impl Root {
@@ -51,9 +57,28 @@ impl Root {
                 libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
             )
         })?;
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
         Ok(Root {
-            fd: unsafe { OwnedFd::from_raw_fd(fd) },
+            id: identity(fd.as_fd())?,
+            fd,
+            protect_git: false,
         })
+    }
+
+    /// From now on no path may pass through or end at a component named `.git` (in any case:
+    /// some filesystems fold it), whatever symlinks lead there: `--git`'s repository.
+    pub fn protect_git(&mut self) {
+        self.protect_git = true;
+    }
+
+    /// Refuses `name` as a component of a path under this root, with `--git`.
+    pub fn check_name(&self, name: &[u8]) -> Result<(), Fault> {
+        if self.protect_git && name.eq_ignore_ascii_case(b".git") {
+            return Err(Fault::Escape(
+                "with --git the repository is /.git, and the image may not reach any path named .git (git would take it for a repository)".into(),
+            ));
+        }
+        Ok(())
     }
 
     pub fn fd(&self) -> BorrowedFd<'_> {
@@ -61,33 +86,40 @@ impl Root {
     }
 
     /// Opens the directory `path`, creating missing components (mode 0755, like Docker) when
-    /// `create`. Symlinks on the way are followed while they stay inside the root.
+    /// `create`. Symlinks on the way are followed with the root as `/`.
     pub fn open_dir(&self, path: &TreePath, create: bool) -> Result<OwnedFd, Fault> {
         // Components still to walk; a symlink's target is pushed in front.
         let mut todo: VecDeque<Vec<u8>> = path.components().map(<[u8]>::to_vec).collect();
-        // Real directories from the root to `current`, to walk again after `..`.
-        let mut resolved: Vec<Vec<u8>> = Vec::new();
+        // The real directories from the root to `current`: name and (device, inode), so `..`
+        // can go up one level and check it arrived where it came from.
+        let mut resolved: Vec<(Vec<u8>, (u64, u64))> = Vec::new();
         let mut current = dup(self.fd.as_fd())?;
         let mut links = 0;
-        // The last symlink followed, for messages: `..` only comes from a symlink's target.
-        let mut via = String::new();
         while let Some(name) = todo.pop_front() {
             match name.as_slice() {
                 b"" | b"." => continue,
                 b".." => {
-                    if resolved.pop().is_none() {
-                        return Err(Fault::Escape(format!("{via}, which leads above the root")));
+                    // At the root, `..` is the root, as in a chroot.
+                    if resolved.pop().is_some() {
+                        let up = open_dir_at(current.as_fd(), c"..")?;
+                        let expected = resolved.last().map_or(self.id, |(_, id)| *id);
+                        if identity(up.as_fd())? != expected {
+                            return Err(Fault::Io(io::Error::other(
+                                "the directory was moved while being written",
+                            )));
+                        }
+                        current = up;
                     }
-                    current = self.walk_real(&resolved)?;
                     continue;
                 }
                 _ => {}
             }
+            self.check_name(&name)?;
             let cname = cstring(&name)?;
             match open_dir_at(current.as_fd(), &cname) {
                 Ok(fd) => {
                     current = fd;
-                    resolved.push(name);
+                    resolved.push((name, identity(current.as_fd())?));
                 }
                 Err(e) if e.raw_os_error() == Some(libc::ENOENT) && create => {
                     match cvt(unsafe { libc::mkdirat(current.as_raw_fd(), cname.as_ptr(), 0o755) })
@@ -97,15 +129,15 @@ impl Root {
                         Err(e) => return Err(e.into()),
                     }
                     current = open_dir_at(current.as_fd(), &cname)?;
-                    resolved.push(name);
+                    resolved.push((name, identity(current.as_fd())?));
                 }
                 Err(e)
                     if e.raw_os_error() == Some(libc::ELOOP)
                         || e.raw_os_error() == Some(libc::ENOTDIR) =>
                 {
-                    let shown = shown_path(&resolved, &name);
                     let stat = lstat_at(current.as_fd(), &cname)?;
                     if stat.st_mode & libc::S_IFMT != libc::S_IFLNK {
+                        let shown = shown_path(&resolved, &name);
                         return Err(Fault::Io(io::Error::new(
                             io::ErrorKind::NotADirectory,
                             format!("{shown} is not a directory"),
@@ -119,19 +151,14 @@ impl Root {
                     }
                     let target = read_link_at(current.as_fd(), &cname)?;
                     if target.first() == Some(&b'/') {
-                        return Err(Fault::Escape(format!(
-                            "{shown} is a symlink to the absolute path {:?}, outside the root",
-                            String::from_utf8_lossy(&target)
-                        )));
+                        // Absolute: from the root of the tree, not of the host.
+                        resolved.clear();
+                        current = dup(self.fd.as_fd())?;
                     }
-                    // Relative to the directory holding the link, which is `current`.
+                    // Otherwise relative to the directory holding the link, `current`.
                     for component in target.split(|&b| b == b'/').rev() {
                         todo.push_front(component.to_vec());
                     }
-                    via = format!(
-                        "{shown} is a symlink to {:?}",
-                        String::from_utf8_lossy(&target)
-                    );
                 }
                 Err(e) => return Err(e.into()),
             }
@@ -168,15 +195,6 @@ impl Root {
             Err(e) => Err(e.into()),
         }
     }
-
-    /// Walks real directories (no symlinks expected) from the root.
-    fn walk_real(&self, components: &[Vec<u8>]) -> Result<OwnedFd, Fault> {
-        let mut current = dup(self.fd.as_fd())?;
-        for name in components {
-            current = open_dir_at(current.as_fd(), &cstring(name)?)?;
-        }
-        Ok(current)
-    }
 }
 
 /// Whether an error means the path is not there (or not a directory any more).
@@ -184,9 +202,9 @@ pub fn is_gone(e: &io::Error) -> bool {
     matches!(e.raw_os_error(), Some(libc::ENOENT) | Some(libc::ENOTDIR))
 }
 
-fn shown_path(resolved: &[Vec<u8>], name: &[u8]) -> String {
+fn shown_path(resolved: &[(Vec<u8>, (u64, u64))], name: &[u8]) -> String {
     let mut path = String::new();
-    for component in resolved.iter().map(Vec::as_slice).chain([name]) {
+    for component in resolved.iter().map(|(n, _)| n.as_slice()).chain([name]) {
         path.push('/');
         path.push_str(&String::from_utf8_lossy(component));
     }
@@ -220,7 +238,7 @@ fn dup(fd: BorrowedFd) -> io::Result<OwnedFd> {
     fd.try_clone_to_owned()
 }
 
-fn open_dir_at(dir: BorrowedFd, name: &CString) -> io::Result<OwnedFd> {
+fn open_dir_at(dir: BorrowedFd, name: &std::ffi::CStr) -> io::Result<OwnedFd> {
     let fd = cvt(unsafe {
         libc::openat(
             dir.as_raw_fd(),
@@ -248,6 +266,13 @@ fn fstat(fd: BorrowedFd) -> io::Result<libc::stat> {
     let mut stat: libc::stat = unsafe { std::mem::zeroed() };
     cvt(unsafe { libc::fstat(fd.as_raw_fd(), &mut stat) })?;
     Ok(stat)
+}
+
+/// (device, inode) of an open file.
+fn identity(fd: BorrowedFd) -> io::Result<(u64, u64)> {
+    let stat = fstat(fd)?;
+    #[allow(clippy::unnecessary_cast)] // dev_t and ino_t differ in width across targets
+    Ok((stat.st_dev as u64, stat.st_ino as u64))
 }
 
 fn read_link_at(dir: BorrowedFd, name: &CString) -> io::Result<Vec<u8>> {
@@ -281,30 +306,117 @@ pub fn kind_at(dir: BorrowedFd, name: &[u8]) -> io::Result<Option<libc::mode_t>>
 /// there is fine.
 pub fn remove_all_at(dir: BorrowedFd, name: &[u8]) -> io::Result<()> {
     let cname = component(name)?;
-    let kind = match kind_at(dir, name)? {
-        Some(kind) => kind,
-        None => return Ok(()),
-    };
-    if kind == libc::S_IFDIR {
-        let sub = open_dir_at(dir, &cname)?;
-        make_writable(sub.as_fd())?;
-        clear_dir(sub.as_fd(), &mut |_| false)?;
-        cvt(unsafe { libc::unlinkat(dir.as_raw_fd(), cname.as_ptr(), libc::AT_REMOVEDIR) })?;
-    } else {
-        cvt(unsafe { libc::unlinkat(dir.as_raw_fd(), cname.as_ptr(), 0) })?;
-    }
-    Ok(())
-}
-
-/// Removes every entry of the directory `dir` for which `keep(name)` is false. For a kept
-/// subdirectory `keep` decides nothing below it: the caller recurses if it wants to.
-pub fn clear_dir(dir: BorrowedFd, keep: &mut dyn FnMut(&[u8]) -> bool) -> io::Result<()> {
-    for name in list_dir(dir)? {
-        if !keep(&name) {
-            remove_all_at(dir, &name)?;
+    match kind_at(dir, name)? {
+        None => Ok(()),
+        Some(libc::S_IFDIR) => {
+            let sub = open_dir_at(dir, &cname)?;
+            prune::<()>(sub, None, &mut |_, _, _| Visit::Remove)?;
+            cvt(unsafe { libc::unlinkat(dir.as_raw_fd(), cname.as_ptr(), libc::AT_REMOVEDIR) })?;
+            Ok(())
+        }
+        Some(_) => {
+            cvt(unsafe { libc::unlinkat(dir.as_raw_fd(), cname.as_ptr(), 0) })?;
+            Ok(())
         }
     }
-    Ok(())
+}
+
+/// How `prune` asks what to do: `decide(token of the directory, name, is a directory)`.
+pub type Decide<'a, T> = dyn FnMut(&T, &[u8], bool) -> Visit<T> + 'a;
+
+/// What `prune` does with one entry of a directory it walks.
+pub enum Visit<T> {
+    Keep,
+    /// Removed, with everything below it for a directory.
+    Remove,
+    /// For a directory: kept, and its entries decided on too, each given `T`.
+    Enter(T),
+}
+
+/// Walks the tree below the directory `top` depth first, asking `decide(token, name, is_dir)`
+/// for each entry of a directory entered with `token` (`top` with `token`; `None`: remove
+/// everything below `top`). Directories are made writable as they are entered.
+///
+/// No recursion and one open directory at a time, whatever the depth: each level keeps only
+/// the names of the directories still to visit and its (device, inode), and the walk goes back
+/// up through `..`, checked against that, so a tree 2,000 levels deep costs neither 2,000
+/// descriptors nor 2,000 stack frames.
+pub fn prune<T>(
+    top: OwnedFd,
+    token: Option<T>,
+    decide: &mut Decide<T>,
+) -> io::Result<()> {
+    struct Level<T> {
+        /// Its name in the level above (none for `top`).
+        name: Option<CString>,
+        id: (u64, u64),
+        removing: bool,
+        /// Subdirectories still to enter, with their token (`None`: remove them).
+        todo: Vec<(Vec<u8>, Option<T>)>,
+    }
+    fn enter<T>(
+        fd: BorrowedFd,
+        name: Option<CString>,
+        token: Option<T>,
+        decide: &mut Decide<T>,
+    ) -> io::Result<Level<T>> {
+        make_writable(fd)?;
+        let mut todo = Vec::new();
+        for child in list_dir(fd)? {
+            let is_dir = kind_at(fd, &child)? == Some(libc::S_IFDIR);
+            let visit = match &token {
+                None => Visit::Remove,
+                Some(token) => decide(token, &child, is_dir),
+            };
+            match (visit, is_dir) {
+                (Visit::Keep, _) | (Visit::Enter(_), false) => {}
+                (Visit::Remove, true) => todo.push((child, None)),
+                (Visit::Enter(sub), true) => todo.push((child, Some(sub))),
+                (Visit::Remove, false) => {
+                    let cname = component(&child)?;
+                    cvt(unsafe { libc::unlinkat(fd.as_raw_fd(), cname.as_ptr(), 0) })?;
+                }
+            }
+        }
+        Ok(Level {
+            name,
+            id: identity(fd)?,
+            removing: token.is_none(),
+            todo,
+        })
+    }
+    let mut current = top;
+    let mut levels = vec![enter(current.as_fd(), None, token, decide)?];
+    loop {
+        let level = levels.last_mut().expect("the top level is popped last");
+        if let Some((name, token)) = level.todo.pop() {
+            let cname = component(&name)?;
+            match open_dir_at(current.as_fd(), &cname) {
+                Ok(sub) => {
+                    current = sub;
+                    let level = enter(current.as_fd(), Some(cname), token, decide)?;
+                    levels.push(level);
+                }
+                Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
+                Err(e) => return Err(e),
+            }
+            continue;
+        }
+        let done = levels.pop().expect("checked above");
+        let (Some(name), Some(parent)) = (done.name, levels.last()) else {
+            return Ok(());
+        };
+        let up = open_dir_at(current.as_fd(), c"..")?;
+        if identity(up.as_fd())? != parent.id {
+            return Err(io::Error::other(
+                "a directory was moved while its tree was being removed",
+            ));
+        }
+        current = up;
+        if done.removing {
+            cvt(unsafe { libc::unlinkat(current.as_raw_fd(), name.as_ptr(), libc::AT_REMOVEDIR) })?;
+        }
+    }
 }
 
 /// The names in a directory, `.` and `..` left out.
@@ -577,7 +689,7 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn follows_symlinks_that_stay_inside_and_refuses_the_others() {
+    fn follows_symlinks_with_the_root_as_slash() {
         let dir = scratch("links");
         let root_path = dir.join("root");
         fs::create_dir_all(root_path.join("usr/lib")).unwrap();
@@ -589,27 +701,31 @@ pub(crate) mod tests {
         symlink("../outside", root_path.join("sibling")).unwrap();
         symlink("chain2", root_path.join("chain1")).unwrap();
         symlink("usr/../..", root_path.join("chain2")).unwrap();
+        symlink("/usr/lib", root_path.join("absolute")).unwrap();
         symlink("loop", root_path.join("loop")).unwrap();
         fs::write(root_path.join("file"), b"").unwrap();
         let root = Root::open(&root_path).unwrap();
 
         // lib → usr/lib; usr/lib/up → ../../lib → usr/lib again.
         let fd = root.open_dir(&path("lib/up/up"), false).unwrap();
-        let marker = create_file(fd.as_fd(), b"marker").unwrap();
-        drop(marker);
+        drop(create_file(fd.as_fd(), b"marker").unwrap());
         assert!(root_path.join("usr/lib/marker").is_file());
 
-        for (p, needle) in [
-            ("slash/tmp", "absolute"),
-            ("dotdot/x", "above the root"),
-            ("sibling", "above the root"),
-            ("chain1/x", "above the root"),
-            ("loop/x", "symlinks"),
+        // Absolute targets start at the root, `..` stops there: as in a chroot.
+        for (p, lands) in [
+            ("slash/tmp", "tmp"),
+            ("dotdot/x", "x"),
+            ("sibling", "outside"),
+            ("chain1/y", "y"),
+            ("absolute/z", "usr/lib/z"),
         ] {
-            match root.open_dir(&path(p), true) {
-                Err(Fault::Escape(reason)) => assert!(reason.contains(needle), "{p}: {reason}"),
-                other => panic!("{p}: {other:?}"),
-            }
+            let fd = root.open_dir(&path(p), true).unwrap();
+            drop(create_file(fd.as_fd(), b"here").unwrap());
+            assert!(root_path.join(lands).join("here").is_file(), "{p}");
+        }
+        match root.open_dir(&path("loop/x"), true) {
+            Err(Fault::Escape(reason)) => assert!(reason.contains("symlinks"), "{reason}"),
+            other => panic!("loop: {other:?}"),
         }
         assert!(matches!(
             root.open_dir(&path("file/x"), true),
@@ -619,6 +735,51 @@ pub(crate) mod tests {
         root.open_dir(&path("new/deep/dir"), true).unwrap();
         assert!(root_path.join("new/deep/dir").is_dir());
         assert_eq!(fs::read_dir(dir.join("outside")).unwrap().count(), 0);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn protects_the_repository_whatever_leads_there() {
+        let dir = scratch("protect");
+        let root_path = dir.join("root");
+        fs::create_dir_all(root_path.join(".git")).unwrap();
+        symlink(".git", root_path.join("x")).unwrap();
+        symlink(".", root_path.join("dot")).unwrap();
+        symlink("/.GIT", root_path.join("folded")).unwrap();
+        let mut root = Root::open(&root_path).unwrap();
+        root.open_dir(&path("x"), false).unwrap();
+        root.protect_git();
+        for p in ["x", "dot/.git", "folded/info", ".git/hooks", "a/.git/b"] {
+            assert!(
+                matches!(root.open_dir(&path(p), true), Err(Fault::Escape(_))),
+                "{p}"
+            );
+        }
+        assert!(root.check_name(b".git").is_err());
+        assert!(root.check_name(b".gitignore").is_ok());
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn removes_trees_deeper_than_the_descriptor_limit() {
+        let dir = scratch("deep");
+        let root_path = dir.join("root");
+        let root = Root::open(&root_path).unwrap();
+        // 3,000 levels (over the usual 1,024 descriptors), read-only ones among them.
+        let mut fd = root.open_dir(&TreePath::root(), false).unwrap();
+        for level in 0..3000 {
+            let sub = make_dir(fd.as_fd(), b"d").unwrap();
+            drop(create_file(sub.as_fd(), b"f").unwrap());
+            if level % 500 == 0 {
+                set_mode(fd.as_fd(), 0o555).unwrap();
+            }
+            fd = sub;
+        }
+        drop(fd);
+        fs::write(dir.join("beside"), b"keep").unwrap();
+        remove_all_at(root.fd(), b"d").unwrap();
+        assert_eq!(list_dir(root.fd()).unwrap().len(), 0);
+        assert_eq!(fs::read(dir.join("beside")).unwrap(), b"keep");
         fs::remove_dir_all(&dir).unwrap();
     }
 
