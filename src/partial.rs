@@ -78,7 +78,9 @@ pub fn temp_name(dest: &Path) -> PathBuf {
 }
 
 /// Removes what killed runs left behind in `dir`: `.NAME.partial-PID` files and directories
-/// whose process is gone. Best effort; a live process's partial files are never touched.
+/// whose process is gone and which belong to the user running this one (in a shared
+/// directory, another user's names are not ours to judge). Best effort; a live process's
+/// partial files are never touched.
 pub fn remove_stale_partials(dir: &Path) {
     let Ok(entries) = fs::read_dir(dir) else {
         return;
@@ -97,7 +99,12 @@ pub fn remove_stale_partials(dir: &Path) {
         if pid == std::process::id() || alive(pid) {
             continue;
         }
-        remove(&entry.path());
+        use std::os::unix::fs::MetadataExt;
+        let ours = fs::symlink_metadata(entry.path())
+            .is_ok_and(|meta| meta.uid() == unsafe { libc::geteuid() });
+        if ours {
+            remove(&entry.path());
+        }
     }
 }
 

@@ -9,6 +9,7 @@
 
 use super::{size, Image, SpoolDir};
 use crate::cli::Options;
+use crate::confined;
 use crate::error::Error;
 use crate::fetch;
 use crate::partial;
@@ -18,6 +19,7 @@ use crate::sinks::git::Repo;
 use crate::sinks::layout::{Layout, Plan};
 use crate::sinks::rootfs::Rootfs;
 use std::fs::{self, File};
+use std::os::unix::fs::DirBuilderExt;
 use std::io;
 use std::path::{Path, PathBuf};
 
@@ -93,7 +95,7 @@ pub(super) fn save(
     image.progress().done();
     applied?;
     let (devices, xattrs) = (rootfs.skipped_devices, rootfs.skipped_xattrs);
-    rootfs.finish()?;
+    let root_mode = rootfs.finish()?;
     if devices > 0 {
         image.progress().info(&format!(
             "  skipped {devices} device nodes: creating them needs root"
@@ -107,7 +109,7 @@ pub(super) fn save(
     if let Some(kept) = kept {
         kept.finish(image)?;
     }
-    target.complete()?;
+    target.complete(root_mode)?;
     image.progress().info(&format!(
         "Unpacked {} ({} layers, {} downloaded, {} unpacked) into {}",
         options.image,
@@ -186,7 +188,12 @@ impl Target {
                 partial::remove_stale_partials(Path::new("."));
             }
             let work = partial::temp_name(dest);
-            fs::create_dir(&work).map_err(|e| Error::io(&work, e))?;
+            // 0700 until it is complete and renamed: no other user may reach a setuid file
+            // or a device node of a half-built tree.
+            fs::DirBuilder::new()
+                .mode(0o700)
+                .create(&work)
+                .map_err(|e| Error::io(&work, e))?;
             work
         } else {
             dest.to_path_buf()
@@ -211,11 +218,26 @@ impl Target {
         &self.work
     }
 
-    fn complete(&mut self) -> Result<(), Error> {
+    /// Puts the tree in place, then gives its root the image's mode and mtime (`root`; a new
+    /// tree whose image names no root gets 0755, as `mkdir` would have made it).
+    fn complete(&mut self, root: Option<(u32, u64)>) -> Result<(), Error> {
+        let root = match (&self.kind, root) {
+            (_, Some((mode, mtime))) => Some((mode, Some(mtime))),
+            (TargetKind::New, None) => Some((0o755, None)),
+            _ => None,
+        };
         if self.kind == TargetKind::New {
             fs::rename(&self.work, &self.dest).map_err(|e| Error::io(&self.dest, e))?;
         }
         self.done = true;
+        if let Some((mode, mtime)) = root {
+            let dir = confined::Root::open(&self.dest).map_err(|e| Error::io(&self.dest, e))?;
+            let applied = confined::set_mode(dir.fd(), mode).and_then(|()| match mtime {
+                Some(mtime) => confined::set_mtime(dir.fd(), mtime),
+                None => Ok(()),
+            });
+            applied.map_err(|e| Error::io(&self.dest, e))?;
+        }
         Ok(())
     }
 }

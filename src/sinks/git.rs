@@ -5,9 +5,11 @@
 //! It runs the `git` program after each layer has been applied and verified. The repository is
 //! shielded from the image: no hooks run, no user or system configuration is read, ignore files
 //! and attributes in the tree (`.gitignore`, `.gitattributes` with filters or line-ending
-//! conversion) change nothing, and `rootfs` refuses entries under `/.git`. Git cannot hold
-//! owners, device nodes, empty directories, extended attributes or modes other than +x; the
-//! tree on disk has them all.
+//! conversion) change nothing, and `confined` keeps every path named `.git` out of the image's
+//! reach, however its symlinks lead there (so the image can neither rewrite the repository's
+//! configuration nor plant a nested repository for git to read); an opaque marker at the root
+//! keeps `/.git`. Git cannot hold owners, device nodes, empty directories, extended attributes
+//! or modes other than +x; the tree on disk has them all.
 
 use crate::digest::Digest;
 use crate::error::Error;

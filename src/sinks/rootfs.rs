@@ -10,10 +10,11 @@
 //! directory gets its mode and mtime (after its contents, which would change the mtime).
 //! This module reads tar streams; it does not download, verify digests or name the directory.
 
-use crate::confined::{self, Fault, Root};
+use crate::confined::{self, Fault, Root, Visit};
 use crate::error::Error;
 use crate::layer_tar::{self, Change, Entry, Kind, TreePath};
-use std::collections::{HashMap, HashSet};
+use crate::paths::{Node, PathMap, ROOT};
+use std::collections::BTreeMap;
 use std::io::{self, Read};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
@@ -23,12 +24,14 @@ pub struct Rootfs {
     /// The directory, for messages.
     dir: PathBuf,
     privileged: bool,
-    /// With `--git`, the image may not touch the repository at the root.
+    /// With `--git`: the repository at `/.git` stays, and no entry may reach a `.git`.
     guard_git: bool,
-    /// Paths the current layer added, with their ancestors: an opaque marker keeps them.
-    layer_paths: HashSet<Box<[u8]>>,
-    /// Mode and mtime of every directory an entry made, applied by `finish`.
-    dirs: HashMap<TreePath, (u32, u64)>,
+    /// Paths the current layer added, with their ancestors: an opaque marker keeps them. A
+    /// node's value says an opaque marker of this layer already emptied it.
+    layer_paths: PathMap<bool>,
+    /// Mode and mtime of every directory an entry made, applied by `finish`; ordered, so a
+    /// whiteout or opaque marker finds what lies below it as one range.
+    dirs: BTreeMap<TreePath, (u32, u64)>,
     /// The directory the last entry went into (or the directory it made): tars list a
     /// directory and then its contents, and walking to the parent again for each entry costs
     /// more than creating the entry. An entry changes only what is at its own path, so this
@@ -43,15 +46,18 @@ pub struct Rootfs {
 impl Rootfs {
     /// Starts applying layers to `dir`, an existing directory.
     pub fn open(dir: &Path, guard_git: bool) -> Result<Rootfs, Error> {
-        let root = Root::open(dir).map_err(|e| Error::io(dir, e))?;
+        let mut root = Root::open(dir).map_err(|e| Error::io(dir, e))?;
+        if guard_git {
+            root.protect_git();
+        }
         Ok(Rootfs {
             root,
             dir: dir.to_path_buf(),
             privileged: unsafe { libc::geteuid() } == 0,
             guard_git,
             written: guard_git.then(Vec::new),
-            layer_paths: HashSet::new(),
-            dirs: HashMap::new(),
+            layer_paths: PathMap::new(),
+            dirs: BTreeMap::new(),
             last_parent: None,
             skipped_devices: 0,
             skipped_xattrs: 0,
@@ -69,14 +75,6 @@ impl Rootfs {
                 Change::Add(entry) => &entry.path,
                 Change::Whiteout(path) | Change::Opaque(path) => path,
             };
-            self.check_git(path, layer)?;
-            if let Change::Add(Entry {
-                kind: Kind::Hardlink(target),
-                ..
-            }) = &change
-            {
-                self.check_git(target, layer)?;
-            }
             let shown = path.to_string();
             self.change(change, data).map_err(|fault| match fault {
                 Fault::Escape(reason) => Error::Unsafe {
@@ -98,19 +96,6 @@ impl Rootfs {
         })
     }
 
-    fn check_git(&self, path: &TreePath, layer: &str) -> Result<(), Error> {
-        if self.guard_git && path.components().next() == Some(b".git") {
-            return Err(Error::Unsafe {
-                layer: layer.to_string(),
-                entry: path.to_string(),
-                reason:
-                    "with --git the repository lives in /.git, and the image may not write there"
-                        .into(),
-            });
-        }
-        Ok(())
-    }
-
     fn change(&mut self, change: Change, data: &mut dyn Read) -> Result<(), Fault> {
         if !matches!(&change, Change::Add(_)) {
             self.last_parent = None;
@@ -124,52 +109,74 @@ impl Rootfs {
                 self.add(entry, data)
             }
             Change::Whiteout(path) => {
-                if self.layer_paths.contains(path.as_bytes()) {
+                if self.layer_paths.find(&path).is_some() {
                     // This layer's own entry of that name stays.
                     return Ok(());
                 }
                 if let Some(parent) = self.open_parent_if_there(&path)? {
                     let (_, name) = path.split_last().expect("a whiteout is never the root");
+                    self.root.check_name(name)?;
                     confined::remove_all_at(parent.as_fd(), name)?;
                 }
-                self.dirs.retain(|dir, _| !dir.is_within(&path));
+                for dir in below(&self.dirs, &path) {
+                    self.dirs.remove(&dir);
+                }
                 Ok(())
             }
             Change::Opaque(dir) => {
+                let node = self.layer_paths.find(&dir);
+                let mut emptied = node.is_some_and(|node| *self.layer_paths.get(node));
+                // Below a directory this layer already emptied, only this layer's entries are
+                // left: nothing to do again (so markers cost time linear in the entries).
+                let mut ancestor = ROOT;
+                for name in dir.components() {
+                    emptied |= *self.layer_paths.get(ancestor);
+                    match self.layer_paths.child(ancestor, name) {
+                        Some(next) => ancestor = next,
+                        None => break,
+                    }
+                }
+                if emptied {
+                    return Ok(());
+                }
                 if let Some(fd) = match self.root.open_dir(&dir, false) {
                     Ok(fd) => Some(fd),
                     Err(Fault::Io(e)) if confined::is_gone(&e) => None,
                     Err(e) => return Err(e),
                 } {
-                    self.clear_below(fd.as_fd(), &dir)?;
+                    self.clear_below(fd, &dir, node)?;
                 }
-                let kept = &self.layer_paths;
-                self.dirs
-                    .retain(|d, _| d == &dir || !d.is_within(&dir) || kept.contains(d.as_bytes()));
+                for d in below(&self.dirs, &dir) {
+                    if d == dir || self.layer_paths.find(&d).is_some() {
+                        continue;
+                    }
+                    self.dirs.remove(&d);
+                }
+                let node = self.layer_paths.insert(&dir);
+                *self.layer_paths.get_mut(node) = true;
                 Ok(())
             }
         }
     }
 
-    /// Removes from the directory `fd` (at `dir`) everything the current layer did not add.
-    fn clear_below(&self, fd: BorrowedFd, dir: &TreePath) -> Result<(), Fault> {
-        confined::make_writable(fd)?;
-        let mut kept_dirs = Vec::new();
-        confined::clear_dir(fd, &mut |name| {
-            let path = dir.join(name);
-            let keep = self.layer_paths.contains(path.as_bytes());
-            if keep {
-                kept_dirs.push(name.to_vec());
+    /// Removes from the directory `fd` (at `dir`, whose node of this layer's paths is `node`)
+    /// everything the current layer did not add, going down into the directories it did add:
+    /// they may still hold what lower layers put in them.
+    fn clear_below(&self, fd: OwnedFd, dir: &TreePath, node: Option<Node>) -> Result<(), Fault> {
+        let paths = &self.layer_paths;
+        let at_root = dir.is_root();
+        // A token per directory: its node in this layer's paths, and whether it is the root.
+        let mut decide = |&(node, root): &(Option<Node>, bool), name: &[u8], is_dir: bool| {
+            if root && self.guard_git && name == b".git" {
+                return Visit::Keep;
             }
-            keep
-        })?;
-        // A directory this layer re-added may still hold what lower layers put in it.
-        for name in kept_dirs {
-            if confined::kind_at(fd, &name)? == Some(libc::S_IFDIR) {
-                let sub = self.root.open_dir(&dir.join(&name), false)?;
-                self.clear_below(sub.as_fd(), &dir.join(&name))?;
+            match node.and_then(|node| paths.child(node, name)) {
+                Some(child) if is_dir => Visit::Enter((Some(child), false)),
+                Some(_) => Visit::Keep,
+                None => Visit::Remove,
             }
-        }
+        };
+        confined::prune(fd, Some((node, at_root)), &mut decide)?;
         Ok(())
     }
 
@@ -179,12 +186,7 @@ impl Rootfs {
     }
 
     fn remember(&mut self, path: &TreePath) {
-        for ancestor in path.ancestors() {
-            if !self.layer_paths.contains(ancestor) {
-                self.layer_paths.insert(ancestor.into());
-            }
-        }
-        self.layer_paths.insert(path.as_bytes().into());
+        self.layer_paths.insert(path);
     }
 
     fn open_parent_if_there(&self, path: &TreePath) -> Result<Option<std::os::fd::OwnedFd>, Fault> {
@@ -208,6 +210,7 @@ impl Rootfs {
             self.dirs.insert(entry.path, (entry.mode, entry.mtime));
             return Ok(());
         };
+        self.root.check_name(name)?;
         let parent = match self.last_parent.take() {
             Some((path, fd)) if path == parent_path => fd,
             _ => self.root.open_dir(&parent_path, true)?,
@@ -263,6 +266,7 @@ impl Rootfs {
                 let (target_parent, target_name) = target
                     .split_last()
                     .expect("layer_tar refuses hard links to the root");
+                self.root.check_name(target_name)?;
                 let from = self.root.open_dir(&target_parent, false)?;
                 confined::link_at(from.as_fd(), target_name, parent, name).map_err(|e| {
                     Fault::Io(io::Error::new(
@@ -356,10 +360,12 @@ impl Rootfs {
     }
 
     /// Gives every directory an entry made its mode and mtime, now that nothing more is
-    /// written into them.
-    pub fn finish(self) -> Result<(), Error> {
-        let mut dirs: Vec<(TreePath, (u32, u64))> = self.dirs.into_iter().collect();
+    /// written into them; the root's, which the caller applies once the tree is in place (a
+    /// new tree stays 0700 until then), is returned.
+    pub fn finish(mut self) -> Result<Option<(u32, u64)>, Error> {
+        let root = self.dirs.remove(&TreePath::root());
         // Deepest first; the order only matters for reading the code, not the result.
+        let mut dirs: Vec<(TreePath, (u32, u64))> = std::mem::take(&mut self.dirs).into_iter().collect();
         dirs.sort_by_key(|(path, _)| std::cmp::Reverse(path.components().count()));
         for (path, (mode, mtime)) in dirs {
             let fd = match self.root.open_dir_exact(&path) {
@@ -372,8 +378,27 @@ impl Rootfs {
             confined::set_mode(fd.as_fd(), mode).map_err(io_err)?;
             confined::set_mtime(fd.as_fd(), mtime).map_err(io_err)?;
         }
-        Ok(())
+        Ok(root)
     }
+}
+
+/// The directories of `dirs` at `path` or below it: `path` itself, and the keys that start
+/// with `path/`, which in byte order are the range from `path/` up to `path0` (`0` follows `/`).
+fn below(dirs: &BTreeMap<TreePath, (u32, u64)>, path: &TreePath) -> Vec<TreePath> {
+    use std::ops::Bound::{Excluded, Included};
+    if path.is_root() {
+        return dirs.keys().cloned().collect();
+    }
+    let mut start = path.as_bytes().to_vec();
+    start.push(b'/');
+    let mut end = path.as_bytes().to_vec();
+    end.push(b'/' + 1);
+    let range: (std::ops::Bound<&[u8]>, _) = (Included(&start[..]), Excluded(&end[..]));
+    dirs.contains_key(path)
+        .then(|| path.clone())
+        .into_iter()
+        .chain(dirs.range::<[u8], _>(range).map(|(dir, _)| dir.clone()))
+        .collect()
 }
 
 /// Whether an error is about this machine rather than the layer: exit 7, not 6.
@@ -501,38 +526,53 @@ mod tests {
     }
 
     #[test]
-    fn hostile_entries_leave_the_outside_alone() {
+    fn links_that_leave_the_tree_are_followed_inside_it() {
         let dir = scratch("rootfs-hostile");
         let root = dir.join("root");
         fs::write(dir.join("canary"), b"canary").unwrap();
-        let cases: [&[RawEntry]; 4] = [
-            &[
-                (b"up", b'2', b"..", b""),
-                (b"up/canary", b'0', b"", b"pwned"),
-            ],
-            &[
-                (b"slash", b'2', b"/", b""),
-                (b"slash/tmp/x", b'0', b"", b"pwned"),
-            ],
-            &[
-                (b"a", b'2', b"b/c", b""),
-                (b"b/", b'5', b"", b""),
-                (b"b/c", b'2', b"../..", b""),
-                (b"a/canary", b'0', b"", b"pwned"),
-            ],
-            &[
-                (b"x/", b'5', b"", b""),
-                (b"x/.wh..wh..opq", b'0', b"", b""),
-                (b"up2", b'2', b"../", b""),
-                (b"up2/.wh.canary", b'0', b"", b""),
-            ],
+        let cases: [(&[RawEntry], Option<&str>); 4] = [
+            (
+                &[
+                    (b"up", b'2', b"..", b""),
+                    (b"up/canary", b'0', b"", b"inside"),
+                ],
+                Some("canary"),
+            ),
+            (
+                &[
+                    (b"slash", b'2', b"/", b""),
+                    (b"slash/tmp/x", b'0', b"", b"inside"),
+                ],
+                Some("tmp/x"),
+            ),
+            (
+                &[
+                    (b"a", b'2', b"b/c", b""),
+                    (b"b/", b'5', b"", b""),
+                    (b"b/c", b'2', b"../..", b""),
+                    (b"a/canary", b'0', b"", b"inside"),
+                ],
+                Some("canary"),
+            ),
+            (
+                &[
+                    (b"x/", b'5', b"", b""),
+                    (b"x/.wh..wh..opq", b'0', b"", b""),
+                    (b"up2", b'2', b"../", b""),
+                    (b"up2/.wh.canary", b'0', b"", b""),
+                ],
+                None,
+            ),
         ];
-        for (i, entries) in cases.iter().enumerate() {
+        for (i, (entries, lands)) in cases.iter().enumerate() {
+            let _ = fs::remove_dir_all(&root);
+            fs::create_dir(&root).unwrap();
             let mut rootfs = Rootfs::open(&root, false).unwrap();
-            let err = rootfs
-                .apply(&mut &tar_of(entries)[..], "layer 1/1")
-                .unwrap_err();
-            assert!(matches!(err, Error::Unsafe { .. }), "case {i}: {err}");
+            rootfs.apply(&mut &tar_of(entries)[..], "layer 1/1").unwrap();
+            rootfs.finish().unwrap();
+            if let Some(lands) = lands {
+                assert_eq!(fs::read(root.join(lands)).unwrap(), b"inside", "case {i}");
+            }
             assert_eq!(fs::read(dir.join("canary")).unwrap(), b"canary", "case {i}");
         }
         fs::remove_dir_all(&dir).unwrap();
