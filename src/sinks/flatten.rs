@@ -16,7 +16,8 @@
 //! registries; it reads layer tars and writes one.
 
 use crate::error::Error;
-use crate::layer_tar::{self, Change, Entry, Kind, TreePath};
+use crate::layer_tar::{self, Change, Entry, Kind, TreePath, PATH_MAX};
+use crate::paths::{Node, PathMap, ROOT};
 use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::io::{self, Read, Write};
@@ -26,12 +27,13 @@ use std::path::Path;
 pub struct Flatten<'w> {
     out: tar::Builder<&'w mut dyn Write>,
     /// What the layers above the current one did to each path.
-    paths: HashMap<Box<[u8]>, Marks>,
+    paths: PathMap<Marks>,
     /// Hard links waiting for their target to appear in a lower layer, by target.
     pending: HashMap<TreePath, Vec<Entry>>,
-    /// The symlinks the current layer wrote, path → target: entries below them are written
-    /// after them, so `tar -x` follows them, and must not be led outside the tree.
-    layer_links: HashMap<Vec<u8>, Vec<u8>>,
+    /// The symlinks the current layer wrote, by path: the entries after them are written where
+    /// `--rootfs` would put them, following these links with the root as `/`, so the tar holds
+    /// no path through a symlink for `tar -x` to follow.
+    layer_links: PathMap<Option<Vec<u8>>>,
 }
 
 /// What upper layers did to a path; each is the layer (its index, bottom 0) that did it first,
@@ -54,6 +56,9 @@ struct At(u16);
 /// Layers an image may have here (Docker allows 127).
 const MAX_LAYERS: usize = u16::MAX as usize - 1;
 
+/// How many symlinks one path may pass through, as the kernel allows.
+const MAX_LINKS: usize = 40;
+
 impl At {
     fn get(self) -> Option<usize> {
         self.0.checked_sub(1).map(usize::from)
@@ -73,9 +78,9 @@ impl<'w> Flatten<'w> {
         out.mode(tar::HeaderMode::Complete);
         Flatten {
             out,
-            paths: HashMap::new(),
+            paths: PathMap::new(),
             pending: HashMap::new(),
-            layer_links: HashMap::new(),
+            layer_links: PathMap::new(),
         }
     }
 
@@ -86,62 +91,102 @@ impl<'w> Flatten<'w> {
                 "the image has over {MAX_LAYERS} layers; --flatten handles fewer"
             )));
         }
-        let record = index > 0;
-        let write_error = |e: io::Error| Error::Io {
-            path: "the flattened tar".into(),
-            source: e,
-        };
         self.layer_links.clear();
         layer_tar::read_layer(tar, name, &mut |change, data| {
-            match change {
-                Change::Whiteout(path) => {
-                    if record {
-                        self.marks(&path).whiteout.first(index);
-                    }
-                }
-                Change::Opaque(path) => {
-                    if record {
-                        self.marks(&path).opaque.first(index);
-                    }
-                }
-                Change::Add(entry) => {
-                    let visible = !self.hidden(&entry.path, index);
-                    let waiting = self.pending.remove(&entry.path);
-                    if visible {
-                        self.check(&entry, index, name)?;
-                        if record {
-                            let marks = self.marks(&entry.path);
-                            if marks.written.get().is_none() {
-                                marks.written.first(index);
-                                marks.written_dir = entry.kind == Kind::Dir;
-                            }
-                            for ancestor in entry.path.ancestors() {
-                                let marks = self.paths.entry(ancestor.into()).or_default();
-                                marks.below.first(index);
-                            }
-                        }
-                        if let Kind::Symlink(target) = &entry.kind {
-                            self.layer_links
-                                .insert(entry.path.as_bytes().to_vec(), target.clone());
-                        }
-                        match &entry.kind {
-                            Kind::Hardlink(target) if self.needs_wait(target, index) => {
-                                self.pending
-                                    .entry(target.clone())
-                                    .or_default()
-                                    .push(entry.clone());
-                            }
-                            _ => self.write(&entry, data).map_err(write_error)?,
-                        }
-                    }
-                    if let Some(links) = waiting {
-                        self.resolve(entry, visible, links, data, index)
-                            .map_err(write_error)?;
-                    }
-                }
+            let (path, whiteout) = match change {
+                Change::Add(entry) => return self.add(entry, data, index, name),
+                Change::Whiteout(path) => (path, true),
+                Change::Opaque(path) => (path, false),
+            };
+            if index == 0 {
+                return Ok(());
+            }
+            // Through this layer's symlinks, as `--rootfs` finds what to delete or empty.
+            let landed = if whiteout {
+                self.land(&path)
+            } else {
+                self.land(&path.join(b"x"))
+                    .map(|p| p.split_last().map(|(dir, _)| dir).unwrap_or_default())
+            };
+            let path = landed.map_err(|reason| Error::Unsafe {
+                layer: name.to_string(),
+                entry: path.to_string(),
+                reason,
+            })?;
+            let node = self.paths.insert(&path);
+            let marks = self.paths.get_mut(node);
+            if whiteout {
+                marks.whiteout.first(index);
+            } else {
+                marks.opaque.first(index);
             }
             Ok(())
         })
+    }
+
+    fn add(
+        &mut self,
+        mut entry: Entry,
+        data: &mut dyn Read,
+        index: usize,
+        layer: &str,
+    ) -> Result<(), Error> {
+        let refuse = |entry: &Entry, reason: String| Error::Unsafe {
+            layer: layer.to_string(),
+            entry: entry.path.to_string(),
+            reason,
+        };
+        if !self.layer_links.is_empty() {
+            entry.path = self.land(&entry.path).map_err(|r| refuse(&entry, r))?;
+            if let Kind::Hardlink(target) = &entry.kind {
+                let target = self.land(target).map_err(|r| refuse(&entry, r))?;
+                // A hard link to a symlink is that symlink (link(2) does not follow it).
+                entry.kind = match self.layer_link(&target) {
+                    Some(link) => Kind::Symlink(link.to_vec()),
+                    None => Kind::Hardlink(target),
+                };
+            }
+            if self.layer_link(&entry.path).is_some() {
+                return Err(Error::Unsupported(format!(
+                    "{layer} writes {} twice, first as a symlink; --flatten writes each path once, and tar -x would follow the link: use --rootfs DIR and tar the directory",
+                    entry.path
+                )));
+            }
+        }
+        let visible = !self.hidden(&entry.path, index);
+        let waiting = self.pending.remove(&entry.path);
+        if visible {
+            self.check(&entry, index, layer)?;
+            if index > 0 {
+                self.record(&entry, index);
+            }
+            if let Kind::Symlink(target) = &entry.kind {
+                let node = self.layer_links.insert(&entry.path);
+                *self.layer_links.get_mut(node) = Some(target.clone());
+            }
+            match &entry.kind {
+                Kind::Hardlink(target) if self.needs_wait(target, index) => {
+                    self.pending
+                        .entry(target.clone())
+                        .or_default()
+                        .push(entry.clone());
+                }
+                Kind::Hardlink(target) if self.hidden(target, index) => {
+                    // Its target came earlier in this layer and an upper layer hides it: its
+                    // content has gone by, and the name would lead where upper layers put
+                    // something else.
+                    return Err(Error::Unsupported(format!(
+                        "{layer} hard-links {} to {target}, which an upper layer hides or replaces; --flatten cannot write that in one pass: use --rootfs DIR and tar the directory",
+                        entry.path
+                    )));
+                }
+                _ => self.write(&entry, data).map_err(write_error)?,
+            }
+        }
+        if let Some(links) = waiting {
+            self.resolve(entry, visible, links, data, index, layer)?;
+        }
+        Ok(())
     }
 
     /// Finishes the tar. Fails if a hard link's target never appeared.
@@ -155,61 +200,120 @@ impl<'w> Flatten<'w> {
                 ),
             });
         }
-        self.out.finish().map_err(|e| Error::Io {
-            path: "the flattened tar".into(),
-            source: e,
-        })
+        self.out.finish().map_err(write_error)
     }
 
-    fn marks(&mut self, path: &TreePath) -> &mut Marks {
-        self.paths.entry(path.as_bytes().into()).or_default()
+    /// What the entry at `path` (of a layer above the bottom one) did, for the layers below.
+    fn record(&mut self, entry: &Entry, index: usize) {
+        let mut node = ROOT;
+        for name in entry.path.components() {
+            self.paths.get_mut(node).below.first(index);
+            node = self.paths.child_or_insert(node, name);
+        }
+        let marks = self.paths.get_mut(node);
+        if marks.written.get().is_none() {
+            marks.written.first(index);
+            marks.written_dir = entry.kind == Kind::Dir;
+        }
     }
 
     /// Whether the layers above `index` hide `path`.
     fn hidden(&self, path: &TreePath, index: usize) -> bool {
-        let above = |layer: Option<usize>| layer.is_some_and(|l| l > index);
-        if let Some(marks) = self.paths.get(path.as_bytes()) {
-            if above(marks.written.get()) || above(marks.whiteout.get()) {
+        let above = |at: At| at.get().is_some_and(|l| l > index);
+        let mut node = ROOT;
+        let mut names = path.components();
+        loop {
+            let marks = self.paths.get(node);
+            let Some(name) = names.next() else {
+                return above(marks.written) || above(marks.whiteout);
+            };
+            if above(marks.whiteout)
+                || above(marks.opaque)
+                || (above(marks.written) && !marks.written_dir)
+            {
                 return true;
             }
+            match self.paths.child(node, name) {
+                Some(child) => node = child,
+                None => return false,
+            }
         }
-        path.ancestors().any(|ancestor| {
-            self.paths.get(ancestor).is_some_and(|marks| {
-                above(marks.whiteout.get())
-                    || above(marks.opaque.get())
-                    || (above(marks.written.get()) && !marks.written_dir)
-            })
-        })
     }
 
-    /// Refuses what the flattened tar cannot show as `--rootfs` would build it: an entry below
-    /// a symlink of its own layer that leads outside the tree (`tar -x` would follow it), and
-    /// a non-directory of a lower layer at a path upper layers wrote below (they wrote through
-    /// it, if it is a symlink; a one-pass tar cannot put their entries where the link points).
-    fn check(&self, entry: &Entry, index: usize, layer: &str) -> Result<(), Error> {
-        let refuse = |reason: String| Error::Unsafe {
-            layer: layer.to_string(),
-            entry: entry.path.to_string(),
-            reason,
+    /// The current layer's symlink at `path`, if it wrote one there.
+    fn layer_link(&self, path: &TreePath) -> Option<&[u8]> {
+        let node = self.layer_links.find(path)?;
+        self.layer_links.get(node).as_deref()
+    }
+
+    /// `path` with its parent resolved through the current layer's symlinks as `--rootfs`
+    /// resolves it (the root as `/`: an absolute target starts again at the root, `..` stops
+    /// there); the last component is kept, as it is what gets written.
+    fn land(&self, path: &TreePath) -> Result<TreePath, String> {
+        let Some((parent, name)) = path.split_last() else {
+            return Ok(path.clone());
         };
-        if let Some((parent, _)) = entry.path.split_last() {
-            resolve_inside(parent.as_bytes(), &self.layer_links).map_err(refuse)?;
+        let mut todo: std::collections::VecDeque<&[u8]> = parent.components().collect();
+        // The resolved path, where each component starts in it, and its node in the links.
+        let mut at: Vec<u8> = Vec::new();
+        let mut starts: Vec<(usize, Option<Node>)> = Vec::new();
+        let mut followed = 0;
+        while let Some(component) = todo.pop_front() {
+            match component {
+                b"" | b"." => continue,
+                b".." => {
+                    if let Some((start, _)) = starts.pop() {
+                        at.truncate(start);
+                    }
+                    continue;
+                }
+                _ => {}
+            }
+            let node = match starts.last() {
+                None => Some(ROOT),
+                Some((_, node)) => *node,
+            }
+            .and_then(|node| self.layer_links.child(node, component));
+            if let Some(target) = node.and_then(|node| self.layer_links.get(node).as_deref()) {
+                followed += 1;
+                if followed > MAX_LINKS {
+                    return Err(format!("more than {MAX_LINKS} symlinks on its path (a loop?)"));
+                }
+                if target.first() == Some(&b'/') {
+                    at.clear();
+                    starts.clear();
+                }
+                for part in target.split(|&b| b == b'/').rev() {
+                    todo.push_front(part);
+                }
+                continue;
+            }
+            starts.push((at.len(), node));
+            if !at.is_empty() {
+                at.push(b'/');
+            }
+            at.extend_from_slice(component);
+            if at.len() >= PATH_MAX {
+                return Err("its path, with the symlinks on it followed, is over Linux's limit".into());
+            }
         }
+        if !at.is_empty() {
+            at.push(b'/');
+        }
+        at.extend_from_slice(name);
+        TreePath::parse(&at)
+    }
+
+    /// Refuses a non-directory of a lower layer at a path upper layers wrote below: they wrote
+    /// through it, if it is a symlink, and a one-pass tar cannot put their entries where the
+    /// link points.
+    fn check(&self, entry: &Entry, index: usize, layer: &str) -> Result<(), Error> {
         let below = self
             .paths
-            .get(entry.path.as_bytes())
-            .and_then(|marks| marks.below.get())
+            .find(&entry.path)
+            .and_then(|node| self.paths.get(node).below.get())
             .filter(|&layer| layer > index);
         if let (Some(upper), false) = (below, entry.kind == Kind::Dir) {
-            if let Kind::Symlink(target) = &entry.kind {
-                let mut link = entry.path.as_bytes().to_vec();
-                link.push(b'/');
-                resolve_inside(
-                    &link,
-                    &HashMap::from([(entry.path.as_bytes().to_vec(), target.clone())]),
-                )
-                .map_err(refuse)?;
-            }
             return Err(Error::Unsupported(format!(
                 "{layer} makes {} a {}, but layer {} put files below it (through it, for a symlink); --flatten writes each path once and cannot reproduce that, use --rootfs DIR and tar the directory",
                 entry.path,
@@ -225,13 +329,14 @@ impl<'w> Flatten<'w> {
     fn needs_wait(&self, target: &TreePath, index: usize) -> bool {
         let written = self
             .paths
-            .get(target.as_bytes())
-            .is_some_and(|marks| marks.written.get().is_some());
+            .find(target)
+            .is_some_and(|node| self.paths.get(node).written.get().is_some());
         index > 0 && !written
     }
 
     /// `entry` at a path some hard links wait for: links follow it if it was written, else
-    /// its content goes under the first link's name and the others link to that.
+    /// its content goes under the first link's name and the others link to that. Links to a
+    /// symlink are that symlink.
     fn resolve(
         &mut self,
         entry: Entry,
@@ -239,17 +344,42 @@ impl<'w> Flatten<'w> {
         links: Vec<Entry>,
         data: &mut dyn Read,
         index: usize,
-    ) -> io::Result<()> {
-        if let Kind::Hardlink(next) = &entry.kind {
-            // A link to a link: wait for the final target instead.
-            if self.needs_wait(next, index) {
-                self.pending.entry(next.clone()).or_default().extend(links);
+        layer: &str,
+    ) -> Result<(), Error> {
+        match &entry.kind {
+            Kind::Hardlink(next) => {
+                // A link to a link: wait for the final target instead.
+                if self.needs_wait(next, index) {
+                    self.pending.entry(next.clone()).or_default().extend(links);
+                    return Ok(());
+                }
+                let next = next.clone();
+                return self.write_links(links, &next).map_err(write_error);
+            }
+            Kind::Symlink(target) => {
+                for link in links {
+                    let wrote_below = self
+                        .paths
+                        .find(&link.path)
+                        .is_some_and(|node| self.paths.get(node).below.get().is_some());
+                    if wrote_below {
+                        return Err(Error::Unsupported(format!(
+                            "{} is a hard link to the symlink {} of {layer}, and an upper layer wrote below it; --flatten cannot reproduce that in one pass, use --rootfs DIR and tar the directory",
+                            link.path, entry.path
+                        )));
+                    }
+                    let link = Entry {
+                        kind: Kind::Symlink(target.clone()),
+                        ..link
+                    };
+                    self.write(&link, &mut io::empty()).map_err(write_error)?;
+                }
                 return Ok(());
             }
-            return self.write_links(links, next);
+            _ => {}
         }
         if visible {
-            return self.write_links(links, &entry.path);
+            return self.write_links(links, &entry.path).map_err(write_error);
         }
         let mut links = links.into_iter();
         let Some(first) = links.next() else {
@@ -259,8 +389,9 @@ impl<'w> Flatten<'w> {
             path: first.path.clone(),
             ..entry
         };
-        self.write(&stand_in, data)?;
+        self.write(&stand_in, data).map_err(write_error)?;
         self.write_links(links.collect(), &first.path)
+            .map_err(write_error)
     }
 
     fn write_links(&mut self, links: Vec<Entry>, target: &TreePath) -> io::Result<()> {
@@ -330,45 +461,11 @@ impl<'w> Flatten<'w> {
     }
 }
 
-/// Resolves `path` lexically through `links` (symlinks by path) and fails if that leaves the
-/// tree: an absolute target, `..` above the root, or more than 40 links.
-fn resolve_inside(path: &[u8], links: &HashMap<Vec<u8>, Vec<u8>>) -> Result<(), String> {
-    let mut todo: std::collections::VecDeque<Vec<u8>> =
-        path.split(|&b| b == b'/').map(<[u8]>::to_vec).collect();
-    let mut at: Vec<Vec<u8>> = Vec::new();
-    let mut followed = 0;
-    while let Some(component) = todo.pop_front() {
-        match component.as_slice() {
-            b"" | b"." => continue,
-            b".." => {
-                if at.pop().is_none() {
-                    return Err("a symlink on its path leads above the root".into());
-                }
-                continue;
-            }
-            _ => {}
-        }
-        at.push(component);
-        let joined = at.join(&b'/');
-        if let Some(target) = links.get(&joined) {
-            followed += 1;
-            if followed > 40 {
-                return Err("more than 40 symlinks on its path".into());
-            }
-            if target.first() == Some(&b'/') {
-                return Err(format!(
-                    "/{} is a symlink to the absolute path {:?}, outside the tree",
-                    String::from_utf8_lossy(&joined),
-                    String::from_utf8_lossy(target)
-                ));
-            }
-            at.pop();
-            for part in target.split(|&b| b == b'/').rev() {
-                todo.push_front(part.to_vec());
-            }
-        }
+fn write_error(e: io::Error) -> Error {
+    Error::Io {
+        path: "the flattened tar".into(),
+        source: e,
     }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -439,25 +536,41 @@ mod tests {
     }
 
     #[test]
-    fn refuses_what_tar_would_follow_outside_and_what_it_cannot_show() {
-        for entries in [
-            tar_of(&[(b"root", b'2', b"/", b""), (b"root/etc/x", b'0', b"", b"")]),
-            tar_of(&[
-                (b"c1", b'2', b"c2", b""),
-                (b"c2", b'2', b"d/../..", b""),
-                (b"c1/x", b'0', b"", b""),
-            ]),
-        ] {
-            let err = flatten(&[entries]).unwrap_err();
-            assert!(matches!(err, Error::Unsafe { .. }), "{err}");
-        }
-        // A symlink that stays inside is fine: tar -x follows it as --rootfs does.
+    fn entries_land_where_rootfs_puts_them_and_nothing_goes_through_a_link() {
+        // The root as `/`: an absolute target and `..` above the root stay inside.
+        let absolute = tar_of(&[(b"root", b'2', b"/", b""), (b"root/etc/x", b'0', b"", b"x")]);
+        let out = flatten(&[absolute]).unwrap();
+        assert_eq!(out[1], "etc/x Regular =x");
+        let chain = tar_of(&[
+            (b"c1", b'2', b"c2", b""),
+            (b"c2", b'2', b"d/../..", b""),
+            (b"c1/x", b'0', b"", b""),
+        ]);
+        assert_eq!(flatten(&[chain]).unwrap()[2], "x Regular");
         let inside = tar_of(&[
             (b"usr/lib/", b'5', b"", b""),
             (b"lib", b'2', b"usr/lib", b""),
             (b"lib/x", b'0', b"", b"x"),
         ]);
-        assert_eq!(flatten(&[inside]).unwrap().len(), 3);
+        assert_eq!(flatten(&[inside]).unwrap()[2], "usr/lib/x Regular =x");
+        // A hard link to a symlink is a symlink, and what goes below it lands where it points.
+        let hard_to_symlink = tar_of(&[
+            (b"t", b'2', b"/tmp/canary", b""),
+            (b"s", b'1', b"t", b""),
+            (b"s/pwned", b'0', b"", b"x"),
+        ]);
+        assert_eq!(
+            flatten(&[hard_to_symlink]).unwrap(),
+            [
+                "t Symlink -> /tmp/canary",
+                "s Symlink -> /tmp/canary",
+                "tmp/canary/pwned Regular =x"
+            ]
+        );
+        // A path written as a symlink and then as something else: tar -x would follow it.
+        let retyped = tar_of(&[(b"d", b'2', b"/tmp", b""), (b"d/", b'5', b"", b"")]);
+        let err = flatten(&[retyped]).unwrap_err();
+        assert!(err.to_string().contains("--rootfs"), "{err}");
         // An upper layer writing through a lower layer's symlink cannot be flattened in one pass.
         let lower = tar_of(&[
             (b"usr/lib/", b'5', b"", b""),
@@ -466,10 +579,20 @@ mod tests {
         let upper = tar_of(&[(b"lib/added", b'0', b"", b"x")]);
         let err = flatten(&[lower, upper]).unwrap_err();
         assert!(err.to_string().contains("--rootfs"), "{err}");
-        let escaping = tar_of(&[(b"esc", b'2', b"../..", b"")]);
-        let upper = tar_of(&[(b"esc/canary", b'0', b"", b"x")]);
-        let err = flatten(&[escaping, upper]).unwrap_err();
-        assert!(matches!(err, Error::Unsafe { .. }), "{err}");
+        // A lower layer's hard link to a path an upper layer made a symlink's.
+        let lower = tar_of(&[
+            (b"x/", b'5', b"", b""),
+            (b"x/f", b'0', b"", b"f"),
+            (b"h", b'1', b"x/f", b""),
+        ]);
+        let upper = tar_of(&[(b"x", b'2', b"/tmp/canary", b"")]);
+        let err = flatten(&[lower, upper]).unwrap_err();
+        assert!(err.to_string().contains("--rootfs"), "{err}");
+        // An upper layer's hard link to a lower layer's symlink, with something written below.
+        let lower = tar_of(&[(b"t", b'2', b"/tmp/canary", b"")]);
+        let upper = tar_of(&[(b"s", b'1', b"t", b""), (b"s/pwned", b'0', b"", b"x")]);
+        let err = flatten(&[lower, upper]).unwrap_err();
+        assert!(err.to_string().contains("--rootfs"), "{err}");
     }
 
     #[test]
