@@ -54,3 +54,8 @@ fn layer_tar_corpus() {
 fn archive_corpus() {
     replay("archive", dockersave::fuzzing::archive);
 }
+
+#[test]
+fn hostile_corpus() {
+    replay("hostile", dockersave::fuzzing::hostile);
+}

@@ -4,6 +4,8 @@
 
 use std::io::Read;
 
+pub mod hostile;
+
 /// Image references.
 pub fn reference(data: &[u8]) {
     if let Ok(text) = std::str::from_utf8(data) {
@@ -102,4 +104,181 @@ pub fn archive(data: &[u8]) {
         }
     }
     let _ = std::fs::remove_file(&path);
+}
+
+/// Hostile layer sequences (`hostile::hostile_image`, choices from the input) applied as
+/// `--rootfs` (with and without `--git`'s guard) into a directory three levels below a canary,
+/// and flattened as `--flatten` does. Nothing outside the directory may change, the guarded
+/// repository must stay byte for byte what it was, and the flattened tar must hold no entry
+/// that a naive `tar -x` (one that follows every link it meets) would put outside the directory
+/// it extracts into. That last check is a model of such an extractor, run on the tar's names:
+/// extracting for real, as root, would let a broken flatten write anywhere on the machine.
+pub fn hostile(data: &[u8]) {
+    use std::fs;
+    let base = std::env::temp_dir().join(format!("dockersave-fuzz-hostile-{}", std::process::id()));
+    let image = hostile::hostile_image(&mut hostile::Choices::from_bytes(data), &base.to_string_lossy());
+    crate::partial::remove(&base);
+    let dir = base.join("a/b/rootfs");
+    fs::create_dir_all(&dir).expect("a scratch directory");
+    fs::write(base.join(hostile::CANARY), b"canary").expect("the canary");
+    let canary = || fs::read(base.join(hostile::CANARY)).ok();
+    for guard_git in [false, true] {
+        crate::partial::remove(&dir);
+        fs::create_dir_all(dir.join(".git/info")).expect("a repository");
+        fs::write(dir.join(".git/config"), b"[core]\n").expect("a repository");
+        let Ok(mut rootfs) = crate::sinks::rootfs::Rootfs::open(&dir, guard_git) else {
+            return;
+        };
+        let applied = image
+            .layers
+            .iter()
+            .enumerate()
+            .try_for_each(|(i, tar)| rootfs.apply(&mut &tar[..], &format!("layer {}", i + 1)));
+        if applied.is_ok() {
+            let _ = rootfs.finish();
+        }
+        assert_eq!(canary().as_deref(), Some(&b"canary"[..]), "{}", image.plan.join("\n"));
+        let names: Vec<_> = fs::read_dir(&base).map(|d| d.flatten().map(|e| e.file_name()).collect()).unwrap_or_default();
+        assert_eq!(names.len(), 2, "something appeared beside the canary: {names:?}\n{}", image.plan.join("\n"));
+        if guard_git {
+            assert_eq!(fs::read(dir.join(".git/config")).ok().as_deref(), Some(&b"[core]\n"[..]), "{}", image.plan.join("\n"));
+            assert!(dir.join(".git/info").is_dir(), "{}", image.plan.join("\n"));
+        }
+    }
+    crate::partial::remove(&base);
+    let mut out = Vec::new();
+    let mut flat = crate::sinks::flatten::Flatten::new(&mut out);
+    for (index, tar) in image.layers.iter().enumerate().rev() {
+        if flat.layer(&mut &tar[..], index, "fuzz").is_err() {
+            return;
+        }
+    }
+    if flat.finish().is_ok() {
+        if let Some(escape) = naive_escape(&out) {
+            panic!("a naive tar -x of the flattened tar {escape}\n{}", image.plan.join("\n"));
+        }
+    }
+}
+
+/// What a naive extractor of `tar` would write outside the directory it extracts into, if
+/// anything. It is modelled on Python's `tarfile.extractall` without a filter: each entry's
+/// path is followed through the symlinks earlier entries made, as the kernel would, the last
+/// component too for files and directories (it opens or chmods what is there), and a hard
+/// link's target likewise but for its last component; an absolute target or a `..` above the
+/// directory leaves it.
+fn naive_escape(tar: &[u8]) -> Option<String> {
+    use std::collections::HashMap;
+    type Links = HashMap<Vec<u8>, Vec<u8>>;
+    /// The components `path` leads to, following every symlink on it; `None` once it leaves.
+    fn follow(path: &[u8], links: &Links, keep_last: bool) -> Option<Vec<Vec<u8>>> {
+        if path.first() == Some(&b'/') {
+            return None;
+        }
+        let trimmed = path.strip_suffix(b"/").unwrap_or(path);
+        let (parent, last) = match trimmed.iter().rposition(|&b| b == b'/') {
+            Some(i) if keep_last => (&trimmed[..i], Some(&trimmed[i + 1..])),
+            None if keep_last => (&b""[..], Some(trimmed)),
+            _ => (trimmed, None),
+        };
+        let mut todo: std::collections::VecDeque<Vec<u8>> =
+            parent.split(|&b| b == b'/').map(<[u8]>::to_vec).collect();
+        let mut at: Vec<Vec<u8>> = Vec::new();
+        let mut hops = 0;
+        while let Some(c) = todo.pop_front() {
+            match c.as_slice() {
+                b"" | b"." => continue,
+                b".." => {
+                    at.pop()?;
+                    continue;
+                }
+                _ => {}
+            }
+            at.push(c);
+            if let Some(target) = links.get(&at.join(&b'/')) {
+                hops += 1;
+                if hops > 40 || target.first() == Some(&b'/') {
+                    return None;
+                }
+                at.pop();
+                for part in target.split(|&b| b == b'/').rev() {
+                    todo.push_front(part.to_vec());
+                }
+            }
+        }
+        match last {
+            Some(b"..") => {
+                at.pop()?;
+            }
+            Some(b"" | b".") | None => {}
+            Some(name) => at.push(name.to_vec()),
+        }
+        Some(at)
+    }
+    let mut links = Links::new();
+    let mut archive = tar::Archive::new(tar);
+    for entry in archive.entries().ok()? {
+        let entry = entry.ok()?;
+        let path = entry.path_bytes().into_owned();
+        let kind = entry.header().entry_type();
+        let opens = kind.is_file() || kind.is_dir();
+        let Some(placed) = follow(&path, &links, !opens) else {
+            return Some(format!("writes {:?} outside", String::from_utf8_lossy(&path)));
+        };
+        let placed = placed.join(&b'/');
+        if !opens {
+            links.remove(&placed);
+        }
+        if let Some(target) = entry.link_name_bytes() {
+            if kind.is_hard_link() && follow(&target, &links, true).is_none() {
+                return Some(format!(
+                    "links {:?} to something outside",
+                    String::from_utf8_lossy(&path)
+                ));
+            }
+            if kind.is_symlink() {
+                links.insert(placed, target.into_owned());
+            }
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    /// The fuzz target on inputs from a fixed generator: the same property the suite checks
+    /// through the binary (`tests/hostile.rs`), in process.
+    #[test]
+    fn hostile_inputs_keep_the_invariants() {
+        let mut state = 0x2545_F491_4F6C_DD1Du64;
+        for _ in 0..300 {
+            let input: Vec<u8> = (0..96)
+                .map(|_| {
+                    state ^= state << 13;
+                    state ^= state >> 7;
+                    state ^= state << 17;
+                    (state >> 24) as u8
+                })
+                .collect();
+            super::hostile(&input);
+        }
+    }
+
+    #[test]
+    fn the_naive_model_sees_escapes_through_links() {
+        use crate::layer_tar::tests::tar_of;
+        let escape = tar_of(&[(b"t", b'2', b"/tmp", b""), (b"t/x", b'0', b"", b"")]);
+        assert!(super::naive_escape(&escape).is_some());
+        let dir_over_link = tar_of(&[(b"t", b'2', b"../..", b""), (b"t/", b'5', b"", b"")]);
+        assert!(super::naive_escape(&dir_over_link).is_some());
+        let hard = tar_of(&[(b"t", b'2', b"/etc", b""), (b"h", b'1', b"t/passwd", b"")]);
+        assert!(super::naive_escape(&hard).is_some());
+        let inside = tar_of(&[
+            (b"usr/lib/", b'5', b"", b""),
+            (b"lib", b'2', b"usr/lib", b""),
+            (b"lib/x", b'0', b"", b""),
+            (b"h", b'1', b"lib/x", b""),
+            (b"abs", b'2', b"/etc/passwd", b""),
+        ]);
+        assert_eq!(super::naive_escape(&inside), None);
+    }
 }
