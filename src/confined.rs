@@ -200,6 +200,7 @@ impl Root {
 /// Whether an error means the path is not there (or not a directory any more).
 pub fn is_gone(e: &io::Error) -> bool {
     matches!(e.raw_os_error(), Some(libc::ENOENT) | Some(libc::ENOTDIR))
+        || e.kind() == io::ErrorKind::NotADirectory
 }
 
 fn shown_path(resolved: &[(Vec<u8>, (u64, u64))], name: &[u8]) -> String {

@@ -412,25 +412,6 @@ impl<'w> Flatten<'w> {
         header.set_gid(entry.gid);
         header.set_mtime(entry.mtime);
         header.set_size(0);
-        if !entry.xattrs.is_empty() {
-            let records: Vec<(String, &[u8])> = entry
-                .xattrs
-                .iter()
-                .map(|(name, value)| {
-                    (
-                        format!("SCHILY.xattr.{}", String::from_utf8_lossy(name)),
-                        value.as_slice(),
-                    )
-                })
-                .collect();
-            self.out
-                .append_pax_extensions(records.iter().map(|(k, v)| (k.as_str(), *v)))?;
-        }
-        let path = if entry.path.is_root() {
-            Path::new("./")
-        } else {
-            Path::new(OsStr::from_bytes(entry.path.as_bytes()))
-        };
         use tar::EntryType as T;
         let (kind, link): (T, Option<&[u8]>) = match &entry.kind {
             Kind::File => (T::Regular, None),
@@ -446,18 +427,41 @@ impl<'w> Flatten<'w> {
             Kind::Fifo => (T::Fifo, None),
         };
         header.set_entry_type(kind);
-        match link {
-            Some(target) => {
-                self.out
-                    .append_link(&mut header, path, Path::new(OsStr::from_bytes(target)))
+        let mut records: Vec<(String, &[u8])> = entry
+            .xattrs
+            .iter()
+            .map(|(name, value)| {
+                (
+                    format!("SCHILY.xattr.{}", String::from_utf8_lossy(name)),
+                    value.as_slice(),
+                )
+            })
+            .collect();
+        if let Some(target) = link {
+            // Verbatim: the tar crate's set_link_name would rewrite `/` as `//` and refuse an
+            // empty target. A long one goes in a PAX record, as the path does.
+            const FIELD: usize = 100;
+            header.set_link_name_literal(&target[..target.len().min(FIELD)])?;
+            if target.len() > FIELD {
+                records.push(("linkpath".into(), target));
             }
-            None if kind == T::Regular => {
-                header.set_size(entry.size);
-                self.out
-                    .append_data(&mut header, path, &mut data.take(entry.size))
-            }
-            None => self.out.append_data(&mut header, path, io::empty()),
         }
+        if !records.is_empty() {
+            self.out
+                .append_pax_extensions(records.iter().map(|(k, v)| (k.as_str(), *v)))?;
+        }
+        let path = if entry.path.is_root() {
+            Path::new("./")
+        } else {
+            Path::new(OsStr::from_bytes(entry.path.as_bytes()))
+        };
+        if kind == T::Regular {
+            header.set_size(entry.size);
+            return self
+                .out
+                .append_data(&mut header, path, &mut data.take(entry.size));
+        }
+        self.out.append_data(&mut header, path, io::empty())
     }
 }
 

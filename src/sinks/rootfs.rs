@@ -211,6 +211,13 @@ impl Rootfs {
             return Ok(());
         };
         self.root.check_name(name)?;
+        if entry.kind != Kind::Dir {
+            // What replaces a directory takes its subdirectories out of `finish`'s list: their
+            // paths now end at a file, or lead through a symlink somewhere else.
+            for dir in below(&self.dirs, &entry.path) {
+                self.dirs.remove(&dir);
+            }
+        }
         let parent = match self.last_parent.take() {
             Some((path, fd)) if path == parent_path => fd,
             _ => self.root.open_dir(&parent_path, true)?,
