@@ -361,15 +361,7 @@ impl Canary {
     fn new(dir: &Path) -> Canary {
         let path = dir.join("canary");
         fs::write(&path, b"canary").unwrap();
-        let time = libc::timespec {
-            tv_sec: 1_000_000_000,
-            tv_nsec: 0,
-        };
-        let c = std::ffi::CString::new(path.to_str().unwrap()).unwrap();
-        assert_eq!(
-            unsafe { libc::utimensat(libc::AT_FDCWD, c.as_ptr(), [time, time].as_ptr(), 0) },
-            0
-        );
+        set_times(&path, 1_000_000_000);
         Canary { path }
     }
 
@@ -392,21 +384,13 @@ fn passwd_state() -> (Vec<u8>, i64, u64) {
     (fs::read("/etc/passwd").unwrap(), meta.mtime(), meta.nlink())
 }
 
-const HOSTILE: [&str; 8] = [
-    "dotdot",
-    "absolute",
-    "root-symlink",
-    "parent-symlink",
-    "chain",
-    "hardlink-passwd",
-    "hardlink-dotdot",
-    "whiteout-escape",
-];
+/// Entries that name something outside the tree themselves: refused, as Docker refuses them.
+const REFUSED: [&str; 4] = ["dotdot", "absolute", "hardlink-passwd", "hardlink-dotdot"];
 
 #[test]
 fn hostile_layers_are_refused_and_the_canary_is_untouched() {
     let passwd = passwd_state();
-    for (n, case) in HOSTILE.iter().enumerate() {
+    for (n, case) in REFUSED.iter().enumerate() {
         let dir = Scratch::new("hostile");
         let canary = Canary::new(dir.path());
         let image = push_built_image(
@@ -442,25 +426,119 @@ fn hostile_layers_are_refused_and_the_canary_is_untouched() {
         let out = run_as_nobody(env!("CARGO_BIN_EXE_dockersave"), &args, &target, &[]);
         assert_eq!(out.code, 6, "{case} unprivileged: {out}");
         canary.assert_untouched(&format!("{case} unprivileged"));
-        // --flatten refuses what a later `tar -x` would follow outside; what it writes, tar
-        // extracts without touching the canary.
+        let out = dockersave(&target, &["--insecure", "--flatten", "flat.tar", &image]);
+        assert_eq!(out.code, 6, "{case} --flatten: {out}");
+        canary.assert_untouched(&format!("{case} --flatten"));
+    }
+    assert_eq!(passwd_state(), passwd, "/etc/passwd was touched");
+}
+
+/// Symlinks that lead outside on the host, written through: followed with the root as `/`, as
+/// Docker and umoci follow them, so what they write lands inside (where, relative to the tree).
+fn followed_inside(canary: &Path) -> [(&'static str, Option<String>); 4] {
+    let inside = canary.to_str().unwrap().trim_start_matches('/').to_string();
+    [
+        ("root-symlink", Some(inside)),
+        ("parent-symlink", Some("canary".into())),
+        ("chain", Some("canary".into())),
+        ("whiteout-escape", None),
+    ]
+}
+
+#[test]
+fn links_out_of_the_tree_are_followed_inside_it_and_the_canary_is_untouched() {
+    let passwd = passwd_state();
+    for n in 0..4 {
+        let dir = Scratch::new("hostile-inside");
+        let canary = Canary::new(dir.path());
+        let (case, lands) = followed_inside(&canary.path)[n].clone();
+        let image = push_built_image(
+            case,
+            &format!("inside-{case}-{}-{n}", std::process::id()),
+            Some(&canary.path),
+        );
+        let target = dir.path().join("a/b");
+        fs::create_dir_all(&target).unwrap();
+        dockersave_ok(&target, &rootfs_args(&image, "rootfs", &[]));
+        canary.assert_untouched(case);
+        if let Some(lands) = &lands {
+            assert_eq!(
+                fs::read(target.join("rootfs").join(lands)).unwrap(),
+                b"pwned",
+                "{case}: written inside, where the link leads with the tree's root as /"
+            );
+        }
+        let (_umoci, reference) = umoci_unpack(&image, false);
+        assert_same(&target.join("rootfs"), &reference, EVERYTHING, case);
+        // Without root, and with --flatten: inside, or refused naming --rootfs.
+        give_to_nobody(&target);
+        let args = rootfs_args(&image, "nobody", &[]);
+        let out = run_as_nobody(env!("CARGO_BIN_EXE_dockersave"), &args, &target, &[]);
+        assert_eq!(out.code, 0, "{case} unprivileged: {out}");
+        canary.assert_untouched(&format!("{case} unprivileged"));
         let out = dockersave(&target, &["--insecure", "--flatten", "flat.tar", &image]);
         if out.code == 0 {
             let into = target.join("x");
             fs::create_dir_all(&into).unwrap();
             let tar = run("tar", &["-xpf", "flat.tar", "-C", "x"], &target, None);
             assert_eq!(tar.code, 0, "{case}: {tar}");
-            // A whiteout writes nothing, so the flattened tar is only the symlink.
-            assert_eq!(
-                *case, "whiteout-escape",
-                "--flatten should have refused: {out}"
-            );
+            // Against umoci's tree: `rootfs` went to nobody for the unprivileged run.
+            assert_same(&into, &reference, EVERYTHING, case);
         } else {
             assert_eq!(out.code, 6, "{case} --flatten: {out}");
+            assert!(out.stderr.contains("--rootfs"), "{case}: {out}");
         }
         canary.assert_untouched(&format!("{case} --flatten"));
     }
     assert_eq!(passwd_state(), passwd, "/etc/passwd was touched");
+}
+
+/// Debian's `var/run -> /run` written through by a later layer (and declared again first), and
+/// `opt/conf -> ../../../../etc`: the trees umoci unpacks, the file where Docker reads it.
+#[test]
+fn absolute_and_climbing_links_resolve_inside_as_umoci_and_docker_do() {
+    let lands = [
+        ("var-run", "run/app.pid", "42\n"),
+        ("var-run-again", "run/app.pid", "42\n"),
+        ("opt-conf", "etc/app.conf", "conf\n"),
+    ];
+    for (builder, path, content) in lands {
+        let image = push_built_image(builder, &format!("chroot-{builder}-{}", std::process::id()), None);
+        let dir = Scratch::new("chroot-links");
+        dockersave_ok(dir.path(), &rootfs_args(&image, "tree", &[]));
+        let tree = dir.path().join("tree");
+        assert_eq!(fs::read_to_string(tree.join(path)).unwrap(), content, "{builder}");
+        let (_umoci, reference) = umoci_unpack(&image, false);
+        assert_same(&tree, &reference, EVERYTHING, builder);
+        // --flatten: one pass cannot know that a lower layer's link turns an upper layer's
+        // path, unless the layer declares the link itself.
+        let out = dockersave(dir.path(), &["--insecure", "--flatten", "flat.tar", &image]);
+        if builder == "var-run-again" {
+            assert_eq!(out.code, 0, "{out}");
+            let into = dir.path().join("flat");
+            fs::create_dir_all(&into).unwrap();
+            let tar = run("tar", &["-xpf", "flat.tar", "-C", "flat"], dir.path(), None);
+            assert_eq!(tar.code, 0, "{tar}");
+            assert_same(&into, &tree, EVERYTHING, "var-run-again flattened");
+        } else {
+            assert_eq!(out.code, 6, "{builder}: {out}");
+            assert!(out.stderr.contains("use --rootfs"), "{builder}: {out}");
+        }
+        // --git commits what --rootfs wrote.
+        dockersave_ok(dir.path(), &rootfs_args(&image, "repo", &["--git"]));
+        let files = git(&dir.path().join("repo"), &["ls-tree", "-r", "--name-only", "HEAD"]);
+        assert!(files.lines().any(|f| f == path), "{builder}: {files}");
+    }
+    // Docker reads the file through the link too.
+    let image = format!("{}/chroot-var-run-{}", env("DS_REGISTRY"), std::process::id());
+    let dir = Scratch::new("chroot-docker");
+    dockersave_ok(dir.path(), &["--insecure", "-o", "var-run.tar", &image]);
+    let tag = format!("{image}:latest");
+    load(&dir.path().join("var-run.tar"), Some(&tag), &config_digest(&tag, &[]));
+    assert_eq!(
+        docker_run(&tag, &["/bin/busybox", "cat", "/var/run/app.pid", "/run/app.pid"]),
+        "42\n42\n"
+    );
 }
 
 #[test]

@@ -157,6 +157,23 @@ def repeated():
     return [[f("a", "first")], [f("a", "second"), f("b", "b")], [f("a", "second"), f("b", "b")]]
 
 
+def through_absolute(name):
+    """Links whose targets are absolute or climb above the root, which a later layer writes
+    through, as Debian's and Alpine's `var/run -> /run` and images built from tars have them:
+    Docker (a chroot) and umoci (securejoin) resolve them inside the root. busybox is there for
+    `docker run` to read the file through the link."""
+    with open("/bin/busybox", "rb") as binary:
+        busybox = binary.read()
+    base = [d("bin/"), f("bin/busybox", busybox, mode=0o755), d("var/"), d("run/"), d("etc/"),
+            d("opt/"), sym("var/run", "/run"), sym("opt/conf", "../../../../etc")]
+    cases = {
+        "var-run": [base, [f("var/run/app.pid", "42\n")]],
+        "var-run-again": [base, [sym("var/run", "/run"), f("var/run/app.pid", "42\n")]],
+        "opt-conf": [base, [f("opt/conf/app.conf", "conf\n")]],
+    }
+    return cases[name]
+
+
 def hostile(name, canary):
     """Layers aimed at CANARY, three levels above the directory they are unpacked into."""
     rel = "../../../" + os.path.basename(canary)
@@ -172,12 +189,29 @@ def hostile(name, canary):
         "hardlink-passwd": [[hard("pw", "/etc/passwd")]],
         "hardlink-dotdot": [[hard("cn", rel)]],
         "whiteout-escape": [[sym("w", up)], [f("w/.wh." + os.path.basename(canary), "")]],
+        # With --git, the repository reached through a symlink (to .git, or to the root) and
+        # given a filter that runs when the next file is added; an opaque marker at the root.
+        "git-via-link": [[sym("x", ".git"), f("x/config", git_filter(canary)),
+                          f("x/info/attributes", "* filter=p\n"), f("file", "data")]],
+        "git-via-dot": [[sym("x", "."), f("x/.git/config", git_filter(canary)),
+                         f("x/.git/info/attributes", "* filter=p\n"), f("file", "data")]],
+        "git-opaque-root": [[f("a", "lower")], [f(".wh..wh..opq", ""), f("b", "upper")]],
+        # One file under a 64 KiB path of 32,767 directories (a PAX path record).
+        "long-path": [[f("a/" * 32767 + "f", "deep")]],
+        # A hard link to a symlink that leads out, and a file written through the link.
+        "hardlink-to-symlink": [[sym("t", os.path.dirname(canary) + "/canary.d"), hard("s", "t"),
+                                 f("s/pwned", "pwned")]],
         # With --git, a hook in the repository would run when dockersave commits.
         "git-hook": [[d(".git/"), d(".git/hooks/"),
                       f(".git/hooks/pre-commit", "#!/bin/sh\necho pwned > " + canary + "\n", mode=0o755),
                       f(".git/config", "[core]\n\thooksPath = hooks\n")]],
     }
     return cases[name]
+
+
+def git_filter(canary):
+    return ('[filter "p"]\n\tclean = sh -c \'echo pwned >' + canary + '; cat\'\n'
+            '\tsmudge = cat\n\trequired\n')
 
 
 def write_layout(layout, tag, layers):
@@ -234,6 +268,8 @@ def main():
         layers = through_link()
     elif name == "repeated":
         layers = repeated()
+    elif name in ("var-run", "var-run-again", "opt-conf"):
+        layers = through_absolute(name)
     else:
         layers = hostile(name, sys.argv[3])
     write_layout(layout, name, layers)
