@@ -10,9 +10,13 @@
 //! Memory is path metadata of the layers above the bottom one (the bottom layer, usually the
 //! biggest, is never recorded): see the README for the figure per million paths.
 //!
-//! Hard links: a link whose target a lower layer holds is written when that target is, right
-//! after it; if a layer above hides the target, the target's content is written under the
-//! first such link's name and the others link to that. This module knows nothing of
+//! Links: an entry below a symlink of its own layer is written where `--rootfs` would put it
+//! (the link followed with the tree's root as `/`), and a hard link to a symlink as that
+//! symlink, so no written path passes through a link that `tar -x` would follow; what one pass
+//! cannot resolve (an upper layer writing through a lower layer's link) is refused, naming
+//! `--rootfs`. A hard link whose target a lower layer holds is written when that target is,
+//! right after it; if a layer above hides the target, the target's content is written under
+//! the first such link's name and the others link to that. This module knows nothing of
 //! registries; it reads layer tars and writes one.
 
 use crate::error::Error;
