@@ -114,7 +114,8 @@ impl fmt::Display for Error {
             Error::Invalid { what, detail } => write!(f, "{what} is malformed: {detail}"),
             Error::Unsafe { layer, entry, reason } => write!(
                 f,
-                "{layer}: refusing the entry {entry:?}: {reason}; dockersave writes nothing outside the target directory, so this image cannot be unpacked"
+                "{layer}: refusing the entry {:?}: {reason}; this image cannot be unpacked safely",
+                crate::layer_tar::shown_name(entry.as_bytes())
             ),
             Error::Http { host, status, detail } => {
                 write!(f, "{host} answered HTTP {status}: {detail}")

@@ -221,6 +221,20 @@ fn generated_hostile_images_leave_the_outside_untouched() {
             if out.stderr.contains("panicked") {
                 fail(&format!("{how}: panic"), out.to_string());
             }
+            if out.code == 6 {
+                // A refusal: one line that names the layer or the archive, and nothing left.
+                let errors: Vec<&str> = out.stderr.lines().filter(|l| l.contains("error")).collect();
+                if errors.len() != 1 || errors[0].len() > 600 || !errors[0].contains("layer ") {
+                    fail(&format!("{how}: not one line naming the layer"), out.to_string());
+                }
+                let left: Vec<String> = fs::read_dir(&work)
+                    .unwrap()
+                    .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                    .collect();
+                if !left.is_empty() {
+                    fail(&format!("{how}: left something behind"), format!("{left:?}\n{out}"));
+                }
+            }
             // wait4 counts the largest of the process and the children it waited for: with
             // --git that is git's own peak (a `git add` of a 2,000-level tree takes 35 MiB),
             // which dockersave does not control; its own is bounded by the --rootfs runs.
