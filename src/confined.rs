@@ -85,6 +85,12 @@ impl Root {
         self.fd.as_fd()
     }
 
+    /// Whether `dir` is the root itself (by device and inode: a path through a symlink such as
+    /// `a -> .` can lead there under another name).
+    pub fn is_root(&self, dir: BorrowedFd) -> io::Result<bool> {
+        Ok(identity(dir)? == self.id)
+    }
+
     /// Opens the directory `path`, creating missing components (mode 0755, like Docker) when
     /// `create`. Symlinks on the way are followed with the root as `/`.
     pub fn open_dir(&self, path: &TreePath, create: bool) -> Result<OwnedFd, Fault> {

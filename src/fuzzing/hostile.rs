@@ -100,7 +100,7 @@ pub fn hostile_image(c: &mut Choices, outside: &str) -> Hostile {
     for layer in 0..layers {
         maker.plan.push(format!("layer {}:", layer + 1));
         let mut tar = Vec::new();
-        for _ in 0..1 + maker.c.below(6) {
+        for _ in 0..1 + maker.c.below(4) {
             for (path, body) in maker.step() {
                 maker.describe(&path, &body);
                 append(&mut tar, &path, &body);
@@ -141,26 +141,29 @@ impl Maker<'_, '_> {
         .collect()
     }
 
-    /// A directory path to put something under: the root, a link made earlier, or a path of
-    /// one or two names; sometimes absolute or climbing, which must be refused.
+    /// A directory path to put something under: half the time, when there are any, a link an
+    /// earlier step made (attacks go through links), sometimes into its `.git`; else the root,
+    /// `.git`, or a path of one or two names. Now and then absolute or climbing, which must be
+    /// refused.
     fn prefix(&mut self) -> Vec<u8> {
-        let mut prefix = match self.c.below(7) {
-            0 => Vec::new(),
-            1 | 2 if !self.links.is_empty() => self.c.pick(&self.links),
-            // Through a link, into what a repository would hold if it leads to the root.
-            3 if !self.links.is_empty() => {
-                let mut p = self.c.pick(&self.links);
+        let mut prefix = if !self.links.is_empty() && self.c.below(2) == 0 {
+            let mut p = self.c.pick(&self.links);
+            if self.c.below(4) == 0 {
                 p.extend_from_slice(b"/.git");
-                p
             }
-            4 => b".git".to_vec(),
-            _ => {
-                let mut p = self.c.pick(&NAMES).as_bytes().to_vec();
-                if self.c.below(2) == 0 {
-                    p.push(b'/');
-                    p.extend_from_slice(self.c.pick(&NAMES).as_bytes());
+            p
+        } else {
+            match self.c.below(4) {
+                0 => Vec::new(),
+                1 => b".git".to_vec(),
+                _ => {
+                    let mut p = self.c.pick(&NAMES).as_bytes().to_vec();
+                    if self.c.below(2) == 0 {
+                        p.push(b'/');
+                        p.extend_from_slice(self.c.pick(&NAMES).as_bytes());
+                    }
+                    p
                 }
-                p
             }
         };
         match self.c.below(24) {
@@ -215,9 +218,12 @@ impl Maker<'_, '_> {
                     b"x/config".to_vec(),
                     b"x".to_vec(),
                 ];
-                targets.extend(self.links.iter().cloned());
                 targets.extend(self.files.iter().cloned());
-                let target = self.c.pick(&targets);
+                let target = if !self.links.is_empty() && self.c.below(2) == 0 {
+                    self.c.pick(&self.links)
+                } else {
+                    self.c.pick(&targets)
+                };
                 // A hard link to a symlink is a symlink: later steps may go through it.
                 if self.links.contains(&target) {
                     self.links.push(path.clone());

@@ -144,7 +144,7 @@ impl Rootfs {
                     Err(Fault::Io(e)) if confined::is_gone(&e) => None,
                     Err(e) => return Err(e),
                 } {
-                    self.clear_below(fd, &dir, node)?;
+                    self.clear_below(fd, node)?;
                 }
                 for d in below(&self.dirs, &dir) {
                     if d == dir || self.layer_paths.find(&d).is_some() {
@@ -159,12 +159,13 @@ impl Rootfs {
         }
     }
 
-    /// Removes from the directory `fd` (at `dir`, whose node of this layer's paths is `node`)
-    /// everything the current layer did not add, going down into the directories it did add:
-    /// they may still hold what lower layers put in them.
-    fn clear_below(&self, fd: OwnedFd, dir: &TreePath, node: Option<Node>) -> Result<(), Fault> {
+    /// Removes from the directory `fd` (whose node of this layer's paths is `node`) everything
+    /// the current layer did not add, going down into the directories it did add: they may
+    /// still hold what lower layers put in them. With `--git`, the root's `.git` stays, however
+    /// the marker's path led to the root.
+    fn clear_below(&self, fd: OwnedFd, node: Option<Node>) -> Result<(), Fault> {
         let paths = &self.layer_paths;
-        let at_root = dir.is_root();
+        let at_root = self.root.is_root(fd.as_fd())?;
         // A token per directory: its node in this layer's paths, and whether it is the root.
         let mut decide = |&(node, root): &(Option<Node>, bool), name: &[u8], is_dir: bool| {
             if root && self.guard_git && name == b".git" {
