@@ -66,6 +66,19 @@ cross_prepare() {
   fi
 }
 
+# The paths a binary would otherwise carry in its panic locations, each mapped to a fixed name
+# so the bytes do not depend on where, or by whom, they were built: the toolchain's rust-src
+# (rustc names std's files there once the component is installed, as the ARM builds need, and
+# as /rustc/HASH before), cargo's registry (under each user's home) and the checkout.
+cross_remap() {
+  local sysroot hash
+  sysroot=$(rustc --print sysroot)
+  hash=$(rustc -vV | sed -n 's/^commit-hash: //p')
+  echo "--remap-path-prefix=$sysroot/lib/rustlib/src/rust=/rustc/$hash" \
+    "--remap-path-prefix=${CARGO_HOME:-$HOME/.cargo}=/cargo" \
+    "--remap-path-prefix=$DS_ROOT=/dockersave"
+}
+
 # cross_env TARGET: exports the compiler, linker, runner and flags cargo needs for TARGET, and
 # sets DS_CARGO_FLAGS to the extra cargo arguments (build-std for the ARM targets).
 cross_env() {
@@ -79,7 +92,7 @@ cross_env() {
     # ~100 KB of relocations (.rela.dyn) that the 3 MiB budget has no room for (README,
     # "Static builds"). The ARM builds are far under the budget and stay static-pie.
     x86_64-*)
-      export "CARGO_TARGET_${var}_RUSTFLAGS=-C relocation-model=static"
+      export "CARGO_TARGET_${var}_RUSTFLAGS=-C relocation-model=static $(cross_remap)"
       return 0
       ;;
   esac
@@ -87,7 +100,7 @@ cross_env() {
   export "CARGO_TARGET_${var}_RUNNER=$(cross_runner "$target")"
   case $target in
     arm*)
-      export "CARGO_TARGET_${var}_RUSTFLAGS=-C link-self-contained=no -L $(cross_dir "$target")"
+      export "CARGO_TARGET_${var}_RUSTFLAGS=-C link-self-contained=no -L $(cross_dir "$target") $(cross_remap)"
       # build-std is a nightly flag; RUSTC_BOOTSTRAP lets the stable toolchain accept it.
       export RUSTC_BOOTSTRAP=1
       DS_CARGO_FLAGS="-Z build-std=std,panic_abort"
