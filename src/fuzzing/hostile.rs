@@ -118,6 +118,14 @@ pub fn hostile_image(c: &mut Choices, outside: &str) -> Hostile {
 const NAMES: [&str; 8] = ["x", "y", ".git", "info", CANARY, "a", "hooks", "config"];
 
 impl Maker<'_, '_> {
+    fn protected(&self) -> Vec<Vec<u8>> {
+        let outside = &self.outside;
+        [".git", ".", "..", "../../..", "/", outside, &format!("{outside}/{CANARY}")]
+            .iter()
+            .map(|t| t.as_bytes().to_vec())
+            .collect()
+    }
+
     fn targets(&self) -> Vec<Vec<u8>> {
         let outside = &self.outside;
         [
@@ -200,11 +208,23 @@ impl Maker<'_, '_> {
     fn step(&mut self) -> Vec<(Vec<u8>, Body)> {
         match self.c.below(12) {
             0 | 1 => {
+                // Half the links at the top, as images put them (bin -> usr/bin), where a
+                // relative target is taken from the root.
                 let name = self.c.pick(&NAMES).as_bytes().to_vec();
-                let path = self.under(&name);
-                let mut targets = self.targets();
-                targets.extend(self.links.iter().cloned());
-                let target = self.c.pick(&targets);
+                let path = if self.c.below(2) == 0 {
+                    name
+                } else {
+                    self.under(&name)
+                };
+                // Half the targets reach a protected place (the repository, the root, above
+                // it, the canary); the rest are names, odd paths and earlier links.
+                let target = if self.c.below(2) == 0 {
+                    self.c.pick(&self.protected())
+                } else {
+                    let mut targets = self.targets();
+                    targets.extend(self.links.iter().cloned());
+                    self.c.pick(&targets)
+                };
                 self.links.push(path.clone());
                 vec![(path, Body::Symlink(target))]
             }
@@ -238,8 +258,13 @@ impl Maker<'_, '_> {
                 vec![(path, Body::File(data, 0o755))]
             }
             5 => {
-                // What a repository obeys, under one prefix, and a file for git to add.
-                let prefix = self.prefix();
+                // What a repository obeys, under one prefix (most often where a link leads),
+                // and a file for git to add.
+                let prefix = if !self.links.is_empty() && self.c.below(2) == 0 {
+                    self.c.pick(&self.links)
+                } else {
+                    self.prefix()
+                };
                 let at = |leaf: &str| {
                     let mut p = prefix.clone();
                     if !p.is_empty() {
