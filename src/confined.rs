@@ -348,11 +348,7 @@ pub enum Visit<T> {
 /// the names of the directories still to visit and its (device, inode), and the walk goes back
 /// up through `..`, checked against that, so a tree 2,000 levels deep costs neither 2,000
 /// descriptors nor 2,000 stack frames.
-pub fn prune<T>(
-    top: OwnedFd,
-    token: Option<T>,
-    decide: &mut Decide<T>,
-) -> io::Result<()> {
+pub fn prune<T>(top: OwnedFd, token: Option<T>, decide: &mut Decide<T>) -> io::Result<()> {
     struct Level<T> {
         /// Its name in the level above (none for `top`).
         name: Option<CString>,

@@ -54,11 +54,7 @@ fn write_archive(dir: &Path, images: &[Hostile]) {
             layers.join(",")
         ));
     }
-    fs::write(
-        dir.join("manifest.json"),
-        format!("[{}]", listed.join(",")),
-    )
-    .unwrap();
+    fs::write(dir.join("manifest.json"), format!("[{}]", listed.join(","))).unwrap();
 }
 
 /// The canary tree: a file and a directory with a file, with fixed modes and times, owned by
@@ -165,7 +161,12 @@ fn generated_hostile_images_leave_the_outside_untouched() {
     fs::create_dir_all(&outside).unwrap();
     let outside = outside.canonicalize().unwrap();
     let images: Vec<Hostile> = (0..cases)
-        .map(|n| hostile_image(&mut Choices::seeded(seed + n as u64), outside.to_str().unwrap()))
+        .map(|n| {
+            hostile_image(
+                &mut Choices::seeded(seed + n as u64),
+                outside.to_str().unwrap(),
+            )
+        })
         .collect();
     let archive = scratch.path().join("archive");
     fs::create_dir_all(&archive).unwrap();
@@ -201,9 +202,21 @@ fn generated_hostile_images_leave_the_outside_untouched() {
         };
         let runs: [(&str, Vec<&str>, bool); 4] = [
             ("rootfs", vec!["--insecure", "--rootfs", "rootfs"], false),
-            ("rootfs as nobody", vec!["--insecure", "--rootfs", "rootfs"], true),
-            ("flatten", vec!["--insecure", "--flatten", "flat.tar"], false),
-            ("git", vec!["--insecure", "--rootfs", "rootfs", "--git"], false),
+            (
+                "rootfs as nobody",
+                vec!["--insecure", "--rootfs", "rootfs"],
+                true,
+            ),
+            (
+                "flatten",
+                vec!["--insecure", "--flatten", "flat.tar"],
+                false,
+            ),
+            (
+                "git",
+                vec!["--insecure", "--rootfs", "rootfs", "--git"],
+                false,
+            ),
         ];
         for (how, mut args, nobody) in runs {
             if work.exists() {
@@ -223,16 +236,23 @@ fn generated_hostile_images_leave_the_outside_untouched() {
             }
             if out.code == 6 {
                 // A refusal: one line that names the layer or the archive, and nothing left.
-                let errors: Vec<&str> = out.stderr.lines().filter(|l| l.contains("error")).collect();
+                let errors: Vec<&str> =
+                    out.stderr.lines().filter(|l| l.contains("error")).collect();
                 if errors.len() != 1 || errors[0].len() > 600 || !errors[0].contains("layer ") {
-                    fail(&format!("{how}: not one line naming the layer"), out.to_string());
+                    fail(
+                        &format!("{how}: not one line naming the layer"),
+                        out.to_string(),
+                    );
                 }
                 let left: Vec<String> = fs::read_dir(&work)
                     .unwrap()
                     .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
                     .collect();
                 if !left.is_empty() {
-                    fail(&format!("{how}: left something behind"), format!("{left:?}\n{out}"));
+                    fail(
+                        &format!("{how}: left something behind"),
+                        format!("{left:?}\n{out}"),
+                    );
                 }
             }
             // wait4 counts the largest of the process and the children it waited for: with
@@ -262,7 +282,9 @@ fn generated_hostile_images_leave_the_outside_untouched() {
                 let config = fs::read_to_string(git_dir.join("config")).unwrap_or_default();
                 let attributes =
                     fs::read_to_string(git_dir.join("info/attributes")).unwrap_or_default();
-                if config.contains("filter") || config.contains("hooksPath") || !attributes.starts_with("* -text")
+                if config.contains("filter")
+                    || config.contains("hooksPath")
+                    || !attributes.starts_with("* -text")
                 {
                     fail(
                         "git: the image wrote into the repository",
@@ -271,7 +293,13 @@ fn generated_hostile_images_leave_the_outside_untouched() {
                 }
                 let fsck = run(
                     "git",
-                    &["--git-dir", git_dir.to_str().unwrap(), "log", "--all", "--oneline"],
+                    &[
+                        "--git-dir",
+                        git_dir.to_str().unwrap(),
+                        "log",
+                        "--all",
+                        "--oneline",
+                    ],
                     Path::new("/"),
                     None,
                 );
@@ -337,7 +365,11 @@ fn one_error_line(out: &Output, needle: &str) {
     let errors: Vec<&str> = out.stderr.lines().filter(|l| l.contains("error")).collect();
     assert_eq!(errors.len(), 1, "{out}");
     assert!(errors[0].contains(needle), "{out}");
-    assert!(errors[0].len() < 600, "a one-line error: {} bytes", errors[0].len());
+    assert!(
+        errors[0].len() < 600,
+        "a one-line error: {} bytes",
+        errors[0].len()
+    );
 }
 
 #[test]
@@ -347,18 +379,32 @@ fn the_repository_of_git_is_out_of_the_images_reach() {
         let canary = dir.path().join(CANARY);
         fs::write(&canary, b"canary").unwrap();
         let image = push_built_image(builder, &format!("{builder}-{}", pid()), Some(&canary));
-        let out = dockersave(dir.path(), &["--insecure", "--rootfs", "repo", "--git", &image]);
+        let out = dockersave(
+            dir.path(),
+            &["--insecure", "--rootfs", "repo", "--git", &image],
+        );
         assert_eq!(out.code, 6, "{builder}: {out}");
         one_error_line(&out, "refusing the entry");
         assert!(out.stderr.contains("named .git"), "{builder}: {out}");
-        assert_eq!(fs::read(&canary).unwrap(), b"canary", "{builder}: the filter ran");
+        assert_eq!(
+            fs::read(&canary).unwrap(),
+            b"canary",
+            "{builder}: the filter ran"
+        );
         assert_eq!(dir.names(), [CANARY], "{builder}: nothing is left");
     }
     // An opaque marker at the root empties the tree of the lower layer, not of the repository.
     let dir = Scratch::new("git-opaque");
     let canary = dir.path().join(CANARY);
-    let image = push_built_image("git-opaque-root", &format!("git-opaque-{}", pid()), Some(&canary));
-    dockersave_ok(dir.path(), &["--insecure", "--rootfs", "repo", "--git", &image]);
+    let image = push_built_image(
+        "git-opaque-root",
+        &format!("git-opaque-{}", pid()),
+        Some(&canary),
+    );
+    dockersave_ok(
+        dir.path(),
+        &["--insecure", "--rootfs", "repo", "--git", &image],
+    );
     let repo = dir.path().join("repo");
     assert!(!repo.join("a").exists());
     assert_eq!(fs::read(repo.join("b")).unwrap(), b"upper");
@@ -370,7 +416,11 @@ fn the_repository_of_git_is_out_of_the_images_reach() {
 #[test]
 fn a_64_kib_path_is_refused_in_little_memory() {
     let dir = Scratch::new("long-path");
-    let image = push_built_image("long-path", &format!("long-path-{}", pid()), Some(&dir.path().join(CANARY)));
+    let image = push_built_image(
+        "long-path",
+        &format!("long-path-{}", pid()),
+        Some(&dir.path().join(CANARY)),
+    );
     let me = env!("CARGO_BIN_EXE_dockersave");
     for args in [["--rootfs", "tree"], ["--flatten", "flat.tar"]] {
         let all = ["--insecure", args[0], args[1], &image];
@@ -417,11 +467,19 @@ with tarfile.open(os.path.join(out, "links.tar"), "w", format=tarfile.GNU_FORMAT
 #[test]
 fn push_reads_what_archives_claim_in_little_memory() {
     let dir = Scratch::new("push-hostile");
-    let made = run("python3", &["-c", HOSTILE_ARCHIVES, dir.path().to_str().unwrap()], Path::new("/"), None);
+    let made = run(
+        "python3",
+        &["-c", HOSTILE_ARCHIVES, dir.path().to_str().unwrap()],
+        Path::new("/"),
+        None,
+    );
     assert_eq!(made.code, 0, "{made}");
     let me = env!("CARGO_BIN_EXE_dockersave");
     let target = format!("{}/push-hostile-{}:x", env("DS_REGISTRY"), pid());
-    for (archive, needle) in [("long-name.tar.gz", "extension record"), ("links.tar", "c.json")] {
+    for (archive, needle) in [
+        ("long-name.tar.gz", "extension record"),
+        ("links.tar", "c.json"),
+    ] {
         let args = ["--insecure", "--push", archive, &target];
         let (out, peak, _) = run_measured(me, &args, dir.path(), false);
         assert!(peak < PEAK_KIB, "{archive}: peak RSS {peak} KiB");
@@ -431,11 +489,23 @@ fn push_reads_what_archives_claim_in_little_memory() {
     // A FIFO named manifest.json in an image directory: refused, not waited on.
     let image = dir.path().join("image");
     fs::create_dir(&image).unwrap();
-    let fifo = run("mkfifo", &[image.join("manifest.json").to_str().unwrap()], Path::new("/"), None);
+    let fifo = run(
+        "mkfifo",
+        &[image.join("manifest.json").to_str().unwrap()],
+        Path::new("/"),
+        None,
+    );
     assert_eq!(fifo.code, 0, "{fifo}");
     let out = run(
         "timeout",
-        &["20", me, "--insecure", "--push", image.to_str().unwrap(), &target],
+        &[
+            "20",
+            me,
+            "--insecure",
+            "--push",
+            image.to_str().unwrap(),
+            &target,
+        ],
         dir.path(),
         None,
     );
@@ -459,8 +529,14 @@ fn a_flattened_hard_link_to_a_symlink_leads_nowhere_outside() {
     let work = outside.join("a/b");
     dockersave_ok(&work, &["--insecure", "--flatten", "flat.tar", &image]);
     let listing = run("tar", &["-tvf", "flat.tar"], &work, None);
-    assert!(listing.stdout.contains("s -> "), "s is a symlink: {listing}");
-    assert!(!listing.stdout.contains("link to"), "no hard link: {listing}");
+    assert!(
+        listing.stdout.contains("s -> "),
+        "s is a symlink: {listing}"
+    );
+    assert!(
+        !listing.stdout.contains("link to"),
+        "no hard link: {listing}"
+    );
     fs::create_dir_all(work.join("x")).unwrap();
     give_to_nobody(&outside.join("a"));
     let extracted = run_as_nobody(
@@ -470,8 +546,14 @@ fn a_flattened_hard_link_to_a_symlink_leads_nowhere_outside() {
         &[],
     );
     assert_eq!(extracted.code, 0, "{extracted}");
-    assert_eq!(outside_state(&outside), clean, "the naive extraction wrote outside");
+    assert_eq!(
+        outside_state(&outside),
+        clean,
+        "the naive extraction wrote outside"
+    );
     // Where --rootfs puts the file: inside, where the link leads with the tree's root as /.
-    let landed = work.join("x").join(outside.join("canary.d/pwned").strip_prefix("/").unwrap());
+    let landed = work
+        .join("x")
+        .join(outside.join("canary.d/pwned").strip_prefix("/").unwrap());
     assert_eq!(fs::read(landed).unwrap(), b"pwned");
 }

@@ -396,16 +396,30 @@ fn a_partial_tree_is_private_and_only_the_users_own_partials_are_cleared() {
         .into_iter()
         .find(|n| n.starts_with(".tree.partial-"))
         .expect("the run builds its tree under a partial name");
-    let mode = fs::metadata(dir.path().join(&partial)).unwrap().permissions().mode();
+    let mode = fs::metadata(dir.path().join(&partial))
+        .unwrap()
+        .permissions()
+        .mode();
     child.kill().unwrap();
     child.wait().unwrap();
-    assert_eq!(mode & 0o7777, 0o700, "no other user may enter a half-built tree");
+    assert_eq!(
+        mode & 0o7777,
+        0o700,
+        "no other user may enter a half-built tree"
+    );
     // Another user's partial, of a process that is gone: not ours to remove. Ours is.
     let theirs = ".other.partial-2147483646";
     fs::create_dir(dir.path().join(theirs)).unwrap();
     give_to_nobody(&dir.path().join(theirs));
     dockersave_ok(dir.path(), &["--insecure", "--rootfs", "tree", &reference]);
     assert_eq!(dir.names(), [theirs, "tree"]);
-    let mode = fs::metadata(dir.path().join("tree")).unwrap().permissions().mode();
-    assert_eq!(mode & 0o7777, 0o755, "the finished tree has the image's mode");
+    let mode = fs::metadata(dir.path().join("tree"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(
+        mode & 0o7777,
+        0o755,
+        "the finished tree has the image's mode"
+    );
 }

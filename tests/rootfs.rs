@@ -503,11 +503,19 @@ fn absolute_and_climbing_links_resolve_inside_as_umoci_and_docker_do() {
         ("opt-conf", "etc/app.conf", "conf\n"),
     ];
     for (builder, path, content) in lands {
-        let image = push_built_image(builder, &format!("chroot-{builder}-{}", std::process::id()), None);
+        let image = push_built_image(
+            builder,
+            &format!("chroot-{builder}-{}", std::process::id()),
+            None,
+        );
         let dir = Scratch::new("chroot-links");
         dockersave_ok(dir.path(), &rootfs_args(&image, "tree", &[]));
         let tree = dir.path().join("tree");
-        assert_eq!(fs::read_to_string(tree.join(path)).unwrap(), content, "{builder}");
+        assert_eq!(
+            fs::read_to_string(tree.join(path)).unwrap(),
+            content,
+            "{builder}"
+        );
         let (_umoci, reference) = umoci_unpack(&image, false);
         assert_same(&tree, &reference, EVERYTHING, builder);
         // --flatten: one pass cannot know that a lower layer's link turns an upper layer's
@@ -526,17 +534,31 @@ fn absolute_and_climbing_links_resolve_inside_as_umoci_and_docker_do() {
         }
         // --git commits what --rootfs wrote.
         dockersave_ok(dir.path(), &rootfs_args(&image, "repo", &["--git"]));
-        let files = git(&dir.path().join("repo"), &["ls-tree", "-r", "--name-only", "HEAD"]);
+        let files = git(
+            &dir.path().join("repo"),
+            &["ls-tree", "-r", "--name-only", "HEAD"],
+        );
         assert!(files.lines().any(|f| f == path), "{builder}: {files}");
     }
     // Docker reads the file through the link too.
-    let image = format!("{}/chroot-var-run-{}", env("DS_REGISTRY"), std::process::id());
+    let image = format!(
+        "{}/chroot-var-run-{}",
+        env("DS_REGISTRY"),
+        std::process::id()
+    );
     let dir = Scratch::new("chroot-docker");
     dockersave_ok(dir.path(), &["--insecure", "-o", "var-run.tar", &image]);
     let tag = format!("{image}:latest");
-    load(&dir.path().join("var-run.tar"), Some(&tag), &config_digest(&tag, &[]));
+    load(
+        &dir.path().join("var-run.tar"),
+        Some(&tag),
+        &config_digest(&tag, &[]),
+    );
     assert_eq!(
-        docker_run(&tag, &["/bin/busybox", "cat", "/var/run/app.pid", "/run/app.pid"]),
+        docker_run(
+            &tag,
+            &["/bin/busybox", "cat", "/var/run/app.pid", "/run/app.pid"]
+        ),
         "42\n42\n"
     );
 }

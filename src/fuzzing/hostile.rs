@@ -120,10 +120,18 @@ const NAMES: [&str; 8] = ["x", "y", ".git", "info", CANARY, "a", "hooks", "confi
 impl Maker<'_, '_> {
     fn protected(&self) -> Vec<Vec<u8>> {
         let outside = &self.outside;
-        [".git", ".", "..", "../../..", "/", outside, &format!("{outside}/{CANARY}")]
-            .iter()
-            .map(|t| t.as_bytes().to_vec())
-            .collect()
+        [
+            ".git",
+            ".",
+            "..",
+            "../../..",
+            "/",
+            outside,
+            &format!("{outside}/{CANARY}"),
+        ]
+        .iter()
+        .map(|t| t.as_bytes().to_vec())
+        .collect()
     }
 
     fn targets(&self) -> Vec<Vec<u8>> {
@@ -301,7 +309,10 @@ impl Maker<'_, '_> {
                 // Deep: up to Linux's PATH_MAX, just over it, and far over it (64 KiB).
                 let depth = self.c.pick(&[2usize, 300, 2047, 2100, 32767]);
                 let leaf = "a/".repeat(depth) + "f";
-                vec![(self.under(leaf.as_bytes()), Body::File(b"deep".to_vec(), 0o644))]
+                vec![(
+                    self.under(leaf.as_bytes()),
+                    Body::File(b"deep".to_vec(), 0o644),
+                )]
             }
             10 => {
                 let path = self.c.pick(&[".", "./", ""]).as_bytes().to_vec();
@@ -370,7 +381,14 @@ fn append(tar: &mut Vec<u8>, path: &[u8], body: &Body) {
         pad(tar);
     }
     let short = |b: &[u8]| b[..b.len().min(100)].to_vec();
-    header(tar, &short(path), kind, &short(link), data.len() as u64, mode);
+    header(
+        tar,
+        &short(path),
+        kind,
+        &short(link),
+        data.len() as u64,
+        mode,
+    );
     tar.extend_from_slice(data);
     pad(tar);
 }

@@ -116,7 +116,10 @@ pub fn archive(data: &[u8]) {
 pub fn hostile(data: &[u8]) {
     use std::fs;
     let base = std::env::temp_dir().join(format!("dockersave-fuzz-hostile-{}", std::process::id()));
-    let image = hostile::hostile_image(&mut hostile::Choices::from_bytes(data), &base.to_string_lossy());
+    let image = hostile::hostile_image(
+        &mut hostile::Choices::from_bytes(data),
+        &base.to_string_lossy(),
+    );
     crate::partial::remove(&base);
     let dir = base.join("a/b/rootfs");
     fs::create_dir_all(&dir).expect("a scratch directory");
@@ -137,11 +140,28 @@ pub fn hostile(data: &[u8]) {
         if applied.is_ok() {
             let _ = rootfs.finish();
         }
-        assert_eq!(canary().as_deref(), Some(&b"canary"[..]), "{}", image.plan.join("\n"));
-        let names: Vec<_> = fs::read_dir(&base).map(|d| d.flatten().map(|e| e.file_name()).collect()).unwrap_or_default();
-        assert_eq!(names.len(), 2, "something appeared beside the canary: {names:?}\n{}", image.plan.join("\n"));
+        assert_eq!(
+            canary().as_deref(),
+            Some(&b"canary"[..]),
+            "{}",
+            image.plan.join("\n")
+        );
+        let names: Vec<_> = fs::read_dir(&base)
+            .map(|d| d.flatten().map(|e| e.file_name()).collect())
+            .unwrap_or_default();
+        assert_eq!(
+            names.len(),
+            2,
+            "something appeared beside the canary: {names:?}\n{}",
+            image.plan.join("\n")
+        );
         if guard_git {
-            assert_eq!(fs::read(dir.join(".git/config")).ok().as_deref(), Some(&b"[core]\n"[..]), "{}", image.plan.join("\n"));
+            assert_eq!(
+                fs::read(dir.join(".git/config")).ok().as_deref(),
+                Some(&b"[core]\n"[..]),
+                "{}",
+                image.plan.join("\n")
+            );
             assert!(dir.join(".git/info").is_dir(), "{}", image.plan.join("\n"));
         }
     }
@@ -155,7 +175,10 @@ pub fn hostile(data: &[u8]) {
     }
     if flat.finish().is_ok() {
         if let Some(escape) = naive_escape(&out) {
-            panic!("a naive tar -x of the flattened tar {escape}\n{}", image.plan.join("\n"));
+            panic!(
+                "a naive tar -x of the flattened tar {escape}\n{}",
+                image.plan.join("\n")
+            );
         }
     }
 }
@@ -222,7 +245,10 @@ fn naive_escape(tar: &[u8]) -> Option<String> {
         let kind = entry.header().entry_type();
         let opens = kind.is_file() || kind.is_dir();
         let Some(placed) = follow(&path, &links, !opens) else {
-            return Some(format!("writes {:?} outside", String::from_utf8_lossy(&path)));
+            return Some(format!(
+                "writes {:?} outside",
+                String::from_utf8_lossy(&path)
+            ));
         };
         let placed = placed.join(&b'/');
         if !opens {

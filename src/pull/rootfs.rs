@@ -19,8 +19,8 @@ use crate::sinks::git::Repo;
 use crate::sinks::layout::{Layout, Plan};
 use crate::sinks::rootfs::Rootfs;
 use std::fs::{self, File};
-use std::os::unix::fs::DirBuilderExt;
 use std::io;
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
 pub(super) fn save(

@@ -413,8 +413,13 @@ impl Source {
                 continue;
             }
             let fields = extensions.take();
-            if fields.pax_size().is_some_and(|size| size != entry.size().to_string().into_bytes()) {
-                return Err(io::Error::other("it holds an entry over 8 GiB (a PAX size record)"));
+            if fields
+                .pax_size()
+                .is_some_and(|size| size != entry.size().to_string().into_bytes())
+            {
+                return Err(io::Error::other(
+                    "it holds an entry over 8 GiB (a PAX size record)",
+                ));
             }
             let (name, link) = fields.names(&entry);
             self.note(entry, &name, link, &mut kept)?;
@@ -504,7 +509,8 @@ fn open_regular(path: &Path) -> Result<File, Error> {
     if !meta.is_file() {
         return Err(Error::Invalid {
             what: path.display().to_string(),
-            detail: "it is not a regular file; an image directory holds only files and directories".into(),
+            detail: "it is not a regular file; an image directory holds only files and directories"
+                .into(),
         });
     }
     Ok(file)

@@ -281,7 +281,9 @@ impl<'w> Flatten<'w> {
             if let Some(target) = node.and_then(|node| self.layer_links.get(node).as_deref()) {
                 followed += 1;
                 if followed > MAX_LINKS {
-                    return Err(format!("more than {MAX_LINKS} symlinks on its path (a loop?)"));
+                    return Err(format!(
+                        "more than {MAX_LINKS} symlinks on its path (a loop?)"
+                    ));
                 }
                 if target.first() == Some(&b'/') {
                     at.clear();
@@ -298,7 +300,9 @@ impl<'w> Flatten<'w> {
             }
             at.extend_from_slice(component);
             if at.len() >= PATH_MAX {
-                return Err("its path, with the symlinks on it followed, is over Linux's limit".into());
+                return Err(
+                    "its path, with the symlinks on it followed, is over Linux's limit".into(),
+                );
             }
         }
         if !at.is_empty() {

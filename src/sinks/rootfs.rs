@@ -373,7 +373,8 @@ impl Rootfs {
     pub fn finish(mut self) -> Result<Option<(u32, u64)>, Error> {
         let root = self.dirs.remove(&TreePath::root());
         // Deepest first; the order only matters for reading the code, not the result.
-        let mut dirs: Vec<(TreePath, (u32, u64))> = std::mem::take(&mut self.dirs).into_iter().collect();
+        let mut dirs: Vec<(TreePath, (u32, u64))> =
+            std::mem::take(&mut self.dirs).into_iter().collect();
         dirs.sort_by_key(|(path, _)| std::cmp::Reverse(path.components().count()));
         for (path, (mode, mtime)) in dirs {
             let fd = match self.root.open_dir_exact(&path) {
@@ -576,7 +577,9 @@ mod tests {
             let _ = fs::remove_dir_all(&root);
             fs::create_dir(&root).unwrap();
             let mut rootfs = Rootfs::open(&root, false).unwrap();
-            rootfs.apply(&mut &tar_of(entries)[..], "layer 1/1").unwrap();
+            rootfs
+                .apply(&mut &tar_of(entries)[..], "layer 1/1")
+                .unwrap();
             rootfs.finish().unwrap();
             if let Some(lands) = lands {
                 assert_eq!(fs::read(root.join(lands)).unwrap(), b"inside", "case {i}");
