@@ -132,6 +132,7 @@ with tarfile.open(sys.argv[1]) as archive:
                 archive.extract(member, sys.argv[2])
         except Exception:
             pass
+print("extracted")
 "#;
 
 fn remove(path: &Path) {
@@ -270,12 +271,19 @@ fn generated_hostile_images_leave_the_outside_untouched() {
                 fs::create_dir_all(&into).unwrap();
                 give_to_nobody(&outside.join("a"));
                 // Debian's, which `nobody` can run (a python3 on root's PATH may not be).
-                run_as_nobody(
+                let extracted = run_as_nobody(
                     "/usr/bin/python3",
                     &["-c", NAIVE, "flat.tar", into.to_str().unwrap()],
                     &work,
                     &[],
                 );
+                // The naive extraction must have run, or the canary check below proves nothing.
+                if extracted.code != 0 || extracted.stdout != "extracted\n" {
+                    fail(
+                        "flatten: the naive extraction did not run",
+                        extracted.to_string(),
+                    );
+                }
             }
             if how == "git" && out.code == 0 {
                 let git_dir = work.join("rootfs/.git");
@@ -546,6 +554,7 @@ fn a_flattened_hard_link_to_a_symlink_leads_nowhere_outside() {
         &[],
     );
     assert_eq!(extracted.code, 0, "{extracted}");
+    assert_eq!(extracted.stdout, "extracted\n", "{extracted}");
     assert_eq!(
         outside_state(&outside),
         clean,

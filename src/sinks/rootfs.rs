@@ -31,7 +31,9 @@ pub struct Rootfs {
     layer_paths: PathMap<bool>,
     /// Mode and mtime of every directory an entry made, applied by `finish`; ordered, so a
     /// whiteout or opaque marker finds what lies below it as one range.
-    dirs: BTreeMap<TreePath, (u32, u64)>,
+    dirs: BTreeMap<TreePath, Made>,
+    /// The layer being applied (0 before the first), recorded with each directory.
+    layer: u32,
     /// The directory the last entry went into (or the directory it made): tars list a
     /// directory and then its contents, and walking to the parent again for each entry costs
     /// more than creating the entry. An entry changes only what is at its own path, so this
@@ -58,6 +60,7 @@ impl Rootfs {
             written: guard_git.then(Vec::new),
             layer_paths: PathMap::new(),
             dirs: BTreeMap::new(),
+            layer: 0,
             last_parent: None,
             skipped_devices: 0,
             skipped_xattrs: 0,
@@ -66,6 +69,7 @@ impl Rootfs {
 
     /// Applies one layer's tar stream; `layer` names it in errors.
     pub fn apply(&mut self, tar: &mut dyn Read, layer: &str) -> Result<(), Error> {
+        self.layer += 1;
         self.layer_paths.clear();
         if let Some(written) = &mut self.written {
             written.clear();
@@ -118,9 +122,7 @@ impl Rootfs {
                     self.root.check_name(name)?;
                     confined::remove_all_at(parent.as_fd(), name)?;
                 }
-                for dir in below(&self.dirs, &path) {
-                    self.dirs.remove(&dir);
-                }
+                remove_below(&mut self.dirs, &path, |_, _| true);
                 Ok(())
             }
             Change::Opaque(dir) => {
@@ -146,12 +148,12 @@ impl Rootfs {
                 } {
                     self.clear_below(fd, node)?;
                 }
-                for d in below(&self.dirs, &dir) {
-                    if d == dir || self.layer_paths.find(&d).is_some() {
-                        continue;
-                    }
-                    self.dirs.remove(&d);
-                }
+                // Directories recorded by lower layers are gone (or, if this layer's entries
+                // sit below them, made again as plain parents, as Docker makes them).
+                let layer = self.layer;
+                remove_below(&mut self.dirs, &dir, |d, made| {
+                    d != &dir && made.layer < layer
+                });
                 let node = self.layer_paths.insert(&dir);
                 *self.layer_paths.get_mut(node) = true;
                 Ok(())
@@ -172,6 +174,10 @@ impl Rootfs {
                 return Visit::Keep;
             }
             match node.and_then(|node| paths.child(node, name)) {
+                // A directory an earlier marker of this layer emptied holds only this
+                // layer's entries: nothing to do below it (markers nested deepest first would
+                // otherwise walk the same tree once each).
+                Some(child) if is_dir && *paths.get(child) => Visit::Keep,
                 Some(child) if is_dir => Visit::Enter((Some(child), false)),
                 Some(_) => Visit::Keep,
                 None => Visit::Remove,
@@ -184,6 +190,14 @@ impl Rootfs {
     /// With `--git`, the paths other than directories the last layer wrote (empty otherwise).
     pub fn written(&self) -> &[Box<[u8]>] {
         self.written.as_deref().unwrap_or(&[])
+    }
+
+    fn made(&self, entry: &Entry) -> Made {
+        Made {
+            mode: entry.mode,
+            mtime: entry.mtime,
+            layer: self.layer,
+        }
     }
 
     fn remember(&mut self, path: &TreePath) {
@@ -208,16 +222,15 @@ impl Rootfs {
             if self.privileged {
                 confined::set_owner(self.root.fd(), uid, gid)?;
             }
-            self.dirs.insert(entry.path, (entry.mode, entry.mtime));
+            let made = self.made(&entry);
+            self.dirs.insert(entry.path, made);
             return Ok(());
         };
         self.root.check_name(name)?;
         if entry.kind != Kind::Dir {
             // What replaces a directory takes its subdirectories out of `finish`'s list: their
             // paths now end at a file, or lead through a symlink somewhere else.
-            for dir in below(&self.dirs, &entry.path) {
-                self.dirs.remove(&dir);
-            }
+            remove_below(&mut self.dirs, &entry.path, |_, _| true);
         }
         let parent = match self.last_parent.take() {
             Some((path, fd)) if path == parent_path => fd,
@@ -262,8 +275,8 @@ impl Rootfs {
                     confined::make_writable(dir.as_fd())?;
                 }
                 self.set_xattrs(dir.as_fd(), entry, uid, gid)?;
-                self.dirs
-                    .insert(entry.path.clone(), (entry.mode, entry.mtime));
+                let made = self.made(entry);
+                self.dirs.insert(entry.path.clone(), made);
                 return Ok(Some(dir));
             }
             Kind::Symlink(target) => {
@@ -371,12 +384,14 @@ impl Rootfs {
     /// written into them; the root's, which the caller applies once the tree is in place (a
     /// new tree stays 0700 until then), is returned.
     pub fn finish(mut self) -> Result<Option<(u32, u64)>, Error> {
-        let root = self.dirs.remove(&TreePath::root());
+        let root = self
+            .dirs
+            .remove(&TreePath::root())
+            .map(|made| (made.mode, made.mtime));
         // Deepest first; the order only matters for reading the code, not the result.
-        let mut dirs: Vec<(TreePath, (u32, u64))> =
-            std::mem::take(&mut self.dirs).into_iter().collect();
+        let mut dirs: Vec<(TreePath, Made)> = std::mem::take(&mut self.dirs).into_iter().collect();
         dirs.sort_by_key(|(path, _)| std::cmp::Reverse(path.components().count()));
-        for (path, (mode, mtime)) in dirs {
+        for (path, Made { mode, mtime, .. }) in dirs {
             let fd = match self.root.open_dir_exact(&path) {
                 Ok(Some(fd)) => fd,
                 Ok(None) => continue,
@@ -391,23 +406,45 @@ impl Rootfs {
     }
 }
 
-/// The directories of `dirs` at `path` or below it: `path` itself, and the keys that start
-/// with `path/`, which in byte order are the range from `path/` up to `path0` (`0` follows `/`).
-fn below(dirs: &BTreeMap<TreePath, (u32, u64)>, path: &TreePath) -> Vec<TreePath> {
-    use std::ops::Bound::{Excluded, Included};
-    if path.is_root() {
-        return dirs.keys().cloned().collect();
-    }
-    let mut start = path.as_bytes().to_vec();
-    start.push(b'/');
-    let mut end = path.as_bytes().to_vec();
-    end.push(b'/' + 1);
-    let range: (std::ops::Bound<&[u8]>, _) = (Included(&start[..]), Excluded(&end[..]));
-    dirs.contains_key(path)
-        .then(|| path.clone())
+/// Removes from `dirs` those at `path` or below it for which `remove` holds: `path` itself,
+/// and the keys that start with `path/`, which in byte order are the range from `path/` up to
+/// `path0` (`0` follows `/`). Only the keys removed are copied.
+fn remove_below(
+    dirs: &mut BTreeMap<TreePath, Made>,
+    path: &TreePath,
+    remove: impl Fn(&TreePath, &Made) -> bool,
+) {
+    use std::ops::Bound::{Excluded, Included, Unbounded};
+    let (start, end) = if path.is_root() {
+        (Vec::new(), None)
+    } else {
+        let mut start = path.as_bytes().to_vec();
+        start.push(b'/');
+        let mut end = path.as_bytes().to_vec();
+        end.push(b'/' + 1);
+        (start, Some(end))
+    };
+    let range: (std::ops::Bound<&[u8]>, std::ops::Bound<&[u8]>) = match &end {
+        Some(end) => (Included(&start[..]), Excluded(&end[..])),
+        None => (Unbounded, Unbounded),
+    };
+    let gone: Vec<TreePath> = dirs
+        .get_key_value(path)
         .into_iter()
-        .chain(dirs.range::<[u8], _>(range).map(|(dir, _)| dir.clone()))
-        .collect()
+        .chain(dirs.range::<[u8], _>(range))
+        .filter(|(dir, made)| remove(dir, made))
+        .map(|(dir, _)| dir.clone())
+        .collect();
+    for dir in gone {
+        dirs.remove(&dir);
+    }
+}
+
+/// A directory an entry made: what `finish` gives it, and which layer made it.
+struct Made {
+    mode: u32,
+    mtime: u64,
+    layer: u32,
 }
 
 /// Whether an error is about this machine rather than the layer: exit 7, not 6.
