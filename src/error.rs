@@ -115,7 +115,7 @@ impl fmt::Display for Error {
             Error::Unsafe { layer, entry, reason } => write!(
                 f,
                 "{layer}: refusing the entry {:?}: {reason}; this image cannot be unpacked safely",
-                crate::layer_tar::shown_name(entry.as_bytes())
+                shown_name(entry.as_bytes())
             ),
             Error::Http { host, status, detail } => {
                 write!(f, "{host} answered HTTP {status}: {detail}")
@@ -133,3 +133,17 @@ impl fmt::Display for Error {
 }
 
 impl std::error::Error for Error {}
+
+/// A name from a tar for a message: whole if short, else its start and its length (a 64 KiB
+/// path would not make a one-line error).
+pub fn shown_name(raw: &[u8]) -> String {
+    const SHOWN: usize = 160;
+    if raw.len() <= SHOWN {
+        return String::from_utf8_lossy(raw).into_owned();
+    }
+    format!(
+        "{}… ({} bytes)",
+        String::from_utf8_lossy(&raw[..SHOWN]),
+        raw.len()
+    )
+}

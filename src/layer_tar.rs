@@ -8,7 +8,7 @@
 //! business. Extension records (GNU long names, PAX) are read by this module, with a size limit,
 //! rather than by the `tar` crate, which would read any size into memory.
 
-use crate::error::Error;
+use crate::error::{shown_name, Error};
 use std::fmt;
 use std::io::{self, Read};
 
@@ -125,20 +125,6 @@ impl std::borrow::Borrow<[u8]> for TreePath {
     fn borrow(&self) -> &[u8] {
         &self.0
     }
-}
-
-/// A name from a tar for a message: whole if short, else its start and its length (a 64 KiB
-/// path would not make a one-line error).
-pub fn shown_name(raw: &[u8]) -> String {
-    const SHOWN: usize = 160;
-    if raw.len() <= SHOWN {
-        return String::from_utf8_lossy(raw).into_owned();
-    }
-    format!(
-        "{}… ({} bytes)",
-        String::from_utf8_lossy(&raw[..SHOWN]),
-        raw.len()
-    )
 }
 
 /// One component: not empty, `.` or `..`, no `/` or NUL.

@@ -8,7 +8,9 @@
 //! what is known per path), the
 //! `sinks` write them (`archive`: Docker's save format; `rootfs` through `confined`, which keeps
 //! every write inside its directory; `flatten`; `git`), `pull` drives them; `push` reads an archive
-//! back (`source`) and uploads it (`registry::upload`); `cli` reads the command line. The binary (`main.rs`) only asks for credentials and maps errors to exit codes.
+//! back (`source`) and uploads it (`registry::upload`); `cli` reads the command line into a `Command` (pull, inspect, push, help,
+//! version), each with its own options struct defined by the module that runs it; only `main`
+//! imports `cli`. The binary (`main.rs`) only asks for credentials and maps errors to exit codes.
 //!
 //! This is a library so that the parsers can be fuzzed (`fuzz/`); it is not a stable API.
 

@@ -1,7 +1,7 @@
 //! The `dockersave` command: parse options, resolve credentials (prompting if asked), pull, and
 //! turn an error into one line on stderr and an exit code.
 
-use dockersave::cli::{self, Command, Options};
+use dockersave::cli::{self, Command, Session};
 use dockersave::error::Error;
 use dockersave::progress::Progress;
 use dockersave::pull;
@@ -24,11 +24,8 @@ fn main() -> ExitCode {
 
 fn run() -> Result<(), Error> {
     dockersave::interrupt::install();
-    let options = match cli::parse(std::env::args_os(), |name| std::env::var(name).ok())? {
-        Command::Help => {
-            print!("{}", cli::HELP);
-            return Ok(());
-        }
+    match cli::parse(std::env::args_os(), |name| std::env::var(name).ok())? {
+        Command::Help => print!("{}", cli::help()),
         Command::Version => {
             // The build, and the platform this machine pulls by default, for bug reports.
             println!(
@@ -38,47 +35,79 @@ fn run() -> Result<(), Error> {
                 env!("DOCKERSAVE_COMMIT"),
                 dockersave::host::platform()
             );
-            return Ok(());
         }
-        Command::Pull(options) => options,
-    };
-    let progress = Arc::new(Progress::new(options.verbosity));
-    let given = credentials(&options, &progress)?;
-    // The credentials given or found for the first image serve every image on its registry;
-    // an image elsewhere gets that registry's stored ones.
-    let for_image = |reference: &Reference| {
-        if reference.registry == options.image.registry {
-            given.clone()
-        } else {
-            stored_credentials(&options, reference, &progress)
+        Command::Pull(session, options) => {
+            let logins = Logins::new(&session, &options.image)?;
+            let progress = logins.progress.clone();
+            if let Some(written) = pull::pull(&options, &|r| logins.for_image(r), progress)? {
+                println!("{}", written.display());
+            }
         }
-    };
-    if matches!(options.output, cli::Output::Push { .. }) {
-        for pushed in push::push(&options, &for_image, progress.clone())? {
-            println!("{pushed}");
+        Command::Inspect(session, options) => {
+            let logins = Logins::new(&session, &options.image)?;
+            pull::inspect::inspect(&options, logins.given.clone(), logins.progress.clone())?;
         }
-        return Ok(());
-    }
-    if let Some(written) = pull::pull(&options, &for_image, progress.clone())? {
-        println!("{}", written.display());
+        Command::Push(session, options) => {
+            let logins = Logins::new(&session, &options.destination)?;
+            let progress = logins.progress.clone();
+            for pushed in push::push(&options, &|r| logins.for_image(r), progress)? {
+                println!("{pushed}");
+            }
+        }
     }
     Ok(())
 }
 
+/// The credentials for each image a run touches: those given or found for the run's own image
+/// serve every image on its registry; an image elsewhere gets that registry's stored ones.
+struct Logins<'a> {
+    session: &'a Session,
+    image: &'a Reference,
+    given: Option<Credentials>,
+    progress: Arc<Progress>,
+}
+
+impl<'a> Logins<'a> {
+    /// Asks for or looks up the credentials for `image` (prompting if the session says so).
+    fn new(session: &'a Session, image: &'a Reference) -> Result<Logins<'a>, Error> {
+        let progress = Arc::new(Progress::new(session.verbosity));
+        let given = credentials(session, image, &progress)?;
+        Ok(Logins {
+            session,
+            image,
+            given,
+            progress,
+        })
+    }
+
+    fn for_image(&self, reference: &Reference) -> Option<Credentials> {
+        if reference.registry == self.image.registry {
+            self.given.clone()
+        } else {
+            stored_credentials(self.session, reference, &self.progress)
+        }
+    }
+}
+
 /// The credentials to use, in this order: `--user` with `--password`, `--password-stdin` or a
 /// prompt; `--ilogin`; then Docker's config.json and credential helpers; else anonymous.
-fn credentials(options: &Options, progress: &Progress) -> Result<Option<Credentials>, Error> {
-    if options.password.is_some() {
+fn credentials(
+    session: &Session,
+    image: &Reference,
+    progress: &Progress,
+) -> Result<Option<Credentials>, Error> {
+    let login = &session.login;
+    if login.password.is_some() {
         progress.warn("a password given with --password can end up in your shell history; prefer --password-stdin or --ilogin");
     }
-    let user = match (&options.user, options.ilogin) {
+    let user = match (&login.user, login.ilogin) {
         (Some(user), _) => user.clone(),
         (None, true) => prompt_user()?,
-        (None, false) => return Ok(stored_credentials(options, &options.image, progress)),
+        (None, false) => return Ok(stored_credentials(session, image, progress)),
     };
-    let password = if let Some(password) = &options.password {
+    let password = if let Some(password) = &login.password {
         password.clone()
-    } else if options.password_stdin {
+    } else if login.password_stdin {
         let mut password = String::new();
         std::io::stdin()
             .read_to_string(&mut password)
@@ -104,11 +133,11 @@ fn credentials(options: &Options, progress: &Progress) -> Result<Option<Credenti
 /// Docker's stored credentials for the image's registry. A broken config or a missing helper is
 /// a warning, not an error: public images still pull anonymously.
 fn stored_credentials(
-    options: &Options,
+    session: &Session,
     reference: &Reference,
     progress: &Progress,
 ) -> Option<Credentials> {
-    let dir = options.docker_config.as_ref()?;
+    let dir = session.docker_config.as_ref()?;
     match registry::credentials::lookup(dir, &reference.registry) {
         Ok(found) => found,
         Err(e) => {

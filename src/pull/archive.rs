@@ -9,11 +9,13 @@
 //! trailer and checked as the layer streams.
 
 use super::{size, Image};
-use crate::cli::{Compression, Options};
+use super::{ArchiveForm, Options};
 use crate::error::Error;
 use crate::partial;
 use crate::pipeline::LayerStats;
-use crate::sinks::archive::{self, ArchiveWriter, Compressor, LayerEntries, TarStream};
+use crate::sinks::archive::{
+    self, ArchiveWriter, Compression, Compressor, LayerEntries, TarStream,
+};
 use crate::sinks::layout::{self, Entry, Plan};
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Write};
@@ -31,11 +33,11 @@ enum Target {
     Dir,
 }
 
-fn target(options: &Options) -> Target {
-    if options.no_tar {
+fn target(options: &Options, form: &ArchiveForm) -> Target {
+    if form.no_tar {
         return Target::Dir;
     }
-    let path = archive_path(options);
+    let path = archive_path(options, form);
     match path {
         None => Target::Stream(None),
         Some(path) if fs::metadata(&path).is_ok_and(|m| !m.is_file() && !m.is_dir()) => {
@@ -47,19 +49,18 @@ fn target(options: &Options) -> Target {
 
 /// The archive's path: `-o FILE`, else `--tarname` or the image's name in the working
 /// directory. `None` for standard output.
-fn archive_path(options: &Options) -> Option<PathBuf> {
-    if let Some(output) = &options.archive.output {
+fn archive_path(options: &Options, form: &ArchiveForm) -> Option<PathBuf> {
+    if let Some(output) = &form.output {
         return (output.as_os_str() != "-").then(|| output.clone());
     }
-    let extension = match options.archive.compression {
+    let extension = match form.compression {
         Compression::None => "tar",
         Compression::Gzip => "tar.gz",
         Compression::Xz => "tar.xz",
     };
     Some(
         options.working_dir.join(
-            options
-                .tarname
+            form.tarname
                 .clone()
                 .unwrap_or_else(|| format!("{}.{extension}", base_name(options))),
         ),
@@ -77,16 +78,19 @@ fn base_name(options: &Options) -> String {
 
 /// Makes the directories the archive needs before anything is fetched: none for standard
 /// output (nothing but the archive is written then).
-pub(super) fn prepare(options: &Options) -> Result<(), Error> {
-    match target(options) {
+pub(super) fn prepare(options: &Options, form: &ArchiveForm) -> Result<(), Error> {
+    match target(options, form) {
         Target::Stream(_) => Ok(()),
         _ => super::prepare_dir(&options.working_dir),
     }
 }
 
 /// Writes the archive (or its directory) and returns its path (`None` for standard output).
-pub(super) fn save(options: &Options, images: &[Image]) -> Result<Option<PathBuf>, Error> {
-    let form = &options.archive;
+pub(super) fn save(
+    options: &Options,
+    form: &ArchiveForm,
+    images: &[Image],
+) -> Result<Option<PathBuf>, Error> {
     let layout_images: Vec<layout::Image> = images.iter().map(Image::for_layout).collect();
     let plan = Plan::new(form.layout, form.compressed_layers, &layout_images);
     let layers: Vec<(String, u64)> = plan
@@ -98,13 +102,13 @@ pub(super) fn save(options: &Options, images: &[Image]) -> Result<Option<PathBuf
         })
         .collect();
     images[0].progress().layers(&layers);
-    let target = target(options);
+    let target = target(options, form);
     let streamed = matches!(target, Target::Stream(_))
-        || (form.compression != Compression::None && !options.no_tar);
+        || (form.compression != Compression::None && !form.no_tar);
     let result = if streamed {
-        stream(options, images, &layout_images, &plan, &target)
+        stream(form, images, &layout_images, &plan, &target)
     } else {
-        in_place(options, images, &layout_images, &plan, &target)
+        in_place(options, form, images, &layout_images, &plan, &target)
     };
     images[0].progress().done();
     let (written, stats) = match result {
@@ -187,13 +191,13 @@ fn layer_name(plan: &Plan, images: &[Image], slot: usize) -> String {
 
 /// Front to back into standard output, a device, or a compressor over a file.
 fn stream(
-    options: &Options,
+    form: &ArchiveForm,
     images: &[Image],
     layout_images: &[layout::Image],
     plan: &Plan,
     target: &Target,
 ) -> Result<(Option<PathBuf>, Vec<LayerStats>), Error> {
-    let compression = options.archive.compression;
+    let compression = form.compression;
     // One writer type for every destination: the stream code is compiled once, not once per
     // destination and compressor (about 60 KiB of binary).
     match target {
@@ -292,6 +296,7 @@ fn write_stream(
 /// Into a file in place (several layers at once), and/or the image directory.
 fn in_place(
     options: &Options,
+    form: &ArchiveForm,
     images: &[Image],
     layout_images: &[layout::Image],
     plan: &Plan,
@@ -302,7 +307,7 @@ fn in_place(
         .clone()
         .unwrap_or_else(|| base_name(options));
     let final_dir = options.working_dir.join(&base_name);
-    let keep_dir = options.no_tar || options.no_rm;
+    let keep_dir = form.no_tar || options.no_rm;
     if keep_dir && final_dir.exists() {
         return Err(Error::io(
             &final_dir,

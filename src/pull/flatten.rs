@@ -2,8 +2,8 @@
 //! read from the top down (the top one streams first, lower ones download ahead into spools);
 //! a file is written under a temporary name and renamed when complete.
 
+use super::Options;
 use super::{size, Image, SpoolDir};
-use crate::cli::Options;
 use crate::error::Error;
 use crate::fetch;
 use crate::partial::Temp;

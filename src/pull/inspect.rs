@@ -2,22 +2,49 @@
 //! on stdout for scripts, nothing written to disk. Manifests and configs are verified against
 //! their digests as for a pull; progress and messages stay on stderr.
 
-use super::{connect, fetch_document, parse_config, platform, select};
-use crate::cli::{Inspect, Options};
+use super::{fetch_document, parse_config, platform, select};
 use crate::error::Error;
 use crate::manifest::{Fetched, Platform};
 use crate::pretty;
+use crate::progress::Progress;
+use crate::reference::Reference;
 use crate::registry::auth::Credentials;
-use crate::registry::http::Http;
+use crate::registry::http::{Http, Settings};
+use crate::registry::Registry;
 use std::io::Write;
+use std::sync::Arc;
 
-pub(super) fn show(
+/// What to ask the registry about which image.
+#[derive(Debug)]
+pub struct Options {
+    pub image: Reference,
+    pub http: Settings,
+    /// `--platform` / `--arch`; without them the machine's own.
+    pub platform: Option<Platform>,
+    pub kind: Inspect,
+}
+
+#[derive(Debug, PartialEq, Eq, Clone, Copy)]
+pub enum Inspect {
+    /// `--tags`: every tag of the repository.
+    Tags,
+    /// `--sha`: the reference's digest (an index's), then the platform manifest's.
+    Sha,
+    /// `--metadata [--pretty]`: the manifest(s) as served and the config.
+    Metadata { pretty: bool },
+    /// `--platforms`: the platforms an index offers.
+    Platforms,
+}
+
+/// Asks the registry what `options.kind` names and prints the answer on stdout.
+pub fn inspect(
     options: &Options,
     credentials: Option<Credentials>,
-    http: &Http,
-    kind: Inspect,
+    progress: Arc<Progress>,
 ) -> Result<(), Error> {
-    let registry = connect(options, &options.image, credentials, http);
+    let kind = options.kind;
+    let http = Http::new(&options.http, progress)?;
+    let registry = Registry::for_pull(http, &options.image, credentials);
     let mut lines: Vec<Vec<u8>> = Vec::new();
     match kind {
         Inspect::Tags => {
@@ -55,8 +82,9 @@ pub(super) fn show(
             let top = fetch_document(&registry, &options.image.manifest_ref(), &options.image)?;
             let is_index = matches!(top.parsed, Fetched::Index(_));
             let top_fetched = top.fetched.clone();
-            let (chosen, manifest) =
-                select(&registry, top, &platform(options), &options.image, options)?;
+            let platform = platform(options.platform.as_ref());
+            let given = options.platform.is_some();
+            let (chosen, manifest) = select(&registry, top, &platform, &options.image, given)?;
             if kind == Inspect::Sha {
                 lines.push(top_fetched.digest.to_string().into_bytes());
                 if is_index {

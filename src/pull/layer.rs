@@ -3,8 +3,8 @@
 //! save` archive — or with `--registry-format` as the compressed blob the registry serves,
 //! `<digest hex>.tar.gz`. Either appears under its name only when complete and verified.
 
+use super::Options;
 use super::{size, Image, Keep};
-use crate::cli::Options;
 use crate::error::Error;
 use crate::manifest::LayerChoice;
 use crate::partial::Temp;

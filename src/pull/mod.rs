@@ -9,13 +9,15 @@
 
 mod archive;
 mod flatten;
-mod inspect;
+pub mod inspect;
 mod layer;
+mod options;
 mod rootfs;
+
+pub use options::{ArchiveForm, Options, Output};
 
 use crate::cache;
 use crate::cache::Cache;
-use crate::cli::{Options, Output};
 use crate::digest::Digest;
 use crate::error::Error;
 use crate::fetch::Blobs;
@@ -232,13 +234,13 @@ pub fn pull(
         )
     };
     match &options.output {
-        Output::Archive => {
-            if options.gunzip {
+        Output::Archive(form) => {
+            if form.gunzip {
                 progress.info(
                     "--gunzip: layers are decompressed unless --compressed is given; nothing to do",
                 );
             }
-            archive::prepare(options)?;
+            archive::prepare(options, form)?;
             let mut images = vec![first(Ahead::Bottom)?];
             for reference in &options.more_images {
                 // Their layers may be the first image's: none is asked for ahead.
@@ -250,7 +252,7 @@ pub fn pull(
                     Ahead::None,
                 )?);
             }
-            archive::save(options, &images)
+            archive::save(options, form, &images)
         }
         // Each output checks what it can before the network is used.
         Output::Rootfs { dir, force, git } => {
@@ -269,10 +271,6 @@ pub fn pull(
             prepare_dir(&options.working_dir)?;
             layer::save(options, &first(Ahead::None)?, which, *registry_format).map(Some)
         }
-        Output::Inspect(kind) => {
-            inspect::show(options, credentials(&options.image), &http, *kind).map(|()| None)
-        }
-        Output::Push { .. } => Err(Error::Usage("--push is not a pull".into())),
     }
 }
 
@@ -311,10 +309,11 @@ fn open(
         .map(|dir| Cache::open(dir, progress.clone()))
         .transpose()?;
     progress.info(&format!("Pulling {reference}"));
-    let registry = connect(options, reference, credentials, http);
-    let platform = platform(options);
+    let registry = Registry::for_pull(http.clone(), reference, credentials);
+    let platform = platform(options.platform.as_ref());
     let top = fetch_document(&registry, &reference.manifest_ref(), reference)?;
-    let (served, manifest) = select(&registry, top, &platform, reference, options)?;
+    let given = options.platform.is_some();
+    let (served, manifest) = select(&registry, top, &platform, reference, given)?;
     let order: Vec<&manifest::Descriptor> = match ahead {
         Ahead::Bottom => manifest.layers.iter().collect(),
         Ahead::Top => manifest.layers.iter().rev().collect(),
@@ -381,21 +380,9 @@ fn open(
     })
 }
 
-fn connect(
-    options: &Options,
-    reference: &Reference,
-    credentials: Option<Credentials>,
-    http: &Http,
-) -> Registry {
-    Registry::for_pull(http.clone(), reference, options.insecure, credentials)
-}
-
 /// The platform asked for, or this machine's (read at run time: see `host`).
-fn platform(options: &Options) -> Platform {
-    options
-        .platform
-        .clone()
-        .unwrap_or_else(crate::host::platform)
+fn platform(asked: Option<&Platform>) -> Platform {
+    asked.cloned().unwrap_or_else(crate::host::platform)
 }
 
 fn parse_config(bytes: &[u8]) -> Result<Config, Error> {
@@ -443,7 +430,7 @@ fn select(
     mut document: Document,
     platform: &Platform,
     reference: &Reference,
-    options: &Options,
+    platform_given: bool,
 ) -> Result<(FetchedManifest, Manifest), Error> {
     let image = reference.to_string();
     for _ in 0..3 {
@@ -472,7 +459,7 @@ fn select(
                         available,
                     }
                 })?;
-                let whose = if options.platform.is_some() {
+                let whose = if platform_given {
                     ""
                 } else {
                     " (this machine)"

@@ -7,8 +7,8 @@
 //! one is refused unless `--force`, which applies the image over it (what fails half-way then
 //! stays half-applied, and the message says so).
 
+use super::Options;
 use super::{size, Image, SpoolDir};
-use crate::cli::Options;
 use crate::confined;
 use crate::error::Error;
 use crate::fetch;

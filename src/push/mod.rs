@@ -10,7 +10,6 @@ pub mod blob;
 pub mod known;
 pub mod source;
 
-use crate::cli::{Choose, Options, Output};
 use crate::digest::Digest;
 use crate::error::Error;
 use crate::lock;
@@ -18,7 +17,7 @@ use crate::manifest;
 use crate::progress::Progress;
 use crate::reference::Reference;
 use crate::registry::auth::Credentials;
-use crate::registry::http::Http;
+use crate::registry::http::{Http, Settings};
 use crate::registry::Registry;
 use blob::{Pushed, Slot};
 use known::Known;
@@ -32,36 +31,48 @@ const JOBS: usize = 3;
 const DOCKER_CONFIG: &str = "application/vnd.docker.container.image.v1+json";
 const DOCKER_LAYER: &str = "application/vnd.docker.image.rootfs.diff.tar.gzip";
 
+/// What to push where, as the command line put it together.
+#[derive(Debug)]
+pub struct Options {
+    /// An archive or `--no-tar` directory.
+    pub source: PathBuf,
+    /// Where its image goes; with `--all`, a registry and a path prefix for the images' own
+    /// names.
+    pub destination: Reference,
+    pub choose: Choose,
+    pub http: Settings,
+    /// Where the record of pushed blobs is kept (see `known`).
+    pub record: Option<PathBuf>,
+}
+
+/// Which images of a pushed archive go up.
+#[derive(Debug, PartialEq, Eq, Clone)]
+pub enum Choose {
+    /// The only one (an error when there are several).
+    Only,
+    /// `--image NAME`: the one with this name in `RepoTags`.
+    Image(String),
+    /// `--all`: each under its own name, on the destination's registry.
+    All,
+}
+
 /// Pushes what `options` names; returns `REGISTRY/REPOSITORY@DIGEST` of every manifest pushed.
 pub fn push(
     options: &Options,
     credentials: &dyn Fn(&Reference) -> Option<Credentials>,
     progress: Arc<Progress>,
 ) -> Result<Vec<String>, Error> {
-    let Output::Push {
-        source,
-        choose,
-        record,
-    } = &options.output
-    else {
-        return Ok(Vec::new());
-    };
+    let source = &options.source;
     let archive = Source::open(source)?;
     let images = archive.images()?;
-    let known = Known::load(record.clone());
+    let known = Known::load(options.record.clone());
     let mut pushed = Vec::new();
     // One HTTP client for the run: its connections are reused from image to image.
     let http = Http::new(&options.http, progress.clone())?;
-    for (image, target) in targets(&images, choose, &options.image, source)? {
+    for (image, target) in targets(&images, &options.choose, &options.destination, source)? {
         progress.info(&format!("Pushing {} to {target}", shown_name(image)));
         let mount_from = mount_sources(image, &target, &known);
-        let registry = Registry::for_push(
-            http.clone(),
-            &target,
-            options.insecure,
-            credentials(&target),
-            &mount_from,
-        );
+        let registry = Registry::for_push(http.clone(), &target, credentials(&target), &mount_from);
         let digest = push_image(
             &registry,
             &archive,

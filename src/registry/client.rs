@@ -56,11 +56,10 @@ impl Registry {
     pub fn for_pull(
         http: Http,
         reference: &Reference,
-        insecure: bool,
         credentials: Option<Credentials>,
     ) -> Registry {
         let scopes = vec![format!("repository:{}:pull", reference.repository)];
-        Registry::new(http, reference, insecure, credentials, scopes)
+        Registry::new(http, reference, credentials, scopes)
     }
 
     /// As `for_pull`, for pushing to `reference`'s repository and mounting blobs from the
@@ -68,24 +67,22 @@ impl Registry {
     pub fn for_push(
         http: Http,
         reference: &Reference,
-        insecure: bool,
         credentials: Option<Credentials>,
         mount_from: &[String],
     ) -> Registry {
         let mut scopes = vec![format!("repository:{}:pull,push", reference.repository)];
         scopes.extend(mount_from.iter().map(|r| format!("repository:{r}:pull")));
-        Registry::new(http, reference, insecure, credentials, scopes)
+        Registry::new(http, reference, credentials, scopes)
     }
 
     fn new(
         http: Http,
         reference: &Reference,
-        insecure: bool,
         credentials: Option<Credentials>,
         scopes: Vec<String>,
     ) -> Registry {
         let host = reference.api_host().to_string();
-        let scheme = if insecure { "http" } else { "https" };
+        let scheme = http.scheme();
         Registry {
             http,
             base: format!("{scheme}://{host}"),

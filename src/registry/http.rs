@@ -28,6 +28,8 @@ pub struct Settings {
     pub retries: u32,
     /// Connect timeout, and the longest a transfer may stall (`--timeout`).
     pub timeout: Duration,
+    /// Plain HTTP instead of HTTPS to the registry (`--insecure`).
+    pub insecure: bool,
 }
 
 impl Default for Settings {
@@ -37,6 +39,7 @@ impl Default for Settings {
             proxy: ProxySettings::default(),
             retries: 5,
             timeout: Duration::from_secs(60),
+            insecure: false,
         }
     }
 }
@@ -50,6 +53,7 @@ pub struct Http {
     proxied: Vec<(String, ureq::Agent)>,
     proxy: ProxySettings,
     retries: u32,
+    insecure: bool,
     /// Where retries and, with --verbose, requests are reported.
     progress: Arc<Progress>,
 }
@@ -83,12 +87,22 @@ impl Http {
             proxied,
             proxy: settings.proxy.clone(),
             retries: settings.retries,
+            insecure: settings.insecure,
             progress,
         })
     }
 
     pub fn progress(&self) -> &Arc<Progress> {
         &self.progress
+    }
+
+    /// The scheme registries are reached with: `http` with `--insecure`, else `https`.
+    pub fn scheme(&self) -> &'static str {
+        if self.insecure {
+            "http"
+        } else {
+            "https"
+        }
     }
 
     /// GETs `url`. `host` names the server in error messages. Redirects are followed; an

@@ -343,6 +343,14 @@ impl<W: Write> Write for SizedEntry<'_, W> {
     }
 }
 
+/// Compression of the whole archive (`--gzip`, `--xz`).
+#[derive(Debug, PartialEq, Eq, Clone, Copy)]
+pub enum Compression {
+    None,
+    Gzip,
+    Xz,
+}
+
 /// The whole archive compressed as it is written (`--gzip`, `--xz`), or not.
 pub enum Compressor<W: Write> {
     Plain(W),
@@ -356,8 +364,7 @@ pub enum Compressor<W: Write> {
 const XZ_PRESET: u32 = 1;
 
 impl<W: Write> Compressor<W> {
-    pub fn new(out: W, compression: crate::cli::Compression) -> io::Result<Compressor<W>> {
-        use crate::cli::Compression;
+    pub fn new(out: W, compression: Compression) -> io::Result<Compressor<W>> {
         Ok(match compression {
             Compression::None => Compressor::Plain(out),
             // Level 6, as gzip's default (incompressible stretches stored: see `gzip`); the

@@ -1,0 +1,466 @@
+//! Every flag as one item: its names, the name of its value, its `--help` text and what it sets
+//! in `Given`, grouped into the sections `--help` shows them in.
+//!
+//! A flag only records what was given, checked on its own (a number in range, a file name
+//! without separators). What flags mean together is decided in `cli::build`, never here.
+
+use super::Given;
+use crate::error::Error;
+use crate::manifest::{LayerChoice, Platform};
+use crate::pull::inspect::Inspect;
+use crate::sinks::layout::Layout;
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+pub struct Flag {
+    pub long: &'static str,
+    pub short: Option<char>,
+    /// The value's name in `--help`; `None` for a switch.
+    pub value: Option<&'static str>,
+    /// Lines of `--help` text, `\n` between them.
+    pub help: &'static str,
+    pub set: fn(&mut Given, Value) -> Result<(), Error>,
+}
+
+/// A group of flags under one heading of `--help`.
+pub struct Section {
+    pub title: &'static str,
+    pub flags: &'static [Flag],
+}
+
+/// The value given to a flag (empty for a switch), and the flag's name for messages.
+pub struct Value {
+    pub flag: &'static str,
+    pub raw: OsString,
+}
+
+impl Value {
+    fn string(self) -> Result<String, Error> {
+        let flag = self.flag;
+        self.raw
+            .into_string()
+            .map_err(|_| Error::Usage(format!("the value of --{flag} is not valid UTF-8")))
+    }
+
+    fn path(self) -> Result<PathBuf, Error> {
+        if self.raw.is_empty() {
+            return Err(Error::Usage(format!("--{} needs a path", self.flag)));
+        }
+        Ok(PathBuf::from(self.raw))
+    }
+
+    /// A name for something inside the working directory: no separators, not `.` or `..`.
+    fn file_name(self) -> Result<String, Error> {
+        let flag = self.flag;
+        let name = self.string()?;
+        if name.is_empty() || name == "." || name == ".." || name.contains(['/', '\0']) {
+            return Err(Error::Usage(format!(
+                "--{flag} takes a plain file name, not {name:?}; use --working-dir for the directory"
+            )));
+        }
+        Ok(name)
+    }
+
+    fn number(self, min: u32, max: u32) -> Result<u32, Error> {
+        let flag = self.flag;
+        let text = self.string()?;
+        text.parse::<u32>()
+            .ok()
+            .filter(|n| (min..=max).contains(n))
+            .ok_or_else(|| {
+                Error::Usage(format!(
+                    "--{flag} takes a whole number from {min} to {max}, not {text:?}"
+                ))
+            })
+    }
+}
+
+/// A flag that takes no value.
+macro_rules! switch {
+    ($long:literal, $short:expr, $help:literal, $field:ident) => {
+        Flag {
+            long: $long,
+            short: $short,
+            value: None,
+            help: $help,
+            set: |given, _| {
+                given.$field = true;
+                Ok(())
+            },
+        }
+    };
+}
+
+pub const SECTIONS: &[Section] = &[
+    Section {
+        title: "Options",
+        flags: &[
+            switch!(
+                "insecure",
+                None,
+                "talk plain HTTP to the registry (default: HTTPS, certificates verified)",
+                insecure
+            ),
+            Flag {
+                long: "cacert",
+                short: None,
+                value: Some("FILE"),
+                help: "also trust the CA certificates in this PEM file (repeatable;\nSSL_CERT_FILE is honoured too)",
+                set: |given, value| {
+    given.ca_files.push(value.path()?);
+    Ok(())
+},
+            },
+            Flag {
+                long: "user",
+                short: None,
+                value: Some("USER"),
+                help: "user name for the registry (the password is asked for if not given)",
+                set: |given, value| {
+    given.user = Some(value.string()?);
+    Ok(())
+},
+            },
+            Flag {
+                long: "password",
+                short: None,
+                value: Some("PASSWORD"),
+                help: "password for the registry (lands in shell history: prefer --ilogin)",
+                set: |given, value| {
+    given.password = Some(value.string()?);
+    Ok(())
+},
+            },
+            switch!(
+                "password-stdin",
+                None,
+                "read the password for --user from standard input (for scripts)",
+                password_stdin
+            ),
+            switch!(
+                "ilogin",
+                None,
+                "ask for user name and password on the terminal\n(without any of these: Docker's config.json and credential helpers)",
+                ilogin
+            ),
+            Flag {
+                long: "proxy",
+                short: None,
+                value: Some("URL"),
+                help: "send requests through this proxy, loopback included (default: HTTPS_PROXY,\nHTTP_PROXY, ALL_PROXY; NO_PROXY names hosts to reach directly)",
+                set: |given, value| {
+    given.proxy = Some(value.string()?);
+    Ok(())
+},
+            },
+            Flag {
+                long: "platform",
+                short: None,
+                value: Some("OS/ARCH[/VARIANT]"),
+                help: "which image of a multi-platform index to save (default: this\nmachine's, read at run time, e.g. linux/amd64, linux/arm/v6; an\nARM index without that variant gives an older one, never newer)",
+                set: |given, value| {
+                    let text = value.string()?;
+                    given.platform = Some(Platform::parse(&text).map_err(Error::Usage)?);
+                    Ok(())
+                },
+            },
+            Flag {
+                long: "arch",
+                short: None,
+                value: Some("ARCH"),
+                help: "shorthand for --platform linux/ARCH (e.g. arm64, arm/v7)",
+                set: |given, value| {
+                    let text = value.string()?;
+                    let platform = Platform::parse(&format!("linux/{text}")).map_err(|_| {
+                        Error::Usage(format!(
+                            "--arch {text:?} is not an architecture such as amd64, arm64 or arm/v7"
+                        ))
+                    })?;
+                    given.platform = Some(platform);
+                    Ok(())
+                },
+            },
+            Flag {
+                long: "cache-dir",
+                short: None,
+                value: Some("DIR"),
+                help: "keep verified blobs here and reuse them on later pulls\n(default: $DOCKERSAVE_CACHE if set, else no cache)",
+                set: |given, value| {
+    given.cache_dir = Some(PathBuf::from(value.raw));
+    Ok(())
+},
+            },
+            Flag {
+                long: "retries",
+                short: None,
+                value: Some("N"),
+                help: "retries of a failed request or broken download (default: 5)",
+                set: |given, value| {
+    given.retries = Some(value.number(0, 100)?);
+    Ok(())
+},
+            },
+            Flag {
+                long: "timeout",
+                short: None,
+                value: Some("SECS"),
+                help: "connect timeout and longest stall of a transfer (default: 60)",
+                set: |given, value| {
+    given.timeout = Some(value.number(1, 3600)?);
+    Ok(())
+},
+            },
+            Flag {
+                long: "working-dir",
+                short: None,
+                value: Some("DIR"),
+                help: "where the directory and the archive go (default: .)",
+                set: |given, value| {
+    given.working_dir = Some(PathBuf::from(value.raw));
+    Ok(())
+},
+            },
+            Flag {
+                long: "layers-dir",
+                short: None,
+                value: Some("NAME"),
+                help: "name of the assembled directory (default: the archive's base name)",
+                set: |given, value| {
+    given.layers_dir = Some(value.file_name()?);
+    Ok(())
+},
+            },
+            Flag {
+                long: "output",
+                short: Some('o'),
+                value: Some("FILE"),
+                help: "write the archive to FILE (`-`: standard output, nothing else is\nwritten but the --cache-dir), e.g. `dockersave -o - alpine | docker load`",
+                set: |given, value| {
+    given.output = Some(value.path()?);
+    Ok(())
+},
+            },
+            Flag {
+                long: "tarname",
+                short: None,
+                value: Some("NAME"),
+                help: "file name of the archive in the working directory (default:\nPATH-TAG.tar)",
+                set: |given, value| {
+    given.tarname = Some(value.file_name()?);
+    Ok(())
+},
+            },
+            Flag {
+                long: "format",
+                short: None,
+                value: Some("docker|legacy"),
+                help: "docker (default): the layout of `docker save` since Docker 25, an\nOCI image layout with manifest.json beside it, for Docker (any\nversion), Podman, skopeo and containerd; legacy: the classic\nlayout of older Docker (per-layer VERSION, json, layer.tar)",
+                set: |given, value| {
+                    given.layout = Some(match value.string()?.as_str() {
+                        "docker" => Layout::Docker,
+                        "legacy" => Layout::Legacy,
+                        other => {
+                            return Err(Error::Usage(format!(
+                                "--format takes docker or legacy, not {other:?}"
+                            )))
+                        }
+                    });
+                    Ok(())
+                },
+            },
+            switch!(
+                "compressed",
+                None,
+                "keep the layers gzip-compressed as the registry serves them (about\nhalf the size; still verified, and the manifest digest survives)",
+                compressed
+            ),
+            switch!(
+                "gzip",
+                None,
+                "compress the whole archive with gzip (PATH-TAG.tar.gz); docker load\nand podman load read it",
+                gzip
+            ),
+            switch!(
+                "xz",
+                None,
+                "compress the whole archive with xz (PATH-TAG.tar.xz), smaller and\nslower; docker load and podman load read it",
+                xz
+            ),
+            switch!(
+                "gunzip",
+                None,
+                "accepted for the original dockersave; layers are decompressed\nunless --compressed, so it changes nothing",
+                gunzip
+            ),
+            switch!(
+                "no-tar",
+                None,
+                "leave the assembled directory; do not make the archive",
+                no_tar
+            ),
+            switch!(
+                "no-rm",
+                None,
+                "keep the assembled directory after making the archive (with\n--rootfs: keep the layer tars in it too)",
+                no_rm
+            ),
+        ],
+    },
+    Section {
+        title: "Instead of an archive",
+        flags: &[
+            Flag {
+                long: "rootfs",
+                short: None,
+                value: Some("DIR"),
+                help: "apply the layers to DIR: the image's root filesystem, for chroot,\nLXC, systemd-nspawn (DIR is created; an existing non-empty DIR\nneeds --force). As root with owners and device nodes.",
+                set: |given, value| {
+    given.rootfs = Some(value.path()?);
+    Ok(())
+},
+            },
+            switch!(
+                "force",
+                None,
+                "with --rootfs: apply the image over a non-empty DIR",
+                force
+            ),
+            switch!(
+                "git",
+                None,
+                "with --rootfs: make DIR a git repository, one commit per layer,\non branches layer<N>_<diff ID>",
+                git
+            ),
+            Flag {
+                long: "flatten",
+                short: None,
+                value: Some("FILE"),
+                help: "write the merged filesystem as one tar (FILE `-`: stdout),\ne.g. `dockersave --flatten - alpine | tar -x -C /mnt`",
+                set: |given, value| {
+    given.flatten = Some(value.path()?);
+    Ok(())
+},
+            },
+            Flag {
+                long: "layer",
+                short: None,
+                value: Some("N"),
+                help: "fetch only layer N (1 is the bottom, -1 the top) or the layer whose\ndigest or diff ID starts with sha256:HEX (12+ digits), written as\n<id>/layer.tar, <id>/json and <id>/VERSION",
+                set: |given, value| {
+                    let text = value.string()?;
+                    given.layer = Some(LayerChoice::parse(&text).map_err(Error::Usage)?);
+                    Ok(())
+                },
+            },
+            switch!(
+                "registry-format",
+                None,
+                "with --layer: the compressed blob as the registry serves it,\nwritten as <digest>.tar.gz",
+                registry_format
+            ),
+        ],
+    },
+    Section {
+        title: "Instead of pulling",
+        flags: &[
+            Flag {
+                long: "push",
+                short: None,
+                value: Some("ARCHIVE|DIR"),
+                help: "upload the image of a docker save archive (any layout, plain,\n.tar.gz or .tar.xz) or --no-tar directory to IMAGE; prints\nREGISTRY/REPOSITORY@sha256:... Plain layers are gzipped on the way",
+                set: |given, value| {
+    given.push = Some(value.path()?);
+    Ok(())
+},
+            },
+            Flag {
+                long: "image",
+                short: None,
+                value: Some("NAME"),
+                help: "with --push: the image of a several-image archive to upload",
+                set: |given, value| {
+    given.image = Some(value.string()?);
+    Ok(())
+},
+            },
+            switch!(
+                "all",
+                None,
+                "with --push: every image, under its own name, below IMAGE =\nHOST[:PORT][/PREFIX]",
+                all
+            ),
+        ],
+    },
+    Section {
+        title: "Instead of saving (nothing is written; the answer goes to stdout)",
+        flags: &[
+            Flag {
+                long: "tags",
+                short: None,
+                value: None,
+                help: "every tag of the repository, one a line",
+                set: |given, _| {
+    given.inspect.push(Inspect::Tags);
+    Ok(())
+},
+            },
+            Flag {
+                long: "sha",
+                short: None,
+                value: None,
+                help: "the digest `docker pull` prints for IMAGE (an index's), then, for an\nindex, the digest of the platform's manifest",
+                set: |given, _| {
+    given.inspect.push(Inspect::Sha);
+    Ok(())
+},
+            },
+            Flag {
+                long: "metadata",
+                short: None,
+                value: None,
+                help: "the manifest as served (for an index: the index, then the platform's\nmanifest), then the image config: JSON documents, each followed by\na newline (a stream `jq .` reads)",
+                set: |given, _| {
+    given.inspect.push(Inspect::Metadata { pretty: false });
+    Ok(())
+},
+            },
+            switch!("pretty", None, "with --metadata: indented", pretty),
+            Flag {
+                long: "platforms",
+                short: None,
+                value: None,
+                help: "the platforms the index offers, os/arch[/variant] one a line",
+                set: |given, _| {
+    given.inspect.push(Inspect::Platforms);
+    Ok(())
+},
+            },
+        ],
+    },
+    Section {
+        title: "Output",
+        flags: &[
+            switch!("quiet", Some('q'), "print errors only (on stderr)", quiet),
+            switch!(
+                "verbose",
+                Some('v'),
+                "also print every HTTP request: method, URL (without its query),\nstatus, size, time; never a header or credential",
+                verbose
+            ),
+            switch!("help", Some('h'), "show this help", help),
+            switch!("version", Some('V'), "show the version", version),
+        ],
+    },
+];
+
+/// The flag with this long name, or this short one.
+pub fn find(long: Option<&str>, short: Option<char>) -> Option<&'static Flag> {
+    SECTIONS
+        .iter()
+        .flat_map(|section| section.flags)
+        .find(|flag| match (long, short) {
+            (Some(long), _) => flag.long == long,
+            (None, Some(short)) => flag.short == Some(short),
+            (None, None) => false,
+        })
+}

@@ -1,0 +1,441 @@
+//! The command line: argv → one `Command`, which says what the run is (a pull to some output,
+//! an inspection, a push, help or the version) and carries that command's own options.
+//!
+//! Parsing only. `flags` holds every flag as one item; this module decides what the flags given
+//! mean together, with the flags that do not go together in one table (`conflicts`). Nothing
+//! below `main` reads argv or the environment, and nothing here touches the network or the
+//! disk; prompting for credentials happens in `main`.
+
+mod flags;
+mod help;
+
+pub use help::help;
+
+use crate::error::Error;
+use crate::manifest::{LayerChoice, Platform};
+use crate::progress::Verbosity;
+use crate::pull::inspect::{self, Inspect};
+use crate::pull::{self, ArchiveForm, Output};
+use crate::push::{self, Choose};
+use crate::reference::Reference;
+use crate::registry::http::Settings;
+use crate::registry::proxy::{self, ProxySettings};
+use crate::sinks::archive::Compression;
+use crate::sinks::layout::Layout;
+use lexopt::prelude::*;
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// What a run is.
+#[derive(Debug)]
+pub enum Command {
+    /// An image (or several, into one archive) to an archive, a root filesystem, a flattened
+    /// tar or one layer.
+    Pull(Session, Box<pull::Options>),
+    /// `--tags`, `--sha`, `--metadata`, `--platforms`: what the registry says, on stdout.
+    Inspect(Session, Box<inspect::Options>),
+    /// `--push SOURCE`: an archive's images into a registry.
+    Push(Session, Box<push::Options>),
+    Help,
+    Version,
+}
+
+/// What every command that talks to a registry shares and `main` uses: how to log in, and how
+/// much to say.
+#[derive(Debug)]
+pub struct Session {
+    pub login: Login,
+    /// Where Docker's `config.json` is looked for (`$DOCKER_CONFIG`, else `~/.docker`).
+    pub docker_config: Option<PathBuf>,
+    /// `--quiet`, `--verbose`.
+    pub verbosity: Verbosity,
+}
+
+/// The credentials asked for on the command line (without them, Docker's stored ones).
+#[derive(Debug, Default)]
+pub struct Login {
+    pub user: Option<String>,
+    pub password: Option<String>,
+    pub password_stdin: bool,
+    pub ilogin: bool,
+}
+
+/// What the command line gave, each flag checked on its own; `build` decides what it means.
+#[derive(Debug, Default)]
+pub struct Given {
+    help: bool,
+    version: bool,
+    names: Vec<String>,
+    insecure: bool,
+    ca_files: Vec<PathBuf>,
+    proxy: Option<String>,
+    retries: Option<u32>,
+    timeout: Option<u32>,
+    user: Option<String>,
+    password: Option<String>,
+    password_stdin: bool,
+    ilogin: bool,
+    cache_dir: Option<PathBuf>,
+    platform: Option<Platform>,
+    working_dir: Option<PathBuf>,
+    layers_dir: Option<String>,
+    output: Option<PathBuf>,
+    tarname: Option<String>,
+    layout: Option<Layout>,
+    compressed: bool,
+    gzip: bool,
+    xz: bool,
+    gunzip: bool,
+    no_tar: bool,
+    no_rm: bool,
+    rootfs: Option<PathBuf>,
+    force: bool,
+    git: bool,
+    flatten: Option<PathBuf>,
+    layer: Option<LayerChoice>,
+    registry_format: bool,
+    push: Option<PathBuf>,
+    image: Option<String>,
+    all: bool,
+    inspect: Vec<Inspect>,
+    pretty: bool,
+    quiet: bool,
+    verbose: bool,
+}
+
+/// Parses `args` (with the program name first). `env` is the process environment, passed in so
+/// that nothing else reads it.
+pub fn parse(
+    args: impl IntoIterator<Item = OsString>,
+    env: impl Fn(&str) -> Option<String>,
+) -> Result<Command, Error> {
+    let mut parser = lexopt::Parser::from_iter(args);
+    let mut given = Given::default();
+    while let Some(arg) = parser.next().map_err(usage)? {
+        let flag = match &arg {
+            Long(name) => flags::find(Some(name), None),
+            Short(letter) => flags::find(None, Some(*letter)),
+            Value(_) => None,
+        };
+        let Some(flag) = flag else {
+            match arg {
+                Value(value) => given.names.push(
+                    value
+                        .into_string()
+                        .map_err(|_| Error::Usage("the image name is not valid UTF-8".into()))?,
+                ),
+                _ => return Err(usage(arg.unexpected())),
+            }
+            continue;
+        };
+        let raw = match flag.value {
+            Some(_) => parser.value().map_err(usage)?,
+            None => OsString::new(),
+        };
+        (flag.set)(
+            &mut given,
+            flags::Value {
+                flag: flag.long,
+                raw,
+            },
+        )?;
+        if given.help {
+            return Ok(Command::Help);
+        }
+        if given.version {
+            return Ok(Command::Version);
+        }
+    }
+    build(given, &env)
+}
+
+/// What kind of run the flags ask for, before its options are put together.
+enum Kind {
+    Archive,
+    Rootfs(PathBuf),
+    Flatten(PathBuf),
+    Layer(LayerChoice),
+    Inspect(Inspect),
+    Push(PathBuf),
+}
+
+fn build(mut given: Given, env: &dyn Fn(&str) -> Option<String>) -> Result<Command, Error> {
+    let destination = given.push.is_some() && given.all;
+    let (image, more_images) = references(&given.names, destination)?;
+    let kind = kind(&mut given)?;
+    if let Some(problem) = conflicts(&given, &kind, !more_images.is_empty())
+        .into_iter()
+        .find_map(|(given, problem)| given.then_some(problem))
+    {
+        return Err(Error::Usage(problem));
+    }
+    let session = session(&mut given, env);
+    let http = settings(&mut given, env);
+    let cache_dir = given.cache_dir.take().or_else(|| {
+        env("DOCKERSAVE_CACHE")
+            .filter(|d| !d.is_empty())
+            .map(PathBuf::from)
+    });
+    let output = match kind {
+        Kind::Inspect(kind) => {
+            let options = inspect::Options {
+                image,
+                http,
+                platform: given.platform,
+                kind,
+            };
+            return Ok(Command::Inspect(session, Box::new(options)));
+        }
+        Kind::Push(source) => {
+            let options = push::Options {
+                destination: image,
+                http,
+                source,
+                choose: match (given.image, given.all) {
+                    (Some(name), _) => Choose::Image(name),
+                    (None, true) => Choose::All,
+                    (None, false) => Choose::Only,
+                },
+                record: push::record_dir(cache_dir.as_deref(), env),
+            };
+            return Ok(Command::Push(session, Box::new(options)));
+        }
+        Kind::Archive => Output::Archive(archive_form(&mut given)),
+        Kind::Rootfs(dir) => Output::Rootfs {
+            dir,
+            force: given.force,
+            git: given.git,
+        },
+        Kind::Flatten(file) => Output::Flatten(file),
+        Kind::Layer(which) => Output::Layer {
+            which,
+            registry_format: given.registry_format,
+        },
+    };
+    let options = pull::Options {
+        image,
+        more_images,
+        output,
+        http,
+        cache_dir,
+        platform: given.platform,
+        working_dir: given.working_dir.unwrap_or_else(|| PathBuf::from(".")),
+        layers_dir: given.layers_dir,
+        no_rm: given.no_rm,
+    };
+    Ok(Command::Pull(session, Box::new(options)))
+}
+
+/// The one output the flags choose: an archive unless one of the others is named.
+fn kind(given: &mut Given) -> Result<Kind, Error> {
+    if given.inspect.len() > 1 {
+        return Err(Error::Usage(
+            "ask for one of --tags, --sha, --metadata and --platforms at a time".into(),
+        ));
+    }
+    let inspect = given.inspect.pop().map(|kind| match kind {
+        Inspect::Metadata { .. } => Inspect::Metadata {
+            pretty: given.pretty,
+        },
+        other => other,
+    });
+    let named = [
+        given.rootfs.take().map(Kind::Rootfs),
+        given.flatten.take().map(Kind::Flatten),
+        given.layer.take().map(Kind::Layer),
+        inspect.map(Kind::Inspect),
+    ];
+    let mut named = named.into_iter().flatten();
+    let (first, second) = (named.next(), named.next());
+    match (given.push.take(), first, second) {
+        (Some(source), None, _) => Ok(Kind::Push(source)),
+        (Some(_), Some(_), _) => Err(Error::Usage(
+            "--push uploads an archive; it does not go with --rootfs, --flatten, --layer or the inspection flags".into(),
+        )),
+        (None, Some(_), Some(_)) => Err(Error::Usage(
+            "choose one of --rootfs, --flatten, --layer and the inspection flags (--tags, --sha, --metadata, --platforms)".into(),
+        )),
+        (None, Some(kind), None) => Ok(kind),
+        (None, None, _) => Ok(Kind::Archive),
+    }
+}
+
+/// Flags that do not go together, with what to tell the user; the first that applies is the
+/// error. `several` is whether more than one IMAGE was given.
+fn conflicts(given: &Given, kind: &Kind, several: bool) -> Vec<(bool, String)> {
+    let archive = matches!(kind, Kind::Archive);
+    let rootfs = matches!(kind, Kind::Rootfs(_));
+    let layer = matches!(kind, Kind::Layer(_));
+    let metadata = matches!(kind, Kind::Inspect(Inspect::Metadata { .. }));
+    let pushing = matches!(kind, Kind::Push(_));
+    let goes_with = |flag: &str, wants: &str| format!("{flag} goes with {wants}");
+    let not_archive = |flag: &str| {
+        format!("{flag} is about the docker-save archive; it does not go with --rootfs, --flatten, --layer, --push or inspection")
+    };
+    let to_stdout = given.output.as_deref() == Some(std::path::Path::new("-"));
+    let g = given;
+    let mut table = vec![
+        (g.quiet && g.verbose, "--quiet and --verbose contradict each other".into()),
+        (g.pretty && !metadata, "--pretty goes with --metadata".into()),
+        ((g.image.is_some() || g.all) && !pushing, "--image and --all go with --push ARCHIVE".into()),
+        (g.image.is_some() && g.all, "--image pushes one image, --all every one: give one of them".into()),
+        (g.force && !rootfs, goes_with("--force", "--rootfs DIR")),
+        (g.git && !rootfs, goes_with("--git", "--rootfs DIR")),
+        (g.registry_format && !layer, goes_with("--registry-format", "--layer N")),
+        (several && !archive, "several images go into one archive only; --rootfs, --flatten, --layer, --push and inspection take one IMAGE".into()),
+    ];
+    if !archive {
+        let layers_dir = g.layers_dir.is_some() && !(rootfs && g.no_rm);
+        table.extend([
+            (g.output.is_some(), not_archive("--output")),
+            (
+                g.layout.is_some_and(|l| l != Layout::Docker),
+                not_archive("--format"),
+            ),
+            (g.compressed, not_archive("--compressed")),
+            (g.gzip, not_archive("--gzip")),
+            (g.xz, not_archive("--xz")),
+            (g.gunzip, not_archive("--gunzip")),
+            (g.no_tar, not_archive("--no-tar")),
+            (g.tarname.is_some(), not_archive("--tarname")),
+            (g.no_rm && !rootfs, not_archive("--no-rm")),
+            (layers_dir, not_archive("--layers-dir")),
+        ]);
+    }
+    table.extend([
+        (g.gzip && g.xz, "choose one of --gzip and --xz".into()),
+        (g.output.is_some() && g.tarname.is_some(), "--output and --tarname both name the archive; give one".into()),
+        (g.no_tar && (g.output.is_some() || g.gzip || g.xz), "--no-tar writes a directory, not an archive: it does not go with --output, --gzip or --xz".into()),
+        (to_stdout && g.no_rm, "-o - writes nothing but the archive; --no-rm does not go with it".into()),
+        ((g.gzip || g.xz) && g.no_rm, "--no-rm does not go with --gzip or --xz (their layers are never on disk)".into()),
+        ((g.password.is_some() || g.password_stdin) && g.user.is_none(), "--password and --password-stdin need --user".into()),
+        (g.password.is_some() && g.password_stdin, "give the password once: --password or --password-stdin".into()),
+        (g.ilogin && g.user.is_some(), "--ilogin asks for the credentials; do not combine it with --user".into()),
+    ]);
+    table
+}
+
+fn session(given: &mut Given, env: &dyn Fn(&str) -> Option<String>) -> Session {
+    let docker_config = env("DOCKER_CONFIG")
+        .filter(|d| !d.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| {
+            env("HOME")
+                .filter(|h| !h.is_empty())
+                .map(|home| PathBuf::from(home).join(".docker"))
+        });
+    Session {
+        login: Login {
+            user: given.user.take(),
+            password: given.password.take(),
+            password_stdin: given.password_stdin,
+            ilogin: given.ilogin,
+        },
+        docker_config,
+        verbosity: match (given.quiet, given.verbose) {
+            (true, _) => Verbosity::Quiet,
+            (false, true) => Verbosity::Verbose,
+            (false, false) => Verbosity::Normal,
+        },
+    }
+}
+
+/// How registries are reached: certificates, proxy, retries, timeout, plain HTTP.
+fn settings(given: &mut Given, env: &dyn Fn(&str) -> Option<String>) -> Settings {
+    let mut ca_files = std::mem::take(&mut given.ca_files);
+    if let Some(file) = env("SSL_CERT_FILE").filter(|f| !f.is_empty()) {
+        ca_files.push(PathBuf::from(file));
+    }
+    let proxy = match given.proxy.take() {
+        Some(url) => {
+            let no_proxy = env("NO_PROXY")
+                .or_else(|| env("no_proxy"))
+                .unwrap_or_default();
+            ProxySettings::explicit(url, proxy::parse_no_proxy(&no_proxy))
+        }
+        None => ProxySettings::from_env(env),
+    };
+    Settings {
+        ca_files,
+        proxy,
+        retries: given.retries.unwrap_or(5),
+        timeout: Duration::from_secs(given.timeout.unwrap_or(60).into()),
+        insecure: given.insecure,
+    }
+}
+
+fn archive_form(given: &mut Given) -> ArchiveForm {
+    ArchiveForm {
+        layout: given.layout.unwrap_or(Layout::Docker),
+        compressed_layers: given.compressed,
+        compression: match (given.gzip, given.xz) {
+            (true, _) => Compression::Gzip,
+            (false, true) => Compression::Xz,
+            (false, false) => Compression::None,
+        },
+        output: given.output.take(),
+        tarname: given.tarname.take(),
+        no_tar: given.no_tar,
+        gunzip: given.gunzip,
+    }
+}
+
+/// The IMAGE arguments as references. With `--push --all` the one argument is a destination
+/// `HOST[/PREFIX]` instead: a registry, and a path prefix for the images' own names.
+fn references(names: &[String], destination: bool) -> Result<(Reference, Vec<Reference>), Error> {
+    let Some(first) = names.first() else {
+        return Err(Error::Usage("missing IMAGE, e.g. dockersave debian".into()));
+    };
+    let parse = |text: &str| {
+        Reference::parse(text).map_err(|reason| Error::Reference {
+            input: text.to_string(),
+            reason,
+        })
+    };
+    if !destination {
+        let image = parse(first)?;
+        let more = names[1..].iter().map(|n| parse(n));
+        return Ok((image, more.collect::<Result<_, _>>()?));
+    }
+    let (host, prefix) = first.split_once('/').unwrap_or((first, ""));
+    let not_registry = || {
+        Error::Usage(format!(
+            "with --all, IMAGE is a registry and an optional path prefix (HOST[:PORT][/PREFIX]), not {first:?}"
+        ))
+    };
+    if !(host.contains('.') || host.contains(':') || host == "localhost")
+        || first.contains('@')
+        || prefix
+            .rsplit('/')
+            .next()
+            .is_some_and(|last| last.contains(':'))
+    {
+        return Err(not_registry());
+    }
+    let registry = parse(&format!("{host}/x"))?.registry;
+    let repository = if prefix.is_empty() {
+        String::new()
+    } else {
+        parse(&format!("{host}/{prefix}"))?.repository
+    };
+    if names.len() > 1 {
+        return Err(not_registry());
+    }
+    Ok((
+        Reference {
+            registry,
+            repository,
+            tag: None,
+            digest: None,
+        },
+        Vec::new(),
+    ))
+}
+
+fn usage(error: lexopt::Error) -> Error {
+    Error::Usage(error.to_string())
+}
+
+#[cfg(test)]
+mod tests;

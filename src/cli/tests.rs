@@ -1,0 +1,363 @@
+use super::*;
+
+fn command(args: &[&str]) -> Result<Command, Error> {
+    let argv = std::iter::once("dockersave")
+        .chain(args.iter().copied())
+        .map(OsString::from);
+    parse(argv, |name| match name {
+        "HOME" => Some("/home/me".into()),
+        "HTTPS_PROXY" => Some("http://proxy.example:3128".into()),
+        _ => None,
+    })
+}
+
+fn pull(args: &[&str]) -> Result<pull::Options, Error> {
+    match command(args)? {
+        Command::Pull(_, options) => Ok(*options),
+        other => panic!("{other:?}"),
+    }
+}
+
+fn session(args: &[&str]) -> Session {
+    match command(args).unwrap() {
+        Command::Pull(session, _) | Command::Inspect(session, _) | Command::Push(session, _) => {
+            session
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+fn inspect(args: &[&str]) -> Inspect {
+    match command(args).unwrap() {
+        Command::Inspect(_, options) => options.kind,
+        other => panic!("{other:?}"),
+    }
+}
+
+fn form(options: pull::Options) -> ArchiveForm {
+    match options.output {
+        Output::Archive(form) => form,
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn defaults() {
+    let o = pull(&["debian"]).unwrap();
+    assert_eq!(o.image.repository, "library/debian");
+    assert!(!o.no_rm && !o.http.insecure);
+    assert_eq!(
+        o.platform, None,
+        "the machine's platform is read when the pull needs it"
+    );
+    assert_eq!(o.working_dir, PathBuf::from("."));
+    assert_eq!(
+        session(&["debian"]).docker_config,
+        Some(PathBuf::from("/home/me/.docker"))
+    );
+    assert_eq!(
+        o.http.proxy.for_target("https", "registry.example"),
+        Some("http://proxy.example:3128")
+    );
+    assert!(o.http.ca_files.is_empty());
+}
+
+#[test]
+fn flags() {
+    let o = pull(&[
+        "--insecure",
+        "--user",
+        "u",
+        "--password=p",
+        "--arch",
+        "arm/v7",
+        "--working-dir",
+        "/tmp",
+        "--layers-dir",
+        "d",
+        "--tarname",
+        "x.tar",
+        "--no-tar",
+        "127.0.0.1:5000/a:b",
+    ])
+    .unwrap();
+    assert!(o.http.insecure && !o.no_rm);
+    assert_eq!(o.platform.as_ref().unwrap().to_string(), "linux/arm/v7");
+    assert_eq!(o.layers_dir.as_deref(), Some("d"));
+    let f = form(o);
+    assert!(f.no_tar);
+    assert_eq!(f.tarname.as_deref(), Some("x.tar"));
+    let login = session(&["--user", "u", "--password=p", "x"]).login;
+    assert_eq!(
+        (login.user.as_deref(), login.password.as_deref()),
+        (Some("u"), Some("p"))
+    );
+    assert_eq!(
+        pull(&["--platform", "linux/arm64", "x"])
+            .unwrap()
+            .platform
+            .unwrap()
+            .to_string(),
+        "linux/arm64"
+    );
+    assert!(pull(&["--no-rm", "x"]).unwrap().no_rm);
+    let o = pull(&[
+        "--cacert",
+        "/a.pem",
+        "--proxy",
+        "http://p:1",
+        "--user",
+        "u",
+        "--password-stdin",
+        "x",
+    ])
+    .unwrap();
+    assert_eq!(o.http.ca_files, [PathBuf::from("/a.pem")]);
+    assert!(
+        session(&["--user", "u", "--password-stdin", "x"])
+            .login
+            .password_stdin
+    );
+    assert_eq!(
+        o.http.proxy.for_target("http", "127.0.0.1:5000"),
+        Some("http://p:1")
+    );
+}
+
+#[test]
+fn outputs() {
+    assert!(matches!(pull(&["x"]).unwrap().output, Output::Archive(_)));
+    assert_eq!(
+        pull(&["--rootfs", "/srv/r", "--git", "--force", "--no-rm", "x"])
+            .unwrap()
+            .output,
+        Output::Rootfs {
+            dir: PathBuf::from("/srv/r"),
+            force: true,
+            git: true
+        }
+    );
+    assert_eq!(
+        pull(&["--flatten", "-", "x"]).unwrap().output,
+        Output::Flatten(PathBuf::from("-"))
+    );
+    assert_eq!(
+        pull(&["--layer", "-1", "--registry-format", "x"])
+            .unwrap()
+            .output,
+        Output::Layer {
+            which: LayerChoice::Position(-1),
+            registry_format: true
+        }
+    );
+}
+
+#[test]
+fn archive_forms() {
+    assert_eq!(
+        form(pull(&["x"]).unwrap()),
+        ArchiveForm {
+            layout: Layout::Docker,
+            compressed_layers: false,
+            compression: Compression::None,
+            output: None,
+            tarname: None,
+            no_tar: false,
+            gunzip: false,
+        }
+    );
+    let o = pull(&[
+        "-o",
+        "-",
+        "--format",
+        "legacy",
+        "--compressed",
+        "--xz",
+        "--gunzip",
+        "a",
+        "b:1",
+    ])
+    .unwrap();
+    assert_eq!(o.more_images.len(), 1);
+    assert_eq!(o.more_images[0].tag.as_deref(), Some("1"));
+    let f = form(o);
+    assert_eq!(f.output, Some(PathBuf::from("-")));
+    assert_eq!(f.layout, Layout::Legacy);
+    assert!(f.compressed_layers && f.gunzip);
+    assert_eq!(f.compression, Compression::Xz);
+    assert_eq!(
+        form(pull(&["--output", "f.tar.gz", "--gzip", "a"]).unwrap()).compression,
+        Compression::Gzip
+    );
+}
+
+#[test]
+fn inspection() {
+    for (flag, kind) in [
+        ("--tags", Inspect::Tags),
+        ("--sha", Inspect::Sha),
+        ("--platforms", Inspect::Platforms),
+        ("--metadata", Inspect::Metadata { pretty: false }),
+    ] {
+        assert_eq!(inspect(&[flag, "x"]), kind);
+    }
+    assert_eq!(
+        inspect(&["--pretty", "--metadata", "x"]),
+        Inspect::Metadata { pretty: true }
+    );
+}
+
+#[test]
+fn usage_errors() {
+    for (args, needle) in [
+        (&[][..], "missing IMAGE"),
+        (&["--rootfs", "d", "a", "b"], "one IMAGE"),
+        (&["--format", "oci", "a"], "docker or legacy"),
+        (&["--gzip", "--xz", "a"], "one of --gzip"),
+        (&["-o", "x.tar", "--tarname", "y.tar", "a"], "give one"),
+        (&["--no-tar", "--gzip", "a"], "--no-tar"),
+        (&["-o", "-", "--no-rm", "a"], "--no-rm"),
+        (&["--flatten", "-", "--compressed", "a"], "--compressed"),
+        (&["--layer", "1", "-o", "f", "a"], "--output"),
+        (&["--bogus", "a"], "bogus"),
+        (&["--password", "p", "a"], "need --user"),
+        (&["--password-stdin", "a"], "need --user"),
+        (
+            &["--user", "u", "--password", "p", "--password-stdin", "a"],
+            "once",
+        ),
+        (&["--ilogin", "--user", "u", "a"], "--ilogin"),
+        (&["--platform", "linux", "a"], "os/arch"),
+        (&["--retries", "many", "a"], "whole number"),
+        (&["--timeout", "0", "a"], "whole number"),
+        (&["--tarname", "../x.tar", "a"], "plain file name"),
+        (&["--user"], "missing argument"),
+        (&["--rootfs", "d", "--flatten", "-", "a"], "choose one"),
+        (&["--force", "a"], "--rootfs"),
+        (&["--git", "--flatten", "f", "a"], "--rootfs"),
+        (&["--registry-format", "a"], "--layer"),
+        (&["--layer", "0", "a"], "layer number"),
+        (&["--layer", "x", "a"], "layer number"),
+        (&["--rootfs", "d", "--tarname", "x.tar", "a"], "--tarname"),
+        (&["--flatten", "-", "--no-rm", "a"], "--no-rm"),
+        (&["--rootfs", "", "a"], "needs a path"),
+        (&["--tags", "--sha", "a"], "one of"),
+        (&["--pretty", "a"], "--metadata"),
+        (&["--tags", "--rootfs", "d", "a"], "choose one"),
+        (&["--sha", "--tarname", "x.tar", "a"], "--tarname"),
+        (&["-q", "-v", "a"], "contradict"),
+    ] {
+        let err = command(args).unwrap_err();
+        assert!(matches!(err, Error::Usage(_)), "{args:?}: {err:?}");
+        assert!(err.to_string().contains(needle), "{args:?}: {err}");
+    }
+    assert!(matches!(
+        command(&["Bad"]).unwrap_err(),
+        Error::Reference { .. }
+    ));
+}
+
+#[test]
+fn help_lists_every_flag() {
+    for flag in [
+        "--password-stdin",
+        "--cache-dir",
+        "--retries",
+        "--timeout",
+        "--cacert",
+        "--proxy",
+        "--insecure",
+        "--user",
+        "--password",
+        "--ilogin",
+        "--no-tar",
+        "--no-rm",
+        "--working-dir",
+        "--layers-dir",
+        "--tarname",
+        "--platform",
+        "--arch",
+        "--help",
+        "--version",
+        "--rootfs",
+        "--force",
+        "--git",
+        "--flatten",
+        "--layer",
+        "--registry-format",
+        "--tags",
+        "--sha",
+        "--metadata",
+        "--pretty",
+        "--platforms",
+        "--quiet",
+        "--verbose",
+        "--output",
+        "--format",
+        "--compressed",
+        "--gzip",
+        "--xz",
+        "--gunzip",
+    ] {
+        assert!(help().contains(flag), "{flag}");
+    }
+}
+
+#[test]
+fn push_is_its_own_command() {
+    let Command::Push(session, options) =
+        command(&["--push", "a.tar", "-q", "127.0.0.1:5000/x:1"]).unwrap()
+    else {
+        panic!("not a push")
+    };
+    assert_eq!(session.verbosity, Verbosity::Quiet);
+    assert_eq!(options.source, PathBuf::from("a.tar"));
+    assert_eq!(options.choose, Choose::Only);
+    assert_eq!(options.destination.repository, "x");
+    assert_eq!(
+        options.record,
+        Some(PathBuf::from("/home/me/.cache/dockersave"))
+    );
+    let Command::Push(_, options) =
+        command(&["--push", "d", "--all", "reg.example:5000/team"]).unwrap()
+    else {
+        panic!("not a push")
+    };
+    assert_eq!(options.choose, Choose::All);
+    assert_eq!(options.destination.registry, "reg.example:5000");
+    assert_eq!(options.destination.repository, "team");
+    let Command::Push(_, options) =
+        command(&["--push", "d", "--image", "a:1", "reg.example/b"]).unwrap()
+    else {
+        panic!("not a push")
+    };
+    assert_eq!(options.choose, Choose::Image("a:1".into()));
+}
+
+#[test]
+fn help_and_version_win_over_what_follows() {
+    assert!(matches!(command(&["-h", "--bogus"]), Ok(Command::Help)));
+    assert!(matches!(command(&["a", "--version"]), Ok(Command::Version)));
+}
+
+/// `docs/dockersave.1` and `docs/dockersave.bash` are made from the flag items; a flag added
+/// without them fails here. `DOCKERSAVE_WRITE_DOCS=1 cargo test --lib docs_are_current`
+/// writes them.
+#[test]
+fn docs_are_current() {
+    let docs = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs");
+    for (file, made) in [
+        ("dockersave.1", help::man_page(env!("CARGO_PKG_VERSION"))),
+        ("dockersave.bash", help::bash_completion()),
+    ] {
+        let path = docs.join(file);
+        if std::env::var_os("DOCKERSAVE_WRITE_DOCS").is_some() {
+            std::fs::write(&path, &made).unwrap();
+        }
+        let on_disk = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(
+            on_disk == made,
+            "docs/{file} is not what the flag items make; run DOCKERSAVE_WRITE_DOCS=1 cargo test --lib docs_are_current"
+        );
+    }
+}

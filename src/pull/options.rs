@@ -1,0 +1,62 @@
+//! What a pull is asked to do, as the command line put it together: which images, from where,
+//! into which output. Plain data; the outputs read it, nothing here acts.
+
+use crate::manifest::{LayerChoice, Platform};
+use crate::reference::Reference;
+use crate::registry::http::Settings;
+use crate::sinks::archive::Compression;
+use crate::sinks::layout::Layout;
+use std::path::PathBuf;
+
+#[derive(Debug)]
+pub struct Options {
+    pub image: Reference,
+    /// Further images for the same archive.
+    pub more_images: Vec<Reference>,
+    pub output: Output,
+    pub http: Settings,
+    /// Where verified blobs are kept between pulls (`--cache-dir`, `DOCKERSAVE_CACHE`).
+    pub cache_dir: Option<PathBuf>,
+    /// `--platform` / `--arch`; without them the machine's own, read when a pull needs it.
+    pub platform: Option<Platform>,
+    pub working_dir: PathBuf,
+    /// The assembled directory's name (the archive's, or with `--rootfs --no-rm` the layers').
+    pub layers_dir: Option<String>,
+    /// Keep the assembled directory (also a failed run's partial one).
+    pub no_rm: bool,
+}
+
+/// What a pull writes.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Output {
+    /// A `docker save` archive (or with --no-tar its directory).
+    Archive(ArchiveForm),
+    Rootfs {
+        dir: PathBuf,
+        force: bool,
+        git: bool,
+    },
+    /// The merged filesystem as a tar; `-` is stdout.
+    Flatten(PathBuf),
+    Layer {
+        which: LayerChoice,
+        registry_format: bool,
+    },
+}
+
+/// How the archive is written.
+#[derive(Debug, PartialEq, Eq)]
+pub struct ArchiveForm {
+    pub layout: Layout,
+    /// Layers as served, gzip-compressed (`--compressed`).
+    pub compressed_layers: bool,
+    pub compression: Compression,
+    /// `-o FILE`; `-` is standard output.
+    pub output: Option<PathBuf>,
+    /// `--tarname`: the archive's file name in the working directory.
+    pub tarname: Option<String>,
+    /// Leave the assembled directory instead of making the archive.
+    pub no_tar: bool,
+    /// `--gunzip` was given (a no-op, noted).
+    pub gunzip: bool,
+}
