@@ -89,7 +89,7 @@ cross_env() {
   export "CC_$(echo "$target" | tr - _)=$cc"
   case $target in
     # Position-dependent, as Go builds skopeo, crane and regctl: a static-pie binary carries
-    # ~100 KB of relocations (.rela.dyn) that the 3 MiB budget has no room for (README,
+    # ~100 KB of relocations (.rela.dyn) that the 3 MiB budget has no room for (docs/building.md,
     # "Static builds"). The ARM builds are far under the budget and stay static-pie.
     x86_64-*)
       export "CARGO_TARGET_${var}_RUSTFLAGS=-C relocation-model=static $(cross_remap)"

@@ -7,7 +7,7 @@
 //!
 //! Inflate is zlib-rs (through flate2's safe `Decompress`): on musl it is 2.4× faster than
 //! miniz_oxide on typical binaries, whose many short matches each became a call to musl's slow
-//! small `memcpy` (README, "Performance").
+//! small `memcpy` (docs/performance.md).
 
 use flate2::{Decompress, FlushDecompress, Status};
 use std::io::{self, Read};

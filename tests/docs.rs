@@ -1,6 +1,7 @@
-//! The man page and the bash completions in `docs/` against the binary's own `--help`: every
-//! option `--help` lists is in both, `man` renders the page without a warning, and bash reads
-//! the completions and completes a flag with them.
+//! The documentation: the man page and the bash completions in `docs/` against the binary's
+//! own `--help` (every option `--help` lists is in both, `man` renders the page without a
+//! warning, bash completes a flag with them), the README kept for users (short, with the
+//! set-up commands) and every link between the documents leading somewhere.
 
 mod common;
 
@@ -100,4 +101,93 @@ fn bash_completes_flags_from_the_completions_file() {
         })
         .collect();
     assert!(missing.is_empty(), "docs/dockersave.bash lacks {missing:?}");
+}
+
+#[test]
+fn the_readme_is_for_users_and_links_every_document() {
+    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
+    let lines = readme.lines().count();
+    assert!(
+        lines <= 450,
+        "README.md has {lines} lines; move developer detail to docs/"
+    );
+    for command in [
+        "cargo build --release && ./target/release/dockersave --help",
+        "tests/run.sh",
+    ] {
+        assert!(
+            readme.contains(command),
+            "the set-up command {command:?} is missing"
+        );
+    }
+    for doc in ["design", "security", "performance", "testing", "building"] {
+        assert!(
+            readme.contains(&format!("](docs/{doc}.md)")),
+            "README.md does not link docs/{doc}.md"
+        );
+    }
+}
+
+/// GitHub's anchor of a heading: lower case, punctuation but `-` and `_` dropped, spaces as `-`.
+fn anchor(heading: &str) -> String {
+    heading
+        .trim()
+        .to_lowercase()
+        .chars()
+        .filter(|c| c.is_alphanumeric() || matches!(c, '-' | '_' | ' '))
+        .map(|c| if c == ' ' { '-' } else { c })
+        .collect()
+}
+
+#[test]
+fn every_link_between_the_documents_leads_somewhere() {
+    let mut documents = vec![root().join("README.md")];
+    for entry in std::fs::read_dir(root().join("docs")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "md") {
+            documents.push(path);
+        }
+    }
+    let anchors = |path: &Path| -> BTreeSet<String> {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        let mut fenced = false;
+        let mut found = BTreeSet::new();
+        for line in text.lines() {
+            if line.starts_with("```") {
+                fenced = !fenced;
+            } else if !fenced && line.starts_with('#') {
+                found.insert(anchor(line.trim_start_matches('#')));
+            }
+        }
+        found
+    };
+    let mut broken = Vec::new();
+    let mut checked = 0;
+    for document in &documents {
+        let text = std::fs::read_to_string(document).unwrap();
+        for (at, _) in text.match_indices("](") {
+            let rest = &text[at + 2..];
+            let target = &rest[..rest.find(')').unwrap_or(0)];
+            if target.contains("://") || target.is_empty() {
+                continue;
+            }
+            checked += 1;
+            let (file, fragment) = target.split_once('#').unwrap_or((target, ""));
+            let path = if file.is_empty() {
+                document.clone()
+            } else {
+                document.parent().unwrap().join(file)
+            };
+            if !path.exists() {
+                broken.push(format!("{}: {target} (no such file)", document.display()));
+            } else if !fragment.is_empty() && !anchors(&path).contains(fragment) {
+                broken.push(format!(
+                    "{}: {target} (no such heading)",
+                    document.display()
+                ));
+            }
+        }
+    }
+    assert!(checked > 20, "only {checked} links found");
+    assert!(broken.is_empty(), "broken links:\n{}", broken.join("\n"));
 }

@@ -1,5 +1,5 @@
 //! Every Debian package the build and the tests rely on is declared in `build/packages`, the one
-//! list `build/apt.sh` installs from, and the README names them.
+//! list `build/apt.sh` installs from, and `docs/building.md` names them.
 //!
 //! A machine that has been used for a while holds packages somebody installed by hand; a build
 //! that passes there can fail on a new machine (it did: the aarch64 C headers are only a
@@ -312,9 +312,11 @@ fn packages_are_installed_only_from_the_declaration() {
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
 
+/// The documentation (the README and `docs/building.md`) names every declared package.
 #[test]
-fn the_readme_names_every_declared_package() {
-    let readme = fs::read_to_string(root().join("README.md")).unwrap();
+fn the_documentation_names_every_declared_package() {
+    let readme = fs::read_to_string(root().join("README.md")).unwrap()
+        + &fs::read_to_string(root().join("docs/building.md")).unwrap();
     let missing: Vec<String> = declared()
         .into_iter()
         .filter(|d| !readme.contains(&format!("`{}`", d.package)))
@@ -322,7 +324,7 @@ fn the_readme_names_every_declared_package() {
         .collect();
     assert!(
         missing.is_empty(),
-        "README.md does not name these packages of build/packages: {missing:?}"
+        "README.md and docs/building.md do not name these packages of build/packages: {missing:?}"
     );
     assert!(Path::new(&root().join("build/packages")).is_file());
 }

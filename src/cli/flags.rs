@@ -35,6 +35,7 @@ pub struct Value {
 }
 
 impl Value {
+    #[inline(never)]
     fn string(self) -> Result<String, Error> {
         let flag = self.flag;
         self.raw
@@ -42,6 +43,7 @@ impl Value {
             .map_err(|_| Error::Usage(format!("the value of --{flag} is not valid UTF-8")))
     }
 
+    #[inline(never)]
     fn path(self) -> Result<PathBuf, Error> {
         if self.raw.is_empty() {
             return Err(Error::Usage(format!("--{} needs a path", self.flag)));

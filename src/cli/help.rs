@@ -39,7 +39,9 @@ const COLUMN: usize = 24;
 fn synopsis(flag: &Flag) -> String {
     let mut text = String::new();
     if let Some(short) = flag.short {
-        text.push_str(&format!("-{short}, "));
+        text.push('-');
+        text.push(short);
+        text.push_str(", ");
     }
     text.push_str("--");
     text.push_str(flag.long);
@@ -50,29 +52,43 @@ fn synopsis(flag: &Flag) -> String {
     text
 }
 
+/// Appends `line` after spaces up to `COLUMN`, and a newline.
+fn push_at_column(text: &mut String, line: &str) {
+    let start = text.rfind('\n').map_or(0, |i| i + 1);
+    let used = text.len() - start;
+    text.extend(std::iter::repeat_n(' ', COLUMN.saturating_sub(used)));
+    text.push_str(line);
+    text.push('\n');
+}
+
 /// The `--help` text.
 pub fn help() -> String {
     let mut text = String::from(INTRO);
     text.push_str("\nUsage: ");
     for (i, line) in USAGE.lines().enumerate() {
-        let indent = if i == 0 { "" } else { "       " };
-        text.push_str(&format!("{indent}{line}\n"));
+        if i > 0 {
+            text.push_str("       ");
+        }
+        text.push_str(line);
+        text.push('\n');
     }
     text.push('\n');
     text.push_str(IMAGE);
     for section in SECTIONS {
-        text.push_str(&format!("\n{}:\n", section.title));
+        text.push('\n');
+        text.push_str(section.title);
+        text.push_str(":\n");
         for flag in section.flags {
-            let head = format!("  {}", synopsis(flag));
+            text.push_str("  ");
+            text.push_str(&synopsis(flag));
             let mut lines = flag.help.lines();
-            if head.len() < COLUMN - 1 {
-                let first = lines.next().unwrap_or_default();
-                text.push_str(&format!("{head:COLUMN$}{first}\n"));
-            } else {
-                text.push_str(&format!("{head}\n"));
+            if text.len() - text.rfind('\n').map_or(0, |i| i + 1) >= COLUMN - 1 {
+                text.push('\n');
+            } else if let Some(first) = lines.next() {
+                push_at_column(&mut text, first);
             }
             for line in lines {
-                text.push_str(&format!("{:COLUMN$}{line}\n", ""));
+                push_at_column(&mut text, line);
             }
         }
     }

@@ -168,7 +168,7 @@ fn build(mut given: Given, env: &dyn Fn(&str) -> Option<String>) -> Result<Comma
         .into_iter()
         .find_map(|(given, problem)| given.then_some(problem))
     {
-        return Err(Error::Usage(problem));
+        return Err(Error::Usage(problem.into()));
     }
     let session = session(&mut given, env);
     let http = settings(&mut given, env);
@@ -261,59 +261,62 @@ fn kind(given: &mut Given) -> Result<Kind, Error> {
     }
 }
 
+/// `FLAG goes with WANTS`.
+macro_rules! goes_with {
+    ($flag:literal, $wants:literal) => {
+        concat!($flag, " goes with ", $wants)
+    };
+}
+
+/// A flag of the archive given to another output.
+macro_rules! not_archive {
+    ($flag:literal) => {
+        concat!(
+            $flag,
+            " is about the docker-save archive; it does not go with --rootfs, --flatten, --layer, --push or inspection"
+        )
+    };
+}
+
 /// Flags that do not go together, with what to tell the user; the first that applies is the
 /// error. `several` is whether more than one IMAGE was given.
-fn conflicts(given: &Given, kind: &Kind, several: bool) -> Vec<(bool, String)> {
+fn conflicts(g: &Given, kind: &Kind, several: bool) -> [(bool, &'static str); 26] {
     let archive = matches!(kind, Kind::Archive);
     let rootfs = matches!(kind, Kind::Rootfs(_));
     let layer = matches!(kind, Kind::Layer(_));
     let metadata = matches!(kind, Kind::Inspect(Inspect::Metadata { .. }));
     let pushing = matches!(kind, Kind::Push(_));
-    let goes_with = |flag: &str, wants: &str| format!("{flag} goes with {wants}");
-    let not_archive = |flag: &str| {
-        format!("{flag} is about the docker-save archive; it does not go with --rootfs, --flatten, --layer, --push or inspection")
-    };
-    let to_stdout = given.output.as_deref() == Some(std::path::Path::new("-"));
-    let g = given;
-    let mut table = vec![
-        (g.quiet && g.verbose, "--quiet and --verbose contradict each other".into()),
-        (g.pretty && !metadata, "--pretty goes with --metadata".into()),
-        ((g.image.is_some() || g.all) && !pushing, "--image and --all go with --push ARCHIVE".into()),
-        (g.image.is_some() && g.all, "--image pushes one image, --all every one: give one of them".into()),
-        (g.force && !rootfs, goes_with("--force", "--rootfs DIR")),
-        (g.git && !rootfs, goes_with("--git", "--rootfs DIR")),
-        (g.registry_format && !layer, goes_with("--registry-format", "--layer N")),
-        (several && !archive, "several images go into one archive only; --rootfs, --flatten, --layer, --push and inspection take one IMAGE".into()),
-    ];
-    if !archive {
-        let layers_dir = g.layers_dir.is_some() && !(rootfs && g.no_rm);
-        table.extend([
-            (g.output.is_some(), not_archive("--output")),
-            (
-                g.layout.is_some_and(|l| l != Layout::Docker),
-                not_archive("--format"),
-            ),
-            (g.compressed, not_archive("--compressed")),
-            (g.gzip, not_archive("--gzip")),
-            (g.xz, not_archive("--xz")),
-            (g.gunzip, not_archive("--gunzip")),
-            (g.no_tar, not_archive("--no-tar")),
-            (g.tarname.is_some(), not_archive("--tarname")),
-            (g.no_rm && !rootfs, not_archive("--no-rm")),
-            (layers_dir, not_archive("--layers-dir")),
-        ]);
-    }
-    table.extend([
-        (g.gzip && g.xz, "choose one of --gzip and --xz".into()),
-        (g.output.is_some() && g.tarname.is_some(), "--output and --tarname both name the archive; give one".into()),
-        (g.no_tar && (g.output.is_some() || g.gzip || g.xz), "--no-tar writes a directory, not an archive: it does not go with --output, --gzip or --xz".into()),
-        (to_stdout && g.no_rm, "-o - writes nothing but the archive; --no-rm does not go with it".into()),
-        ((g.gzip || g.xz) && g.no_rm, "--no-rm does not go with --gzip or --xz (their layers are never on disk)".into()),
-        ((g.password.is_some() || g.password_stdin) && g.user.is_none(), "--password and --password-stdin need --user".into()),
-        (g.password.is_some() && g.password_stdin, "give the password once: --password or --password-stdin".into()),
-        (g.ilogin && g.user.is_some(), "--ilogin asks for the credentials; do not combine it with --user".into()),
-    ]);
-    table
+    let other = !archive;
+    let to_stdout = g.output.as_deref() == Some(std::path::Path::new("-"));
+    let layers_dir = g.layers_dir.is_some() && !(rootfs && g.no_rm);
+    [
+        (g.quiet && g.verbose, "--quiet and --verbose contradict each other"),
+        (g.pretty && !metadata, goes_with!("--pretty", "--metadata")),
+        ((g.image.is_some() || g.all) && !pushing, "--image and --all go with --push ARCHIVE"),
+        (g.image.is_some() && g.all, "--image pushes one image, --all every one: give one of them"),
+        (g.force && !rootfs, goes_with!("--force", "--rootfs DIR")),
+        (g.git && !rootfs, goes_with!("--git", "--rootfs DIR")),
+        (g.registry_format && !layer, goes_with!("--registry-format", "--layer N")),
+        (several && other, "several images go into one archive only; --rootfs, --flatten, --layer, --push and inspection take one IMAGE"),
+        (other && g.output.is_some(), not_archive!("--output")),
+        (other && g.layout.is_some_and(|l| l != Layout::Docker), not_archive!("--format")),
+        (other && g.compressed, not_archive!("--compressed")),
+        (other && g.gzip, not_archive!("--gzip")),
+        (other && g.xz, not_archive!("--xz")),
+        (other && g.gunzip, not_archive!("--gunzip")),
+        (other && g.no_tar, not_archive!("--no-tar")),
+        (other && g.tarname.is_some(), not_archive!("--tarname")),
+        (other && g.no_rm && !rootfs, not_archive!("--no-rm")),
+        (other && layers_dir, not_archive!("--layers-dir")),
+        (g.gzip && g.xz, "choose one of --gzip and --xz"),
+        (g.output.is_some() && g.tarname.is_some(), "--output and --tarname both name the archive; give one"),
+        (g.no_tar && (g.output.is_some() || g.gzip || g.xz), "--no-tar writes a directory, not an archive: it does not go with --output, --gzip or --xz"),
+        (to_stdout && g.no_rm, "-o - writes nothing but the archive; --no-rm does not go with it"),
+        ((g.gzip || g.xz) && g.no_rm, "--no-rm does not go with --gzip or --xz (their layers are never on disk)"),
+        ((g.password.is_some() || g.password_stdin) && g.user.is_none(), "--password and --password-stdin need --user"),
+        (g.password.is_some() && g.password_stdin, "give the password once: --password or --password-stdin"),
+        (g.ilogin && g.user.is_some(), "--ilogin asks for the credentials; do not combine it with --user"),
+    ]
 }
 
 fn session(given: &mut Given, env: &dyn Fn(&str) -> Option<String>) -> Session {

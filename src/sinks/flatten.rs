@@ -8,7 +8,7 @@
 //! numbers), modes, mtimes, device nodes and extended attributes are kept as entries.
 //!
 //! Memory is path metadata of the layers above the bottom one (the bottom layer, usually the
-//! biggest, is never recorded): see the README for the figure per million paths.
+//! biggest, is never recorded): see docs/design.md for the figure per million paths.
 //!
 //! Links: an entry below a symlink of its own layer is written where `--rootfs` would put it
 //! (the link followed with the tree's root as `/`), and a hard link to a symlink as that
