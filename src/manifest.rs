@@ -6,6 +6,7 @@
 //! bytes behind it are verified when they are downloaded).
 
 use crate::digest::Digest;
+use std::collections::BTreeMap;
 use miniserde::{json, Deserialize};
 
 pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
@@ -49,7 +50,14 @@ pub struct Platform {
 pub struct IndexEntry {
     pub descriptor: Descriptor,
     pub platform: Option<Platform>,
+    /// Marked as the zstd twin of a gzip entry for the same platform (containers' annotation
+    /// `io.github.containers.compression.zstd`, which podman and buildah write).
+    pub zstd: bool,
 }
+
+/// The annotation containers' tools put on the zstd entry of an index that also lists the
+/// image gzip-compressed.
+pub const ZSTD_ANNOTATION: &str = "io.github.containers.compression.zstd";
 
 /// What a manifest request returned.
 #[derive(Debug)]
@@ -91,6 +99,7 @@ struct RawDescriptor {
     size: u64,
     platform: Option<RawPlatform>,
     urls: Option<Vec<String>>,
+    annotations: Option<BTreeMap<String, String>>,
 }
 
 #[derive(Deserialize)]
@@ -150,9 +159,15 @@ pub fn parse(bytes: &[u8], content_type: Option<&str>) -> Result<Fetched, String
                     architecture: p.architecture.clone(),
                     variant: p.variant.clone().filter(|v| !v.is_empty()),
                 });
+                let zstd = raw
+                    .annotations
+                    .as_ref()
+                    .and_then(|a| a.get(ZSTD_ANNOTATION))
+                    .is_some_and(|v| v == "true");
                 Ok(IndexEntry {
                     descriptor: descriptor(raw)?,
                     platform,
+                    zstd,
                 })
             })
             .collect::<Result<Vec<_>, String>>()?;
@@ -359,6 +374,15 @@ pub fn choose<'a>(entries: &'a [IndexEntry], wanted: &Platform) -> Result<Choice
     Err(available)
 }
 
+/// The entries of an index for exactly the platform `chosen` is for, `chosen` among them: more
+/// than one when the index lists the image twice, compressed two ways (gzip and zstd).
+pub fn twins<'a>(entries: &'a [IndexEntry], chosen: &Choice<'a>) -> Vec<&'a IndexEntry> {
+    entries
+        .iter()
+        .filter(|e| e.platform.as_ref().map(offered).as_ref() == Some(&chosen.platform))
+        .collect()
+}
+
 /// Which layer `--layer` asks for: a 1-based position (negative: counted from the top, `-1`
 /// being the top layer, as dlgrab exports it), or a digest prefix of at least 12 hex digits that
 /// names one layer's blob digest or diff ID.
@@ -489,8 +513,36 @@ mod tests {
                     "arm",
                     Some(*v).filter(|v| !v.is_empty()),
                 )),
+                zstd: false,
             })
             .collect()
+    }
+
+    #[test]
+    fn an_index_listing_an_image_twice_gives_both_twins() {
+        let index = format!(
+            r#"{{"schemaVersion":2,"mediaType":"{OCI_INDEX}","manifests":[
+            {{"mediaType":"{OCI_MANIFEST}","digest":"sha256:{}","size":1,"platform":{{"os":"linux","architecture":"amd64"}},"annotations":{{"{ZSTD_ANNOTATION}":"true"}}}},
+            {{"mediaType":"{OCI_MANIFEST}","digest":"sha256:{}","size":1,"platform":{{"os":"linux","architecture":"arm64"}}}},
+            {{"mediaType":"{OCI_MANIFEST}","digest":"sha256:{}","size":1,"platform":{{"os":"linux","architecture":"x86_64"}}}}]}}"#,
+            hex('a'),
+            hex('b'),
+            hex('c')
+        );
+        let Ok(Fetched::Index(entries)) = parse(index.as_bytes(), None) else {
+            panic!("an index")
+        };
+        assert_eq!(
+            entries.iter().map(|e| e.zstd).collect::<Vec<_>>(),
+            [true, false, false]
+        );
+        let wanted = Platform::new("linux", "amd64", None);
+        let choice = choose(&entries, &wanted).unwrap();
+        let twins = twins(&entries, &choice);
+        assert_eq!(twins.len(), 2, "x86_64 is amd64");
+        assert!(twins[0].zstd && !twins[1].zstd);
+        let arm = choose(&entries, &Platform::new("linux", "arm64", None)).unwrap();
+        assert_eq!(super::twins(&entries, &arm).len(), 1);
     }
 
     #[test]

@@ -273,7 +273,7 @@ pub const SECTIONS: &[Section] = &[
             switch!(
                 "compressed",
                 None,
-                "keep the layers gzip-compressed as the registry serves them (about\nhalf the size; still verified, and the manifest digest survives)",
+                "keep the layers compressed (gzip or zstd) as the registry serves them\n(about half the size; still verified, and the manifest digest survives)",
                 compressed
             ),
             switch!(
@@ -357,7 +357,7 @@ pub const SECTIONS: &[Section] = &[
             switch!(
                 "registry-format",
                 None,
-                "with --layer: the compressed blob as the registry serves it,\nwritten as <digest>.tar.gz",
+                "with --layer: the compressed blob as the registry serves it,\nwritten as <digest>.tar.gz (.tar.zst for a zstd layer)",
                 registry_format
             ),
         ],
@@ -431,7 +431,7 @@ pub const SECTIONS: &[Section] = &[
                 long: "platforms",
                 short: None,
                 value: None,
-                help: "the platforms the index offers, os/arch[/variant] one a line",
+                help: "the platforms the index offers, os/arch[/variant] one a line (an image\nthe index also lists zstd-compressed shows again, with \"(zstd)\")",
                 set: |given, _| {
     given.inspect.push(Inspect::Platforms);
     Ok(())

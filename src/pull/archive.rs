@@ -16,7 +16,7 @@ use crate::pipeline::LayerStats;
 use crate::sinks::archive::{
     self, ArchiveWriter, Compression, Compressor, LayerEntries, TarStream,
 };
-use crate::sinks::layout::{self, Entry, Plan};
+use crate::sinks::layout::{self, Entry, Layout, Plan};
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -92,7 +92,8 @@ pub(super) fn save(
     images: &[Image],
 ) -> Result<Option<PathBuf>, Error> {
     let layout_images: Vec<layout::Image> = images.iter().map(Image::for_layout).collect();
-    let plan = Plan::new(form.layout, form.compressed_layers, &layout_images);
+    let compressed = form.compressed_layers && !legacy_cannot_keep_zstd(form, images);
+    let plan = Plan::new(form.layout, compressed, &layout_images);
     let layers: Vec<(String, u64)> = plan
         .layers
         .iter()
@@ -143,6 +144,23 @@ pub(super) fn save(
             .map_or("standard output".into(), |p| p.display().to_string())
     ));
     Ok(written)
+}
+
+/// The legacy layout has no media type for zstd, and the engines that need it cannot read zstd:
+/// with `--compressed` its zstd layers are decompressed (all layers then, so that the archive
+/// has one form), and the user is told why.
+fn legacy_cannot_keep_zstd(form: &ArchiveForm, images: &[Image]) -> bool {
+    let zstd = images
+        .iter()
+        .flat_map(|image| &image.manifest.layers)
+        .any(|layer| layer.media_type.contains("zstd"));
+    if zstd && form.layout == Layout::Legacy && form.compressed_layers {
+        images[0].progress().info(
+            "--compressed --format legacy: the legacy layout has no zstd media type, and the engines that read it cannot decompress zstd; the layers are stored decompressed",
+        );
+        return true;
+    }
+    false
 }
 
 /// What a stored layer keeps: the blob as served (`--compressed`) or its tar.

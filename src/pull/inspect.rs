@@ -55,8 +55,15 @@ pub fn inspect(
             match top.parsed {
                 Fetched::Index(entries) => {
                     let mut seen: Vec<String> = Vec::new();
-                    for platform in entries.iter().filter_map(|e| e.platform.as_ref()) {
-                        let shown = platform.to_string();
+                    for (platform, zstd) in entries
+                        .iter()
+                        .filter_map(|e| e.platform.as_ref().map(|p| (p, e.zstd)))
+                    {
+                        // An index may list an image twice, gzip and zstd: both are shown.
+                        let mut shown = platform.to_string();
+                        if zstd {
+                            shown.push_str(" (zstd)");
+                        }
                         // Attestations and other non-images say unknown/unknown.
                         if platform.os != "unknown" && !seen.contains(&shown) {
                             seen.push(shown);
@@ -84,7 +91,14 @@ pub fn inspect(
             let top_fetched = top.fetched.clone();
             let platform = platform(options.platform.as_ref());
             let given = options.platform.is_some();
-            let (chosen, manifest) = select(&registry, top, &platform, &options.image, given)?;
+            let (chosen, manifest) = select(
+                &registry,
+                top,
+                &platform,
+                &options.image,
+                given,
+                super::Prefer::Smaller,
+            )?;
             if kind == Inspect::Sha {
                 lines.push(top_fetched.digest.to_string().into_bytes());
                 if is_index {

@@ -29,7 +29,9 @@ pub(super) fn save(
     let blob = &layers[i];
     let ids = layout::layer_ids(diff_ids);
     let dest = if registry_format {
-        let extension = if blob.media_type.contains("gzip") || blob.media_type.is_empty() {
+        let extension = if blob.media_type.contains("zstd") {
+            "tar.zst"
+        } else if blob.media_type.contains("gzip") || blob.media_type.is_empty() {
             "tar.gz"
         } else {
             "tar"

@@ -32,7 +32,7 @@ use crate::registry::auth::Credentials;
 use crate::registry::client::FetchedManifest;
 use crate::registry::http::Http;
 use crate::registry::Registry;
-use crate::sinks::layout;
+use crate::sinks::layout::{self, Layout};
 use std::fs;
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
@@ -152,8 +152,15 @@ impl Image {
     /// layer read once to count it (and cached, with --cache-dir). The stream checks the size.
     fn stored_size(&self, i: usize, compressed: bool, name: &str) -> Result<u64, Error> {
         let blob = &self.manifest.layers[i];
-        if compressed || !blob.media_type.is_empty() && !blob.media_type.contains("gzip") {
+        let zstd = blob.media_type.contains("zstd");
+        if compressed || !zstd && !blob.media_type.is_empty() && !blob.media_type.contains("gzip")
+        {
             return Ok(blob.size);
+        }
+        if zstd {
+            // zstd keeps no total of what it decodes (a frame's content size is optional and
+            // per frame): the layer is read once to count it.
+            return self.count(i, name);
         }
         let mut trailer = [0u8; 4];
         let cached = self
@@ -175,6 +182,11 @@ impl Image {
         {
             return Ok(size);
         }
+        self.count(i, name)
+    }
+
+    /// The uncompressed size of layer `i`, read once to count it (and cached, with a cache).
+    fn count(&self, i: usize, name: &str) -> Result<u64, Error> {
         self.progress().info(&format!(
             "  {name}: its uncompressed size is not known ahead; reading it once to count"
         ));
@@ -313,7 +325,13 @@ fn open(
     let platform = platform(options.platform.as_ref());
     let top = fetch_document(&registry, &reference.manifest_ref(), reference)?;
     let given = options.platform.is_some();
-    let (served, manifest) = select(&registry, top, &platform, reference, given)?;
+    let prefer = match &options.output {
+        Output::Archive(form) if form.compressed_layers && form.layout == Layout::Legacy => {
+            Prefer::Gzip
+        }
+        _ => Prefer::Smaller,
+    };
+    let (served, manifest) = select(&registry, top, &platform, reference, given, prefer)?;
     let order: Vec<&manifest::Descriptor> = match ahead {
         Ahead::Bottom => manifest.layers.iter().collect(),
         Ahead::Top => manifest.layers.iter().rev().collect(),
@@ -431,6 +449,7 @@ fn select(
     platform: &Platform,
     reference: &Reference,
     platform_given: bool,
+    prefer: Prefer,
 ) -> Result<(FetchedManifest, Manifest), Error> {
     let image = reference.to_string();
     for _ in 0..3 {
@@ -439,16 +458,6 @@ fn select(
                 registry
                     .progress()
                     .info(&format!("  manifest {}", document.fetched.digest));
-                if let Some(layer) = manifest
-                    .layers
-                    .iter()
-                    .find(|l| l.media_type.contains("zstd"))
-                {
-                    return Err(Error::Unsupported(format!(
-                        "{image} has zstd-compressed layers ({}), which dockersave does not support yet",
-                        layer.digest
-                    )));
-                }
                 return Ok((document.fetched, manifest));
             }
             Fetched::Index(entries) => {
@@ -459,6 +468,11 @@ fn select(
                         available,
                     }
                 })?;
+                let twins = manifest::twins(&entries, &choice);
+                if twins.len() > 1 {
+                    document = between_twins(registry, &twins, &choice, reference, prefer)?;
+                    continue;
+                }
                 let whose = if platform_given {
                     ""
                 } else {
@@ -483,6 +497,66 @@ fn select(
         what: format!("the manifest of {image}"),
         detail: "indexes nest too deeply".into(),
     })
+}
+
+/// Which of an index's compressed twins a pull takes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Prefer {
+    /// The one with fewer bytes of layers to download (the first, if they weigh the same).
+    Smaller,
+    /// The gzip one: the layers are kept as served for engines that may not read zstd
+    /// (`--compressed --format legacy`).
+    Gzip,
+}
+
+/// Chooses between the entries of an index that list the same platform compressed two ways:
+/// fetches each one's manifest (a small document; only such indexes pay the requests) and
+/// returns the one `prefer` asks for, saying which and why.
+fn between_twins(
+    registry: &Registry,
+    twins: &[&manifest::IndexEntry],
+    choice: &manifest::Choice,
+    reference: &Reference,
+    prefer: Prefer,
+) -> Result<Document, Error> {
+    let mut candidates = Vec::new();
+    for twin in twins {
+        let document = fetch_document(registry, &twin.descriptor.digest.to_string(), reference)?;
+        let (zstd, bytes) = match &document.parsed {
+            Fetched::Image(m) => (
+                twin.zstd || m.layers.iter().any(|l| l.media_type.contains("zstd")),
+                m.layers.iter().map(|l| l.size).sum::<u64>(),
+            ),
+            Fetched::Index(_) => (twin.zstd, u64::MAX),
+        };
+        candidates.push((document, zstd, bytes));
+    }
+    let pick = match prefer {
+        Prefer::Gzip => candidates.iter().position(|(_, zstd, _)| !zstd),
+        Prefer::Smaller => None,
+    };
+    let pick = pick.unwrap_or_else(|| {
+        let smallest = candidates.iter().map(|c| c.2).min().unwrap_or(0);
+        candidates.iter().position(|c| c.2 == smallest).unwrap_or(0)
+    });
+    let shown = |zstd: bool| if zstd { "zstd" } else { "gzip" };
+    let sizes: Vec<String> = candidates
+        .iter()
+        .map(|(_, zstd, bytes)| format!("{} {}", shown(*zstd), size(*bytes)))
+        .collect();
+    let (document, zstd, _) = candidates.swap_remove(pick);
+    let why = match prefer {
+        Prefer::Gzip if !zstd => "the gzip one, for --compressed --format legacy",
+        _ => "the smaller",
+    };
+    registry.progress().info(&format!(
+        "  platform {} is listed {} times ({}); taking {why}: {}",
+        choice.platform,
+        twins.len(),
+        sizes.join(", "),
+        document.fetched.digest
+    ));
+    Ok(document)
 }
 
 /// A directory of this run's for blobs that arrive before their turn (`fetch`), beside

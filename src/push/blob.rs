@@ -39,6 +39,14 @@ pub struct Slot<'a> {
     pub progress: &'a Progress,
 }
 
+/// Notes in the record that the registry holds `digest` for `layer`'s tar, unless it is a zstd
+/// blob, which could not stand in for the gzip blob a later push's manifest names.
+fn record(known: &Known, layer: &ArchivedLayer, digest: &Digest, size: u64, host: &str, here: &str) {
+    if !layer.zstd {
+        known.add(&layer.diff_id, digest, size, host, here);
+    }
+}
+
 /// Makes sure the registry holds `layer` in the registry's repository and returns the blob the
 /// manifest names. `mount_from` are repositories of this registry that may hold it (the
 /// archive's own, when it came from here). With `exact`, the manifest that goes up names the
@@ -59,8 +67,10 @@ pub fn push_layer(
     if let Some(digest) = &layer.digest {
         candidates.push((digest.clone(), layer.size, None));
     }
+    // The record names gzip blobs only (a zstd one goes up as it is and is not recorded): a
+    // zstd layer can only be its own blob.
     for (digest, size, repository) in known.for_layer(&layer.diff_id, host) {
-        if !exact || layer.digest.as_ref() == Some(&digest) {
+        if !layer.zstd && (!exact || layer.digest.as_ref() == Some(&digest)) {
             candidates.push((digest, size, Some(repository)));
         }
     }
@@ -73,7 +83,7 @@ pub fn push_layer(
         if let Some(found) = registry.blob_size(digest)? {
             let size = if found > 0 { found } else { *size };
             slot.progress.step(slot.index, Step::Present);
-            known.add(&layer.diff_id, digest, size, host, here);
+            record(known, layer, digest, size, host, here);
             return Ok(Pushed {
                 digest: digest.clone(),
                 size,
@@ -105,7 +115,7 @@ pub fn push_layer(
                     slot.count,
                     short(&digest)
                 ));
-                known.add(&layer.diff_id, &digest, size, host, here);
+                record(known, layer, &digest, size, host, here);
                 return Ok(Pushed { digest, size });
             }
             // Not mountable after all; the session it opened serves the upload.
@@ -118,7 +128,7 @@ pub fn push_layer(
     };
     slot.progress.step(slot.index, Step::Uploading);
     let pushed = upload(registry, location, source, layer, slot)?;
-    known.add(&layer.diff_id, &pushed.digest, pushed.size, host, here);
+    record(known, layer, &pushed.digest, pushed.size, host, here);
     Ok(pushed)
 }
 

@@ -30,6 +30,10 @@ use std::sync::{Arc, Mutex};
 const JOBS: usize = 3;
 const DOCKER_CONFIG: &str = "application/vnd.docker.container.image.v1+json";
 const DOCKER_LAYER: &str = "application/vnd.docker.image.rootfs.diff.tar.gzip";
+const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
+const OCI_GZIP_LAYER: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
+const OCI_ZSTD_LAYER: &str = "application/vnd.oci.image.layer.v1.tar+zstd";
 
 /// What to push where, as the command line put it together.
 #[derive(Debug)]
@@ -144,10 +148,10 @@ fn push_image(
     let layers: Vec<Pushed> = lock(&results).iter().flatten().cloned().collect();
     let (bytes, media_type) = match &image.original {
         Some(original) => (original.bytes.clone(), original.media_type.clone()),
-        None => (
-            schema2(&image.config_digest, image.config.len(), &layers).into_bytes(),
-            manifest::DOCKER_MANIFEST.to_string(),
-        ),
+        None => {
+            let zstd: Vec<bool> = image.layers.iter().map(|l| l.zstd).collect();
+            rebuilt(&image.config_digest, image.config.len(), &layers, &zstd)
+        }
     };
     let digest = Digest::of_bytes(&bytes);
     if let Some(wanted) = &target.digest {
@@ -162,23 +166,41 @@ fn push_image(
     registry.put_manifest(&target.manifest_ref(), &bytes, &media_type)
 }
 
-/// A Docker schema 2 manifest of the config and the layers as pushed (what `docker push` and
-/// `skopeo copy docker-archive:` write).
-fn schema2(config: &Digest, config_size: usize, layers: &[Pushed]) -> String {
+/// A manifest of the config and the layers as pushed, and its media type: Docker schema 2
+/// (what `docker push` and `skopeo copy docker-archive:` write), or OCI when a layer is zstd,
+/// for which schema 2 has no media type (`zstd[i]` says which are).
+fn rebuilt(
+    config: &Digest,
+    config_size: usize,
+    layers: &[Pushed],
+    zstd: &[bool],
+) -> (Vec<u8>, String) {
+    let oci = zstd.contains(&true);
+    let (manifest_type, config_type) = if oci {
+        (OCI_MANIFEST, OCI_CONFIG)
+    } else {
+        (manifest::DOCKER_MANIFEST, DOCKER_CONFIG)
+    };
     let layers: Vec<String> = layers
         .iter()
-        .map(|l| {
+        .zip(zstd.iter().chain(std::iter::repeat(&false)))
+        .map(|(l, &zstd)| {
+            let media_type = match (oci, zstd) {
+                (false, _) => DOCKER_LAYER,
+                (true, false) => OCI_GZIP_LAYER,
+                (true, true) => OCI_ZSTD_LAYER,
+            };
             format!(
-                r#"{{"mediaType":"{DOCKER_LAYER}","size":{},"digest":"{}"}}"#,
+                r#"{{"mediaType":"{media_type}","size":{},"digest":"{}"}}"#,
                 l.size, l.digest
             )
         })
         .collect();
-    format!(
-        r#"{{"schemaVersion":2,"mediaType":"{}","config":{{"mediaType":"{DOCKER_CONFIG}","size":{config_size},"digest":"{config}"}},"layers":[{}]}}"#,
-        manifest::DOCKER_MANIFEST,
+    let text = format!(
+        r#"{{"schemaVersion":2,"mediaType":"{manifest_type}","config":{{"mediaType":"{config_type}","size":{config_size},"digest":"{config}"}},"layers":[{}]}}"#,
         layers.join(",")
-    )
+    );
+    (text.into_bytes(), manifest_type.to_string())
 }
 
 /// Which image goes to which reference.
@@ -316,19 +338,32 @@ mod tests {
     use super::*;
 
     #[test]
-    fn writes_a_schema2_manifest() {
+    fn writes_schema2_or_oci_for_zstd_layers() {
         let config = Digest::of_bytes(b"{}");
-        let layer = Pushed {
-            digest: Digest::of_bytes(b"gz"),
-            size: 2,
+        let layer = |bytes: &[u8]| Pushed {
+            digest: Digest::of_bytes(bytes),
+            size: bytes.len() as u64,
         };
-        let text = schema2(&config, 2, &[layer]);
-        match manifest::parse(text.as_bytes(), None).unwrap() {
+        let (bytes, media_type) = rebuilt(&config, 2, &[layer(b"gz")], &[false]);
+        assert_eq!(media_type, manifest::DOCKER_MANIFEST);
+        match manifest::parse(&bytes, Some(&media_type)).unwrap() {
             manifest::Fetched::Image(m) => {
                 assert_eq!(m.config.digest, config);
                 assert_eq!(m.config.media_type, DOCKER_CONFIG);
                 assert_eq!(m.layers[0].size, 2);
                 assert_eq!(m.layers[0].media_type, DOCKER_LAYER);
+            }
+            manifest::Fetched::Index(_) => panic!("an image manifest"),
+        }
+        let (bytes, media_type) =
+            rebuilt(&config, 2, &[layer(b"gz"), layer(b"zst")], &[false, true]);
+        assert_eq!(media_type, OCI_MANIFEST);
+        match manifest::parse(&bytes, Some(&media_type)).unwrap() {
+            manifest::Fetched::Image(m) => {
+                assert_eq!(m.config.media_type, OCI_CONFIG);
+                assert_eq!(m.layers[0].media_type, OCI_GZIP_LAYER);
+                assert_eq!(m.layers[1].media_type, OCI_ZSTD_LAYER);
+                assert_eq!(m.layers[1].size, 3);
             }
             manifest::Fetched::Index(_) => panic!("an image manifest"),
         }

@@ -7,7 +7,7 @@
 //! `manifest.json` are plain relative paths, and links inside the archive or directory must stay
 //! inside it. The small JSON documents are kept in memory (bounded); layers never are.
 
-use crate::decompress::Decompressor;
+use crate::decompress::{Decompressor, Format};
 use crate::digest::Digest;
 use crate::error::Error;
 use crate::layer_tar::Extensions;
@@ -72,8 +72,10 @@ pub struct ArchivedLayer {
     pub diff_id: Digest,
     /// The entry's size.
     pub size: u64,
-    /// gzip-compressed in the archive (else a plain tar).
+    /// Compressed in the archive, gzip or zstd (else a plain tar): it goes up as it is.
     pub compressed: bool,
+    /// zstd-compressed: the manifest names it with zstd's media type.
+    pub zstd: bool,
     /// The blob digest the archive claims for a compressed entry (its `blobs/sha256/` name),
     /// checked as it is uploaded.
     pub digest: Option<Digest>,
@@ -222,13 +224,8 @@ impl Source {
         let mut layers = Vec::new();
         for (entry, diff_id) in saved.layers.iter().zip(parsed.diff_ids) {
             let (size, head) = self.size_and_head(entry)?;
-            let compressed = head[..2] == [0x1f, 0x8b];
-            if head == [0x28, 0xb5, 0x2f, 0xfd] {
-                return Err(Error::Unsupported(format!(
-                    "layer {entry} of {} is zstd-compressed, which dockersave does not verify",
-                    self.shown
-                )));
-            }
+            let format = Format::of(&head);
+            let compressed = format != Format::Plain;
             layers.push(ArchivedLayer {
                 digest: if compressed {
                     claimed_digest(entry)
@@ -239,6 +236,7 @@ impl Source {
                 diff_id,
                 size,
                 compressed,
+                zstd: format == Format::Zstd,
             });
         }
         let original = originals
