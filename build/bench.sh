@@ -20,7 +20,11 @@
 #              default 50, DS_BENCH_MBIT, default 20) from a registry with anonymous token auth:
 #              dockersave against skopeo and `docker pull` + `docker save`, each against the
 #              link's floor (bytes / bandwidth + the round trips a pull cannot save), for busybox
-#              and big; with the requests and connections dockersave makes.
+#              and big; with the requests and connections dockersave makes;
+#   zstd:      "bigz" ("big" with zstd layers, skopeo --dest-compress-format zstd): dockersave
+#              (layers decompressed, for engines that cannot read zstd) and dockersave
+#              --compressed (zstd blobs kept) against `skopeo copy docker://… oci:…`, since
+#              skopeo cannot write a docker-archive of a zstd image.
 #
 #   build/bench.sh [RUNS]                      (DS_BENCH_SECTIONS="push" runs one section)
 # As root it installs what it needs (Debian packages, rustup target).
@@ -46,7 +50,7 @@ registry=127.0.0.1:$port
 # `umoci raw add-layer` (umoci gzips them), pushed with skopeo. "big" holds 100 MB of incompressible
 # data, 200 MB of highly compressible text and busybox; "big2x" twice as much of each of the first
 # two, to show that memory does not grow with the image.
-make_big() { # make_big NAME RANDOM_MB TEXT_MB
+make_big() { # make_big NAME RANDOM_MB TEXT_MB [zstd]
   local name=$1 dir=$DS_STATE/$1
   mkdir -p "$dir/random" "$dir/text" "$dir/busybox"
   head -c "${2}000000" /dev/urandom >"$dir/random/random.bin"
@@ -61,11 +65,20 @@ make_big() { # make_big NAME RANDOM_MB TEXT_MB
     umoci raw add-layer --image "$dir/oci:img" "$dir/$part.tar"
     rm "$dir/$part.tar"
   done
-  skopeo copy --quiet --dest-tls-verify=false "oci:$dir/oci:img" "docker://$registry/$name:latest"
+  if [ "${4:-}" = zstd ]; then
+    # Into a layout of its own (skopeo would reuse the gzip blobs of the first), and pushed with
+    # --preserve-digests (or skopeo puts the registry's gzip blobs of the same tars in place).
+    skopeo copy --quiet --dest-compress-format zstd "oci:$dir/oci:img" "oci:$dir/zoci:img"
+    skopeo copy --quiet --preserve-digests --dest-tls-verify=false "oci:$dir/zoci:img" \
+      "docker://$registry/$name:latest"
+  else
+    skopeo copy --quiet --dest-tls-verify=false "oci:$dir/oci:img" "docker://$registry/$name:latest"
+  fi
   rm -rf "$dir"
 }
 make_big big 100 200
 make_big big2x 200 400
+if [[ " ${DS_BENCH_SECTIONS:-zstd} " == *" zstd "* ]]; then make_big bigz 100 200 zstd; fi
 # "rootfs": one layer of real files, the host's /usr/share/doc and /usr/share/locale (text and
 # binary catalogues, about 3:1 compressible): a single-layer base image, where inflate dominates.
 rootfs=$DS_STATE/rootfs
@@ -101,6 +114,8 @@ measure() { # measure TOOL IMAGE: one run, appends "wall rss_kb" to $DS_STATE/TO
     dockersave) cmd=("$dockersave" --insecure --working-dir "$out" "$registry/$image:latest") ;;
     skopeo) cmd=(skopeo copy --quiet --src-tls-verify=false "docker://$registry/$image:latest"
                  "docker-archive:$out/$image.tar:$image:latest") ;;
+    skopeo-oci) cmd=(skopeo copy --quiet --src-tls-verify=false "docker://$registry/$image:latest"
+                     "oci:$out/oci:$image") ;;
     stdout) cmd=(sh -c '"$1" --insecure -q -o - "$2" >"$3"' sh "$dockersave"
                  "$registry/$image:latest" "$out/$image.tar") ;;
     compressed) cmd=("$dockersave" --insecure --compressed --working-dir "$out"
@@ -170,8 +185,8 @@ compare() {
   done
 }
 
-# DS_BENCH_SECTIONS picks sections (default: all five).
-sections=${DS_BENCH_SECTIONS:-archives forms unpacking push link}
+# DS_BENCH_SECTIONS picks sections (default: all six).
+sections=${DS_BENCH_SECTIONS:-archives forms unpacking push link zstd}
 if [[ " $sections " == *" archives "* ]]; then
 echo "== archives: dockersave against skopeo copy docker-archive:"
 compare dockersave skopeo busybox rootfs big big2x
@@ -287,5 +302,12 @@ PY
 done
 echo "   (docker: the engine's own pull, from a client that asks it; it tries HTTPS first on"
 echo "   127.0.0.1 and falls back to plain HTTP. conns: new connections in the last run.)"
+fi
+if [[ " $sections " == *" zstd "* ]]; then
+echo "== zstd: dockersave (layers decompressed) and --compressed (zstd kept) against"
+echo "   skopeo copy docker://... oci: (skopeo 1.9 writes no docker-archive of a zstd image)"
+compare dockersave skopeo-oci bigz
+compare compressed skopeo-oci bigz
+echo
 fi
 echo "($runs runs each, alternating; $(nproc) cores; $(date -u +%Y-%m-%d))"

@@ -6,8 +6,8 @@
 //! bytes behind it are verified when they are downloaded).
 
 use crate::digest::Digest;
-use std::collections::BTreeMap;
 use miniserde::{json, Deserialize};
+use std::collections::BTreeMap;
 
 pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
 pub const DOCKER_MANIFEST_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";

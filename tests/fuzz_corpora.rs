@@ -56,6 +56,11 @@ fn archive_corpus() {
 }
 
 #[test]
+fn zstd_corpus() {
+    replay("zstd", dockersave::fuzzing::zstd);
+}
+
+#[test]
 fn hostile_corpus() {
     replay("hostile", dockersave::fuzzing::hostile);
 }

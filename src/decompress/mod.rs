@@ -209,8 +209,10 @@ impl<R: Read> Read for Decompressor<R> {
                 }
                 Mode::ZstdFrame => self.start_zstd_frame()?,
                 Mode::Zstd => {
-                    if self.input.available().is_empty() && self.input.fill()? == 0 {
-                        return Err(truncated());
+                    if self.input.available().is_empty() {
+                        // At the end of the input the decoder may still hold output: it is
+                        // called all the same, and only a call that moves nothing is an end.
+                        self.input.fill()?;
                     }
                     let Some(decoder) = self.zstd.as_mut() else {
                         return Err(invalid("zstd decoder missing"));

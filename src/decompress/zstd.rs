@@ -275,7 +275,10 @@ mod tests {
             sender.send(()).unwrap();
         });
         std::thread::sleep(std::time::Duration::from_millis(50));
-        assert!(receiver.try_recv().is_err(), "took the window while over budget");
+        assert!(
+            receiver.try_recv().is_err(),
+            "took the window while over budget"
+        );
         drop(first);
         receiver
             .recv_timeout(std::time::Duration::from_secs(5))

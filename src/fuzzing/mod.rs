@@ -32,10 +32,11 @@ pub fn manifest(data: &[u8]) {
     use crate::manifest::{choose, parse, parse_config, Fetched, Platform};
     for content_type in [None, Some(crate::manifest::OCI_INDEX)] {
         if let Ok(Fetched::Index(entries)) = parse(data, content_type) {
-            let _ = choose(
-                &entries,
-                &Platform::parse("linux/arm/v7").expect("valid platform"),
-            );
+            let wanted = Platform::parse("linux/arm/v7").expect("valid platform");
+            if let Ok(choice) = choose(&entries, &wanted) {
+                let twins = crate::manifest::twins(&entries, &choice);
+                assert!(twins.iter().any(|t| std::ptr::eq(*t, choice.entry)));
+            }
         }
     }
     let _ = parse_config(data);
@@ -53,6 +54,24 @@ pub fn layer(data: &[u8]) {
             Ok(_) => {}
         }
     }
+}
+
+/// zstd streams: the frame walker (`decompress::zstd`) over frame headers, skippable frames and
+/// frames libzstd decodes. A header must parse to a window the format allows, and a stream
+/// must decode, or fail, without a panic and without growing past the window it declared.
+pub fn zstd(data: &[u8]) {
+    use crate::decompress::zstd::{frame_header, Frame, MAGIC};
+    if let Ok(Some(Frame::Zstd { window, .. })) = frame_header(data) {
+        // Exponent 31 and mantissa 7: the largest window a descriptor can say.
+        assert!(window <= (1 << 41) + 7 * (1 << 38) || data.get(4).is_some_and(|d| d & 0x20 != 0));
+    }
+    // The input as a stream that starts with a zstd frame, whatever its first bytes.
+    let stream: Vec<u8> = if crate::decompress::zstd::starts_frame(data) {
+        data.to_vec()
+    } else {
+        MAGIC.iter().chain(data).copied().collect()
+    };
+    layer(&stream);
 }
 
 /// Layer tars as `--rootfs` and `--flatten` read them: every change's paths must be valid

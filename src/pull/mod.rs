@@ -153,8 +153,7 @@ impl Image {
     fn stored_size(&self, i: usize, compressed: bool, name: &str) -> Result<u64, Error> {
         let blob = &self.manifest.layers[i];
         let zstd = blob.media_type.contains("zstd");
-        if compressed || !zstd && !blob.media_type.is_empty() && !blob.media_type.contains("gzip")
-        {
+        if compressed || !zstd && !blob.media_type.is_empty() && !blob.media_type.contains("gzip") {
             return Ok(blob.size);
         }
         if zstd {

@@ -41,7 +41,14 @@ pub struct Slot<'a> {
 
 /// Notes in the record that the registry holds `digest` for `layer`'s tar, unless it is a zstd
 /// blob, which could not stand in for the gzip blob a later push's manifest names.
-fn record(known: &Known, layer: &ArchivedLayer, digest: &Digest, size: u64, host: &str, here: &str) {
+fn record(
+    known: &Known,
+    layer: &ArchivedLayer,
+    digest: &Digest,
+    size: u64,
+    host: &str,
+    here: &str,
+) {
     if !layer.zstd {
         known.add(&layer.diff_id, digest, size, host, here);
     }

@@ -10,7 +10,17 @@
 #   multi-docker:latest   the same as a Docker manifest list
 #   multi-arm:latest      OCI index of 32-bit ARM only: linux/arm/v5, v6 and v7, to see which one
 #                         a v5, v6 or v7 CPU picks
+#   zstd:latest           layers:latest with zstd layers (skopeo --dest-compress-format zstd)
+#   zstd-chunked:latest   layers:latest as zstd:chunked lays layers out: many frames, skippable
+#                         frames between and after them (the zstd program; zstd_images.py)
+#   zstd-big:latest       three 9.5 MB layers with 8 MiB windows (zstd -19), for peak memory
+#   zstd-long:latest      a layer with a 256 MiB window (zstd --long=28), over the cap
+#   estargz:latest        layers:latest as eStargz: a gzip member per entry, an index entry and
+#                         a footer member at the end
+#   twins:latest          OCI index listing busybox twice for linux/amd64: gzip, and zstd
+#                         annotated as podman and buildah annotate it
 set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
 registry=$1
 work=$2
 rm -rf "$work" && mkdir -p "$work"
@@ -83,4 +93,23 @@ for variant in v5 v6 v7; do
   "${bh[@]}" manifest add --arch arm --variant "$variant" "$name" "oci:$oci:busybox-arm-$variant" >/dev/null
 done
 "${bh[@]}" manifest push --quiet --all --format oci --tls-verify=false "$name" "docker://$registry/multi-arm:latest"
+
+# zstd: skopeo compresses with zstd; the shapes it does not make come from the zstd program.
+# Each into a layout of its own: into one that holds the gzip blobs, skopeo reuses those.
+skopeo copy --quiet --dest-compress-format zstd "oci:$oci:layers" "oci:$work/zstd:zstd"
+# Level 19, so that the zstd twin is the smaller one.
+skopeo copy --quiet --dest-compress-format zstd --dest-compress-level 19 "oci:$oci:busybox" "oci:$work/busybox-zstd:busybox-zstd"
+zstd_images=$here/zstd_images.py
+python3 "$zstd_images" chunked "$oci" layers zstd-chunked
+python3 "$zstd_images" estargz "$oci" layers estargz
+python3 "$zstd_images" big "$oci" zstd-big
+python3 "$zstd_images" long "$oci" zstd-long
+python3 "$zstd_images" twins "$oci" busybox "$work/busybox-zstd" busybox-zstd twins
+# --preserve-digests: skopeo must push these blobs as they are; without it skopeo puts the
+# gzip blobs the registry already has for the same tars in their place.
+"${push[@]}" --preserve-digests "oci:$work/zstd:zstd" "docker://$registry/zstd:latest"
+for tag in zstd-chunked zstd-big zstd-long estargz; do
+  "${push[@]}" --preserve-digests "oci:$oci:$tag" "docker://$registry/$tag:latest"
+done
+"${push[@]}" --preserve-digests --all "oci:$oci:twins" "docker://$registry/twins:latest"
 echo "fixtures pushed to $registry"
