@@ -292,7 +292,11 @@ impl Source {
             };
             let layer_types: Vec<String> =
                 image.layers.iter().map(|l| l.media_type.clone()).collect();
-            if layer_types.iter().all(|t| t.contains("gzip")) {
+            // A manifest of compressed blobs only (gzip or zstd): the ones kept as served.
+            if layer_types
+                .iter()
+                .all(|t| t.contains("gzip") || t.contains("zstd"))
+            {
                 found.push(Original {
                     digest: entry.descriptor.digest.clone(),
                     bytes,
