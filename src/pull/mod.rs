@@ -508,9 +508,14 @@ pub(crate) enum Prefer {
     Gzip,
 }
 
+/// The most entries of one platform an index may list that are weighed against each other: a
+/// gzip, a zstd and a zstd:chunked twin, and one more. Each costs a manifest request (and up to
+/// 4 MiB); a hostile index listing the platform thousands of times gets the first ones only.
+const MAX_TWINS: usize = 4;
+
 /// Chooses between the entries of an index that list the same platform compressed two ways:
 /// fetches each one's manifest (a small document; only such indexes pay the requests) and
-/// returns the one `prefer` asks for, saying which and why.
+/// returns the one `prefer` asks for, saying which and why. Only the best so far is kept.
 fn between_twins(
     registry: &Registry,
     twins: &[&manifest::IndexEntry],
@@ -518,32 +523,40 @@ fn between_twins(
     reference: &Reference,
     prefer: Prefer,
 ) -> Result<Document, Error> {
-    let mut candidates = Vec::new();
-    for twin in twins {
+    let mut best: Option<(Document, bool, u64)> = None;
+    let mut weighed = Vec::new();
+    for twin in twins.iter().take(MAX_TWINS) {
         let document = fetch_document(registry, &twin.descriptor.digest.to_string(), reference)?;
         let (zstd, bytes) = match &document.parsed {
             Fetched::Image(m) => (
                 twin.zstd || m.layers.iter().any(|l| l.media_type.contains("zstd")),
-                m.layers.iter().map(|l| l.size).sum::<u64>(),
+                m.layers
+                    .iter()
+                    .fold(0u64, |sum, l| sum.saturating_add(l.size)),
             ),
             Fetched::Index(_) => (twin.zstd, u64::MAX),
         };
-        candidates.push((document, zstd, bytes));
+        weighed.push(format!(
+            "{} {}",
+            if zstd { "zstd" } else { "gzip" },
+            size(bytes)
+        ));
+        let better = match &best {
+            None => true,
+            // For --compressed --format legacy the first gzip twin wins, whatever it weighs.
+            Some((_, best_zstd, _)) if prefer == Prefer::Gzip && *best_zstd != zstd => !zstd,
+            Some((_, _, best_bytes)) => bytes < *best_bytes,
+        };
+        if better {
+            best = Some((document, zstd, bytes));
+        }
     }
-    let pick = match prefer {
-        Prefer::Gzip => candidates.iter().position(|(_, zstd, _)| !zstd),
-        Prefer::Smaller => None,
+    let Some((document, zstd, _)) = best else {
+        return Err(Error::Invalid {
+            what: format!("the index of {reference}"),
+            detail: "it lists no entry for the platform".into(),
+        });
     };
-    let pick = pick.unwrap_or_else(|| {
-        let smallest = candidates.iter().map(|c| c.2).min().unwrap_or(0);
-        candidates.iter().position(|c| c.2 == smallest).unwrap_or(0)
-    });
-    let shown = |zstd: bool| if zstd { "zstd" } else { "gzip" };
-    let sizes: Vec<String> = candidates
-        .iter()
-        .map(|(_, zstd, bytes)| format!("{} {}", shown(*zstd), size(*bytes)))
-        .collect();
-    let (document, zstd, _) = candidates.swap_remove(pick);
     let why = match prefer {
         Prefer::Gzip if !zstd => "the gzip one, for --compressed --format legacy",
         _ => "the smaller",
@@ -552,7 +565,7 @@ fn between_twins(
         "  platform {} is listed {} times ({}); taking {why}: {}",
         choice.platform,
         twins.len(),
-        sizes.join(", "),
+        weighed.join(", "),
         document.fetched.digest
     ));
     Ok(document)
