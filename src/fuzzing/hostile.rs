@@ -134,27 +134,24 @@ impl Maker<'_, '_> {
         .collect()
     }
 
+    /// Link targets: the protected places first (their order is part of the generator's
+    /// choices), then ordinary and broken ones.
     fn targets(&self) -> Vec<Vec<u8>> {
-        let outside = &self.outside;
-        [
-            ".git",
-            ".",
-            "..",
-            "../../..",
-            "/",
-            outside,
-            &format!("{outside}/{CANARY}"),
-            "/.git",
-            "x",
-            "../../../canary",
-            ".git/info",
-            "y/../..",
-            "a/b",
-            "",
-        ]
-        .iter()
-        .map(|t| t.as_bytes().to_vec())
-        .collect()
+        let mut targets = self.protected();
+        targets.extend(
+            [
+                "/.git",
+                "x",
+                "../../../canary",
+                ".git/info",
+                "y/../..",
+                "a/b",
+                "",
+            ]
+            .iter()
+            .map(|t| t.as_bytes().to_vec()),
+        );
+        targets
     }
 
     /// A directory path to put something under: half the time, when there are any, a link an
