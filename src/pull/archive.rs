@@ -16,7 +16,7 @@ use crate::pipeline::LayerStats;
 use crate::sinks::archive::{
     self, ArchiveWriter, Compression, Compressor, LayerEntries, TarStream,
 };
-use crate::sinks::layout::{self, Entry, Layout, Plan};
+use crate::sinks::layout::{self, Entry, Plan};
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -154,7 +154,7 @@ fn legacy_cannot_keep_zstd(form: &ArchiveForm, images: &[Image]) -> bool {
         .iter()
         .flat_map(|image| &image.manifest.layers)
         .any(|layer| layer.media_type.contains("zstd"));
-    if zstd && form.layout == Layout::Legacy && form.compressed_layers {
+    if zstd && form.for_old_engines() {
         images[0].progress().info(
             "--compressed --format legacy: the legacy layout has no zstd media type, and the engines that read it cannot decompress zstd; the layers are stored decompressed",
         );

@@ -32,7 +32,7 @@ use crate::registry::auth::Credentials;
 use crate::registry::client::FetchedManifest;
 use crate::registry::http::Http;
 use crate::registry::Registry;
-use crate::sinks::layout::{self, Layout};
+use crate::sinks::layout;
 use std::fs;
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
@@ -325,9 +325,7 @@ fn open(
     let top = fetch_document(&registry, &reference.manifest_ref(), reference)?;
     let given = options.platform.is_some();
     let prefer = match &options.output {
-        Output::Archive(form) if form.compressed_layers && form.layout == Layout::Legacy => {
-            Prefer::Gzip
-        }
+        Output::Archive(form) if form.for_old_engines() => Prefer::Gzip,
         _ => Prefer::Smaller,
     };
     let (served, manifest) = select(&registry, top, &platform, reference, given, prefer)?;

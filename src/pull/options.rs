@@ -60,3 +60,12 @@ pub struct ArchiveForm {
     /// `--gunzip` was given (a no-op, noted).
     pub gunzip: bool,
 }
+
+impl ArchiveForm {
+    /// Whether the layers are kept as served in the legacy layout, for engines that may not
+    /// read zstd (`--compressed --format legacy`): gzip twins are preferred, zstd layers stored
+    /// decompressed.
+    pub fn for_old_engines(&self) -> bool {
+        self.compressed_layers && self.layout == Layout::Legacy
+    }
+}
