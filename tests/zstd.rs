@@ -230,6 +230,14 @@ fn an_index_with_gzip_and_zstd_twins_is_chosen_deliberately() {
     let out = pull_ok(dir.path(), &["--platforms", &reference]);
     assert_eq!(out.stdout, "linux/amd64\nlinux/amd64 (zstd)\n", "{out}");
     // By default the smaller twin: the zstd one (level 19), decompressed into the archive.
+    let sha = pull_ok(dir.path(), &["--sha", &reference]);
+    let chosen = sha.stdout.lines().nth(1).unwrap_or_default().to_string();
+    let repository = reference.trim_end_matches(":latest");
+    let types = layer_media_types(&format!("docker://{repository}@{chosen}"));
+    assert!(
+        !types.is_empty() && types.iter().all(|t| t.ends_with("+zstd")),
+        "{sha}: {types:?}"
+    );
     let out = pull_ok(dir.path(), &["-o", "default.tar", &reference]);
     assert!(
         out.stderr.contains("listed 2 times") && out.stderr.contains("taking the smaller"),
