@@ -39,13 +39,22 @@ fn run() -> Result<(), Error> {
         Command::Pull(session, options) => {
             let logins = Logins::new(&session, &options.image)?;
             let progress = logins.progress.clone();
-            if let Some(written) = pull::pull(&options, &|r| logins.for_image(r), progress)? {
+            let logins = pull::Logins {
+                registry: &|r| logins.for_image(r),
+                mirror: &|host| logins.for_mirror(host),
+            };
+            if let Some(written) = pull::pull(&options, &logins, progress)? {
                 println!("{}", written.display());
             }
         }
         Command::Inspect(session, options) => {
             let logins = Logins::new(&session, &options.image)?;
-            pull::inspect::inspect(&options, logins.given.clone(), logins.progress.clone())?;
+            let progress = logins.progress.clone();
+            let logins = pull::Logins {
+                registry: &|_| logins.given.clone(),
+                mirror: &|host| logins.for_mirror(host),
+            };
+            pull::inspect::inspect(&options, &logins, progress)?;
         }
         Command::Push(session, options) => {
             let logins = Logins::new(&session, &options.destination)?;
@@ -84,8 +93,14 @@ impl<'a> Logins<'a> {
         if reference.registry == self.image.registry {
             self.given.clone()
         } else {
-            stored_credentials(self.session, reference, &self.progress)
+            stored_credentials(self.session, &reference.registry, &self.progress)
         }
+    }
+
+    /// A mirror's: only those stored for its own host, never the command line's (they are for
+    /// the registry named in IMAGE).
+    fn for_mirror(&self, host: &str) -> Option<Credentials> {
+        stored_credentials(self.session, host, &self.progress)
     }
 }
 
@@ -103,7 +118,7 @@ fn credentials(
     let user = match (&login.user, login.ilogin) {
         (Some(user), _) => user.clone(),
         (None, true) => prompt_user()?,
-        (None, false) => return Ok(stored_credentials(session, image, progress)),
+        (None, false) => return Ok(stored_credentials(session, &image.registry, progress)),
     };
     let password = if let Some(password) = &login.password {
         password.clone()
@@ -130,15 +145,15 @@ fn credentials(
     Ok(Some(Credentials::password(&user, &password)))
 }
 
-/// Docker's stored credentials for the image's registry. A broken config or a missing helper is
-/// a warning, not an error: public images still pull anonymously.
+/// Docker's stored credentials for a registry (`docker.io` for Hub) or a mirror's host. A broken
+/// config or a missing helper is a warning, not an error: public images still pull anonymously.
 fn stored_credentials(
     session: &Session,
-    reference: &Reference,
+    registry: &str,
     progress: &Progress,
 ) -> Option<Credentials> {
     let dir = session.docker_config.as_ref()?;
-    match registry::credentials::lookup(dir, &reference.registry) {
+    match registry::credentials::lookup(dir, registry) {
         Ok(found) => found,
         Err(e) => {
             progress.warn(&format!("ignoring stored Docker credentials: {e}"));

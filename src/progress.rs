@@ -106,6 +106,13 @@ impl Progress {
         }
     }
 
+    /// A line for `--verbose` only.
+    pub fn detail(&self, text: &str) {
+        if self.verbosity == Verbosity::Verbose {
+            self.print(text);
+        }
+    }
+
     /// A warning: shown unless `--quiet`.
     pub fn warn(&self, text: &str) {
         self.info(&format!("warning: {text}"));

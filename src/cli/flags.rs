@@ -309,6 +309,40 @@ pub const SECTIONS: &[Section] = &[
         ],
     },
     Section {
+        title: "Mirrors and certificates",
+        flags: &[
+            Flag {
+                long: "mirror",
+                short: None,
+                value: Some("URL"),
+                help: "ask this mirror or pull-through cache for Docker Hub images before Hub\n(repeatable, tried in order; one that fails gives way to the next, then\nto the registry); REGISTRY=URL mirrors another registry. Pulls and\ninspection only. Default: $DOCKERSAVE_MIRRORS, else the registry-mirrors\nof /etc/docker/daemon.json (or of $DOCKERSAVE_DAEMON_JSON)",
+                set: |given, value| {
+                    let flag = value.flag;
+                    let mirror = crate::registry::mirrors::parse(&value.string()?)
+                        .map_err(|problem| Error::Usage(format!("--{flag}: {problem}")))?;
+                    given.mirrors.push(mirror);
+                    Ok(())
+                },
+            },
+            switch!(
+                "no-mirror",
+                None,
+                "ask the registries themselves, whatever the variable or daemon.json say",
+                no_mirror
+            ),
+            Flag {
+                long: "certs-d",
+                short: None,
+                value: Some("DIR"),
+                help: "a directory laid out as Docker's certs.d: HOST[:PORT]/*.crt are CAs\ntrusted for that host, *.cert with its *.key a client certificate for it.\nSearched first (repeatable), then $DOCKERSAVE_CERTS_D,\n~/.config/containers/certs.d, /etc/docker/certs.d, /etc/containers/certs.d",
+                set: |given, value| {
+                    given.certs_dirs.push(value.path()?);
+                    Ok(())
+                },
+            },
+        ],
+    },
+    Section {
         title: "Instead of an archive",
         flags: &[
             Flag {

@@ -158,6 +158,9 @@ pub fn man_page(version: &str) -> String {
         ("DOCKERSAVE_CACHE", "the default of --cache-dir"),
         ("HTTPS_PROXY, HTTP_PROXY, ALL_PROXY, NO_PROXY", "the proxy to use, and the hosts to reach directly (see --proxy)"),
         ("SSL_CERT_FILE", "another PEM file of CA certificates to trust (see --cacert)"),
+        ("DOCKERSAVE_MIRRORS", "mirrors as --mirror takes them, separated by commas or spaces; used when no --mirror is given, and an empty value turns daemon.json's off"),
+        ("DOCKERSAVE_DAEMON_JSON", "the Docker daemon configuration whose registry-mirrors are used when neither --mirror nor DOCKERSAVE_MIRRORS is given (default: /etc/docker/daemon.json)"),
+        ("DOCKERSAVE_CERTS_D", "a certs.d directory searched after those of --certs-d"),
         ("DOCKER_CONFIG", "the directory of Docker's config.json, whose credentials and credential helpers are used (default: ~/.docker)"),
     ] {
         page.push_str(&format!(".TP\n.B {}\n{}\n", roff(name), roff(what)));

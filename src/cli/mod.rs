@@ -19,6 +19,7 @@ use crate::pull::{self, ArchiveForm, Output};
 use crate::push::{self, Choose};
 use crate::reference::Reference;
 use crate::registry::http::Settings;
+use crate::registry::mirrors::{self, Mirror, Source};
 use crate::registry::proxy::{self, ProxySettings};
 use crate::sinks::archive::Compression;
 use crate::sinks::layout::Layout;
@@ -70,6 +71,9 @@ pub struct Given {
     insecure: bool,
     ca_files: Vec<PathBuf>,
     proxy: Option<String>,
+    mirrors: Vec<Mirror>,
+    no_mirror: bool,
+    certs_dirs: Vec<PathBuf>,
     retries: Option<u32>,
     timeout: Option<u32>,
     user: Option<String>,
@@ -172,6 +176,7 @@ fn build(mut given: Given, env: &dyn Fn(&str) -> Option<String>) -> Result<Comma
     }
     let session = session(&mut given, env);
     let http = settings(&mut given, env);
+    let mirrors = mirror_source(&mut given, env)?;
     let cache_dir = given.cache_dir.take().or_else(|| {
         env("DOCKERSAVE_CACHE")
             .filter(|d| !d.is_empty())
@@ -182,6 +187,7 @@ fn build(mut given: Given, env: &dyn Fn(&str) -> Option<String>) -> Result<Comma
             let options = inspect::Options {
                 image,
                 http,
+                mirrors,
                 platform: given.platform,
                 kind,
             };
@@ -218,6 +224,7 @@ fn build(mut given: Given, env: &dyn Fn(&str) -> Option<String>) -> Result<Comma
         more_images,
         output,
         http,
+        mirrors,
         cache_dir,
         platform: given.platform,
         working_dir: given.working_dir.unwrap_or_else(|| PathBuf::from(".")),
@@ -280,7 +287,7 @@ macro_rules! not_archive {
 
 /// Flags that do not go together, with what to tell the user; the first that applies is the
 /// error. `several` is whether more than one IMAGE was given.
-fn conflicts(g: &Given, kind: &Kind, several: bool) -> [(bool, &'static str); 26] {
+fn conflicts(g: &Given, kind: &Kind, several: bool) -> [(bool, &'static str); 28] {
     let archive = matches!(kind, Kind::Archive);
     let rootfs = matches!(kind, Kind::Rootfs(_));
     let layer = matches!(kind, Kind::Layer(_));
@@ -316,6 +323,8 @@ fn conflicts(g: &Given, kind: &Kind, several: bool) -> [(bool, &'static str); 26
         ((g.password.is_some() || g.password_stdin) && g.user.is_none(), "--password and --password-stdin need --user"),
         (g.password.is_some() && g.password_stdin, "give the password once: --password or --password-stdin"),
         (g.ilogin && g.user.is_some(), "--ilogin asks for the credentials; do not combine it with --user"),
+        (g.no_mirror && !g.mirrors.is_empty(), "--no-mirror and --mirror contradict each other"),
+        (pushing && (g.no_mirror || !g.mirrors.is_empty()), "mirrors serve pulls and inspection; --push always goes to the registry itself, so --mirror and --no-mirror do not go with it"),
     ]
 }
 
@@ -359,13 +368,51 @@ fn settings(given: &mut Given, env: &dyn Fn(&str) -> Option<String>) -> Settings
         }
         None => ProxySettings::from_env(env),
     };
+    let mut certs_dirs = std::mem::take(&mut given.certs_dirs);
+    certs_dirs.extend(
+        env("DOCKERSAVE_CERTS_D")
+            .filter(|d| !d.is_empty())
+            .map(PathBuf::from),
+    );
+    if let Some(home) = env("HOME").filter(|h| !h.is_empty()) {
+        certs_dirs.push(PathBuf::from(home).join(".config/containers/certs.d"));
+    }
+    certs_dirs.extend(CERTS_DIRS.iter().map(PathBuf::from));
     Settings {
         ca_files,
+        certs_dirs,
         proxy,
         retries: given.retries.unwrap_or(5),
         timeout: Duration::from_secs(given.timeout.unwrap_or(60).into()),
         insecure: given.insecure,
     }
+}
+
+/// Docker's and podman's directories of per-host certificates, searched after the user's own.
+const CERTS_DIRS: [&str; 2] = ["/etc/docker/certs.d", "/etc/containers/certs.d"];
+
+/// Where the mirrors come from: `--no-mirror`, else `--mirror`, else `DOCKERSAVE_MIRRORS` (empty:
+/// none), else Docker's `daemon.json`; the first that says anything decides alone.
+fn mirror_source(given: &mut Given, env: &dyn Fn(&str) -> Option<String>) -> Result<Source, Error> {
+    if given.no_mirror {
+        return Ok(Source::Off);
+    }
+    if !given.mirrors.is_empty() {
+        return Ok(Source::Given(std::mem::take(&mut given.mirrors)));
+    }
+    if let Some(list) = env("DOCKERSAVE_MIRRORS") {
+        let mirrors = mirrors::parse_list(&list)
+            .map_err(|problem| Error::Usage(format!("DOCKERSAVE_MIRRORS: {problem}")))?;
+        return Ok(if mirrors.is_empty() {
+            Source::Off
+        } else {
+            Source::Given(mirrors)
+        });
+    }
+    let daemon_json = env("DOCKERSAVE_DAEMON_JSON").filter(|p| !p.is_empty());
+    Ok(Source::DaemonJson(PathBuf::from(
+        daemon_json.as_deref().unwrap_or(mirrors::DAEMON_JSON),
+    )))
 }
 
 fn archive_form(given: &mut Given) -> ArchiveForm {

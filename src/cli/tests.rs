@@ -361,3 +361,93 @@ fn docs_are_current() {
         );
     }
 }
+
+#[test]
+fn mirrors_and_certs_dirs() {
+    let o = pull(&["debian"]).unwrap();
+    assert_eq!(
+        o.mirrors,
+        Source::DaemonJson(PathBuf::from("/etc/docker/daemon.json"))
+    );
+    assert_eq!(
+        o.http.certs_dirs,
+        [
+            "/home/me/.config/containers/certs.d",
+            "/etc/docker/certs.d",
+            "/etc/containers/certs.d"
+        ]
+        .map(PathBuf::from)
+    );
+    let o = pull(&[
+        "--mirror",
+        "https://a",
+        "--mirror",
+        "q.example=http://b:5000",
+        "--certs-d",
+        "/mine",
+        "debian",
+    ])
+    .unwrap();
+    let Source::Given(mirrors) = o.mirrors else {
+        panic!("{:?}", o.mirrors)
+    };
+    let bases: Vec<(&str, &str)> = mirrors
+        .iter()
+        .map(|m| (m.registry.as_str(), m.base.as_str()))
+        .collect();
+    assert_eq!(
+        bases,
+        [("docker.io", "https://a"), ("q.example", "http://b:5000")]
+    );
+    assert_eq!(o.http.certs_dirs[0], PathBuf::from("/mine"));
+    assert_eq!(
+        pull(&["--no-mirror", "debian"]).unwrap().mirrors,
+        Source::Off
+    );
+    for (args, problem) in [
+        (
+            &["--mirror", "ftp://m", "debian"][..],
+            "--mirror: the mirror",
+        ),
+        (
+            &["--mirror", "https://m", "--no-mirror", "debian"],
+            "contradict",
+        ),
+        (
+            &["--push", "a.tar", "--mirror", "https://m", "r.example/x"],
+            "--push always goes",
+        ),
+        (
+            &["--push", "a.tar", "--no-mirror", "r.example/x"],
+            "--push always goes",
+        ),
+    ] {
+        let error = command(args).unwrap_err().to_string();
+        assert!(error.contains(problem), "{args:?}: {error}");
+    }
+    let with = |name: &'static str, value: &'static str| {
+        let argv = ["dockersave", "debian"].map(OsString::from);
+        parse(argv, move |n| (n == name).then(|| value.to_string()))
+    };
+    let Ok(Command::Pull(_, o)) = with("DOCKERSAVE_MIRRORS", "https://a, https://b") else {
+        panic!()
+    };
+    assert!(matches!(&o.mirrors, Source::Given(m) if m.len() == 2));
+    let Ok(Command::Pull(_, o)) = with("DOCKERSAVE_MIRRORS", "") else {
+        panic!()
+    };
+    assert_eq!(o.mirrors, Source::Off);
+    let Ok(Command::Pull(_, o)) = with("DOCKERSAVE_DAEMON_JSON", "/srv/daemon.json") else {
+        panic!()
+    };
+    assert_eq!(
+        o.mirrors,
+        Source::DaemonJson(PathBuf::from("/srv/daemon.json"))
+    );
+    let Ok(Command::Pull(_, o)) = with("DOCKERSAVE_CERTS_D", "/var/certs.d") else {
+        panic!()
+    };
+    assert_eq!(o.http.certs_dirs[0], PathBuf::from("/var/certs.d"));
+    let bad = with("DOCKERSAVE_MIRRORS", "https://m/path").unwrap_err();
+    assert!(bad.to_string().starts_with("DOCKERSAVE_MIRRORS: "), "{bad}");
+}

@@ -2,15 +2,14 @@
 //! on stdout for scripts, nothing written to disk. Manifests and configs are verified against
 //! their digests as for a pull; progress and messages stay on stderr.
 
-use super::{fetch_document, parse_config, platform, select};
+use super::{fetch_document, parse_config, platform, select, Logins, Reach};
 use crate::error::Error;
 use crate::manifest::{Fetched, Platform};
 use crate::pretty;
 use crate::progress::Progress;
 use crate::reference::Reference;
-use crate::registry::auth::Credentials;
-use crate::registry::http::{Http, Settings};
-use crate::registry::Registry;
+use crate::registry::http::Settings;
+use crate::registry::mirrors::Source;
 use std::io::Write;
 use std::sync::Arc;
 
@@ -19,6 +18,8 @@ use std::sync::Arc;
 pub struct Options {
     pub image: Reference,
     pub http: Settings,
+    /// Which mirrors are asked before the registry.
+    pub mirrors: Source,
     /// `--platform` / `--arch`; without them the machine's own.
     pub platform: Option<Platform>,
     pub kind: Inspect,
@@ -37,14 +38,10 @@ pub enum Inspect {
 }
 
 /// Asks the registry what `options.kind` names and prints the answer on stdout.
-pub fn inspect(
-    options: &Options,
-    credentials: Option<Credentials>,
-    progress: Arc<Progress>,
-) -> Result<(), Error> {
+pub fn inspect(options: &Options, logins: &Logins, progress: Arc<Progress>) -> Result<(), Error> {
     let kind = options.kind;
-    let http = Http::new(&options.http, progress)?;
-    let registry = Registry::for_pull(http, &options.image, credentials);
+    let registry =
+        Reach::new(&options.http, &options.mirrors, logins, progress)?.registry(&options.image);
     let mut lines: Vec<Vec<u8>> = Vec::new();
     match kind {
         Inspect::Tags => {

@@ -14,7 +14,7 @@ mod layer;
 mod options;
 mod rootfs;
 
-pub use options::{ArchiveForm, Options, Output};
+pub use options::{ArchiveForm, Logins, Options, Output};
 
 use crate::cache;
 use crate::cache::Cache;
@@ -28,9 +28,9 @@ use crate::pipeline::{self, CopyingReader, LayerStats};
 use crate::progress::Step;
 use crate::progress::{size, Progress};
 use crate::reference::Reference;
-use crate::registry::auth::Credentials;
 use crate::registry::client::FetchedManifest;
-use crate::registry::http::Http;
+use crate::registry::http::{self, Http};
+use crate::registry::mirrors::{self, Mirror, Source};
 use crate::registry::Registry;
 use crate::sinks::layout;
 use std::fs;
@@ -230,20 +230,11 @@ fn size_from_trailer(trailer: &[u8], compressed: u64) -> Option<u64> {
 /// wrote (`None` when that went to standard output).
 pub fn pull(
     options: &Options,
-    credentials: &dyn Fn(&Reference) -> Option<Credentials>,
+    logins: &Logins,
     progress: Arc<Progress>,
 ) -> Result<Option<PathBuf>, Error> {
-    // One HTTP client for the run: its connections are reused from image to image.
-    let http = Http::new(&options.http, progress.clone())?;
-    let first = |ahead| {
-        open(
-            options,
-            &options.image,
-            credentials(&options.image),
-            &http,
-            ahead,
-        )
-    };
+    let reach = Reach::new(&options.http, &options.mirrors, logins, progress.clone())?;
+    let first = |ahead| open(options, &options.image, &reach, ahead);
     match &options.output {
         Output::Archive(form) => {
             if form.gunzip {
@@ -255,13 +246,7 @@ pub fn pull(
             let mut images = vec![first(Ahead::Bottom)?];
             for reference in &options.more_images {
                 // Their layers may be the first image's: none is asked for ahead.
-                images.push(open(
-                    options,
-                    reference,
-                    credentials(reference),
-                    &http,
-                    Ahead::None,
-                )?);
+                images.push(open(options, reference, &reach, Ahead::None)?);
             }
             archive::save(options, form, &images)
         }
@@ -282,6 +267,40 @@ pub fn pull(
             prepare_dir(&options.working_dir)?;
             layer::save(options, &first(Ahead::None)?, which, *registry_format).map(Some)
         }
+    }
+}
+
+/// How a run reaches registries: one HTTP client, whose connections are reused from image to
+/// image, the mirrors, and whose credentials go where.
+struct Reach<'a> {
+    http: Http,
+    mirrors: Vec<Mirror>,
+    logins: &'a Logins<'a>,
+}
+
+impl<'a> Reach<'a> {
+    fn new(
+        settings: &http::Settings,
+        mirrors: &Source,
+        logins: &'a Logins<'a>,
+        progress: Arc<Progress>,
+    ) -> Result<Reach<'a>, Error> {
+        let mirrors = mirrors.mirrors(&|text| progress.warn(text));
+        Ok(Reach {
+            http: Http::new(settings, progress)?,
+            mirrors,
+            logins,
+        })
+    }
+
+    /// A client for pulling `reference`: its registry, behind that registry's mirrors (each
+    /// with the credentials stored for its own host).
+    fn registry(&self, reference: &Reference) -> Registry {
+        let mirrors = mirrors::of(&self.mirrors, &reference.registry)
+            .map(|m| (m.base.clone(), (self.logins.mirror)(m.host())))
+            .collect();
+        let credentials = (self.logins.registry)(reference);
+        Registry::for_pull(self.http.clone(), reference, credentials).through(mirrors)
     }
 }
 
@@ -309,18 +328,17 @@ enum Ahead {
 fn open(
     options: &Options,
     reference: &Reference,
-    credentials: Option<Credentials>,
-    http: &Http,
+    reach: &Reach,
     ahead: Ahead,
 ) -> Result<Image, Error> {
-    let progress = http.progress();
+    let progress = reach.http.progress();
     let cache = options
         .cache_dir
         .as_deref()
         .map(|dir| Cache::open(dir, progress.clone()))
         .transpose()?;
     progress.info(&format!("Pulling {reference}"));
-    let registry = Registry::for_pull(http.clone(), reference, credentials);
+    let registry = reach.registry(reference);
     let platform = platform(options.platform.as_ref());
     let top = fetch_document(&registry, &reference.manifest_ref(), reference)?;
     let given = options.platform.is_some();

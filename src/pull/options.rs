@@ -3,7 +3,9 @@
 
 use crate::manifest::{LayerChoice, Platform};
 use crate::reference::Reference;
+use crate::registry::auth::Credentials;
 use crate::registry::http::Settings;
+use crate::registry::mirrors::Source;
 use crate::sinks::archive::Compression;
 use crate::sinks::layout::Layout;
 use std::path::PathBuf;
@@ -15,6 +17,8 @@ pub struct Options {
     pub more_images: Vec<Reference>,
     pub output: Output,
     pub http: Settings,
+    /// Which mirrors are asked before the registry.
+    pub mirrors: Source,
     /// Where verified blobs are kept between pulls (`--cache-dir`, `DOCKERSAVE_CACHE`).
     pub cache_dir: Option<PathBuf>,
     /// `--platform` / `--arch`; without them the machine's own, read when a pull needs it.
@@ -24,6 +28,15 @@ pub struct Options {
     pub layers_dir: Option<String>,
     /// Keep the assembled directory (also a failed run's partial one).
     pub no_rm: bool,
+}
+
+/// Whose credentials go where, as `main` decided: those of the command line to the image's
+/// registry only.
+pub struct Logins<'a> {
+    /// For an image's registry.
+    pub registry: &'a dyn Fn(&Reference) -> Option<Credentials>,
+    /// For a mirror: only what is stored for its own host (`host[:port]`).
+    pub mirror: &'a dyn Fn(&str) -> Option<Credentials>,
 }
 
 /// What a pull writes.

@@ -14,7 +14,8 @@ use crate::manifest::{self, Descriptor};
 use crate::reference::Reference;
 use miniserde::{json, Deserialize};
 use std::io::{self, Read};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
 
 /// Manifests and configs larger than this are refused: real ones are a few KiB.
 pub const MAX_DOCUMENT: u64 = 4 << 20;
@@ -22,23 +23,63 @@ pub const MAX_DOCUMENT: u64 = 4 << 20;
 const MAX_ERROR_BODY: u64 = 64 << 10;
 
 pub struct Registry {
+    /// Where requests go, tried in this order: the mirrors, then the registry itself, always
+    /// last and the only one for a push.
+    endpoints: Vec<Endpoint>,
+    /// The endpoint in use. A mirror that failed is not asked again by this client.
+    current: AtomicUsize,
+    repository: String,
+    /// The image as the user should see it in messages.
+    image: String,
+    /// What a token is asked for: pulling this repository, or pushing to it (and pulling the
+    /// repositories a push mounts blobs from).
+    scopes: Vec<String>,
+    /// Blob downloads requested before their reader asked (see `request_ahead`).
+    early: Mutex<Vec<(Digest, Response)>>,
+}
+
+/// One host that serves the repository, with what it alone is sent: its own credentials, and
+/// the token it gave. Nothing of one endpoint ever goes to another.
+struct Endpoint {
     http: Http,
     /// `https://host` or `http://host`.
     base: String,
     /// The API host, for messages.
     host: String,
-    repository: String,
-    /// The image as the user should see it in messages.
-    image: String,
     credentials: Option<Credentials>,
-    /// What a token is asked for: pulling this repository, or pushing to it (and pulling the
-    /// repositories a push mounts blobs from).
-    scopes: Vec<String>,
     /// The `Authorization` value in use; behind a lock because layer downloads run on
     /// several threads and any of them may have to renew a token.
     authorization: Mutex<Option<String>>,
-    /// Blob downloads requested before their reader asked (see `request_ahead`).
-    early: Mutex<Vec<(Digest, Response)>>,
+    mirror: bool,
+}
+
+impl Endpoint {
+    fn new(http: Http, base: String, credentials: Option<Credentials>, mirror: bool) -> Endpoint {
+        Endpoint {
+            host: super::http::host_of(&base),
+            http,
+            base,
+            credentials,
+            authorization: Mutex::new(None),
+            mirror,
+        }
+    }
+
+    /// A full URL for an API path, or the URL itself when the host gave an absolute one.
+    fn url(&self, path_or_url: &str) -> String {
+        if path_or_url.starts_with("https://") || path_or_url.starts_with("http://") {
+            path_or_url.to_string()
+        } else {
+            format!("{}{path_or_url}", self.base)
+        }
+    }
+
+    /// The `Authorization` value for `url`: the one in use when the URL is on this host, none
+    /// for any other.
+    fn authorization_for(&self, url: &str) -> Option<String> {
+        same_origin_path(url, &self.base)?;
+        lock(&self.authorization).clone()
+    }
 }
 
 /// A manifest as fetched: its verified bytes, Content-Type and digest.
@@ -81,19 +122,29 @@ impl Registry {
         credentials: Option<Credentials>,
         scopes: Vec<String>,
     ) -> Registry {
-        let host = reference.api_host().to_string();
-        let scheme = http.scheme();
+        let base = format!("{}://{}", http.scheme(), reference.api_host());
         Registry {
-            http,
-            base: format!("{scheme}://{host}"),
-            host,
+            endpoints: vec![Endpoint::new(http, base, credentials, false)],
+            current: AtomicUsize::new(0),
             repository: reference.repository.clone(),
             image: reference.to_string(),
-            credentials,
             scopes,
-            authorization: Mutex::new(None),
             early: Mutex::new(Vec::new()),
         }
+    }
+
+    /// Asks `mirrors` (each a base URL and the credentials stored for its host) for the
+    /// repository before the registry, in their order. A mirror is asked without retries: one
+    /// that fails gives way to the next at once.
+    pub fn through(mut self, mirrors: Vec<(String, Option<Credentials>)>) -> Registry {
+        let http = self.http().without_retries();
+        let registry = self.endpoints.pop();
+        self.endpoints = mirrors
+            .into_iter()
+            .map(|(base, credentials)| Endpoint::new(http.clone(), base, credentials, true))
+            .chain(registry)
+            .collect();
+        self
     }
 
     /// Fetches a manifest or index by tag or digest, verifying the bytes against the digest asked
@@ -103,6 +154,7 @@ impl Registry {
         let what = format!("the manifest of {}", self.image);
         let accept = manifest::ACCEPTED.join(", ");
         let response = self.get_authorized(&path, Some(&accept), &what)?;
+        self.note_answer(&response, &what);
         let content_type = response.header("content-type").map(str::to_string);
         let header_digest = response.header("docker-content-digest").map(str::to_string);
         let bytes = response.read_limited(MAX_DOCUMENT, &what)?;
@@ -126,6 +178,20 @@ impl Registry {
             content_type,
             digest,
         })
+    }
+
+    /// For `--verbose`: which host answered for `what` (a mirror's tag can be stale) and the
+    /// pull rate limit it reports, if any.
+    fn note_answer(&self, response: &Response, what: &str) {
+        let endpoint = self.endpoint();
+        let from = if endpoint.mirror { "mirror " } else { "" };
+        let limit = rate_limit(response)
+            .map(|limit| format!("; rate limit: {limit}"))
+            .unwrap_or_default();
+        self.progress().detail(&format!(
+            "  {what} came from {from}{}{limit}",
+            endpoint.host
+        ));
     }
 
     /// Fetches a small blob (the image config) whole and verifies size and digest.
@@ -174,7 +240,7 @@ impl Registry {
             path: format!("/v2/{}/blobs/{digest}", self.repository),
             size,
             received: 0,
-            resumes_left: self.http.retries(),
+            resumes_left: self.retries(),
             resumed: 0,
             what: what.to_string(),
             registry: self,
@@ -191,7 +257,7 @@ impl Registry {
             for digest in digests {
                 scope.spawn(move || {
                     let path = format!("/v2/{}/blobs/{digest}", self.repository);
-                    match self.authorized("GET", &path, &[], &[]) {
+                    match self.pulled(&path, &[], |status| status == 200) {
                         Ok(response) if response.status() == 200 => {
                             lock(&self.early).push((digest.clone(), response))
                         }
@@ -225,7 +291,7 @@ impl Registry {
             size.saturating_sub(n),
             size.saturating_sub(1)
         );
-        let response = self.authorized("GET", &path, &[("Range", &range)], &[])?;
+        let response = self.pulled(&path, &[("Range", &range)], |s| s == 200 || s == 206)?;
         match response.status() {
             206 => {
                 let bytes = response.read_limited(n, what)?;
@@ -269,9 +335,11 @@ impl Registry {
             match next {
                 None => return Ok(tags),
                 Some(next) => {
-                    path = same_origin_path(&next, &self.base).ok_or_else(|| Error::Invalid {
-                        what: what.clone(),
-                        detail: format!("its next page is on another host ({next})"),
+                    path = same_origin_path(&next, &self.endpoint().base).ok_or_else(|| {
+                        Error::Invalid {
+                            what: what.clone(),
+                            detail: format!("its next page is on another host ({next})"),
+                        }
                     })?
                 }
             }
@@ -282,13 +350,14 @@ impl Registry {
         })
     }
 
+    /// The host answering now: a mirror, or the registry itself.
     pub fn host(&self) -> &str {
-        &self.host
+        &self.endpoint().host
     }
 
     /// How often a failed request or broken transfer is tried again.
     pub fn retries(&self) -> u32 {
-        self.http.retries()
+        self.http().retries()
     }
 
     pub fn repository(&self) -> &str {
@@ -296,7 +365,12 @@ impl Registry {
     }
 
     pub fn progress(&self) -> &std::sync::Arc<crate::progress::Progress> {
-        self.http.progress()
+        self.http().progress()
+    }
+
+    /// The endpoint in use.
+    fn endpoint(&self) -> &Endpoint {
+        &self.endpoints[self.current.load(Ordering::Acquire)]
     }
 
     fn blob(&self, digest: &Digest, what: &str) -> Result<Response, Error> {
@@ -313,15 +387,65 @@ impl Registry {
         what: &str,
     ) -> Result<Response, Error> {
         let headers: Vec<(&str, &str)> = accept.map(|a| ("Accept", a)).into_iter().collect();
-        let response = self.authorized("GET", path, &headers, &[])?;
+        let response = self.pulled(path, &headers, |status| status == 200)?;
         match response.status() {
             200 => Ok(response),
             status => Err(self.status_error(response, status, what)),
         }
     }
 
-    /// Sends a request, answering a 401 (a token that expired, or was scoped too narrowly) by
-    /// authenticating and sending it once more; the caller judges the final status.
+    /// GETs an API path for a pull on the endpoint in use. When that is a mirror and it fails
+    /// (no connection, or a status `ok` refuses: 404, 5xx, 429, a login it wants), the failure
+    /// is reported on one line and the next endpoint is asked, down to the registry, whose
+    /// answer the caller judges whatever it is.
+    fn pulled(
+        &self,
+        path: &str,
+        headers: &[(&str, &str)],
+        ok: fn(u16) -> bool,
+    ) -> Result<Response, Error> {
+        loop {
+            let at = self.current.load(Ordering::Acquire);
+            let endpoint = &self.endpoints[at];
+            let result = self.authorized_on(endpoint, "GET", path, headers, &[]);
+            if !endpoint.mirror {
+                return result;
+            }
+            let failure = match result {
+                Ok(response) if ok(response.status()) => return Ok(response),
+                Ok(response) => {
+                    let status = response.status();
+                    response.discard();
+                    format!("HTTP {status}")
+                }
+                // The cause only: the advice of a registry's error does not fit a mirror.
+                Err(Error::Network { detail, .. } | Error::Auth { detail, .. }) => {
+                    detail.split("; ").next().unwrap_or_default().to_string()
+                }
+                Err(error) => error.to_string(),
+            };
+            // Threads that saw the same mirror fail move on once, and say so once.
+            if self
+                .current
+                .compare_exchange(at, at + 1, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+            {
+                let next = &self.endpoints[at + 1];
+                let which = if next.mirror {
+                    "the next mirror"
+                } else {
+                    "the registry"
+                };
+                self.progress().warn(&format!(
+                    "mirror {}: {failure}; trying {which}, {}",
+                    endpoint.host, next.host
+                ));
+            }
+        }
+    }
+
+    /// Sends a request on the endpoint in use (a push has only the registry), answering a
+    /// 401 by authenticating and sending it once more; the caller judges the final status.
     pub(super) fn authorized(
         &self,
         method: &'static str,
@@ -329,30 +453,35 @@ impl Registry {
         headers: &[(&str, &str)],
         body: &[u8],
     ) -> Result<Response, Error> {
-        let response = self.send_method(method, path_or_url, headers, body)?;
+        self.authorized_on(self.endpoint(), method, path_or_url, headers, body)
+    }
+
+    /// Sends a request to `endpoint`, answering a 401 (a token that expired, or was scoped too
+    /// narrowly) by authenticating there and sending it once more.
+    fn authorized_on(
+        &self,
+        endpoint: &Endpoint,
+        method: &'static str,
+        path_or_url: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Result<Response, Error> {
+        let response = self.send_on(endpoint, method, path_or_url, headers, body)?;
         if response.status() != 401 {
             return Ok(response);
         }
-        self.authenticate(&response)?;
+        self.authenticate_on(endpoint, &response)?;
         // Read to its end, so that its connection is reused for the request sent again.
         response.discard();
-        let again = self.send_method(method, path_or_url, headers, body)?;
-        let basic = self
-            .current_authorization()
+        let again = self.send_on(endpoint, method, path_or_url, headers, body)?;
+        let basic = lock(&endpoint.authorization)
+            .as_deref()
             .is_some_and(|a| a.starts_with("Basic "));
         if again.status() == 401 && basic {
             again.discard();
-            return Err(self.credentials_refused());
+            return Err(self.credentials_refused_on(endpoint));
         }
         Ok(again)
-    }
-
-    fn current_authorization(&self) -> Option<String> {
-        self.lock_authorization().clone()
-    }
-
-    fn lock_authorization(&self) -> MutexGuard<'_, Option<String>> {
-        lock(&self.authorization)
     }
 
     /// Sends a request to an API path or to a URL the registry gave (an upload's `Location`),
@@ -364,39 +493,52 @@ impl Registry {
         headers: &[(&str, &str)],
         body: &[u8],
     ) -> Result<Response, Error> {
-        let url = self.url(path_or_url);
-        let authorization = self.authorization_for(&url);
+        self.send_on(self.endpoint(), method, path_or_url, headers, body)
+    }
+
+    fn send_on(
+        &self,
+        endpoint: &Endpoint,
+        method: &'static str,
+        path_or_url: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Result<Response, Error> {
+        let url = endpoint.url(path_or_url);
+        let authorization = endpoint.authorization_for(&url);
         let mut headers = headers.to_vec();
         if let Some(authorization) = &authorization {
             headers.push(("Authorization", authorization.as_str()));
         }
-        self.http
+        endpoint
+            .http
             .request(method, &url, &super::http::host_of(&url), &headers, body)
     }
 
     /// A full URL for an API path, or the URL itself when the registry gave an absolute one.
     pub(super) fn url(&self, path_or_url: &str) -> String {
-        if path_or_url.starts_with("https://") || path_or_url.starts_with("http://") {
-            path_or_url.to_string()
-        } else {
-            format!("{}{path_or_url}", self.base)
-        }
+        self.endpoint().url(path_or_url)
     }
 
     /// The `Authorization` value for `url`: the one in use when the URL is on this registry,
     /// none for any other host.
     pub(super) fn authorization_for(&self, url: &str) -> Option<String> {
-        same_origin_path(url, &self.base)?;
-        self.current_authorization()
+        self.endpoint().authorization_for(url)
     }
 
+    /// The registry's own HTTP client (mirrors are asked without retries).
     pub(super) fn http(&self) -> &Http {
-        &self.http
+        &self.endpoints[self.endpoints.len() - 1].http
     }
 
-    /// Answers a 401: a Bearer challenge is exchanged for a token with this registry's scopes;
-    /// a Basic challenge is met with the user's credentials.
+    /// Answers a 401 of the endpoint in use.
     pub(super) fn authenticate(&self, response: &Response) -> Result<(), Error> {
+        self.authenticate_on(self.endpoint(), response)
+    }
+
+    /// Answers a 401: a Bearer challenge is exchanged for a token with this registry's scopes,
+    /// with `endpoint`'s own credentials; a Basic challenge is met with those credentials.
+    fn authenticate_on(&self, endpoint: &Endpoint, response: &Response) -> Result<(), Error> {
         let challenges: Vec<auth::Challenge> = response
             .headers_all("www-authenticate")
             .iter()
@@ -404,47 +546,44 @@ impl Registry {
             .collect();
         if let Some(bearer) = challenges.iter().find(|c| c.scheme == "bearer") {
             let header = auth::bearer_authorization(
-                &self.http,
+                &endpoint.http,
                 bearer,
                 &self.scopes,
-                self.credentials.as_ref(),
+                endpoint.credentials.as_ref(),
             )?;
-            *self.lock_authorization() = Some(header);
+            *lock(&endpoint.authorization) = Some(header);
             return Ok(());
         }
+        let login = |detail: &str| Error::Auth {
+            host: endpoint.host.clone(),
+            detail: detail.to_string(),
+        };
         if challenges.iter().any(|c| c.scheme == "basic") {
-            let Some(credentials) = &self.credentials else {
-                return Err(Error::Auth {
-                    host: self.host.clone(),
-                    detail:
-                        "the registry requires a login; pass --user (and --password) or --ilogin"
-                            .into(),
-                });
+            let Some(credentials) = &endpoint.credentials else {
+                return Err(login(if endpoint.mirror {
+                    "the mirror requires a login; store one for its host (docker login HOST)"
+                } else {
+                    "the registry requires a login; pass --user (and --password) or --ilogin"
+                }));
             };
-            if self.current_authorization().is_some() {
-                return Err(self.credentials_refused());
+            if lock(&endpoint.authorization).is_some() {
+                return Err(self.credentials_refused_on(endpoint));
             }
             let Some(basic) = credentials.basic_header() else {
-                return Err(Error::Auth {
-                    host: self.host.clone(),
-                    detail: "the registry wants a user name and password, but the stored credentials are an identity token; pass --user".into(),
-                });
+                return Err(login("the registry wants a user name and password, but the stored credentials are an identity token; pass --user"));
             };
-            *self.lock_authorization() = Some(basic);
+            *lock(&endpoint.authorization) = Some(basic);
             return Ok(());
         }
         let schemes: Vec<&str> = challenges.iter().map(|c| c.scheme.as_str()).collect();
-        Err(Error::Auth {
-            host: self.host.clone(),
-            detail: if schemes.is_empty() {
-                "the registry answered 401 without a WWW-Authenticate challenge".into()
-            } else {
-                format!(
-                    "the registry asks for unsupported authentication ({})",
-                    schemes.join(", ")
-                )
-            },
-        })
+        Err(login(&if schemes.is_empty() {
+            "the registry answered 401 without a WWW-Authenticate challenge".to_string()
+        } else {
+            format!(
+                "the registry asks for unsupported authentication ({})",
+                schemes.join(", ")
+            )
+        }))
     }
 
     /// Whether `GET /v2/` is anything but "not found": asked only to explain a 404, since no
@@ -454,10 +593,10 @@ impl Registry {
             .map_or(true, |response| response.status() != 404)
     }
 
-    pub(super) fn credentials_refused(&self) -> Error {
+    fn credentials_refused_on(&self, endpoint: &Endpoint) -> Error {
         Error::Auth {
-            host: self.host.clone(),
-            detail: if self.credentials.is_some() {
+            host: endpoint.host.clone(),
+            detail: if endpoint.credentials.is_some() {
                 "the registry refused the user name or password; check --user/--password".into()
             } else {
                 "the registry requires a login; pass --user (and --password) or --ilogin".into()
@@ -466,11 +605,24 @@ impl Registry {
     }
 
     pub(super) fn status_error(&self, response: Response, status: u16, what: &str) -> Error {
+        if status == 429 {
+            let limit = rate_limit(&response);
+            let reset = response
+                .header("retry-after")
+                .and_then(super::http::parse_retry_after);
+            response.discard();
+            return Error::Http {
+                host: self.endpoint().host.clone(),
+                status,
+                detail: too_many_requests(limit.as_deref(), reset),
+            };
+        }
         let body = response
             .read_limited(MAX_ERROR_BODY, "the error response")
             .unwrap_or_default();
         let detail = registry_error_detail(&body);
-        let host = self.host.clone();
+        let endpoint = self.endpoint();
+        let host = endpoint.host.clone();
         match status {
             401 | 403 => Error::Auth {
                 host,
@@ -478,9 +630,11 @@ impl Registry {
                     "access to {} denied{}: {}",
                     self.image,
                     detail.map(|d| format!(" ({d})")).unwrap_or_default(),
-                    if self.credentials.is_some() && self.scopes.iter().any(|s| s.ends_with(",push")) {
+                    if endpoint.credentials.is_some()
+                        && self.scopes.iter().any(|s| s.ends_with(",push"))
+                    {
                         "check the user name and password, and that this user may push to it"
-                    } else if self.credentials.is_some() {
+                    } else if endpoint.credentials.is_some() {
                         "check the user name and password, and that this user may pull it"
                     } else {
                         "the repository may not exist, or it needs a login (--user or --ilogin)"
@@ -498,15 +652,13 @@ impl Registry {
                     detail.map(|d| format!(" ({d})")).unwrap_or_default()
                 ),
             },
-            429 => Error::Http {
-                host,
-                status,
-                detail: "too many requests: the registry's pull rate limit was reached; wait and retry, or log in (--user/--ilogin) for a higher limit".into(),
-            },
             _ => Error::Http {
                 host,
                 status,
-                detail: format!("{what}: {}", detail.unwrap_or_else(|| "unexpected answer".into())),
+                detail: format!(
+                    "{what}: {}",
+                    detail.unwrap_or_else(|| "unexpected answer".into())
+                ),
             },
         }
     }
@@ -573,7 +725,7 @@ impl BlobReader<'_> {
         let range = format!("bytes={}-", self.received);
         let response = self
             .registry
-            .authorized("GET", &self.path, &[("Range", &range)], &[])
+            .pulled(&self.path, &[("Range", &range)], |s| s == 200 || s == 206)
             .map_err(|e| io::Error::other(e.to_string()))?;
         match response.status() {
             206 => {
@@ -639,6 +791,74 @@ fn same_origin_path(url: &str, base: &str) -> Option<String> {
     (!path.starts_with("//")).then(|| path.to_string())
 }
 
+/// Docker Hub's account of the pull rate limit (`ratelimit-limit: 100;w=21600`,
+/// `ratelimit-remaining: 76;w=21600`, `docker-ratelimit-source: <address or account>`), read
+/// from an answer that came anyway: no request is made to learn it.
+fn rate_limit(response: &Response) -> Option<String> {
+    describe_rate_limit(
+        response.header("ratelimit-limit")?,
+        response.header("ratelimit-remaining"),
+        response.header("docker-ratelimit-source"),
+    )
+}
+
+/// `"100;w=21600"`, `"76;w=21600"`, `"1.2.3.4"` → `"100 pulls per 6 h, 76 left, counted
+/// for 1.2.3.4"`.
+pub fn describe_rate_limit(
+    limit: &str,
+    remaining: Option<&str>,
+    source: Option<&str>,
+) -> Option<String> {
+    let number = |text: &str| text.split(';').next()?.trim().parse::<u64>().ok();
+    let pulls = number(limit)?;
+    let window = limit
+        .split(';')
+        .find_map(|part| part.trim().strip_prefix("w="))
+        .and_then(|w| w.parse::<u64>().ok());
+    let mut text = format!("{pulls} pulls");
+    if let Some(seconds) = window {
+        text.push_str(&format!(" per {}", span(seconds)));
+    }
+    if let Some(left) = remaining.and_then(number) {
+        text.push_str(&format!(", {left} left"));
+    }
+    if let Some(source) = source {
+        let source: String = source
+            .chars()
+            .filter(|c| !c.is_control())
+            .take(64)
+            .collect();
+        text.push_str(&format!(", counted for {source}"));
+    }
+    Some(text)
+}
+
+/// `21600` → `"6 h"`, `90` → `"2 min"`, `30` → `"30 s"`.
+fn span(seconds: u64) -> String {
+    match seconds {
+        0..=59 => format!("{seconds} s"),
+        60..=3599 => format!("{} min", seconds.div_ceil(60)),
+        _ => format!("{} h", (seconds + 1800) / 3600),
+    }
+}
+
+/// The one line a 429 ends a pull with: what the limit is and when it resets, when the
+/// registry said, and the two ways to a higher one.
+fn too_many_requests(limit: Option<&str>, reset: Option<std::time::Duration>) -> String {
+    let mut text = String::from("too many requests: the pull rate limit");
+    if let Some(limit) = limit {
+        text.push_str(&format!(" ({limit})"));
+    }
+    text.push_str(" is used up");
+    if let Some(reset) = reset {
+        text.push_str(&format!("; it resets in about {}", span(reset.as_secs())));
+    }
+    text.push_str(
+        "; a mirror or pull-through cache (--mirror) or a login (--user, --ilogin) raises it",
+    );
+    text
+}
+
 #[derive(Deserialize)]
 struct ErrorBody {
     errors: Vec<ErrorEntry>,
@@ -690,6 +910,31 @@ mod tests {
         assert_eq!(same_origin_path("https://evil.example/v2/x", base), None);
         assert_eq!(same_origin_path("https://r.example.evil/v2/x", base), None);
         assert_eq!(same_origin_path("//evil.example/v2/x", base), None);
+    }
+
+    #[test]
+    fn describes_rate_limits() {
+        assert_eq!(
+            describe_rate_limit("100;w=21600", Some("76;w=21600"), Some("1.2.3.4")).as_deref(),
+            Some("100 pulls per 6 h, 76 left, counted for 1.2.3.4")
+        );
+        assert_eq!(
+            describe_rate_limit("200", None, None).as_deref(),
+            Some("200 pulls")
+        );
+        assert_eq!(describe_rate_limit("lots", Some("1"), None), None);
+        assert_eq!(
+            [span(30), span(90), span(3600), span(21600)],
+            ["30 s", "2 min", "1 h", "6 h"]
+        );
+        let text = too_many_requests(
+            Some("100 pulls per 6 h"),
+            Some(std::time::Duration::from_secs(600)),
+        );
+        assert!(
+            text.contains("(100 pulls per 6 h) is used up; it resets in about 10 min; a mirror")
+        );
+        assert!(!too_many_requests(None, None).contains("()"));
     }
 
     #[test]

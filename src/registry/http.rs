@@ -8,14 +8,15 @@
 //! that choice a one-file decision. This module knows nothing of registries, tokens or digests,
 //! and never logs a header (headers carry credentials).
 
+use super::certs;
 use super::proxy::ProxySettings;
 use crate::error::Error;
 use crate::progress::Progress;
 use std::io::{self, Read};
-use std::path::PathBuf;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use ureq::tls::{Certificate, PemItem, RootCerts, TlsConfig};
+use ureq::tls::{Certificate, ClientCert, PemItem, RootCerts, TlsConfig};
 
 /// How to connect, decided once from the command line and environment.
 #[derive(Clone, Debug)]
@@ -23,6 +24,9 @@ pub struct Settings {
     /// PEM files whose certificates are trusted besides the webpki roots (`--cacert`,
     /// `SSL_CERT_FILE`).
     pub ca_files: Vec<PathBuf>,
+    /// Directories laid out as Docker's `certs.d` (`HOST[:PORT]/*.crt`, `*.cert`, `*.key`),
+    /// searched in this order; the first with a directory for a host decides its certificates.
+    pub certs_dirs: Vec<PathBuf>,
     pub proxy: ProxySettings,
     /// How often a failed request is tried again (`--retries`).
     pub retries: u32,
@@ -36,6 +40,7 @@ impl Default for Settings {
     fn default() -> Settings {
         Settings {
             ca_files: Vec::new(),
+            certs_dirs: Vec::new(),
             proxy: ProxySettings::default(),
             retries: 5,
             timeout: Duration::from_secs(60),
@@ -45,8 +50,9 @@ impl Default for Settings {
 }
 
 /// One agent per way out (direct, through the http proxy, through the https proxy), so that
-/// each request can take the route `ProxySettings` picks for its URL. A clone shares the
-/// agents, and with them their pools of open connections.
+/// each request can take the route `ProxySettings` picks for its URL, and one of its own for a
+/// host with a `certs.d` directory. A clone shares the agents, and with them their pools of
+/// open connections.
 #[derive(Clone)]
 pub struct Http {
     direct: ureq::Agent,
@@ -54,8 +60,23 @@ pub struct Http {
     proxy: ProxySettings,
     retries: u32,
     insecure: bool,
+    timeout: Duration,
+    /// The certificates every agent trusts: the webpki roots and `--cacert`'s.
+    roots: Arc<Vec<Certificate<'static>>>,
+    certs_dirs: Arc<Vec<PathBuf>>,
+    /// The HTTPS hosts met so far, with what `certs.d` holds for them (made when first met).
+    hosts: Arc<Mutex<Vec<Host>>>,
     /// Where retries and, with --verbose, requests are reported.
     progress: Arc<Progress>,
+}
+
+/// An HTTPS host and, when a `certs.d` directory names it, the agent made from that directory
+/// (its CAs trusted besides the others, its client certificate presented) and that
+/// certificate's file, for messages.
+struct Host {
+    name: String,
+    agent: Option<ureq::Agent>,
+    client_cert: Option<PathBuf>,
 }
 
 /// A response whose status has not been judged yet: callers decide what each status means.
@@ -66,34 +87,45 @@ pub struct Response {
 
 impl Http {
     pub fn new(settings: &Settings, progress: Arc<Progress>) -> Result<Http, Error> {
-        let roots = trust_roots(&settings.ca_files)?;
+        let certs = trust_roots(&settings.ca_files)?;
+        let roots = RootCerts::new_with_certs(&certs);
         let mut proxied: Vec<(String, ureq::Agent)> = Vec::new();
         for url in [&settings.proxy.http, &settings.proxy.https]
             .into_iter()
             .flatten()
         {
             if !proxied.iter().any(|(known, _)| known == url) {
-                let proxy = ureq::Proxy::new(url).map_err(|_| {
-                    Error::Usage(
-                        "the proxy URL (--proxy or *_PROXY) is not a valid http:// or socks URL"
-                            .into(),
-                    )
-                })?;
-                proxied.push((url.clone(), agent(&roots, Some(proxy), settings.timeout)));
+                let proxy = ureq::Proxy::new(url).map_err(|_| bad_proxy())?;
+                let tls = TlsConfig::builder().root_certs(roots.clone()).build();
+                proxied.push((url.clone(), agent(tls, Some(proxy), settings.timeout)));
             }
         }
+        let tls = TlsConfig::builder().root_certs(roots).build();
         Ok(Http {
-            direct: agent(&roots, None, settings.timeout),
+            direct: agent(tls, None, settings.timeout),
             proxied,
             proxy: settings.proxy.clone(),
             retries: settings.retries,
             insecure: settings.insecure,
+            timeout: settings.timeout,
+            roots: Arc::new(certs),
+            certs_dirs: Arc::new(settings.certs_dirs.clone()),
+            hosts: Arc::new(Mutex::new(Vec::new())),
             progress,
         })
     }
 
     pub fn progress(&self) -> &Arc<Progress> {
         &self.progress
+    }
+
+    /// The same client, sharing its connections, that tries each request once: for mirrors,
+    /// which give way to the next host instead of being waited for.
+    pub fn without_retries(&self) -> Http {
+        Http {
+            retries: 0,
+            ..self.clone()
+        }
     }
 
     /// The scheme registries are reached with: `http` with `--insecure`, else `https`.
@@ -122,12 +154,12 @@ impl Http {
         headers: &[(&str, &str)],
         body: &[u8],
     ) -> Result<Response, Error> {
+        let agent = self.agent_for(url)?;
         self.with_retries(method, url, host, || {
             let mut request = ureq::http::Request::builder().method(method).uri(url);
             for (name, value) in headers {
                 request = request.header(*name, *value);
             }
-            let agent = self.agent_for(url);
             // No body at all rather than an empty one: GET and HEAD must not announce one.
             if body.is_empty() {
                 agent.run(request.body(())?)
@@ -148,7 +180,7 @@ impl Http {
         body: &mut dyn Read,
     ) -> Result<Response, Error> {
         let started = Instant::now();
-        let mut request = self.agent_for(url).patch(url);
+        let mut request = self.agent_for(url)?.patch(url);
         for (name, value) in headers {
             request = request.header(*name, *value);
         }
@@ -161,14 +193,15 @@ impl Http {
                 host: host.to_string(),
                 inner,
             }),
-            Err(error) => Err(network_error(host, error)),
+            Err(error) => Err(self.explain(host, error)),
         }
     }
 
     /// POSTs a form (`application/x-www-form-urlencoded`), for OAuth2 token requests.
     pub fn post_form(&self, url: &str, host: &str, form: &str) -> Result<Response, Error> {
+        let agent = self.agent_for(url)?;
         self.with_retries("POST", url, host, || {
-            self.agent_for(url)
+            agent
                 .post(url)
                 .header("Content-Type", "application/x-www-form-urlencoded")
                 .send(form)
@@ -216,7 +249,7 @@ impl Http {
                     self.progress
                         .request(method, url, None, None, started.elapsed());
                     if attempt >= self.retries || !is_transient(&error) {
-                        return Err(network_error(host, error));
+                        return Err(self.explain(host, error));
                     }
                     (error.to_string(), None)
                 }
@@ -236,13 +269,25 @@ impl Http {
         }
     }
 
-    fn agent_for(&self, url: &str) -> &ureq::Agent {
+    /// The agent for `url`: its host's own when a `certs.d` directory names the host, else the
+    /// one of the route `ProxySettings` picks.
+    fn agent_for(&self, url: &str) -> Result<ureq::Agent, Error> {
+        let host = host_of(url);
+        if url.starts_with("https://") && !self.certs_dirs.is_empty() {
+            if let Some(agent) = self.host_agent(&host)? {
+                return Ok(agent);
+            }
+        }
+        Ok(self.route(url, &host).clone())
+    }
+
+    fn route(&self, url: &str, host: &str) -> &ureq::Agent {
         let scheme = if url.starts_with("https://") {
             "https"
         } else {
             "http"
         };
-        match self.proxy.for_target(scheme, &host_of(url)) {
+        match self.proxy.for_target(scheme, host) {
             Some(proxy) => self
                 .proxied
                 .iter()
@@ -251,14 +296,151 @@ impl Http {
             None => &self.direct,
         }
     }
+
+    /// The agent made from `host`'s `certs.d` directory, made the first time the host is met;
+    /// `None` when no directory names it.
+    fn host_agent(&self, host: &str) -> Result<Option<ureq::Agent>, Error> {
+        let mut hosts = crate::lock(&self.hosts);
+        if let Some(known) = hosts.iter().find(|h| h.name == host) {
+            return Ok(known.agent.clone());
+        }
+        let mut known = Host {
+            name: host.to_string(),
+            agent: None,
+            client_cert: None,
+        };
+        if let Some(dir) = certs::find(&self.certs_dirs, host) {
+            let files = certs::read(&dir)?;
+            let mut roots = self.roots.as_ref().clone();
+            for (path, pem) in &files.cas {
+                roots.extend(certificates(path, pem)?);
+            }
+            let mut tls = TlsConfig::builder().root_certs(RootCerts::new_with_certs(&roots));
+            if let Some(client) = &files.client {
+                tls = tls.client_cert(Some(client_cert(client)?));
+                known.client_cert = Some(client.cert.clone());
+            }
+            let proxy = match self.proxy.for_target("https", host) {
+                Some(url) => Some(ureq::Proxy::new(url).map_err(|_| bad_proxy())?),
+                None => None,
+            };
+            self.progress.detail(&format!(
+                "  {host}: certificates from {}{}",
+                files.dir.display(),
+                if files.client.is_some() {
+                    " (with a client certificate)"
+                } else {
+                    ""
+                }
+            ));
+            known.agent = Some(agent(tls.build(), proxy, self.timeout));
+        }
+        let agent = known.agent.clone();
+        hosts.push(known);
+        Ok(agent)
+    }
+
+    /// A failed request's error. A registry that wants a client certificate, or refused the
+    /// one presented, is told apart from other TLS failures, with where certificates are read.
+    fn explain(&self, host: &str, error: ureq::Error) -> Error {
+        let Some(alert) = certificate_alert(&error) else {
+            return network_error(host, error);
+        };
+        let presented = crate::lock(&self.hosts)
+            .iter()
+            .find(|h| h.name == host)
+            .and_then(|h| h.client_cert.clone());
+        let detail = match presented {
+            Some(cert) => format!(
+                "the registry refused the client certificate {} (TLS alert: {alert}); check that a CA the registry trusts signed it and that it has not expired",
+                cert.display()
+            ),
+            None => {
+                let dirs: Vec<String> = self
+                    .certs_dirs
+                    .iter()
+                    .map(|d| d.join(host).display().to_string())
+                    .collect();
+                format!(
+                    "the registry requires a client certificate (TLS alert: {alert}) and none was found: put NAME.cert and NAME.key in one of {} (or a directory given with --certs-d)",
+                    if dirs.is_empty() { "HOST directories of --certs-d".to_string() } else { dirs.join(", ") }
+                )
+            }
+        };
+        Error::Auth {
+            host: host.to_string(),
+            detail,
+        }
+    }
 }
 
-fn agent(roots: &RootCerts, proxy: Option<ureq::Proxy>, timeout: Duration) -> ureq::Agent {
+fn bad_proxy() -> Error {
+    Error::Usage("the proxy URL (--proxy or *_PROXY) is not a valid http:// or socks URL".into())
+}
+
+/// The certificates of a PEM file; none at all is an error (the wrong file, most likely).
+fn certificates(path: &Path, pem: &[u8]) -> Result<Vec<Certificate<'static>>, Error> {
+    let certs: Vec<Certificate<'static>> = ureq::tls::parse_pem(pem)
+        .filter_map(|item| match item {
+            Ok(PemItem::Certificate(cert)) => Some(cert),
+            _ => None,
+        })
+        .collect();
+    if certs.is_empty() {
+        return Err(Error::Usage(format!(
+            "{} holds no PEM certificate (-----BEGIN CERTIFICATE-----)",
+            path.display()
+        )));
+    }
+    Ok(certs)
+}
+
+/// A certs.d client certificate (the chain in NAME.cert) with its key (NAME.key).
+fn client_cert(files: &certs::ClientFiles) -> Result<ClientCert, Error> {
+    let chain = certificates(&files.cert, &files.cert_pem)?;
+    let key = ureq::tls::parse_pem(&files.key_pem).find_map(|item| match item {
+        Ok(PemItem::PrivateKey(key)) => Some(key),
+        _ => None,
+    });
+    let Some(key) = key else {
+        return Err(Error::Local(format!(
+            "{} holds no PEM private key for the client certificate {}",
+            files.cert.with_extension("key").display(),
+            files.cert.display()
+        )));
+    };
+    Ok(ClientCert::new_with_certs(&chain, key))
+}
+
+/// The TLS alert by which a server refused to go on without a (good) client certificate.
+fn certificate_alert(error: &ureq::Error) -> Option<String> {
+    use rustls::AlertDescription as A;
+    let rustls_error = match error {
+        ureq::Error::Rustls(e) => Some(e),
+        ureq::Error::Io(e) => e
+            .get_ref()
+            .and_then(|inner| inner.downcast_ref::<rustls::Error>()),
+        _ => None,
+    }?;
+    match rustls_error {
+        rustls::Error::AlertReceived(
+            alert @ (A::CertificateRequired
+            | A::BadCertificate
+            | A::UnknownCA
+            | A::CertificateUnknown
+            | A::CertificateExpired
+            | A::HandshakeFailure),
+        ) => Some(format!("{alert:?}")),
+        _ => None,
+    }
+}
+
+fn agent(tls: TlsConfig, proxy: Option<ureq::Proxy>, timeout: Duration) -> ureq::Agent {
     ureq::Agent::config_builder()
         // Statuses are the registry client's business: 401 starts the auth flow.
         .http_status_as_error(false)
         .user_agent(concat!("dockersave/", env!("CARGO_PKG_VERSION")))
-        .tls_config(TlsConfig::builder().root_certs(roots.clone()).build())
+        .tls_config(tls)
         // Never ureq's own reading of the environment: ProxySettings decides, per URL.
         .proxy(proxy)
         .timeout_connect(Some(timeout))
@@ -277,27 +459,16 @@ fn agent(roots: &RootCerts, proxy: Option<ureq::Proxy>, timeout: Duration) -> ur
 /// The webpki roots (Mozilla's, as full certificates), plus the certificates of `ca_files`. One
 /// root store in the binary: ureq's own (`RootCerts::WebPki`, trust anchors) is left out, as
 /// the certificates are needed anyway to add a private CA beside them.
-fn trust_roots(ca_files: &[PathBuf]) -> Result<RootCerts, Error> {
+fn trust_roots(ca_files: &[PathBuf]) -> Result<Vec<Certificate<'static>>, Error> {
     let mut certs: Vec<Certificate<'static>> = webpki_root_certs::TLS_SERVER_ROOT_CERTS
         .iter()
         .map(|der| Certificate::from_der(der))
         .collect();
     for path in ca_files {
         let pem = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-        let before = certs.len();
-        for item in ureq::tls::parse_pem(&pem) {
-            if let Ok(PemItem::Certificate(cert)) = item {
-                certs.push(cert);
-            }
-        }
-        if certs.len() == before {
-            return Err(Error::Usage(format!(
-                "{} holds no PEM certificate (-----BEGIN CERTIFICATE-----)",
-                path.display()
-            )));
-        }
+        certs.extend(certificates(path, &pem)?);
     }
-    Ok(RootCerts::new_with_certs(&certs))
+    Ok(certs)
 }
 
 /// `host[:port]` of an http(s) URL, for messages and proxy choice; never the `user:pass@` part.
