@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite: unit tests, and integration tests against real programs on loopback —
-# the CNCF registry (plain HTTP, Bearer token auth with a token service, htpasswd basic auth),
+# the CNCF registry (plain HTTP, Bearer token auth with a token service, htpasswd basic auth,
+# TLS and mutual TLS with a test CA, a pull-through cache in proxy mode),
 # images built by umoci/skopeo/buildah, and a Docker engine that loads and runs what dockersave
 # writes, including what the static builds of every target (build/release.sh) write. Run as root
 # on a new machine: it installs the Debian packages it needs (build/packages).
@@ -47,6 +48,20 @@ tls=$(free_port)
 start_registry registry-tls "$tls" "" "  tls:
     certificate: $DS_STATE/tls/server.pem
     key: $DS_STATE/tls/server.key"
+# Mutual TLS: the registry wants a client certificate signed by the test CA.
+mtls=$(free_port)
+start_registry registry-mtls "$mtls" "" "  tls:
+    certificate: $DS_STATE/tls/server.pem
+    key: $DS_STATE/tls/server.key
+    clientcas:
+      - $DS_STATE/tls/ca.pem"
+export DS_CLIENT_CERT=$DS_STATE/tls/client.cert DS_CLIENT_KEY=$DS_STATE/tls/client.key
+# A pull-through cache (distribution in proxy mode) in front of the token-auth registry, with
+# storage of its own and a request log, as the mirror of tests/mirrors.rs.
+mirror=$(free_port)
+DS_REGISTRY_STORAGE=$DS_STATE/mirror-storage start_registry registry-mirror "$mirror" "proxy:
+  remoteurl: http://127.0.0.1:$tokened" "" info
+export DS_MIRROR=127.0.0.1:$mirror DS_MIRROR_LOG=$DS_STATE/registry-mirror.log
 # The push target of tests/push.rs: relative Location headers (the plain registry sends
 # absolute ones) and a request log to count uploads in.
 pushed=$(free_port)
@@ -56,7 +71,7 @@ start_dockerd
 "$root/tests/harness/fixtures.sh" "127.0.0.1:$plain" "$DS_STATE/fixtures"
 
 export DS_REGISTRY=127.0.0.1:$plain DS_TOKEN_REGISTRY=127.0.0.1:$tokened DS_BASIC_REGISTRY=127.0.0.1:$basic
-export DS_TLS_REGISTRY=127.0.0.1:$tls DS_PUSH_REGISTRY=127.0.0.1:$pushed
+export DS_TLS_REGISTRY=127.0.0.1:$tls DS_PUSH_REGISTRY=127.0.0.1:$pushed DS_MTLS_REGISTRY=127.0.0.1:$mtls
 export DS_PUSH_LOG=$DS_STATE/registry-push.log
 export DOCKER_HOST=unix://$DS_STATE/d.sock
 cd "$root"

@@ -389,7 +389,7 @@ fn rate_limit_explains_itself() {
     assert_eq!(out.code, 8, "{out}");
     let last = out.stderr.lines().last().unwrap();
     assert!(
-        last.contains("rate limit") && last.contains("log in"),
+        last.contains("rate limit") && last.contains("a login (--user, --ilogin)"),
         "{out}"
     );
     assert!(dir.names().is_empty());

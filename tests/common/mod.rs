@@ -46,7 +46,7 @@ pub fn run(program: &str, args: &[&str], cwd: &Path, stdin: Option<&str>) -> Out
 
 /// The variables through which the machine's environment could change what dockersave does;
 /// tests start from none of them and set what they test.
-const ISOLATED: [&str; 10] = [
+const ISOLATED: [&str; 12] = [
     "HTTP_PROXY",
     "http_proxy",
     "HTTPS_PROXY",
@@ -57,6 +57,8 @@ const ISOLATED: [&str; 10] = [
     "no_proxy",
     "SSL_CERT_FILE",
     "DOCKER_CONFIG",
+    "DOCKERSAVE_MIRRORS",
+    "DOCKERSAVE_CERTS_D",
 ];
 
 pub fn run_env(
@@ -71,8 +73,10 @@ pub fn run_env(
         for name in ISOLATED {
             command.env_remove(name);
         }
-        // No stored Docker credentials unless a test provides them.
+        // No stored Docker credentials, and no mirrors of this machine's Docker, unless a test
+        // provides them.
         command.env("DOCKER_CONFIG", "/nonexistent/dockersave-tests");
+        command.env("DOCKERSAVE_DAEMON_JSON", "/nonexistent/dockersave-tests");
     }
     command.envs(envs.iter().copied());
     let mut child = command
@@ -265,9 +269,13 @@ pub struct Faults {
     /// Serve tag lists in pages of this many, with `Link: <…>; rel="next"` as the distribution
     /// spec describes (Debian's registry 2.8 ignores `n` and sends every tag at once).
     pub page_tags: Option<usize>,
+    /// Headers added to every answer (Docker Hub's rate-limit headers, say).
+    pub answer_headers: Vec<(&'static str, &'static str)>,
     pub times: Arc<AtomicUsize>,
     /// Every request seen: "GET /v2/... range=bytes=N-" (or "range=-").
     pub log: Arc<Mutex<Vec<String>>>,
+    /// Every request's headers, names lower-cased.
+    pub headers: Arc<Mutex<Vec<Headers>>>,
 }
 
 impl Faults {
@@ -427,8 +435,9 @@ impl Request {
 }
 
 /// Accepts connections on a loopback port, one thread each, handing each request head to
-/// `handle` (one request per connection: answers say `Connection: close`).
-fn serve(
+/// `handle` (one request per connection: answers say `Connection: close`). Returns its
+/// `host:port`.
+pub fn serve(
     handle: impl Fn(Request, TcpStream) -> std::io::Result<()> + Send + Sync + 'static,
 ) -> String {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -531,6 +540,12 @@ fn forward(
 ) -> std::io::Result<()> {
     let path = request.target.clone();
     let blob = path.contains("/blobs/");
+    faults.headers.lock().unwrap().push(request.headers.clone());
+    let added: String = faults
+        .answer_headers
+        .iter()
+        .map(|(name, value)| format!("{name}: {value}\r\n"))
+        .collect();
     faults.log.lock().unwrap().push(format!(
         "{} {path} range={}",
         request.method,
@@ -542,7 +557,7 @@ fn forward(
                 .map(|s| format!("Retry-After: {s}\r\n"))
                 .unwrap_or_default();
             let head = format!(
-                "HTTP/1.1 {status} X\r\n{extra}Content-Length: 0\r\nConnection: close\r\n\r\n"
+                "HTTP/1.1 {status} X\r\n{extra}{added}Content-Length: 0\r\nConnection: close\r\n\r\n"
             );
             return stream.write_all(head.as_bytes());
         }
@@ -581,7 +596,7 @@ fn forward(
     }
     let mut response = upstream_request.call().map_err(std::io::Error::other)?;
     let status = response.status().as_u16();
-    let mut head = format!("HTTP/1.1 {status} X\r\nConnection: close\r\n");
+    let mut head = format!("HTTP/1.1 {status} X\r\nConnection: close\r\n{added}");
     for name in [
         "content-type",
         "docker-content-digest",
@@ -984,6 +999,7 @@ pub fn run_measured(
         command.env_remove(name);
     }
     command.env("DOCKER_CONFIG", "/nonexistent/dockersave-tests");
+    command.env("DOCKERSAVE_DAEMON_JSON", "/nonexistent/dockersave-tests");
     let started = std::time::Instant::now();
     #[allow(clippy::zombie_processes)] // reaped by wait4 below, which std cannot do
     let mut child = command

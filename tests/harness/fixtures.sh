@@ -19,6 +19,8 @@
 #                         a footer member at the end
 #   twins:latest          OCI index listing busybox twice for linux/amd64: gzip, and zstd
 #                         annotated as podman and buildah annotate it
+#   library/busybox:latest  busybox under the path Docker Hub gives official images, for the
+#                         pull-through cache to serve as a Hub mirror would
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 registry=$1
@@ -73,6 +75,7 @@ umoci gc --layout "$oci"
 push=(skopeo copy --quiet --dest-tls-verify=false)
 "${push[@]}" --format v2s2 "oci:$oci:busybox" "docker://$registry/busybox:latest"
 "${push[@]}" --format oci "oci:$oci:busybox" "docker://$registry/busybox-oci:latest"
+"${push[@]}" --format v2s2 "oci:$oci:busybox" "docker://$registry/library/busybox:latest"
 "${push[@]}" "oci:$oci:layers" "docker://$registry/layers:latest"
 
 # buildah keeps its own storage here, on vfs, so it needs nothing from the host's setup.

@@ -54,8 +54,9 @@ YAML
   wait_port "$port" "$(cat "$DS_STATE/$name.pid")" "$name" "$DS_STATE/$name.log"
 }
 
-# make_test_ca DIR: a throw-away CA (ca.pem) and a server certificate for 127.0.0.1 and
-# localhost signed by it (server.pem, server.key), made with openssl.
+# make_test_ca DIR: a throw-away CA (ca.pem), a server certificate for 127.0.0.1 and
+# localhost signed by it (server.pem, server.key) and a client certificate (client.cert,
+# client.key), made with openssl.
 make_test_ca() {
   local dir=$1
   mkdir -p "$dir"
@@ -68,6 +69,13 @@ make_test_ca() {
     "keyUsage=critical,digitalSignature,keyEncipherment" "extendedKeyUsage=serverAuth" >"$dir/ext"
   openssl x509 -req -in "$dir/server.csr" -CA "$dir/ca.pem" -CAkey "$dir/ca.key" -CAcreateserial \
     -days 2 -extfile "$dir/ext" -out "$dir/server.pem" 2>/dev/null
+  # A client certificate for mutual TLS (client.cert, client.key), as Docker's certs.d names them.
+  openssl req -newkey rsa:2048 -nodes -subj /CN=dockersave-test-client \
+    -keyout "$dir/client.key" -out "$dir/client.csr" 2>/dev/null
+  printf '%s\n' "basicConstraints=CA:FALSE" "keyUsage=critical,digitalSignature" \
+    "extendedKeyUsage=clientAuth" >"$dir/client-ext"
+  openssl x509 -req -in "$dir/client.csr" -CA "$dir/ca.pem" -CAkey "$dir/ca.key" -CAcreateserial \
+    -days 2 -extfile "$dir/client-ext" -out "$dir/client.cert" 2>/dev/null
 }
 
 # start_dockerd: a Docker engine with its own data and exec roots and socket under $DS_STATE.
