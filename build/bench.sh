@@ -24,7 +24,13 @@
 #   zstd:      "bigz" ("big" with zstd layers, skopeo --dest-compress-format zstd): dockersave
 #              (layers decompressed, for engines that cannot read zstd) and dockersave
 #              --compressed (zstd blobs kept) against `skopeo copy docker://… oci:…`, since
-#              skopeo cannot write a docker-archive of a zstd image.
+#              skopeo cannot write a docker-archive of a zstd image;
+#   fleet:     twenty dockersave processes started at once, all pulling "rootfs" (-o -, the
+#              archives discarded: twenty on one disk would measure the disk), through a
+#              pull-through cache (distribution in proxy mode, --mirror) that starts empty, the
+#              same through the cache once it holds the image, and straight from the registry:
+#              the fleet's wall time, the bytes the upstream registry served (from its log) and
+#              the largest peak RSS of one process.
 #
 #   build/bench.sh [RUNS]                      (DS_BENCH_SECTIONS="push" runs one section)
 # As root it installs what it needs (Debian packages, rustup target).
@@ -185,8 +191,8 @@ compare() {
   done
 }
 
-# DS_BENCH_SECTIONS picks sections (default: all six).
-sections=${DS_BENCH_SECTIONS:-archives forms unpacking push link zstd}
+# DS_BENCH_SECTIONS picks sections (default: all seven).
+sections=${DS_BENCH_SECTIONS:-archives forms unpacking push link zstd fleet}
 if [[ " $sections " == *" archives "* ]]; then
 echo "== archives: dockersave against skopeo copy docker-archive:"
 compare dockersave skopeo busybox rootfs big big2x
@@ -308,6 +314,71 @@ echo "== zstd: dockersave (layers decompressed) and --compressed (zstd kept) aga
 echo "   skopeo copy docker://... oci: (skopeo 1.9 writes no docker-archive of a zstd image)"
 compare dockersave skopeo-oci bigz
 compare compressed skopeo-oci bigz
+echo
+fi
+if [[ " $sections " == *" fleet "* ]]; then
+fleet_size=20
+echo "== fleet: $fleet_size dockersave processes pulling rootfs at once, straight from the registry"
+echo "   and through a pull-through cache (distribution, proxy: remoteurl:) given with --mirror"
+# The upstream: the same storage as $registry, logging every response with its size.
+upstream_port=$(free_port) cache_port=$(free_port)
+upstream=127.0.0.1:$upstream_port
+start_registry registry-upstream "$upstream_port" "" "" info
+fresh_cache() {
+  local pid
+  if [ -e "$DS_STATE/registry-cache.pid" ]; then
+    pid=$(cat "$DS_STATE/registry-cache.pid")
+    kill "$pid" 2>/dev/null || true
+    while kill -0 "$pid" 2>/dev/null; do sleep 0.05; done
+  fi
+  rm -rf "$DS_STATE/cache-storage"
+  DS_REGISTRY_STORAGE=$DS_STATE/cache-storage start_registry registry-cache "$cache_port" "proxy:
+  remoteurl: http://$upstream"
+}
+upstream_bytes() {
+  grep -o 'http.response.written=[0-9]*' "$DS_STATE/registry-upstream.log" |
+    awk -F= '{ s += $2 } END { printf "%.0f\n", s }'
+}
+fleet() { # fleet MODE: one run (direct, cold or warm), appends "wall max_rss_kb upstream_bytes"
+  local mode=$1 i start end before
+  # To standard output, discarded: twenty archives of rootfs on one disk would measure the disk.
+  local args=(--insecure -q -o - "$upstream/rootfs:latest")
+  [ "$mode" = direct ] || args=(--mirror "$upstream=http://127.0.0.1:$cache_port" "${args[@]}")
+  [ "$mode" = cold ] && fresh_cache
+  rm -rf "$out" && mkdir -p "$out"
+  before=$(upstream_bytes)
+  start=$EPOCHREALTIME
+  local pids=() failed=0
+  for i in $(seq 1 "$fleet_size"); do
+    /usr/bin/time -f '%M' -o "$out/$i.time" "$dockersave" "${args[@]}" >/dev/null 2>"$out/$i.err" &
+    pids+=($!)
+  done
+  # Each by its pid: a bare `wait` would wait for the registries too.
+  for i in "${pids[@]}"; do wait "$i" || failed=1; done
+  if [ "$failed" = 1 ]; then echo "a fleet pull failed:" >&2; cat "$out"/*.err >&2; exit 1; fi
+  end=$EPOCHREALTIME
+  if grep -q . "$out"/*.err; then echo "a fleet pull complained:" >&2; cat "$out"/*.err >&2; exit 1; fi
+  echo "$(echo "$end - $start" | bc -l) $(cat "$out"/*.time | sort -n | tail -n 1) $(($(upstream_bytes) - before))" \
+    >>"$DS_STATE/fleet-$mode"
+}
+fresh_cache
+fleet direct && fleet cold
+for mode in direct cold warm; do : >"$DS_STATE/fleet-$mode"; done
+for _ in $(seq 1 "$runs"); do
+  for mode in direct cold warm; do fleet "$mode"; done
+done
+printf '%-34s %12s %20s %22s\n' "$fleet_size pulls of rootfs at once" "wall s (med)" "upstream served MB" "peak RSS/process MiB"
+for mode in direct cold warm; do
+  case $mode in
+    direct) what="straight from the registry" ;;
+    cold) what="through the cache, empty at first" ;;
+    warm) what="through the cache, holding it" ;;
+  esac
+  printf '%-34s %12.3f %20.1f %22.1f\n' "$what" "$(cut -d' ' -f1 "$DS_STATE/fleet-$mode" | median)" \
+    "$(echo "$(cut -d' ' -f3 "$DS_STATE/fleet-$mode" | median) / 1000000" | bc -l)" \
+    "$(echo "$(cut -d' ' -f2 "$DS_STATE/fleet-$mode" | median) / 1024" | bc -l)"
+done
+echo "   (one image's blobs: $(grep -o '"size":[0-9]*' <<<"$(skopeo inspect --raw --tls-verify=false "docker://$upstream/rootfs:latest")" | awk -F: '{ s += $2 } END { printf "%.1f MB", s / 1000000 }'))"
 echo
 fi
 echo "($runs runs each, alternating; $(nproc) cores; $(date -u +%Y-%m-%d))"
