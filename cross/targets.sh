@@ -91,8 +91,13 @@ cross_env() {
     # Position-dependent, as Go builds skopeo, crane and regctl: a static-pie binary carries
     # ~100 KB of relocations (.rela.dyn) that the 3 MiB budget has no room for (docs/building.md,
     # "Static builds"). The ARM builds are far under the budget and stay static-pie.
+    # ring at opt-level "s" here only: on x86_64 its ciphers are assembly (AES-NI, AVX2), so
+    # this shrinks handshake and glue code alone, by about 130 KB, which the 3.25 MiB budget
+    # needs since client certificates and signature checks. The ARM builds have room, and
+    # run ring's C and Rust ciphers where a CPU lacks crypto instructions: they stay at 3.
     x86_64-*)
       export "CARGO_TARGET_${var}_RUSTFLAGS=-C relocation-model=static $(cross_remap)"
+      DS_CARGO_FLAGS='--config profile.release.package.ring.opt-level="s"'
       return 0
       ;;
   esac
