@@ -32,6 +32,14 @@ pub enum Error {
         expected: String,
         actual: String,
     },
+    /// `--verify-key`: no signature by the keys names the image.
+    Unverified {
+        image: String,
+        digest: String,
+        reason: String,
+        /// What became of the image: "nothing was written", or that it was pushed.
+        after: &'static str,
+    },
     /// Something the registry sent cannot be used (bad JSON, schema 1, unknown compression).
     Unsupported(String),
     /// Malformed data from the registry.
@@ -74,6 +82,7 @@ impl Error {
             Error::DigestMismatch { .. }
             | Error::Unsupported(_)
             | Error::Invalid { .. }
+            | Error::Unverified { .. }
             | Error::Unsafe { .. } => EXIT_VERIFY,
             Error::Io { .. } | Error::Local(_) => EXIT_LOCAL_IO,
             Error::Http { .. } => EXIT_REGISTRY,
@@ -109,6 +118,10 @@ impl fmt::Display for Error {
             Error::DigestMismatch { what, expected, actual } => write!(
                 f,
                 "{what} failed verification: expected {expected}, got {actual}; the registry or the network corrupted it, nothing was saved"
+            ),
+            Error::Unverified { image, digest, reason, after } => write!(
+                f,
+                "{image} ({digest}) failed signature verification: {reason}; {after}"
             ),
             Error::Unsupported(msg) => write!(f, "{msg}"),
             Error::Invalid { what, detail } => write!(f, "{what} is malformed: {detail}"),

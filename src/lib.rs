@@ -37,6 +37,7 @@ pub mod pull;
 pub mod push;
 pub mod reference;
 pub mod registry;
+pub mod signature;
 pub mod sinks;
 
 /// Locks `mutex`, even one a panicking thread left poisoned: what dockersave keeps behind its

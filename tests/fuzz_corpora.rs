@@ -64,3 +64,8 @@ fn zstd_corpus() {
 fn hostile_corpus() {
     replay("hostile", dockersave::fuzzing::hostile);
 }
+
+#[test]
+fn signature_corpus() {
+    replay("signature", dockersave::fuzzing::signature);
+}

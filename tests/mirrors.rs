@@ -28,24 +28,6 @@ fn mirror_requests() -> Vec<String> {
         .collect()
 }
 
-/// The layer digests of an image, from skopeo (not from dockersave).
-fn layer_digests(image: &str) -> Vec<String> {
-    let out = run(
-        "skopeo",
-        &[
-            "inspect",
-            "--tls-verify=false",
-            "--format",
-            "{{range .Layers}}{{.}} {{end}}",
-            &format!("docker://{image}"),
-        ],
-        Path::new("/"),
-        None,
-    );
-    assert_eq!(out.code, 0, "{out}");
-    out.stdout.split_whitespace().map(str::to_string).collect()
-}
-
 /// A loopback port that nothing listens on (bound, then let go).
 fn dead_port() -> String {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();

@@ -76,22 +76,10 @@ impl Drop for Tmux {
     }
 }
 
-fn layer_digests(image: &str) -> Vec<String> {
-    let out = run(
-        "skopeo",
-        &[
-            "inspect",
-            "--tls-verify=false",
-            "--format",
-            "{{range .Layers}}{{.}} {{end}}",
-            &format!("docker://{image}:latest"),
-        ],
-        Path::new("/"),
-        None,
-    );
-    assert_eq!(out.code, 0, "{out}");
-    out.stdout
-        .split_whitespace()
+/// The short (12 hex) layer digests of `image:latest`, as the progress lines show them.
+fn short_layer_digests(image: &str) -> Vec<String> {
+    layer_digests(&format!("{image}:latest"))
+        .iter()
         .map(|d| d[7..19].to_string())
         .collect()
 }
@@ -107,7 +95,7 @@ fn a_terminal_gets_live_lines_and_a_final_screen_with_every_layer_done() {
     );
     let (_tmux, screen) = Tmux::run("wide", 100, 30, &command);
     assert!(screen.contains("EXIT=0"), "{screen}");
-    for short in layer_digests(&image) {
+    for short in short_layer_digests(&image) {
         let line = screen
             .lines()
             .find(|l| l.contains(&short))

@@ -309,7 +309,7 @@ pub const SECTIONS: &[Section] = &[
         ],
     },
     Section {
-        title: "Mirrors and certificates",
+        title: "Mirrors, certificates and signatures",
         flags: &[
             Flag {
                 long: "mirror",
@@ -337,6 +337,16 @@ pub const SECTIONS: &[Section] = &[
                 help: "a directory laid out as Docker's certs.d: HOST[:PORT]/*.crt are CAs\ntrusted for that host, *.cert with its *.key a client certificate for it.\nSearched first (repeatable), then $DOCKERSAVE_CERTS_D,\n~/.config/containers/certs.d, /etc/docker/certs.d, /etc/containers/certs.d",
                 set: |given, value| {
                     given.certs_dirs.push(value.path()?);
+                    Ok(())
+                },
+            },
+            Flag {
+                long: "verify-key",
+                short: None,
+                value: Some("FILE"),
+                help: "accept the image only if a cosign signature by this PEM public key\n(cosign.pub: ECDSA P-256; Ed25519 and RSA too) names its digest, checked\nbefore any layer is fetched or anything written (repeatable: any one key\nwill do). With --push, the pushed image is checked afterwards",
+                set: |given, value| {
+                    given.verify_keys.push(value.path()?);
                     Ok(())
                 },
             },

@@ -74,6 +74,7 @@ pub struct Given {
     mirrors: Vec<Mirror>,
     no_mirror: bool,
     certs_dirs: Vec<PathBuf>,
+    verify_keys: Vec<PathBuf>,
     retries: Option<u32>,
     timeout: Option<u32>,
     user: Option<String>,
@@ -188,6 +189,7 @@ fn build(mut given: Given, env: &dyn Fn(&str) -> Option<String>) -> Result<Comma
                 image,
                 http,
                 mirrors,
+                verify_keys: given.verify_keys,
                 platform: given.platform,
                 kind,
             };
@@ -204,6 +206,7 @@ fn build(mut given: Given, env: &dyn Fn(&str) -> Option<String>) -> Result<Comma
                     (None, false) => Choose::Only,
                 },
                 record: push::record_dir(cache_dir.as_deref(), env),
+                verify_keys: given.verify_keys,
             };
             return Ok(Command::Push(session, Box::new(options)));
         }
@@ -225,6 +228,7 @@ fn build(mut given: Given, env: &dyn Fn(&str) -> Option<String>) -> Result<Comma
         output,
         http,
         mirrors,
+        verify_keys: given.verify_keys,
         cache_dir,
         platform: given.platform,
         working_dir: given.working_dir.unwrap_or_else(|| PathBuf::from(".")),
@@ -287,12 +291,13 @@ macro_rules! not_archive {
 
 /// Flags that do not go together, with what to tell the user; the first that applies is the
 /// error. `several` is whether more than one IMAGE was given.
-fn conflicts(g: &Given, kind: &Kind, several: bool) -> [(bool, &'static str); 28] {
+fn conflicts(g: &Given, kind: &Kind, several: bool) -> [(bool, &'static str); 29] {
     let archive = matches!(kind, Kind::Archive);
     let rootfs = matches!(kind, Kind::Rootfs(_));
     let layer = matches!(kind, Kind::Layer(_));
     let metadata = matches!(kind, Kind::Inspect(Inspect::Metadata { .. }));
     let pushing = matches!(kind, Kind::Push(_));
+    let tags = matches!(kind, Kind::Inspect(Inspect::Tags));
     let other = !archive;
     let to_stdout = g.output.as_deref() == Some(std::path::Path::new("-"));
     let layers_dir = g.layers_dir.is_some() && !(rootfs && g.no_rm);
@@ -325,6 +330,7 @@ fn conflicts(g: &Given, kind: &Kind, several: bool) -> [(bool, &'static str); 28
         (g.ilogin && g.user.is_some(), "--ilogin asks for the credentials; do not combine it with --user"),
         (g.no_mirror && !g.mirrors.is_empty(), "--no-mirror and --mirror contradict each other"),
         (pushing && (g.no_mirror || !g.mirrors.is_empty()), "mirrors serve pulls and inspection; --push always goes to the registry itself, so --mirror and --no-mirror do not go with it"),
+        (tags && !g.verify_keys.is_empty(), "--verify-key checks an image's signature; --tags lists a repository and names no image"),
     ]
 }
 

@@ -27,6 +27,34 @@ pub fn www_authenticate(data: &[u8]) {
     }
 }
 
+/// What `--verify-key` reads: PEM public keys, simple-signing payloads, Sigstore bundles and the
+/// in-toto statements inside them. Whatever parses must be usable: a key checks a signature
+/// (the input's own bytes, which must not verify as a signature over them), a DSSE bundle's
+/// pre-authentication encoding holds its payload.
+pub fn signature(data: &[u8]) {
+    use crate::signature::{
+        pae, parse_bundle, parse_payload, parse_public_key, parse_statement, verifies, Bundle,
+    };
+    if let Ok((kind, key)) = parse_public_key(data) {
+        assert!(!key.is_empty());
+        assert!(!verifies(kind, &key, data, data));
+    }
+    if let Ok(named) = parse_payload(data) {
+        let _ = named.digest.len();
+    }
+    let _ = parse_statement(data);
+    if let Ok(Bundle::Dsse {
+        payload_type,
+        payload,
+        ..
+    }) = parse_bundle(data)
+    {
+        let encoded = pae(&payload_type, &payload);
+        assert!(encoded.ends_with(&payload));
+        let _ = parse_statement(&payload);
+    }
+}
+
 /// Manifests and indexes (with and without a Content-Type), platform choice, image configs.
 pub fn manifest(data: &[u8]) {
     use crate::manifest::{choose, parse, parse_config, Fetched, Platform};

@@ -20,6 +20,8 @@ pub struct Options {
     pub http: Settings,
     /// Which mirrors are asked before the registry.
     pub mirrors: Source,
+    /// `--verify-key`: the image must be signed by one of these keys.
+    pub verify_keys: Vec<std::path::PathBuf>,
     /// `--platform` / `--arch`; without them the machine's own.
     pub platform: Option<Platform>,
     pub kind: Inspect,
@@ -40,8 +42,14 @@ pub enum Inspect {
 /// Asks the registry what `options.kind` names and prints the answer on stdout.
 pub fn inspect(options: &Options, logins: &Logins, progress: Arc<Progress>) -> Result<(), Error> {
     let kind = options.kind;
-    let registry =
-        Reach::new(&options.http, &options.mirrors, logins, progress)?.registry(&options.image);
+    let reach = Reach::new(
+        &options.http,
+        &options.mirrors,
+        &options.verify_keys,
+        logins,
+        progress,
+    )?;
+    let registry = reach.registry(&options.image);
     let mut lines: Vec<Vec<u8>> = Vec::new();
     match kind {
         Inspect::Tags => {
@@ -49,6 +57,8 @@ pub fn inspect(options: &Options, logins: &Logins, progress: Arc<Progress>) -> R
         }
         Inspect::Platforms => {
             let top = fetch_document(&registry, &options.image.manifest_ref(), &options.image)?;
+            // What an index offers is vouched for by the index's signature.
+            reach.verify(&registry, &options.image, &top.fetched, &top.fetched)?;
             match top.parsed {
                 Fetched::Index(entries) => {
                     let mut seen: Vec<String> = Vec::new();
@@ -96,6 +106,7 @@ pub fn inspect(options: &Options, logins: &Logins, progress: Arc<Progress>) -> R
                 given,
                 super::Prefer::Smaller,
             )?;
+            reach.verify(&registry, &options.image, &top_fetched, &chosen)?;
             if kind == Inspect::Sha {
                 lines.push(top_fetched.digest.to_string().into_bytes());
                 if is_index {

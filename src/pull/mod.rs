@@ -32,6 +32,7 @@ use crate::registry::client::FetchedManifest;
 use crate::registry::http::{self, Http};
 use crate::registry::mirrors::{self, Mirror, Source};
 use crate::registry::Registry;
+use crate::signature::{self, Keys};
 use crate::sinks::layout;
 use std::fs;
 use std::io::{self, Read, Write};
@@ -233,7 +234,13 @@ pub fn pull(
     logins: &Logins,
     progress: Arc<Progress>,
 ) -> Result<Option<PathBuf>, Error> {
-    let reach = Reach::new(&options.http, &options.mirrors, logins, progress.clone())?;
+    let reach = Reach::new(
+        &options.http,
+        &options.mirrors,
+        &options.verify_keys,
+        logins,
+        progress.clone(),
+    )?;
     let first = |ahead| open(options, &options.image, &reach, ahead);
     match &options.output {
         Output::Archive(form) => {
@@ -276,21 +283,58 @@ struct Reach<'a> {
     http: Http,
     mirrors: Vec<Mirror>,
     logins: &'a Logins<'a>,
+    /// `--verify-key`: what every image must be signed by.
+    keys: Option<Keys>,
 }
 
 impl<'a> Reach<'a> {
     fn new(
         settings: &http::Settings,
         mirrors: &Source,
+        verify_keys: &[PathBuf],
         logins: &'a Logins<'a>,
         progress: Arc<Progress>,
     ) -> Result<Reach<'a>, Error> {
+        let keys = Keys::load(verify_keys)?;
         let mirrors = mirrors.mirrors(&|text| progress.warn(text));
         Ok(Reach {
             http: Http::new(settings, progress)?,
             mirrors,
             logins,
+            keys,
         })
+    }
+
+    /// With `--verify-key`, refuses `image` unless a signature by one of the keys names the
+    /// digest `top` (what the reference resolved to: an index, or the manifest) or that of the
+    /// platform's manifest `served`. Asked before the config or any layer is fetched.
+    fn verify(
+        &self,
+        registry: &Registry,
+        image: &Reference,
+        top: &FetchedManifest,
+        served: &FetchedManifest,
+    ) -> Result<(), Error> {
+        let Some(keys) = &self.keys else {
+            return Ok(());
+        };
+        let mut subjects = vec![signature::Subject {
+            digest: &top.digest,
+            bytes: &top.bytes,
+        }];
+        if served.digest != top.digest {
+            subjects.push(signature::Subject {
+                digest: &served.digest,
+                bytes: &served.bytes,
+            });
+        }
+        signature::check(
+            registry,
+            &image.to_string(),
+            &subjects,
+            keys,
+            "nothing was written",
+        )
     }
 
     /// A client for pulling `reference`: its registry, behind that registry's mirrors (each
@@ -341,12 +385,16 @@ fn open(
     let registry = reach.registry(reference);
     let platform = platform(options.platform.as_ref());
     let top = fetch_document(&registry, &reference.manifest_ref(), reference)?;
+    let resolved = reach.keys.is_some().then(|| top.fetched.clone());
     let given = options.platform.is_some();
     let prefer = match &options.output {
         Output::Archive(form) if form.for_old_engines() => Prefer::Gzip,
         _ => Prefer::Smaller,
     };
     let (served, manifest) = select(&registry, top, &platform, reference, given, prefer)?;
+    if let Some(top) = &resolved {
+        reach.verify(&registry, reference, top, &served)?;
+    }
     let order: Vec<&manifest::Descriptor> = match ahead {
         Ahead::Bottom => manifest.layers.iter().collect(),
         Ahead::Top => manifest.layers.iter().rev().collect(),

@@ -19,6 +19,8 @@ pub struct Options {
     pub http: Settings,
     /// Which mirrors are asked before the registry.
     pub mirrors: Source,
+    /// `--verify-key`: public keys, one of which must have signed each image.
+    pub verify_keys: Vec<PathBuf>,
     /// Where verified blobs are kept between pulls (`--cache-dir`, `DOCKERSAVE_CACHE`).
     pub cache_dir: Option<PathBuf>,
     /// `--platform` / `--arch`; without them the machine's own, read when a pull needs it.

@@ -19,6 +19,7 @@ use crate::reference::Reference;
 use crate::registry::auth::Credentials;
 use crate::registry::http::{Http, Settings};
 use crate::registry::Registry;
+use crate::signature::{self, Keys};
 use blob::{Pushed, Slot};
 use known::Known;
 use source::{ArchivedImage, Source};
@@ -47,6 +48,8 @@ pub struct Options {
     pub http: Settings,
     /// Where the record of pushed blobs is kept (see `known`).
     pub record: Option<PathBuf>,
+    /// `--verify-key`: each pushed image must be signed by one of these keys where it landed.
+    pub verify_keys: Vec<PathBuf>,
 }
 
 /// Which images of a pushed archive go up.
@@ -67,6 +70,7 @@ pub fn push(
     progress: Arc<Progress>,
 ) -> Result<Vec<String>, Error> {
     let source = &options.source;
+    let keys = Keys::load(&options.verify_keys)?;
     let archive = Source::open(source)?;
     let images = archive.images()?;
     let known = Known::load(options.record.clone());
@@ -86,10 +90,23 @@ pub fn push(
             &target,
             &progress,
         )?;
-        pushed.push(format!(
-            "{}/{}@{digest}",
-            target.registry, target.repository
-        ));
+        let name = format!("{}/{}@{digest}", target.registry, target.repository);
+        if let Some(keys) = &keys {
+            // For pipelines: the image as it now is in the registry must carry a signature.
+            let landed = registry.manifest(&digest.to_string())?;
+            let subject = signature::Subject {
+                digest: &landed.digest,
+                bytes: &landed.bytes,
+            };
+            signature::check(
+                &registry,
+                &name,
+                &[subject],
+                keys,
+                "it was pushed all the same",
+            )?;
+        }
+        pushed.push(name);
     }
     Ok(pushed)
 }

@@ -155,29 +155,41 @@ impl Registry {
         let accept = manifest::ACCEPTED.join(", ");
         let response = self.get_authorized(&path, Some(&accept), &what)?;
         self.note_answer(&response, &what);
-        let content_type = response.header("content-type").map(str::to_string);
-        let header_digest = response.header("docker-content-digest").map(str::to_string);
-        let bytes = response.read_limited(MAX_DOCUMENT, &what)?;
-        let digest = Digest::of_bytes(&bytes);
-        let expected = match Digest::parse(reference) {
-            Ok(asked) => Some(asked),
-            // A tag: trust the header's claim only enough to check it.
-            Err(_) => header_digest.as_deref().and_then(|d| Digest::parse(d).ok()),
-        };
-        if let Some(expected) = expected {
-            if expected != digest {
-                return Err(Error::DigestMismatch {
-                    what,
-                    expected: expected.to_string(),
-                    actual: digest.to_string(),
-                });
+        verified_manifest(response, reference, what)
+    }
+
+    /// As `manifest`, for one that may not exist (a signature's tag): `None` on 404.
+    pub fn lookup_manifest(&self, reference: &str) -> Result<Option<FetchedManifest>, Error> {
+        let path = format!("/v2/{}/manifests/{reference}", self.repository);
+        let what = format!("{reference} of {}", self.repository);
+        let accept = manifest::ACCEPTED.join(", ");
+        let headers = [("Accept", accept.as_str())];
+        // A mirror's 404 is an answer here, not a failure to move on from.
+        let response = self.pulled(&path, &headers, |s| s == 200 || s == 404)?;
+        match response.status() {
+            200 => verified_manifest(response, reference, what).map(Some),
+            404 => {
+                response.discard();
+                Ok(None)
             }
+            status => Err(self.status_error(response, status, &what)),
         }
-        Ok(FetchedManifest {
-            bytes,
-            content_type,
-            digest,
-        })
+    }
+
+    /// The OCI 1.1 referrers of `digest` (an image index), or `None` when the registry has no
+    /// referrers API (a 404, or another 4xx from registries that do not know the path).
+    pub fn referrers(&self, digest: &Digest) -> Result<Option<Vec<u8>>, Error> {
+        let path = format!("/v2/{}/referrers/{digest}", self.repository);
+        let what = format!("the referrers of {digest}");
+        let response = self.pulled(&path, &[], |s| s == 200 || (400..500).contains(&s))?;
+        match response.status() {
+            200 => response.read_limited(MAX_DOCUMENT, &what).map(Some),
+            400..=499 => {
+                response.discard();
+                Ok(None)
+            }
+            status => Err(self.status_error(response, status, &what)),
+        }
     }
 
     /// For `--verbose`: which host answered for `what` (a mirror's tag can be stale) and the
@@ -662,6 +674,38 @@ impl Registry {
             },
         }
     }
+}
+
+/// A manifest's bytes, read and checked against the digest asked for (`reference`, when it is
+/// one) and against `Docker-Content-Digest` when the registry sends one.
+fn verified_manifest(
+    response: Response,
+    reference: &str,
+    what: String,
+) -> Result<FetchedManifest, Error> {
+    let content_type = response.header("content-type").map(str::to_string);
+    let header_digest = response.header("docker-content-digest").map(str::to_string);
+    let bytes = response.read_limited(MAX_DOCUMENT, &what)?;
+    let digest = Digest::of_bytes(&bytes);
+    let expected = match Digest::parse(reference) {
+        Ok(asked) => Some(asked),
+        // A tag: trust the header's claim only enough to check it.
+        Err(_) => header_digest.as_deref().and_then(|d| Digest::parse(d).ok()),
+    };
+    if let Some(expected) = expected {
+        if expected != digest {
+            return Err(Error::DigestMismatch {
+                what,
+                expected: expected.to_string(),
+                actual: digest.to_string(),
+            });
+        }
+    }
+    Ok(FetchedManifest {
+        bytes,
+        content_type,
+        digest,
+    })
 }
 
 /// A blob download that survives broken connections: when the connection drops, stalls past

@@ -187,6 +187,24 @@ pub fn config_digest(image: &str, platform_args: &[&str]) -> String {
     format!("sha256:{hex}")
 }
 
+/// The layer digests (`sha256:…`) of an image, bottom first, from skopeo (not from dockersave).
+pub fn layer_digests(image: &str) -> Vec<String> {
+    let out = run(
+        "skopeo",
+        &[
+            "inspect",
+            "--tls-verify=false",
+            "--format",
+            "{{range .Layers}}{{.}} {{end}}",
+            &format!("docker://{image}"),
+        ],
+        Path::new("/"),
+        None,
+    );
+    assert_eq!(out.code, 0, "{out}");
+    out.stdout.split_whitespace().map(str::to_string).collect()
+}
+
 /// The manifest digest of a tag, from skopeo.
 pub fn manifest_digest(image: &str) -> String {
     let reference = format!("docker://{image}");

@@ -21,6 +21,8 @@
 #                         annotated as podman and buildah annotate it
 #   library/busybox:latest  busybox under the path Docker Hub gives official images, for the
 #                         pull-through cache to serve as a Hub mirror would
+#   signed*, unsigned     busybox (signed-index: multi) signed as cosign signs, by keys left in
+#                         $work/keys (cosign_images.py lists each case)
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 registry=$1
@@ -115,4 +117,15 @@ for tag in zstd-chunked zstd-big zstd-long estargz; do
   "${push[@]}" --preserve-digests "oci:$oci:$tag" "docker://$registry/$tag:latest"
 done
 "${push[@]}" --preserve-digests --all "oci:$oci:twins" "docker://$registry/twins:latest"
+
+# Signed images: busybox (and the multi index) copied under the names cosign_images.py signs;
+# the public keys go to $work/keys.
+for repo in signed signed-two unsigned signed-other signed-copied signed-notjson \
+  signed-truncated signed-ed25519 signed-rsa signed-bundle signed-message; do
+  "${push[@]}" --src-tls-verify=false --preserve-digests "docker://$registry/busybox:latest" \
+    "docker://$registry/$repo:latest"
+done
+"${push[@]}" --src-tls-verify=false --preserve-digests --all "docker://$registry/multi:latest" \
+  "docker://$registry/signed-index:latest"
+python3 "$here/cosign_images.py" "$registry" "$work/keys"
 echo "fixtures pushed to $registry"

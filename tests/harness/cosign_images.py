@@ -1,0 +1,213 @@
+#!/usr/bin/env python3
+"""Signs test images the way cosign does, with Python's `cryptography`, independently of
+dockersave, and pushes the signatures with the distribution API.
+
+Following cosign's specification (SIGNATURE_SPEC.md, and cosign 3's bundles):
+  - classic: the tag `sha256-<hex>.sig` in the image's repository holds an OCI manifest whose
+    layers are simple-signing payloads (application/vnd.dev.cosign.simplesigning.v1+json),
+    each with its base64 signature in the annotation `dev.cosignproject.cosign/signature`;
+  - bundle: a Sigstore bundle v0.3 (a DSSE envelope of an in-toto statement, predicate
+    https://sigstore.dev/cosign/sign/v1, or a message signature over the manifest) as the layer
+    of an OCI artifact manifest, listed in the referrers fallback tag `sha256-<hex>` (an OCI
+    index), since the test registry has no referrers API.
+
+usage: cosign_images.py REGISTRY KEYDIR
+REGISTRY holds (plain HTTP) copies of busybox made by fixtures.sh under the repositories below
+and `signed-index`, a copy of the multi-platform index. KEYDIR receives the public keys:
+ours.pub (ECDSA P-256, as `cosign generate-key-pair`), other.pub, ed25519.pub and rsa.pub.
+
+  signed            signed by ours
+  signed-two        two signatures: the first by other, the second by ours
+  signed-index      the index of a two-platform image signed (not its platform manifests)
+  unsigned          no signature at all
+  signed-other      signed by other only
+  signed-copied     a valid signature by ours whose payload names another image (layers)
+  signed-notjson    a valid signature by ours over a payload that is not JSON
+  signed-truncated  ours, with its signature cut short
+  signed-ed25519    signed by the Ed25519 key
+  signed-rsa        signed by the RSA key (PKCS#1 v1.5, SHA-256)
+  signed-bundle     a cosign 3 bundle: DSSE in-toto statement signed by ours
+  signed-message    a bundle with a message signature over the manifest, by ours
+"""
+import base64
+import hashlib
+import json
+import os
+import sys
+import urllib.request
+
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
+
+REGISTRY, KEYDIR = sys.argv[1], sys.argv[2]
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+OCI_INDEX = "application/vnd.oci.image.index.v1+json"
+SIMPLE_SIGNING = "application/vnd.dev.cosign.simplesigning.v1+json"
+BUNDLE = "application/vnd.dev.sigstore.bundle.v0.3+json"
+ACCEPT = ", ".join([OCI_INDEX, OCI_MANIFEST,
+                    "application/vnd.docker.distribution.manifest.list.v2+json",
+                    "application/vnd.docker.distribution.manifest.v2+json"])
+
+
+def request(method, path, body=None, headers=None):
+    url = path if path.startswith("http") else f"http://{REGISTRY}{path}"
+    req = urllib.request.Request(url, data=body, method=method, headers=headers or {})
+    with urllib.request.urlopen(req) as answer:
+        return answer.status, answer.headers, answer.read()
+
+
+def manifest_digest(repo, tag):
+    _, _, body = request("GET", f"/v2/{repo}/manifests/{tag}", headers={"Accept": ACCEPT})
+    return "sha256:" + hashlib.sha256(body).hexdigest(), body
+
+
+def push_blob(repo, data):
+    digest = "sha256:" + hashlib.sha256(data).hexdigest()
+    _, headers, _ = request("POST", f"/v2/{repo}/blobs/uploads/")
+    location = headers["Location"]
+    sep = "&" if "?" in location else "?"
+    request("PUT", f"{location}{sep}digest={digest}", data,
+            {"Content-Type": "application/octet-stream"})
+    return {"digest": digest, "size": len(data)}
+
+
+def push_manifest(repo, tag, manifest, media_type):
+    body = json.dumps(manifest, separators=(",", ":")).encode()
+    request("PUT", f"/v2/{repo}/manifests/{tag}", body, {"Content-Type": media_type})
+    return "sha256:" + hashlib.sha256(body).hexdigest(), body
+
+
+def b64(data):
+    return base64.b64encode(data).decode()
+
+
+def payload_for(repo, digest):
+    return json.dumps({
+        "critical": {
+            "identity": {"docker-reference": f"{REGISTRY}/{repo}"},
+            "image": {"docker-manifest-digest": digest},
+            "type": "cosign container image signature",
+        },
+        "optional": None,
+    }, separators=(",", ":")).encode()
+
+
+def sign(key, data):
+    if isinstance(key, ec.EllipticCurvePrivateKey):
+        return key.sign(data, ec.ECDSA(hashes.SHA256()))
+    if isinstance(key, ed25519.Ed25519PrivateKey):
+        return key.sign(data)
+    return key.sign(data, padding.PKCS1v15(), hashes.SHA256())
+
+
+def push_classic(repo, digest, signed_payloads):
+    """The .sig manifest: one layer per (payload, signature)."""
+    config = push_blob(repo, json.dumps({
+        "architecture": "", "os": "", "config": {},
+        "rootfs": {"type": "layers", "diff_ids": []},
+    }).encode())
+    layers = []
+    for payload, signature in signed_payloads:
+        layer = push_blob(repo, payload)
+        layers.append({"mediaType": SIMPLE_SIGNING, **layer,
+                       "annotations": {"dev.cosignproject.cosign/signature": b64(signature)}})
+    manifest = {"schemaVersion": 2, "mediaType": OCI_MANIFEST,
+                "config": {"mediaType": "application/vnd.oci.image.config.v1+json", **config},
+                "layers": layers}
+    push_manifest(repo, digest.replace(":", "-") + ".sig", manifest, OCI_MANIFEST)
+
+
+def push_bundle(repo, digest, subject_size, bundle):
+    """A bundle as an OCI 1.1 artifact referring to `digest`, listed in the fallback tag."""
+    empty = push_blob(repo, b"{}")
+    layer = push_blob(repo, json.dumps(bundle).encode())
+    manifest = {"schemaVersion": 2, "mediaType": OCI_MANIFEST, "artifactType": BUNDLE,
+                "config": {"mediaType": "application/vnd.oci.empty.v1+json", **empty},
+                "layers": [{"mediaType": BUNDLE, **layer}],
+                "subject": {"mediaType": OCI_MANIFEST, "digest": digest, "size": subject_size}}
+    artifact, body = push_manifest(repo, "bundle-" + layer["digest"][7:19], manifest, OCI_MANIFEST)
+    index = {"schemaVersion": 2, "mediaType": OCI_INDEX,
+             "manifests": [{"mediaType": OCI_MANIFEST, "digest": artifact, "size": len(body),
+                            "artifactType": BUNDLE}]}
+    push_manifest(repo, digest.replace(":", "-"), index, OCI_INDEX)
+
+
+def bundle_of(material, **content):
+    return {"mediaType": BUNDLE, "verificationMaterial": material, **content}
+
+
+def main():
+    os.makedirs(KEYDIR, exist_ok=True)
+    keys = {
+        "ours": ec.generate_private_key(ec.SECP256R1()),
+        "other": ec.generate_private_key(ec.SECP256R1()),
+        "ed25519": ed25519.Ed25519PrivateKey.generate(),
+        "rsa": rsa.generate_private_key(public_exponent=65537, key_size=2048),
+    }
+    for name, key in keys.items():
+        with open(os.path.join(KEYDIR, f"{name}.pub"), "wb") as out:
+            out.write(key.public_key().public_bytes(
+                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+    ours, other = keys["ours"], keys["other"]
+
+    def digest(repo):
+        return manifest_digest(repo, "latest")
+
+    d, _ = digest("signed")
+    p = payload_for("signed", d)
+    push_classic("signed", d, [(p, sign(ours, p))])
+
+    d, _ = digest("signed-two")
+    p = payload_for("signed-two", d)
+    push_classic("signed-two", d, [(p, sign(other, p)), (p, sign(ours, p))])
+
+    d, _ = digest("signed-index")
+    p = payload_for("signed-index", d)
+    push_classic("signed-index", d, [(p, sign(ours, p))])
+
+    d, _ = digest("signed-other")
+    p = payload_for("signed-other", d)
+    push_classic("signed-other", d, [(p, sign(other, p))])
+
+    d, _ = digest("signed-copied")
+    elsewhere, _ = manifest_digest("layers", "latest")
+    p = payload_for("layers", elsewhere)
+    push_classic("signed-copied", d, [(p, sign(ours, p))])
+
+    d, _ = digest("signed-notjson")
+    p = b"this is not JSON, but it is signed"
+    push_classic("signed-notjson", d, [(p, sign(ours, p))])
+
+    d, _ = digest("signed-truncated")
+    p = payload_for("signed-truncated", d)
+    push_classic("signed-truncated", d, [(p, sign(ours, p)[:-12])])
+
+    for repo, key in [("signed-ed25519", keys["ed25519"]), ("signed-rsa", keys["rsa"])]:
+        d, _ = digest(repo)
+        p = payload_for(repo, d)
+        push_classic(repo, d, [(p, sign(key, p))])
+
+    d, body = digest("signed-bundle")
+    statement = json.dumps({
+        "_type": "https://in-toto.io/Statement/v1",
+        "subject": [{"name": f"{REGISTRY}/signed-bundle", "digest": {"sha256": d[7:]}}],
+        "predicateType": "https://sigstore.dev/cosign/sign/v1",
+        "predicate": {},
+    }).encode()
+    payload_type = "application/vnd.in-toto+json"
+    pae = b"DSSEv1 %d %s %d %s" % (len(payload_type), payload_type.encode(), len(statement), statement)
+    push_bundle("signed-bundle", d, len(body), bundle_of(
+        {"publicKey": {"hint": "ours"}, "tlogEntries": []},
+        dsseEnvelope={"payload": b64(statement), "payloadType": payload_type,
+                      "signatures": [{"sig": b64(sign(ours, pae)), "keyid": ""}]}))
+
+    d, body = digest("signed-message")
+    push_bundle("signed-message", d, len(body), bundle_of(
+        {"publicKey": {"hint": "ours"}},
+        messageSignature={"messageDigest": {"algorithm": "SHA2_256",
+                                            "digest": b64(hashlib.sha256(body).digest())},
+                          "signature": b64(sign(ours, body))}))
+    print(f"signatures pushed to {REGISTRY}")
+
+
+main()
