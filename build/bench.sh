@@ -100,16 +100,19 @@ rm -rf "$rootfs"
 # record of pushed blobs (XDG_CACHE_HOME under $out).
 push_port=$(free_port)
 push_registry=127.0.0.1:$push_port
-fresh_push_registry() {
-  local pid
-  if [ -e "$DS_STATE/registry-push.pid" ]; then
-    pid=$(cat "$DS_STATE/registry-push.pid")
+# fresh_registry NAME PORT [TOP_YAML]: (re)starts registry NAME on PORT with storage of its own,
+# emptied first.
+fresh_registry() {
+  local name=$1 port=$2 pid
+  if [ -e "$DS_STATE/$name.pid" ]; then
+    pid=$(cat "$DS_STATE/$name.pid")
     kill "$pid" 2>/dev/null || true
     while kill -0 "$pid" 2>/dev/null; do sleep 0.05; done
   fi
-  rm -rf "$DS_STATE/push-storage"
-  DS_REGISTRY_STORAGE=$DS_STATE/push-storage start_registry registry-push "$push_port"
+  rm -rf "$DS_STATE/$name-storage"
+  DS_REGISTRY_STORAGE=$DS_STATE/$name-storage start_registry "$name" "$port" "${3:-}"
 }
+fresh_push_registry() { fresh_registry registry-push "$push_port"; }
 sources=$DS_STATE/sources
 
 out=$DS_STATE/out
@@ -324,17 +327,8 @@ echo "   and through a pull-through cache (distribution, proxy: remoteurl:) give
 upstream_port=$(free_port) cache_port=$(free_port)
 upstream=127.0.0.1:$upstream_port
 start_registry registry-upstream "$upstream_port" "" "" info
-fresh_cache() {
-  local pid
-  if [ -e "$DS_STATE/registry-cache.pid" ]; then
-    pid=$(cat "$DS_STATE/registry-cache.pid")
-    kill "$pid" 2>/dev/null || true
-    while kill -0 "$pid" 2>/dev/null; do sleep 0.05; done
-  fi
-  rm -rf "$DS_STATE/cache-storage"
-  DS_REGISTRY_STORAGE=$DS_STATE/cache-storage start_registry registry-cache "$cache_port" "proxy:
-  remoteurl: http://$upstream"
-}
+fresh_cache() { fresh_registry registry-cache "$cache_port" "proxy:
+  remoteurl: http://$upstream"; }
 upstream_bytes() {
   grep -o 'http.response.written=[0-9]*' "$DS_STATE/registry-upstream.log" |
     awk -F= '{ s += $2 } END { printf "%.0f\n", s }'

@@ -65,6 +65,25 @@ impl Endpoint {
         }
     }
 
+    /// Sends a request to an API path, or to a URL the host gave, with this endpoint's
+    /// `Authorization` when the URL is on this host.
+    fn send(
+        &self,
+        method: &'static str,
+        path_or_url: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Result<Response, Error> {
+        let url = self.url(path_or_url);
+        let authorization = self.authorization_for(&url);
+        let mut headers = headers.to_vec();
+        if let Some(authorization) = &authorization {
+            headers.push(("Authorization", authorization.as_str()));
+        }
+        self.http
+            .request(method, &url, &super::http::host_of(&url), &headers, body)
+    }
+
     /// A full URL for an API path, or the URL itself when the host gave an absolute one.
     fn url(&self, path_or_url: &str) -> String {
         if path_or_url.starts_with("https://") || path_or_url.starts_with("http://") {
@@ -478,14 +497,14 @@ impl Registry {
         headers: &[(&str, &str)],
         body: &[u8],
     ) -> Result<Response, Error> {
-        let response = self.send_on(endpoint, method, path_or_url, headers, body)?;
+        let response = endpoint.send(method, path_or_url, headers, body)?;
         if response.status() != 401 {
             return Ok(response);
         }
         self.authenticate_on(endpoint, &response)?;
         // Read to its end, so that its connection is reused for the request sent again.
         response.discard();
-        let again = self.send_on(endpoint, method, path_or_url, headers, body)?;
+        let again = endpoint.send(method, path_or_url, headers, body)?;
         let basic = lock(&endpoint.authorization)
             .as_deref()
             .is_some_and(|a| a.starts_with("Basic "));
@@ -505,26 +524,7 @@ impl Registry {
         headers: &[(&str, &str)],
         body: &[u8],
     ) -> Result<Response, Error> {
-        self.send_on(self.endpoint(), method, path_or_url, headers, body)
-    }
-
-    fn send_on(
-        &self,
-        endpoint: &Endpoint,
-        method: &'static str,
-        path_or_url: &str,
-        headers: &[(&str, &str)],
-        body: &[u8],
-    ) -> Result<Response, Error> {
-        let url = endpoint.url(path_or_url);
-        let authorization = endpoint.authorization_for(&url);
-        let mut headers = headers.to_vec();
-        if let Some(authorization) = &authorization {
-            headers.push(("Authorization", authorization.as_str()));
-        }
-        endpoint
-            .http
-            .request(method, &url, &super::http::host_of(&url), &headers, body)
+        self.endpoint().send(method, path_or_url, headers, body)
     }
 
     /// A full URL for an API path, or the URL itself when the registry gave an absolute one.
