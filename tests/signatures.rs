@@ -148,6 +148,44 @@ fn failing_images_write_nothing_and_fetch_no_layer() {
 }
 
 #[test]
+fn every_image_of_an_archive_is_checked() {
+    let dir = Scratch::new("several-signed");
+    let ours = key("ours");
+    let out = dockersave(
+        dir.path(),
+        &[
+            "--insecure",
+            "--verify-key",
+            &ours,
+            "-o",
+            "both.tar",
+            &image("signed"),
+            &image("unsigned"),
+        ],
+    );
+    assert_eq!(out.code, 6, "{out}");
+    let last = out.stderr.lines().last().unwrap();
+    assert!(
+        last.contains(&image("unsigned")) && last.contains("no signature;"),
+        "{out}"
+    );
+    assert_eq!(dir.names(), Vec::<String>::new(), "{out}");
+    dockersave_ok(
+        dir.path(),
+        &[
+            "--insecure",
+            "--verify-key",
+            &ours,
+            "-o",
+            "both.tar",
+            &image("signed"),
+            &image("signed-bundle"),
+        ],
+    );
+    assert_eq!(dir.names(), ["both.tar"]);
+}
+
+#[test]
 fn the_classic_form_costs_two_requests() {
     let faults = Faults::default();
     let front = forwarder(&env("DS_REGISTRY"), faults.clone());
