@@ -882,7 +882,7 @@ fn span(seconds: u64) -> String {
     match seconds {
         0..=59 => format!("{seconds} s"),
         60..=3599 => format!("{} min", seconds.div_ceil(60)),
-        _ => format!("{} h", (seconds + 1800) / 3600),
+        _ => format!("{} h", seconds.saturating_add(1800) / 3600),
     }
 }
 
@@ -971,6 +971,8 @@ mod tests {
             [span(30), span(90), span(3600), span(21600)],
             ["30 s", "2 min", "1 h", "6 h"]
         );
+        // A hostile Retry-After must not overflow.
+        assert_eq!(span(u64::MAX), format!("{} h", u64::MAX / 3600));
         let text = too_many_requests(
             Some("100 pulls per 6 h"),
             Some(std::time::Duration::from_secs(600)),

@@ -310,7 +310,21 @@ impl Http {
             client_cert: None,
         };
         if let Some(dir) = certs::find(&self.certs_dirs, host) {
-            let files = certs::read(&dir)?;
+            // A directory this user may not read (root's, in a rootless run) is passed over,
+            // with a warning; a readable one that is wrong is an error.
+            let files = match certs::read(&dir) {
+                Err(Error::Io { path, source })
+                    if source.kind() == io::ErrorKind::PermissionDenied =>
+                {
+                    self.progress.warn(&format!(
+                        "cannot read {} ({source}); going on without its certificates",
+                        path.display()
+                    ));
+                    hosts.push(known);
+                    return Ok(None);
+                }
+                other => other?,
+            };
             let mut roots = self.roots.as_ref().clone();
             for (path, pem) in &files.cas {
                 roots.extend(certificates(path, pem)?);
