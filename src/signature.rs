@@ -29,6 +29,10 @@ pub const SIGN_PREDICATE: &str = "https://sigstore.dev/cosign/sign/v1";
 const IN_TOTO: &str = "application/vnd.in-toto+json";
 /// The most signatures looked at for one digest: a registry could list any number.
 const MAX_SIGNATURES: usize = 32;
+/// The largest signature document read (a `.sig` manifest, a referrers index, a payload, a
+/// bundle): real ones are a few KiB, and parsing a 4 MiB one of tiny entries would cost tens
+/// of MiB.
+const MAX_SIGNATURE_DOCUMENT: usize = 256 << 10;
 
 /// The keys an image must be signed by (one of them).
 pub struct Keys(Vec<Key>);
@@ -556,6 +560,9 @@ fn bundles(
         },
     };
     let what = format!("the referrers of {}", subject.digest);
+    if index.len() > MAX_SIGNATURE_DOCUMENT {
+        return Err(too_large(&what));
+    }
     let index: ReferrersJson =
         from_json(&index, "it is not an OCI index").map_err(|detail| Error::Invalid {
             what: what.clone(),
@@ -672,6 +679,9 @@ struct SignatureLayer {
 
 impl SignatureLayer {
     fn descriptor(&self, what: &str) -> Result<crate::manifest::Descriptor, Error> {
+        if self.size > MAX_SIGNATURE_DOCUMENT as u64 {
+            return Err(too_large(what));
+        }
         Ok(crate::manifest::Descriptor {
             media_type: self.media_type.clone(),
             digest: Digest::parse(&self.digest).map_err(|detail| Error::Invalid {
@@ -685,10 +695,23 @@ impl SignatureLayer {
 
 /// A signature's manifest (a `.sig` tag's, or a bundle's): its layers.
 fn signature_manifest(fetched: &FetchedManifest, what: &str) -> Result<SignatureManifest, Error> {
+    if fetched.bytes.len() > MAX_SIGNATURE_DOCUMENT {
+        return Err(too_large(what));
+    }
     from_json(&fetched.bytes, "it is not an OCI manifest").map_err(|detail| Error::Invalid {
         what: what.to_string(),
         detail,
     })
+}
+
+fn too_large(what: &str) -> Error {
+    Error::Invalid {
+        what: what.to_string(),
+        detail: format!(
+            "it is larger than the {} KiB a signature document may be",
+            MAX_SIGNATURE_DOCUMENT >> 10
+        ),
+    }
 }
 
 /// JSON of type `T` in `bytes`, or `problem`.
@@ -799,6 +822,34 @@ D492nVlAzO34hQYGLnzi9emQ8N0Sh+9Q
             pae("http://example.com/HelloWorld", b"hello world"),
             b"DSSEv1 29 http://example.com/HelloWorld 11 hello world"
         );
+    }
+
+    #[test]
+    fn signature_documents_are_capped_before_they_are_parsed() {
+        let entry = r#"{"mediaType":"x","digest":"sha256:00","size":1},"#;
+        let mut bytes = br#"{"layers":["#.to_vec();
+        bytes.extend(
+            entry
+                .repeat(MAX_SIGNATURE_DOCUMENT / entry.len() + 1)
+                .as_bytes(),
+        );
+        let fetched = FetchedManifest {
+            digest: Digest::of_bytes(&bytes),
+            bytes,
+            content_type: None,
+        };
+        let error = signature_manifest(&fetched, "x.sig").err().unwrap();
+        assert!(
+            error.to_string().contains("larger than the 256 KiB"),
+            "{error}"
+        );
+        let layer = SignatureLayer {
+            media_type: SIMPLE_SIGNING.into(),
+            digest: format!("sha256:{}", "ab".repeat(32)),
+            size: 1 << 30,
+            annotations: None,
+        };
+        assert!(layer.descriptor("x.sig").is_err());
     }
 
     #[test]
