@@ -61,6 +61,8 @@ pub enum Error {
     Local(String),
     /// A local file could not be created, written or renamed.
     Io { path: PathBuf, source: io::Error },
+    /// A failure of one image of several, with where the image was listed ("FILE line 3").
+    Listed { at: String, source: Box<Error> },
 }
 
 /// Exit codes, documented in the README.
@@ -86,6 +88,18 @@ impl Error {
             | Error::Unsafe { .. } => EXIT_VERIFY,
             Error::Io { .. } | Error::Local(_) => EXIT_LOCAL_IO,
             Error::Http { .. } => EXIT_REGISTRY,
+            Error::Listed { source, .. } => source.exit_code(),
+        }
+    }
+
+    /// Says where the image this error is about was listed (`--images-from`), if it was.
+    pub fn listed_at(self, at: Option<&String>) -> Error {
+        match at {
+            Some(at) => Error::Listed {
+                at: at.clone(),
+                source: Box::new(self),
+            },
+            None => self,
         }
     }
 
@@ -134,6 +148,7 @@ impl fmt::Display for Error {
                 write!(f, "{host} answered HTTP {status}: {detail}")
             }
             Error::Local(msg) => write!(f, "{msg}"),
+            Error::Listed { at, source } => write!(f, "{at}: {source}"),
             Error::Io { path, source } => {
                 if source.kind() == io::ErrorKind::StorageFull {
                     write!(f, "disk full while writing {}; free some space or choose another --working-dir", path.display())

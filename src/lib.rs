@@ -17,6 +17,7 @@
 pub mod cache;
 pub mod cli;
 pub mod confined;
+pub mod copy;
 pub mod decompress;
 pub mod digest;
 pub mod error;

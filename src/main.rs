@@ -2,6 +2,7 @@
 //! turn an error into one line on stderr and an exit code.
 
 use dockersave::cli::{self, Command, Session};
+use dockersave::copy;
 use dockersave::error::Error;
 use dockersave::progress::Progress;
 use dockersave::pull;
@@ -24,7 +25,19 @@ fn main() -> ExitCode {
 
 fn run() -> Result<(), Error> {
     dockersave::interrupt::install();
-    match cli::parse(std::env::args_os(), |name| std::env::var(name).ok())? {
+    let read_list = |path: &std::path::Path| {
+        if path.as_os_str() == "-" {
+            let mut text = String::new();
+            std::io::stdin().read_to_string(&mut text).map(|_| text)
+        } else {
+            std::fs::read_to_string(path)
+        }
+    };
+    match cli::parse(
+        std::env::args_os(),
+        |name| std::env::var(name).ok(),
+        read_list,
+    )? {
         Command::Help => print!("{}", cli::help()),
         Command::Version => {
             // The build, and the platform this machine pulls by default, for bug reports.
@@ -61,6 +74,20 @@ fn run() -> Result<(), Error> {
             let progress = logins.progress.clone();
             for pushed in push::push(&options, &|r| logins.for_image(r), progress)? {
                 println!("{pushed}");
+            }
+        }
+        Command::Copy(session, options) => {
+            // The command line's credentials are for the source; the destination gets what
+            // is stored for its own registry.
+            let logins = Logins::new(&session, &options.images[0])?;
+            let progress = logins.progress.clone();
+            let destination = |r: &Reference| stored_credentials(&session, &r.registry, &progress);
+            let pulls = pull::Logins {
+                registry: &|r| logins.for_image(r),
+                mirror: &|host| logins.for_mirror(host),
+            };
+            for copied in copy::copy(&options, &pulls, &destination, progress.clone())? {
+                println!("{copied}");
             }
         }
     }

@@ -1,7 +1,8 @@
 //! Manifests, indexes and image configs: their media types, their JSON shapes, and choosing the
 //! manifest for a platform from an index.
 //!
-//! Parsing only: bytes in, plain structs out. Nothing here fetches, and every digest taken from
+//! Parsing, and writing the one document dockersave makes of its own (an index of kept
+//! platforms): bytes in, plain structs out. Nothing here fetches, and every digest taken from
 //! the JSON is validated on the way in so later code can trust its shape (not its content: the
 //! bytes behind it are verified when they are downloaded).
 
@@ -33,7 +34,7 @@ pub struct Descriptor {
 }
 
 /// An image manifest: one config and its layers, bottom first.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct Manifest {
     pub config: Descriptor,
     pub layers: Vec<Descriptor>,
@@ -46,21 +47,25 @@ pub struct Platform {
     pub variant: Option<String>,
 }
 
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct IndexEntry {
     pub descriptor: Descriptor,
     pub platform: Option<Platform>,
     /// Marked as the zstd twin of a gzip entry for the same platform (containers' annotation
     /// `io.github.containers.compression.zstd`, which podman and buildah write).
     pub zstd: bool,
+    /// The image name containerd's annotation gives the entry (an archive's `index.json`).
+    pub name: Option<String>,
 }
 
 /// The annotation containers' tools put on the zstd entry of an index that also lists the
 /// image gzip-compressed.
 pub const ZSTD_ANNOTATION: &str = "io.github.containers.compression.zstd";
+/// The annotation that names an image in an archive's `index.json` (containerd's).
+pub const NAME_ANNOTATION: &str = "io.containerd.image.name";
 
 /// What a manifest request returned.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub enum Fetched {
     Image(Manifest),
     Index(Vec<IndexEntry>),
@@ -164,10 +169,16 @@ pub fn parse(bytes: &[u8], content_type: Option<&str>) -> Result<Fetched, String
                     .as_ref()
                     .and_then(|a| a.get(ZSTD_ANNOTATION))
                     .is_some_and(|v| v == "true");
+                let name = raw
+                    .annotations
+                    .as_ref()
+                    .and_then(|a| a.get(NAME_ANNOTATION))
+                    .cloned();
                 Ok(IndexEntry {
                     descriptor: descriptor(raw)?,
                     platform,
                     zstd,
+                    name,
                 })
             })
             .collect::<Result<Vec<_>, String>>()?;
@@ -279,6 +290,85 @@ impl Platform {
             variant,
         }
     }
+}
+
+/// One entry of an index being written: a manifest (media type, digest, size) and its platform.
+pub struct Listed<'a> {
+    pub media_type: &'a str,
+    pub digest: &'a Digest,
+    pub size: u64,
+    pub platform: Option<&'a Platform>,
+}
+
+/// An OCI index of `entries`, in Go's field order: what a bundle gets when the index as served
+/// no longer describes what was kept (some platforms only, or manifests written anew).
+pub fn index_json(entries: &[Listed]) -> Vec<u8> {
+    let text = |t: &str| json::to_string(t);
+    let entries: Vec<String> = entries
+        .iter()
+        .map(|e| {
+            let platform = e.platform.map_or(String::new(), |p| {
+                let variant = p
+                    .variant
+                    .as_ref()
+                    .map_or(String::new(), |v| format!(r#","variant":{}"#, text(v)));
+                format!(
+                    r#","platform":{{"architecture":{},"os":{}{variant}}}"#,
+                    text(&p.architecture),
+                    text(&p.os)
+                )
+            });
+            format!(
+                r#"{{"mediaType":{},"digest":"{}","size":{}{platform}}}"#,
+                text(e.media_type),
+                e.digest,
+                e.size
+            )
+        })
+        .collect();
+    format!(
+        r#"{{"schemaVersion":2,"mediaType":"{OCI_INDEX}","manifests":[{}]}}"#,
+        entries.join(",")
+    )
+    .into_bytes()
+}
+
+/// `--platform all` or a comma-separated list: the platforms an archive or a copy keeps of an
+/// index (a bundle), instead of the one image a pull picks.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Platforms {
+    /// Every image the index lists for a platform (attestations, listed as `unknown/unknown`,
+    /// are not images and are left out).
+    All,
+    /// These, in this order; each picked from the index as a single `--platform` would be.
+    List(Vec<Platform>),
+}
+
+impl Platforms {
+    /// Parses `all` or `os/arch[/variant],...`; `None` for a single platform (the usual case,
+    /// which `Platform::parse` handles).
+    pub fn parse(text: &str) -> Result<Option<Platforms>, String> {
+        if text == "all" {
+            return Ok(Some(Platforms::All));
+        }
+        if !text.contains(',') {
+            return Ok(None);
+        }
+        let mut list: Vec<Platform> = Vec::new();
+        for part in text.split(',').map(str::trim) {
+            let platform = Platform::parse(part)?;
+            if list.contains(&platform) {
+                return Err(format!("platform {platform} is listed twice"));
+            }
+            list.push(platform);
+        }
+        Ok(Some(Platforms::List(list)))
+    }
+}
+
+/// Whether an index entry's platform is the one attestations and other non-images carry.
+pub fn is_unknown(platform: &Platform) -> bool {
+    platform.os == "unknown" || platform.architecture == "unknown"
 }
 
 impl std::fmt::Display for Platform {
@@ -514,6 +604,7 @@ mod tests {
                     Some(*v).filter(|v| !v.is_empty()),
                 )),
                 zstd: false,
+                name: None,
             })
             .collect()
     }

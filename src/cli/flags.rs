@@ -6,7 +6,7 @@
 
 use super::Given;
 use crate::error::Error;
-use crate::manifest::{LayerChoice, Platform};
+use crate::manifest::{LayerChoice, Platform, Platforms};
 use crate::pull::inspect::Inspect;
 use crate::sinks::layout::Layout;
 use std::ffi::OsString;
@@ -159,10 +159,20 @@ pub const SECTIONS: &[Section] = &[
                 long: "platform",
                 short: None,
                 value: Some("OS/ARCH[/VARIANT]"),
-                help: "which image of a multi-platform index to save (default: this\nmachine's, read at run time, e.g. linux/amd64, linux/arm/v6; an\nARM index without that variant gives an older one, never newer)",
+                help: "which image of a multi-platform index to save (default: this\nmachine's, read at run time, e.g. linux/amd64, linux/arm/v6; an\nARM index without that variant gives an older one, never newer);\n`all` or a comma-separated list keeps those platforms and the index",
                 set: |given, value| {
                     let text = value.string()?;
-                    given.platform = Some(Platform::parse(&text).map_err(Error::Usage)?);
+                    match Platforms::parse(&text).map_err(Error::Usage)? {
+                        Some(Platforms::List(list)) => {
+                            given.platform = list.first().cloned();
+                            given.platforms = Some(Platforms::List(list));
+                        }
+                        Some(Platforms::All) => given.platforms = Some(Platforms::All),
+                        None => {
+                            given.platform = Some(Platform::parse(&text).map_err(Error::Usage)?);
+                            given.platforms = None;
+                        }
+                    }
                     Ok(())
                 },
             },
@@ -179,6 +189,17 @@ pub const SECTIONS: &[Section] = &[
                         ))
                     })?;
                     given.platform = Some(platform);
+                    given.platforms = None;
+                    Ok(())
+                },
+            },
+            Flag {
+                long: "images-from",
+                short: None,
+                value: Some("FILE"),
+                help: "the images, one reference a line (`-`: standard input; blank lines\nand # comments allowed), all into one archive or copied by --copy-to",
+                set: |given, value| {
+                    given.images_from = Some(value.path()?);
                     Ok(())
                 },
             },
@@ -435,6 +456,16 @@ pub const SECTIONS: &[Section] = &[
                 "with --push: every image, under its own name, below IMAGE =\nHOST[:PORT][/PREFIX]",
                 all
             ),
+            Flag {
+                long: "copy-to",
+                short: None,
+                value: Some("DEST"),
+                help: "copy IMAGE from its registry to DEST (a reference; with\n--images-from, HOST[:PORT][/PREFIX]) with nothing on disk, manifests\nand index kept byte for byte, so digests stay; prints\nREGISTRY/REPOSITORY@sha256:...",
+                set: |given, value| {
+    given.copy_to = Some(value.string()?);
+    Ok(())
+},
+            },
         ],
     },
     Section {

@@ -9,12 +9,13 @@ and write an archive that `docker load` accepts.
 ";
 
 const USAGE: &str = "\
-dockersave [OPTIONS] IMAGE [IMAGE...]
+dockersave [OPTIONS] IMAGE [IMAGE...] | --images-from FILE
 dockersave --rootfs DIR [--force] [--git] [OPTIONS] IMAGE
 dockersave --flatten FILE|- [OPTIONS] IMAGE
 dockersave --layer N|sha256:HEX [--registry-format] [OPTIONS] IMAGE
 dockersave --tags | --sha | --metadata [--pretty] | --platforms [OPTIONS] IMAGE
 dockersave --push ARCHIVE|DIR [--image NAME | --all] [OPTIONS] IMAGE
+dockersave --copy-to DEST [OPTIONS] IMAGE | --images-from FILE
 ";
 
 const IMAGE: &str = "\

@@ -11,8 +11,9 @@ mod help;
 
 pub use help::help;
 
+use crate::copy;
 use crate::error::Error;
-use crate::manifest::{LayerChoice, Platform};
+use crate::manifest::{LayerChoice, Platform, Platforms};
 use crate::progress::Verbosity;
 use crate::pull::inspect::{self, Inspect};
 use crate::pull::{self, ArchiveForm, Output};
@@ -25,7 +26,7 @@ use crate::sinks::archive::Compression;
 use crate::sinks::layout::Layout;
 use lexopt::prelude::*;
 use std::ffi::OsString;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// What a run is.
@@ -38,6 +39,8 @@ pub enum Command {
     Inspect(Session, Box<inspect::Options>),
     /// `--push SOURCE`: an archive's images into a registry.
     Push(Session, Box<push::Options>),
+    /// `--copy-to DEST`: images from their registry into another, with nothing on disk.
+    Copy(Session, Box<copy::Options>),
     Help,
     Version,
 }
@@ -83,6 +86,9 @@ pub struct Given {
     ilogin: bool,
     cache_dir: Option<PathBuf>,
     platform: Option<Platform>,
+    platforms: Option<Platforms>,
+    images_from: Option<PathBuf>,
+    copy_to: Option<String>,
     working_dir: Option<PathBuf>,
     layers_dir: Option<String>,
     output: Option<PathBuf>,
@@ -109,11 +115,13 @@ pub struct Given {
     verbose: bool,
 }
 
-/// Parses `args` (with the program name first). `env` is the process environment, passed in so
-/// that nothing else reads it.
+/// Parses `args` (with the program name first). `env` is the process environment and
+/// `read_list` reads the file `--images-from` names (`-`: standard input), passed in so that
+/// nothing else reads them.
 pub fn parse(
     args: impl IntoIterator<Item = OsString>,
     env: impl Fn(&str) -> Option<String>,
+    read_list: impl Fn(&Path) -> std::io::Result<String>,
 ) -> Result<Command, Error> {
     let mut parser = lexopt::Parser::from_iter(args);
     let mut given = Given::default();
@@ -152,7 +160,7 @@ pub fn parse(
             return Ok(Command::Version);
         }
     }
-    build(given, &env)
+    build(given, &env, &read_list)
 }
 
 /// What kind of run the flags ask for, before its options are put together.
@@ -163,13 +171,32 @@ enum Kind {
     Layer(LayerChoice),
     Inspect(Inspect),
     Push(PathBuf),
+    Copy(String),
 }
 
-fn build(mut given: Given, env: &dyn Fn(&str) -> Option<String>) -> Result<Command, Error> {
+fn build(
+    mut given: Given,
+    env: &dyn Fn(&str) -> Option<String>,
+    read_list: &dyn Fn(&Path) -> std::io::Result<String>,
+) -> Result<Command, Error> {
     let destination = given.push.is_some() && given.all;
-    let (image, more_images) = references(&given.names, destination)?;
+    let listed = match &given.images_from {
+        Some(file) => Some(listed_images(file, &given.names, read_list)?),
+        None => None,
+    };
+    let (image, more_images, listed_at) = match listed {
+        Some((mut images, at)) => {
+            let first = images.remove(0);
+            (first, images, at)
+        }
+        None => {
+            let (image, more) = references(&given.names, destination)?;
+            (image, more, Vec::new())
+        }
+    };
     let kind = kind(&mut given)?;
-    if let Some(problem) = conflicts(&given, &kind, !more_images.is_empty())
+    let several = !more_images.is_empty() || given.images_from.is_some();
+    if let Some(problem) = conflicts(&given, &kind, several)
         .into_iter()
         .find_map(|(given, problem)| given.then_some(problem))
     {
@@ -207,8 +234,31 @@ fn build(mut given: Given, env: &dyn Fn(&str) -> Option<String>) -> Result<Comma
                 },
                 record: push::record_dir(cache_dir.as_deref(), env),
                 verify_keys: given.verify_keys,
+                platforms: given
+                    .platforms
+                    .or_else(|| given.platform.map(|p| Platforms::List(vec![p]))),
             };
             return Ok(Command::Push(session, Box::new(options)));
+        }
+        Kind::Copy(destination) => {
+            let destination = if given.images_from.is_some() {
+                registry_prefix(&destination)?
+            } else {
+                parse_reference(&destination)?
+            };
+            let mut images = vec![image];
+            images.extend(more_images);
+            let options = copy::Options {
+                images,
+                listed_at,
+                destination,
+                http,
+                mirrors,
+                verify_keys: given.verify_keys,
+                platform: given.platform,
+                platforms: given.platforms,
+            };
+            return Ok(Command::Copy(session, Box::new(options)));
         }
         Kind::Archive => Output::Archive(archive_form(&mut given)),
         Kind::Rootfs(dir) => Output::Rootfs {
@@ -231,6 +281,8 @@ fn build(mut given: Given, env: &dyn Fn(&str) -> Option<String>) -> Result<Comma
         verify_keys: given.verify_keys,
         cache_dir,
         platform: given.platform,
+        platforms: given.platforms,
+        listed_at,
         working_dir: given.working_dir.unwrap_or_else(|| PathBuf::from(".")),
         layers_dir: given.layers_dir,
         no_rm: given.no_rm,
@@ -259,16 +311,20 @@ fn kind(given: &mut Given) -> Result<Kind, Error> {
     ];
     let mut named = named.into_iter().flatten();
     let (first, second) = (named.next(), named.next());
-    match (given.push.take(), first, second) {
-        (Some(source), None, _) => Ok(Kind::Push(source)),
-        (Some(_), Some(_), _) => Err(Error::Usage(
-            "--push uploads an archive; it does not go with --rootfs, --flatten, --layer or the inspection flags".into(),
+    match (given.push.take(), given.copy_to.take(), first, second) {
+        (Some(_), Some(_), _, _) => Err(Error::Usage(
+            "--push uploads an archive, --copy-to copies from a registry: give one of them".into(),
         )),
-        (None, Some(_), Some(_)) => Err(Error::Usage(
+        (Some(source), None, None, _) => Ok(Kind::Push(source)),
+        (None, Some(destination), None, _) => Ok(Kind::Copy(destination)),
+        (Some(_), None, Some(_), _) | (None, Some(_), Some(_), _) => Err(Error::Usage(
+            "--push and --copy-to write to a registry; they do not go with --rootfs, --flatten, --layer or the inspection flags".into(),
+        )),
+        (None, None, Some(_), Some(_)) => Err(Error::Usage(
             "choose one of --rootfs, --flatten, --layer and the inspection flags (--tags, --sha, --metadata, --platforms)".into(),
         )),
-        (None, Some(kind), None) => Ok(kind),
-        (None, None, _) => Ok(Kind::Archive),
+        (None, None, Some(kind), None) => Ok(kind),
+        (None, None, None, _) => Ok(Kind::Archive),
     }
 }
 
@@ -284,19 +340,21 @@ macro_rules! not_archive {
     ($flag:literal) => {
         concat!(
             $flag,
-            " is about the docker-save archive; it does not go with --rootfs, --flatten, --layer, --push or inspection"
+            " is about the docker-save archive; it does not go with --rootfs, --flatten, --layer, --push, --copy-to or inspection"
         )
     };
 }
 
 /// Flags that do not go together, with what to tell the user; the first that applies is the
 /// error. `several` is whether more than one IMAGE was given.
-fn conflicts(g: &Given, kind: &Kind, several: bool) -> [(bool, &'static str); 29] {
+fn conflicts(g: &Given, kind: &Kind, several: bool) -> [(bool, &'static str); 34] {
     let archive = matches!(kind, Kind::Archive);
     let rootfs = matches!(kind, Kind::Rootfs(_));
     let layer = matches!(kind, Kind::Layer(_));
     let metadata = matches!(kind, Kind::Inspect(Inspect::Metadata { .. }));
     let pushing = matches!(kind, Kind::Push(_));
+    let copying = matches!(kind, Kind::Copy(_));
+    let one_image = !(archive || copying);
     let tags = matches!(kind, Kind::Inspect(Inspect::Tags));
     let other = !archive;
     let to_stdout = g.output.as_deref() == Some(std::path::Path::new("-"));
@@ -309,7 +367,12 @@ fn conflicts(g: &Given, kind: &Kind, several: bool) -> [(bool, &'static str); 29
         (g.force && !rootfs, goes_with!("--force", "--rootfs DIR")),
         (g.git && !rootfs, goes_with!("--git", "--rootfs DIR")),
         (g.registry_format && !layer, goes_with!("--registry-format", "--layer N")),
-        (several && other, "several images go into one archive only; --rootfs, --flatten, --layer, --push and inspection take one IMAGE"),
+        (g.images_from.is_some() && pushing, "--images-from names images to pull or copy; --push takes the images an archive holds (choose with --image or --all)"),
+        (g.images_from.is_some() && one_image, "--images-from puts several images into one archive, or copies them with --copy-to; it does not go with --rootfs, --flatten, --layer or inspection"),
+        (several && one_image, "several images go into one archive only (or are copied by --copy-to with --images-from); --rootfs, --flatten, --layer, --push and inspection take one IMAGE"),
+        (copying && several && g.images_from.is_none(), "--copy-to DEST copies one IMAGE; to copy several, list them in --images-from FILE and give DEST as HOST[:PORT][/PREFIX]"),
+        (g.platforms.is_some() && !(archive || copying || pushing), "--platform all or a list keeps several platforms: it goes with an archive, --push or --copy-to, not with --rootfs, --flatten, --layer or inspection"),
+        (g.platforms.is_some() && g.layout == Some(Layout::Legacy), "--format legacy has no index: it holds one platform of each image, so --platform takes one platform there"),
         (other && g.output.is_some(), not_archive!("--output")),
         (other && g.layout.is_some_and(|l| l != Layout::Docker), not_archive!("--format")),
         (other && g.compressed, not_archive!("--compressed")),
@@ -454,10 +517,29 @@ fn references(names: &[String], destination: bool) -> Result<(Reference, Vec<Ref
         let more = names[1..].iter().map(|n| parse(n));
         return Ok((image, more.collect::<Result<_, _>>()?));
     }
+    if names.len() > 1 {
+        return Err(Error::Usage(format!(
+            "with --all, IMAGE is a registry and an optional path prefix (HOST[:PORT][/PREFIX]), not {first:?}"
+        )));
+    }
+    Ok((registry_prefix(first)?, Vec::new()))
+}
+
+fn parse_reference(text: &str) -> Result<Reference, Error> {
+    Reference::parse(text).map_err(|reason| Error::Reference {
+        input: text.to_string(),
+        reason,
+    })
+}
+
+/// A destination for several images (`--push --all`, `--copy-to` with `--images-from`):
+/// `HOST[:PORT][/PREFIX]`, a registry and a path prefix for the images' own names.
+fn registry_prefix(first: &str) -> Result<Reference, Error> {
+    let parse = parse_reference;
     let (host, prefix) = first.split_once('/').unwrap_or((first, ""));
     let not_registry = || {
         Error::Usage(format!(
-            "with --all, IMAGE is a registry and an optional path prefix (HOST[:PORT][/PREFIX]), not {first:?}"
+            "for several images the destination is a registry and an optional path prefix (HOST[:PORT][/PREFIX]), not {first:?}"
         ))
     };
     if !(host.contains('.') || host.contains(':') || host == "localhost")
@@ -475,18 +557,59 @@ fn references(names: &[String], destination: bool) -> Result<(Reference, Vec<Ref
     } else {
         parse(&format!("{host}/{prefix}"))?.repository
     };
-    if names.len() > 1 {
-        return Err(not_registry());
+    Ok(Reference {
+        registry,
+        repository,
+        tag: None,
+        digest: None,
+    })
+}
+
+/// The images `--images-from` lists: one reference a line, blank lines and `#` comments
+/// skipped. Each comes with where it was listed ("FILE line N"), for the messages of a run
+/// that fails on it.
+fn listed_images(
+    file: &Path,
+    names: &[String],
+    read_list: &dyn Fn(&Path) -> std::io::Result<String>,
+) -> Result<(Vec<Reference>, Vec<String>), Error> {
+    if !names.is_empty() {
+        return Err(Error::Usage(format!(
+            "--images-from names the images; give no IMAGE besides it (got {:?})",
+            names[0]
+        )));
     }
-    Ok((
-        Reference {
-            registry,
-            repository,
-            tag: None,
-            digest: None,
-        },
-        Vec::new(),
-    ))
+    let shown = if file.as_os_str() == "-" {
+        "standard input".to_string()
+    } else {
+        file.display().to_string()
+    };
+    let text = read_list(file)
+        .map_err(|e| Error::Usage(format!("cannot read the image list {shown}: {e}")))?;
+    let (mut images, mut at) = (Vec::new(), Vec::new());
+    for (n, line) in text.lines().enumerate() {
+        let line = line
+            .split_once('#')
+            .map_or(line, |(before, _)| before)
+            .trim();
+        if line.is_empty() {
+            continue;
+        }
+        let here = format!("{shown} line {}", n + 1);
+        let reference = Reference::parse(line).map_err(|reason| {
+            Error::Usage(format!(
+                "{here}: invalid image reference {line:?}: {reason}"
+            ))
+        })?;
+        images.push(reference);
+        at.push(here);
+    }
+    if images.is_empty() {
+        return Err(Error::Usage(format!(
+            "the image list {shown} names no image"
+        )));
+    }
+    Ok((images, at))
 }
 
 fn usage(error: lexopt::Error) -> Error {

@@ -4,11 +4,25 @@ fn command(args: &[&str]) -> Result<Command, Error> {
     let argv = std::iter::once("dockersave")
         .chain(args.iter().copied())
         .map(OsString::from);
-    parse(argv, |name| match name {
-        "HOME" => Some("/home/me".into()),
-        "HTTPS_PROXY" => Some("http://proxy.example:3128".into()),
-        _ => None,
-    })
+    parse(
+        argv,
+        |name| match name {
+            "HOME" => Some("/home/me".into()),
+            "HTTPS_PROXY" => Some("http://proxy.example:3128".into()),
+            _ => None,
+        },
+        read_list,
+    )
+}
+
+/// The lists `--images-from` tests name: `list.txt`, `bad.txt`, `empty.txt`; others are missing.
+fn read_list(path: &Path) -> std::io::Result<String> {
+    match path.to_str() {
+        Some("list.txt") => Ok("# site images\n\ndebian:12\n  alpine  # the small one\nr.example:5000/team/app@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\n".into()),
+        Some("bad.txt") => Ok("debian\nNot Valid\n".into()),
+        Some("empty.txt") => Ok("# nothing\n\n".into()),
+        _ => Err(std::io::Error::from(std::io::ErrorKind::NotFound)),
+    }
 }
 
 fn pull(args: &[&str]) -> Result<pull::Options, Error> {
@@ -246,6 +260,67 @@ fn usage_errors() {
         (&["--tags", "--rootfs", "d", "a"], "choose one"),
         (&["--sha", "--tarname", "x.tar", "a"], "--tarname"),
         (&["-q", "-v", "a"], "contradict"),
+        (&["--images-from", "list.txt", "a"], "no IMAGE besides"),
+        (&["--images-from", "empty.txt"], "names no image"),
+        (
+            &["--images-from", "missing.txt"],
+            "cannot read the image list missing.txt",
+        ),
+        (
+            &["--images-from", "bad.txt"],
+            "bad.txt line 2: invalid image reference",
+        ),
+        (
+            &["--images-from", "list.txt", "--rootfs", "d"],
+            "--images-from puts several",
+        ),
+        (
+            &["--images-from", "list.txt", "--push", "a.tar"],
+            "--images-from names images",
+        ),
+        (
+            &["--platform", "all", "--rootfs", "d", "a"],
+            "keeps several platforms",
+        ),
+        (
+            &[
+                "--platform",
+                "linux/amd64,linux/arm64",
+                "--flatten",
+                "-",
+                "a",
+            ],
+            "keeps several platforms",
+        ),
+        (
+            &["--platform", "all", "--format", "legacy", "a"],
+            "has no index",
+        ),
+        (
+            &["--platform", "linux/amd64,linux/amd64", "a"],
+            "listed twice",
+        ),
+        (&["--platform", "linux/amd64,linux", "a"], "os/arch"),
+        (
+            &["--copy-to", "r.example/b", "a", "b"],
+            "list them in --images-from",
+        ),
+        (
+            &["--copy-to", "r.example/b", "--push", "x.tar", "a"],
+            "give one of them",
+        ),
+        (
+            &["--copy-to", "r.example/b", "--rootfs", "d", "a"],
+            "write to a registry",
+        ),
+        (
+            &["--copy-to", "r.example/b", "--compressed", "a"],
+            "--compressed",
+        ),
+        (
+            &["--copy-to", "debian", "--images-from", "list.txt"],
+            "HOST[:PORT][/PREFIX]",
+        ),
     ] {
         let err = command(args).unwrap_err();
         assert!(matches!(err, Error::Usage(_)), "{args:?}: {err:?}");
@@ -255,6 +330,52 @@ fn usage_errors() {
         command(&["Bad"]).unwrap_err(),
         Error::Reference { .. }
     ));
+}
+
+#[test]
+fn images_from_a_list() {
+    let o = pull(&["--images-from", "list.txt"]).unwrap();
+    assert_eq!(o.image.repository, "library/debian");
+    let more: Vec<String> = o.more_images.iter().map(|r| r.repository.clone()).collect();
+    assert_eq!(more, ["library/alpine", "team/app"]);
+    assert_eq!(
+        o.listed_at,
+        ["list.txt line 3", "list.txt line 4", "list.txt line 5"]
+    );
+}
+
+#[test]
+fn several_platforms() {
+    let o = pull(&["--platform", "all", "a"]).unwrap();
+    assert_eq!(o.platforms, Some(Platforms::All));
+    assert_eq!(o.platform, None, "manifest.json names this machine's");
+    let o = pull(&["--platform", "linux/arm64, linux/arm/v7", "a"]).unwrap();
+    assert_eq!(o.platform.unwrap().to_string(), "linux/arm64");
+    assert!(matches!(o.platforms, Some(Platforms::List(l)) if l.len() == 2));
+    // The last --platform decides.
+    let o = pull(&["--platform", "all", "--platform", "linux/arm64", "a"]).unwrap();
+    assert_eq!(o.platforms, None);
+}
+
+#[test]
+fn copies() {
+    let Command::Copy(_, o) = command(&["--copy-to", "r.example:5000/x:1", "a"]).unwrap() else {
+        panic!()
+    };
+    assert_eq!(o.destination.to_string(), "r.example:5000/x:1");
+    assert_eq!(o.images.len(), 1);
+    assert!(o.listed_at.is_empty());
+    let Command::Copy(_, o) = command(&[
+        "--copy-to",
+        "r.example:5000/mirror",
+        "--images-from",
+        "list.txt",
+    ])
+    .unwrap() else {
+        panic!()
+    };
+    assert_eq!(o.destination.repository, "mirror");
+    assert_eq!(o.images.len(), 3);
 }
 
 #[test]
@@ -427,7 +548,11 @@ fn mirrors_and_certs_dirs() {
     }
     let with = |name: &'static str, value: &'static str| {
         let argv = ["dockersave", "debian"].map(OsString::from);
-        parse(argv, move |n| (n == name).then(|| value.to_string()))
+        parse(
+            argv,
+            move |n| (n == name).then(|| value.to_string()),
+            read_list,
+        )
     };
     let Ok(Command::Pull(_, o)) = with("DOCKERSAVE_MIRRORS", "https://a, https://b") else {
         panic!()

@@ -90,10 +90,11 @@ pub(super) fn save(
     options: &Options,
     form: &ArchiveForm,
     images: &[Image],
+    bundles: Vec<layout::Bundle>,
 ) -> Result<Option<PathBuf>, Error> {
     let layout_images: Vec<layout::Image> = images.iter().map(Image::for_layout).collect();
     let compressed = form.compressed_layers && !legacy_cannot_keep_zstd(form, images);
-    let plan = Plan::new(form.layout, compressed, &layout_images);
+    let plan = Plan::new(form.layout, compressed, &layout_images, bundles);
     let layers: Vec<(String, u64)> = plan
         .layers
         .iter()
@@ -125,14 +126,16 @@ pub(super) fn save(
     };
     let compressed: u64 = stats.iter().map(|s| s.compressed).sum();
     let uncompressed: u64 = stats.iter().map(|s| s.uncompressed).sum();
-    let names: Vec<String> = images
-        .iter()
-        .map(|i| {
-            i.reference
-                .repo_tag()
-                .unwrap_or_else(|| i.reference.to_string())
-        })
-        .collect();
+    let mut names: Vec<String> = Vec::new();
+    for image in images {
+        let reference = &image.reference;
+        let name = reference
+            .repo_tag()
+            .unwrap_or_else(|| reference.to_string());
+        if !names.contains(&name) {
+            names.push(name);
+        }
+    }
     images[0].progress().info(&format!(
         "Saved {} ({} layers, {} downloaded, {} unpacked) to {}",
         names.join(", "),

@@ -8,6 +8,7 @@
 //! nothing appears under a final name until it is complete.
 
 mod archive;
+pub(crate) mod bundle;
 mod flatten;
 pub mod inspect;
 mod layer;
@@ -43,16 +44,42 @@ use std::sync::Arc;
 /// and its verified config.
 pub(crate) struct Image {
     reference: Reference,
-    registry: Registry,
+    /// Shared by the images of one bundle (`--platform all|LIST`): one token, one connection pool.
+    registry: Arc<Registry>,
     cache: Option<Cache>,
     /// The platform's manifest as served (kept byte for byte by `--compressed`), and parsed.
     served: FetchedManifest,
     manifest: Manifest,
     config_bytes: Vec<u8>,
     config: Config,
+    /// The platform the index lists the image under (a bundle's member), which may say more
+    /// than the config (a variant).
+    listed_platform: Option<Platform>,
 }
 
 impl Image {
+    /// The platform the index lists the image under, else the one its config names, if any.
+    fn platform(&self) -> Option<Platform> {
+        if let Some(listed) = &self.listed_platform {
+            return Some(listed.clone());
+        }
+        let config = &self.config;
+        match (&config.os, &config.architecture) {
+            (Some(os), Some(arch)) => Some(Platform::new(os, arch, config.variant.as_deref())),
+            _ => None,
+        }
+    }
+
+    /// Warns when the config names another platform than the one asked for.
+    fn check_platform(&self, platform: &Platform) {
+        if let Some(actual) = self.platform() {
+            if actual.os != platform.os || actual.architecture != platform.architecture {
+                self.progress()
+                    .warn(&format!("the image is for {actual}, not {platform}"));
+            }
+        }
+    }
+
     /// How a layer is named in messages: "layer 2/3 (sha256:…)".
     fn layer_name(&self, i: usize) -> String {
         format!(
@@ -110,6 +137,7 @@ impl Image {
             manifest: &self.manifest,
             config_bytes: &self.config_bytes,
             config: &self.config,
+            platform: self.listed_platform.clone(),
         }
     }
 
@@ -250,12 +278,28 @@ pub fn pull(
                 );
             }
             archive::prepare(options, form)?;
-            let mut images = vec![first(Ahead::Bottom)?];
-            for reference in &options.more_images {
-                // Their layers may be the first image's: none is asked for ahead.
-                images.push(open(options, reference, &reach, Ahead::None)?);
+            let mut images = Vec::new();
+            let mut bundles = Vec::new();
+            let references = std::iter::once(&options.image).chain(&options.more_images);
+            for (n, reference) in references.enumerate() {
+                let at = options.listed_at.get(n);
+                let opened = match &options.platforms {
+                    // The later images' layers may be the first one's: none is asked for ahead.
+                    None => open(
+                        options,
+                        reference,
+                        &reach,
+                        [Ahead::Bottom, Ahead::None][n.min(1)],
+                    )
+                    .map(|image| images.push(image)),
+                    Some(platforms) => {
+                        let into = (&mut images, &mut bundles);
+                        open_bundle(options, form, reference, &reach, platforms, into)
+                    }
+                };
+                opened.map_err(|e| e.listed_at(at))?;
             }
-            archive::save(options, form, &images)
+            archive::save(options, form, &images, bundles)
         }
         // Each output checks what it can before the network is used.
         Output::Rootfs { dir, force, git } => {
@@ -279,7 +323,7 @@ pub fn pull(
 
 /// How a run reaches registries: one HTTP client, whose connections are reused from image to
 /// image, the mirrors, and whose credentials go where.
-struct Reach<'a> {
+pub(crate) struct Reach<'a> {
     http: Http,
     mirrors: Vec<Mirror>,
     logins: &'a Logins<'a>,
@@ -288,7 +332,7 @@ struct Reach<'a> {
 }
 
 impl<'a> Reach<'a> {
-    fn new(
+    pub(crate) fn new(
         settings: &http::Settings,
         mirrors: &Source,
         verify_keys: &[PathBuf],
@@ -305,10 +349,18 @@ impl<'a> Reach<'a> {
         })
     }
 
+    pub(crate) fn http(&self) -> &Http {
+        &self.http
+    }
+
+    pub(crate) fn progress(&self) -> &Progress {
+        self.http.progress()
+    }
+
     /// With `--verify-key`, refuses `image` unless a signature by one of the keys names the
     /// digest `top` (what the reference resolved to: an index, or the manifest) or that of the
     /// platform's manifest `served`. Asked before the config or any layer is fetched.
-    fn verify(
+    pub(crate) fn verify(
         &self,
         registry: &Registry,
         image: &Reference,
@@ -339,7 +391,7 @@ impl<'a> Reach<'a> {
 
     /// A client for pulling `reference`: its registry, behind that registry's mirrors (each
     /// with the credentials stored for its own host).
-    fn registry(&self, reference: &Reference) -> Registry {
+    pub(crate) fn registry(&self, reference: &Reference) -> Registry {
         let mirrors = mirrors::of(&self.mirrors, &reference.registry)
             .map(|m| (m.base.clone(), (self.logins.mirror)(m.host())))
             .collect();
@@ -375,26 +427,189 @@ fn open(
     reach: &Reach,
     ahead: Ahead,
 ) -> Result<Image, Error> {
-    let progress = reach.http.progress();
-    let cache = options
-        .cache_dir
-        .as_deref()
-        .map(|dir| Cache::open(dir, progress.clone()))
-        .transpose()?;
-    progress.info(&format!("Pulling {reference}"));
-    let registry = reach.registry(reference);
+    let cache = open_cache(options, reach)?;
+    reach.http.progress().info(&format!("Pulling {reference}"));
+    let registry = Arc::new(reach.registry(reference));
     let platform = platform(options.platform.as_ref());
     let top = fetch_document(&registry, &reference.manifest_ref(), reference)?;
     let resolved = reach.keys.is_some().then(|| top.fetched.clone());
     let given = options.platform.is_some();
-    let prefer = match &options.output {
-        Output::Archive(form) if form.for_old_engines() => Prefer::Gzip,
-        _ => Prefer::Smaller,
-    };
-    let (served, manifest) = select(&registry, top, &platform, reference, given, prefer)?;
+    let (served, manifest) = select(&registry, top, &platform, reference, given, prefer(options))?;
     if let Some(top) = &resolved {
         reach.verify(&registry, reference, top, &served)?;
     }
+    let image = with_config(registry, reference, cache, served, manifest, ahead)?;
+    image.check_platform(&platform);
+    Ok(image)
+}
+
+fn open_cache(options: &Options, reach: &Reach) -> Result<Option<Cache>, Error> {
+    let progress = reach.http.progress();
+    options
+        .cache_dir
+        .as_deref()
+        .map(|dir| Cache::open(dir, progress.clone()))
+        .transpose()
+}
+
+/// Opens the images of `reference` that `platforms` keeps (`--platform all|LIST`), appending
+/// them to `images` and, when `reference` is an index, their bundle to `bundles`.
+fn open_bundle(
+    options: &Options,
+    form: &ArchiveForm,
+    reference: &Reference,
+    reach: &Reach,
+    platforms: &manifest::Platforms,
+    (images, bundles): (&mut Vec<Image>, &mut Vec<layout::Bundle>),
+) -> Result<(), Error> {
+    let progress = reach.http.progress();
+    progress.info(&format!("Pulling {reference} ({})", shown(platforms)));
+    let registry = Arc::new(reach.registry(reference));
+    let top = fetch_document(&registry, &reference.manifest_ref(), reference)?;
+    let top_fetched = top.fetched.clone();
+    let compressed = form.compressed_layers;
+    let keep = match compressed {
+        true => bundle::Keep::EveryImage,
+        false => bundle::Keep::OnePerPlatform,
+    };
+    let resolved = bundle::resolve(&registry, top, platforms, reference, prefer(options), keep)?;
+    let bundle = match resolved {
+        bundle::Resolved::Image(served, manifest) => {
+            reach.verify(&registry, reference, &top_fetched, &served)?;
+            let cache = open_cache(options, reach)?;
+            images.push(with_config(
+                registry,
+                reference,
+                cache,
+                served,
+                manifest,
+                Ahead::None,
+            )?);
+            return Ok(());
+        }
+        bundle::Resolved::Bundle(bundle) => bundle,
+    };
+    for (served, _) in &bundle.members {
+        reach.verify(&registry, reference, &top_fetched, served)?;
+    }
+    let first = images.len();
+    let count = bundle.members.len();
+    for (served, manifest) in bundle.members {
+        let cache = open_cache(options, reach)?;
+        let listed = bundle
+            .entries
+            .iter()
+            .find(|e| e.descriptor.digest == served.digest);
+        let listed_platform = listed.and_then(|e| e.platform.clone());
+        let mut image = with_config(
+            registry.clone(),
+            reference,
+            cache,
+            served,
+            manifest,
+            Ahead::None,
+        )?;
+        image.listed_platform = listed_platform;
+        images.push(image);
+    }
+    let main = first + main_member(&images[first..], options.platform.as_ref(), progress);
+    let index = &bundle.index;
+    if !compressed {
+        progress.info("  layers are stored uncompressed: each platform's manifest and the index are written anew, with digests of their own (--compressed keeps the registry's)");
+    } else if !bundle.complete {
+        progress.info(&format!(
+            "  the archive keeps {count} of the index's {} entries: a new index lists them, and its digest differs from the registry's ({})",
+            bundle.listed, index.digest
+        ));
+    }
+    let media_type = index
+        .content_type
+        .clone()
+        .unwrap_or_else(|| manifest::OCI_INDEX.to_string());
+    bundles.push(layout::Bundle {
+        first,
+        count,
+        main,
+        kept: bundle
+            .complete
+            .then(|| (index.bytes.clone(), index.digest.clone(), media_type)),
+    });
+    Ok(())
+}
+
+/// `all platforms`, `linux/amd64, linux/arm64`.
+fn shown(platforms: &manifest::Platforms) -> String {
+    match platforms {
+        manifest::Platforms::All => "all platforms".into(),
+        manifest::Platforms::List(list) => list
+            .iter()
+            .map(Platform::to_string)
+            .collect::<Vec<_>>()
+            .join(", "),
+    }
+}
+
+/// Which member of a bundle `manifest.json` names, so that engines that load that one image
+/// (Docker before 25, Podman) get one that runs here: the one a pull for `asked` (else this
+/// machine's platform) would take, else the first. Says which, and why.
+fn main_member(members: &[Image], asked: Option<&Platform>, progress: &Progress) -> usize {
+    let wanted = platform(asked);
+    let entries: Vec<manifest::IndexEntry> = members
+        .iter()
+        .map(|m| manifest::IndexEntry {
+            descriptor: manifest::Descriptor {
+                media_type: String::new(),
+                digest: m.served.digest.clone(),
+                size: m.served.bytes.len() as u64,
+            },
+            platform: m.platform(),
+            zstd: false,
+            name: None,
+        })
+        .collect();
+    let chosen = manifest::choose(&entries, &wanted).ok().and_then(|choice| {
+        let digest = &choice.entry.descriptor.digest;
+        members.iter().position(|m| m.served.digest == *digest)
+    });
+    let whose = if asked.is_some() {
+        "the first --platform"
+    } else {
+        "this machine's platform"
+    };
+    let main = chosen.unwrap_or(0);
+    let named = members[main]
+        .platform()
+        .map_or_else(|| "the first image".to_string(), |p| p.to_string());
+    match chosen {
+        Some(_) => progress.info(&format!(
+            "  manifest.json names {named}, for {whose} ({wanted}): the image Docker before 25 and Podman load; the index keeps {}",
+            members.len()
+        )),
+        None => progress.info(&format!(
+            "  no image here runs on {whose} ({wanted}); manifest.json names {named}, the first: the image Docker before 25 and Podman load"
+        )),
+    }
+    main
+}
+
+/// Which twin a pull takes: see `Prefer`.
+fn prefer(options: &Options) -> Prefer {
+    match &options.output {
+        Output::Archive(form) if form.for_old_engines() => Prefer::Gzip,
+        _ => Prefer::Smaller,
+    }
+}
+
+/// The image of the manifest `served`: its config fetched (from the cache when it has it) and
+/// checked against the manifest, with the layers `ahead` names requested beside it.
+fn with_config(
+    registry: Arc<Registry>,
+    reference: &Reference,
+    cache: Option<Cache>,
+    served: FetchedManifest,
+    manifest: Manifest,
+    ahead: Ahead,
+) -> Result<Image, Error> {
     let order: Vec<&manifest::Descriptor> = match ahead {
         Ahead::Bottom => manifest.layers.iter().collect(),
         Ahead::Top => manifest.layers.iter().rev().collect(),
@@ -442,14 +657,6 @@ fn open(
             ),
         });
     }
-    if let (Some(os), Some(arch)) = (&config.os, &config.architecture) {
-        let actual = Platform::new(os, arch, config.variant.as_deref());
-        if actual.os != platform.os || actual.architecture != platform.architecture {
-            registry
-                .progress()
-                .warn(&format!("the image is for {actual}, not {platform}"));
-        }
-    }
     Ok(Image {
         reference: reference.clone(),
         registry,
@@ -458,6 +665,7 @@ fn open(
         manifest,
         config_bytes,
         config,
+        listed_platform: None,
     })
 }
 
@@ -474,13 +682,13 @@ fn parse_config(bytes: &[u8]) -> Result<Config, Error> {
 }
 
 /// A manifest or index as served, and parsed.
-struct Document {
-    fetched: FetchedManifest,
-    parsed: Fetched,
+pub(crate) struct Document {
+    pub(crate) fetched: FetchedManifest,
+    pub(crate) parsed: Fetched,
 }
 
 /// Fetches and parses the manifest or index `reference` (a tag or digest) names.
-fn fetch_document(
+pub(crate) fn fetch_document(
     registry: &Registry,
     reference: &str,
     image: &Reference,
@@ -506,7 +714,7 @@ fn fetch_document(
 /// From what the reference names to the image manifest for `platform`, stepping through an
 /// index (an index may point to another; two levels are plenty). Returns the manifest as
 /// served and parsed.
-fn select(
+pub(crate) fn select(
     registry: &Registry,
     mut document: Document,
     platform: &Platform,

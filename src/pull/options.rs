@@ -1,7 +1,7 @@
 //! What a pull is asked to do, as the command line put it together: which images, from where,
 //! into which output. Plain data; the outputs read it, nothing here acts.
 
-use crate::manifest::{LayerChoice, Platform};
+use crate::manifest::{LayerChoice, Platform, Platforms};
 use crate::reference::Reference;
 use crate::registry::auth::Credentials;
 use crate::registry::http::Settings;
@@ -25,6 +25,12 @@ pub struct Options {
     pub cache_dir: Option<PathBuf>,
     /// `--platform` / `--arch`; without them the machine's own, read when a pull needs it.
     pub platform: Option<Platform>,
+    /// `--platform all` or a list: an archive keeps these platforms of each image, and the
+    /// index (`platform` is then the one `manifest.json` names, when given).
+    pub platforms: Option<Platforms>,
+    /// Where each image was listed (`--images-from`): "FILE line 3", in the order of `image`
+    /// and `more_images`; empty for images named on the command line.
+    pub listed_at: Vec<String>,
     pub working_dir: PathBuf,
     /// The assembled directory's name (the archive's, or with `--rootfs --no-rm` the layers').
     pub layers_dir: Option<String>,

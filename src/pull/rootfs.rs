@@ -299,7 +299,7 @@ impl KeptLayers {
             dest,
             work,
             // The classic layout: a directory per layer, as `--format legacy` writes it.
-            plan: Plan::new(Layout::Legacy, false, &[image.for_layout()]),
+            plan: Plan::new(Layout::Legacy, false, &[image.for_layout()], Vec::new()),
             done: false,
         })
     }

@@ -239,7 +239,7 @@ fn upload(
 }
 
 /// Failures a new try may mend: the connection, and the registry's 5xx/429.
-fn is_transient(error: &Error) -> bool {
+pub(crate) fn is_transient(error: &Error) -> bool {
     match error {
         Error::Network { .. } => true,
         Error::Http { status, .. } => *status == 429 || *status >= 500,

@@ -22,7 +22,7 @@ use crate::registry::Registry;
 use crate::signature::{self, Keys};
 use blob::{Pushed, Slot};
 use known::Known;
-use source::{ArchivedImage, Source};
+use source::{ArchivedBundle, ArchivedImage, Source};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -50,6 +50,8 @@ pub struct Options {
     pub record: Option<PathBuf>,
     /// `--verify-key`: each pushed image must be signed by one of these keys where it landed.
     pub verify_keys: Vec<PathBuf>,
+    /// `--platform all|LIST`: which platforms of an archived index go up (all without it).
+    pub platforms: Option<manifest::Platforms>,
 }
 
 /// Which images of a pushed archive go up.
@@ -73,6 +75,7 @@ pub fn push(
     let keys = Keys::load(&options.verify_keys)?;
     let archive = Source::open(source)?;
     let images = archive.images()?;
+    let bundles = archive.bundles(options.platforms.as_ref())?;
     let known = Known::load(options.record.clone());
     let mut pushed = Vec::new();
     // One HTTP client for the run: its connections are reused from image to image.
@@ -81,15 +84,18 @@ pub fn push(
         progress.info(&format!("Pushing {} to {target}", shown_name(image)));
         let mount_from = mount_sources(image, &target, &known);
         let registry = Registry::for_push(http.clone(), &target, credentials(&target), &mount_from);
-        let digest = push_image(
-            &registry,
-            &archive,
-            image,
-            &known,
-            &mount_from,
-            &target,
-            &progress,
-        )?;
+        let push = Push {
+            registry: &registry,
+            archive: &archive,
+            known: &known,
+            mount_from: &mount_from,
+            progress: &progress,
+        };
+        let bundle = bundles.iter().find(|b| of_bundle(image, b));
+        let digest = match bundle {
+            Some(bundle) => push.bundle(bundle, &target, options.platforms.as_ref())?,
+            None => push.image(image, Some(&target))?.digest,
+        };
         let name = format!("{}/{}@{digest}", target.registry, target.repository);
         if let Some(keys) = &keys {
             // For pipelines: the image as it now is in the registry must carry a signature.
@@ -111,76 +117,160 @@ pub fn push(
     Ok(pushed)
 }
 
-fn push_image(
-    registry: &Registry,
-    archive: &Source,
-    image: &ArchivedImage,
-    known: &Known,
-    mount_from: &[String],
-    target: &Reference,
-    progress: &Progress,
-) -> Result<Digest, Error> {
-    // The config first, alone: its first request meets the registry's challenge, so the
-    // layer uploads that follow on several threads start with a token (one token request).
-    blob::push_bytes(registry, &image.config, &image.config_digest)?;
-    let listed: Vec<(String, u64)> = image
-        .layers
-        .iter()
-        .map(|l| (l.diff_id.hex().to_string(), l.size))
-        .collect();
-    progress.layers(&listed);
-    let count = image.layers.len();
-    let results: Mutex<Vec<Option<Pushed>>> = Mutex::new(vec![None; count]);
-    let failure: Mutex<Option<Error>> = Mutex::new(None);
-    let next = AtomicUsize::new(0);
-    let exact = image.original.is_some();
-    let jobs = if archive.random_access() { JOBS } else { 1 };
-    std::thread::scope(|scope| {
-        for _ in 0..jobs.min(count) {
-            scope.spawn(|| loop {
-                let index = next.fetch_add(1, Ordering::SeqCst);
-                if index >= count || lock(&failure).is_some() {
-                    return;
-                }
-                let slot = Slot {
-                    index,
-                    count,
-                    progress,
-                };
-                let layer = &image.layers[index];
-                match blob::push_layer(registry, archive, layer, known, mount_from, exact, &slot) {
-                    Ok(done) => lock(&results)[index] = Some(done),
-                    Err(e) => {
-                        lock(&failure).get_or_insert(e);
+/// What every image of one push to one repository shares.
+struct Push<'a> {
+    registry: &'a Registry,
+    archive: &'a Source,
+    known: &'a Known,
+    mount_from: &'a [String],
+    progress: &'a Progress,
+}
+
+/// A manifest as stored in the registry.
+struct Stored {
+    digest: Digest,
+    size: usize,
+    media_type: String,
+}
+
+impl Push<'_> {
+    /// Pushes every platform of `bundle`, each manifest by its digest, then the index under
+    /// the target's tag: the archive's own, byte for byte, when every platform went up with the
+    /// manifests it kept; else one listing the manifests pushed. One platform (`--platform
+    /// os/arch`) goes up as that image alone, without an index.
+    fn bundle(
+        &self,
+        bundle: &ArchivedBundle,
+        target: &Reference,
+        asked: Option<&manifest::Platforms>,
+    ) -> Result<Digest, Error> {
+        let one = matches!(asked, Some(manifest::Platforms::List(l)) if l.len() == 1);
+        if let ([(image, _)], true) = (bundle.members.as_slice(), one) {
+            return Ok(self.image(image, Some(target))?.digest);
+        }
+        let mut stored = Vec::new();
+        let mut kept = bundle.complete;
+        for (image, platform) in &bundle.members {
+            let shown = platform.as_ref().map_or("?".into(), |p| p.to_string());
+            self.progress.info(&format!("  platform {shown}"));
+            kept &= image.original.is_some();
+            stored.push(self.image(image, None)?);
+        }
+        let (bytes, media_type) = if kept {
+            (bundle.index.clone(), bundle.media_type.clone())
+        } else {
+            self.progress.info(&format!(
+                "  a new index lists the {} manifests pushed; its digest differs from the archive's {}",
+                stored.len(),
+                bundle.digest
+            ));
+            let listed: Vec<manifest::Listed> = stored
+                .iter()
+                .zip(&bundle.members)
+                .map(|(s, (_, platform))| manifest::Listed {
+                    media_type: &s.media_type,
+                    digest: &s.digest,
+                    size: s.size as u64,
+                    platform: platform.as_ref(),
+                })
+                .collect();
+            (
+                manifest::index_json(&listed),
+                manifest::OCI_INDEX.to_string(),
+            )
+        };
+        self.put(target, &bytes, &media_type)
+    }
+
+    /// Stores a manifest under the target's tag (or digest), checking a digest it names.
+    fn put(&self, target: &Reference, bytes: &[u8], media_type: &str) -> Result<Digest, Error> {
+        let digest = Digest::of_bytes(bytes);
+        if let Some(wanted) = &target.digest {
+            if *wanted != digest {
+                return Err(Error::DigestMismatch {
+                    what: format!("the manifest for {target}"),
+                    expected: wanted.to_string(),
+                    actual: digest.to_string(),
+                });
+            }
+        }
+        self.registry
+            .put_manifest(&target.manifest_ref(), bytes, media_type)
+    }
+
+    /// Pushes one image; its manifest goes under `target`'s tag, or by its digest alone.
+    fn image(&self, image: &ArchivedImage, target: Option<&Reference>) -> Result<Stored, Error> {
+        let (registry, archive, known, mount_from, progress) = (
+            self.registry,
+            self.archive,
+            self.known,
+            self.mount_from,
+            self.progress,
+        );
+        // The config first, alone: its first request meets the registry's challenge, so the
+        // layer uploads that follow on several threads start with a token (one token request).
+        blob::push_bytes(registry, &image.config, &image.config_digest)?;
+        let listed: Vec<(String, u64)> = image
+            .layers
+            .iter()
+            .map(|l| (l.diff_id.hex().to_string(), l.size))
+            .collect();
+        progress.layers(&listed);
+        let count = image.layers.len();
+        let results: Mutex<Vec<Option<Pushed>>> = Mutex::new(vec![None; count]);
+        let failure: Mutex<Option<Error>> = Mutex::new(None);
+        let next = AtomicUsize::new(0);
+        let exact = image.original.is_some();
+        let jobs = if archive.random_access() { JOBS } else { 1 };
+        std::thread::scope(|scope| {
+            for _ in 0..jobs.min(count) {
+                scope.spawn(|| loop {
+                    let index = next.fetch_add(1, Ordering::SeqCst);
+                    if index >= count || lock(&failure).is_some() {
                         return;
                     }
-                }
-            });
+                    let slot = Slot {
+                        index,
+                        count,
+                        progress,
+                    };
+                    let layer = &image.layers[index];
+                    match blob::push_layer(
+                        registry, archive, layer, known, mount_from, exact, &slot,
+                    ) {
+                        Ok(done) => lock(&results)[index] = Some(done),
+                        Err(e) => {
+                            lock(&failure).get_or_insert(e);
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        progress.done();
+        if let Some(error) = lock(&failure).take() {
+            return Err(error);
         }
-    });
-    progress.done();
-    if let Some(error) = lock(&failure).take() {
-        return Err(error);
+        let layers: Vec<Pushed> = lock(&results).iter().flatten().cloned().collect();
+        let (bytes, media_type) = match &image.original {
+            Some(original) => (original.bytes.clone(), original.media_type.clone()),
+            None => {
+                let zstd: Vec<bool> = image.layers.iter().map(|l| l.zstd).collect();
+                rebuilt(&image.config_digest, image.config.len(), &layers, &zstd)
+            }
+        };
+        let digest = match target {
+            Some(target) => self.put(target, &bytes, &media_type)?,
+            None => {
+                registry.put_manifest(&Digest::of_bytes(&bytes).to_string(), &bytes, &media_type)?
+            }
+        };
+        Ok(Stored {
+            digest,
+            size: bytes.len(),
+            media_type,
+        })
     }
-    let layers: Vec<Pushed> = lock(&results).iter().flatten().cloned().collect();
-    let (bytes, media_type) = match &image.original {
-        Some(original) => (original.bytes.clone(), original.media_type.clone()),
-        None => {
-            let zstd: Vec<bool> = image.layers.iter().map(|l| l.zstd).collect();
-            rebuilt(&image.config_digest, image.config.len(), &layers, &zstd)
-        }
-    };
-    let digest = Digest::of_bytes(&bytes);
-    if let Some(wanted) = &target.digest {
-        if *wanted != digest {
-            return Err(Error::DigestMismatch {
-                what: format!("the manifest for {target}"),
-                expected: wanted.to_string(),
-                actual: digest.to_string(),
-            });
-        }
-    }
-    registry.put_manifest(&target.manifest_ref(), &bytes, &media_type)
 }
 
 /// A manifest of the config and the layers as pushed, and its media type: Docker schema 2
@@ -292,6 +382,27 @@ fn targets<'a>(
             Ok(out)
         }
     }
+}
+
+/// Whether `image` (as `manifest.json` lists it) is the one a bundle shows engines that read
+/// only `manifest.json`: named as the bundle is, or one of the members chosen.
+fn of_bundle(image: &ArchivedImage, bundle: &ArchivedBundle) -> bool {
+    let named = bundle
+        .name
+        .as_deref()
+        .and_then(|name| Reference::parse(name).ok())
+        .is_some_and(|name| {
+            image
+                .tags
+                .iter()
+                .filter_map(|tag| Reference::parse(tag).ok())
+                .any(|tag| same_name(&tag, &name))
+        });
+    named
+        || bundle
+            .members
+            .iter()
+            .any(|(m, _)| m.config_digest == image.config_digest)
 }
 
 fn same_name(a: &Reference, b: &Reference) -> bool {

@@ -11,7 +11,7 @@ use crate::decompress::{Decompressor, Format};
 use crate::digest::Digest;
 use crate::error::Error;
 use crate::layer_tar::Extensions;
-use crate::manifest::{self, Fetched};
+use crate::manifest::{self, Fetched, Platform, Platforms};
 use miniserde::{json, Deserialize};
 use std::collections::HashMap;
 use std::fs::File;
@@ -79,6 +79,21 @@ pub struct ArchivedLayer {
     /// The blob digest the archive claims for a compressed entry (its `blobs/sha256/` name),
     /// checked as it is uploaded.
     pub digest: Option<Digest>,
+}
+
+/// An index the archive keeps with its images (`dockersave --platform all|LIST`): `index.json`
+/// names it, and it names each platform's manifest.
+pub struct ArchivedBundle {
+    /// The index as stored, its media type and digest (checked).
+    pub index: Vec<u8>,
+    pub media_type: String,
+    pub digest: Digest,
+    /// The name `index.json` gives it (containerd's annotation), if any.
+    pub name: Option<String>,
+    /// The images chosen, with the platform the index gives each.
+    pub members: Vec<(ArchivedImage, Option<Platform>)>,
+    /// Whether the members are every entry of the index (then it can go up as it is).
+    pub complete: bool,
 }
 
 pub struct Original {
@@ -164,6 +179,119 @@ impl Source {
             .into_iter()
             .map(|image| self.image(image, &originals))
             .collect()
+    }
+
+    /// The indexes `index.json` names, each with the images of the platforms `platforms` picks
+    /// (every one without it; entries for no platform, such as attestations, are left out).
+    pub fn bundles(&self, platforms: Option<&Platforms>) -> Result<Vec<ArchivedBundle>, Error> {
+        let Ok(top) = self.document("index.json") else {
+            return Ok(Vec::new());
+        };
+        let Ok(Fetched::Index(entries)) = manifest::parse(&top, Some(manifest::OCI_INDEX)) else {
+            return Ok(Vec::new());
+        };
+        let mut bundles = Vec::new();
+        for entry in entries {
+            let media_type = entry.descriptor.media_type.clone();
+            if media_type != manifest::OCI_INDEX && media_type != manifest::DOCKER_MANIFEST_LIST {
+                continue;
+            }
+            let digest = entry.descriptor.digest.clone();
+            let index = self.blob_document(&digest)?;
+            let Ok(Fetched::Index(listed)) = manifest::parse(&index, Some(&media_type)) else {
+                return Err(self.malformed(&format!("the index {digest} is not an image index")));
+            };
+            let chosen: Vec<&manifest::IndexEntry> = match platforms {
+                Some(Platforms::List(wanted)) => {
+                    let mut chosen: Vec<&manifest::IndexEntry> = Vec::new();
+                    for platform in wanted {
+                        let choice = manifest::choose(&listed, platform).map_err(|available| {
+                            Error::PlatformNotFound {
+                                image: format!("the index {digest} in {}", self.shown),
+                                wanted: platform.to_string(),
+                                available,
+                            }
+                        })?;
+                        if !chosen
+                            .iter()
+                            .any(|c| c.descriptor.digest == choice.entry.descriptor.digest)
+                        {
+                            chosen.push(choice.entry);
+                        }
+                    }
+                    chosen
+                }
+                _ => listed
+                    .iter()
+                    .filter(|e| {
+                        e.platform
+                            .as_ref()
+                            .is_some_and(|p| !manifest::is_unknown(p))
+                    })
+                    .collect(),
+            };
+            let mut members = Vec::new();
+            for member in &chosen {
+                let image = self.member(&member.descriptor)?;
+                members.push((image, member.platform.clone()));
+            }
+            bundles.push(ArchivedBundle {
+                name: entry.name.clone(),
+                complete: members.len() == listed.len(),
+                index,
+                media_type,
+                digest,
+                members,
+            });
+        }
+        Ok(bundles)
+    }
+
+    /// The image a bundle's manifest describes: its config and layers are the blobs it names,
+    /// and the manifest goes up as it is when every layer is stored compressed.
+    fn member(&self, descriptor: &manifest::Descriptor) -> Result<ArchivedImage, Error> {
+        let bytes = self.blob_document(&descriptor.digest)?;
+        let media_type = descriptor.media_type.clone();
+        let Ok(Fetched::Image(image)) = manifest::parse(&bytes, Some(&media_type)) else {
+            return Err(self.malformed(&format!(
+                "the manifest {} is not an image manifest",
+                descriptor.digest
+            )));
+        };
+        let layer_types: Vec<String> = image.layers.iter().map(|l| l.media_type.clone()).collect();
+        let kept = layer_types
+            .iter()
+            .all(|t| t.contains("gzip") || t.contains("zstd"));
+        let saved = SavedImage {
+            config: blob_name(&image.config.digest),
+            repo_tags: None,
+            layers: image.layers.iter().map(|l| blob_name(&l.digest)).collect(),
+        };
+        let originals = match kept {
+            true => vec![Original {
+                digest: descriptor.digest.clone(),
+                bytes,
+                media_type,
+                layer_types,
+            }],
+            false => Vec::new(),
+        };
+        self.image(saved, &originals)
+    }
+
+    /// A JSON blob of the archive, checked against its digest.
+    fn blob_document(&self, digest: &Digest) -> Result<Vec<u8>, Error> {
+        let name = blob_name(digest);
+        let bytes = self.document(&name)?;
+        let actual = Digest::of_bytes(&bytes);
+        if actual != *digest {
+            return Err(Error::DigestMismatch {
+                what: format!("{name} in {}", self.shown),
+                expected: digest.to_string(),
+                actual: actual.to_string(),
+            });
+        }
+        Ok(bytes)
     }
 
     /// A stream of the entry's bytes.
@@ -495,6 +623,10 @@ impl Source {
             reason: "the name leads out of the archive".into(),
         }
     }
+}
+
+fn blob_name(digest: &Digest) -> String {
+    format!("blobs/sha256/{}", digest.hex())
 }
 
 /// Opens a file of a `--no-tar` directory for reading, refusing anything but a regular file:

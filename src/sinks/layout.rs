@@ -16,7 +16,7 @@
 //! always give the same bytes. This module does no I/O and knows no registry.
 
 use crate::digest::Digest;
-use crate::manifest::{Config, Manifest};
+use crate::manifest::{Config, Manifest, Platform};
 use crate::reference::Reference;
 use miniserde::json;
 use std::collections::BTreeMap;
@@ -44,6 +44,9 @@ pub struct Image<'a> {
     pub manifest: &'a Manifest,
     pub config_bytes: &'a [u8],
     pub config: &'a Config,
+    /// The platform an index lists the image under, when it is a bundle's member: it may say
+    /// more than the config (a variant the config lacks).
+    pub platform: Option<Platform>,
 }
 
 /// A layer stored in the archive: the entries that precede its tar (the legacy layer
@@ -67,6 +70,21 @@ pub struct Plan {
     pub layers: Vec<StoredLayer>,
     /// For each image, for each of its layers, the index into `layers`.
     pub slots: Vec<Vec<usize>>,
+    /// Images kept together with their index (`--platform all|LIST`).
+    pub bundles: Vec<Bundle>,
+}
+
+/// Images of one reference kept together with their index (`--platform all|LIST`): the members
+/// `images[first..first + count]`, of which `main` is the one `manifest.json` names (engines
+/// before Docker 25 and Podman load that one).
+#[derive(Debug)]
+pub struct Bundle {
+    pub first: usize,
+    pub count: usize,
+    pub main: usize,
+    /// The index as served (bytes, digest, media type), when every entry it lists is a member:
+    /// with `--compressed` it is then kept byte for byte, else a new one lists the members.
+    pub kept: Option<(Vec<u8>, Digest, String)>,
 }
 
 pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
@@ -77,7 +95,7 @@ const OCI_LAYER_TAR: &str = "application/vnd.oci.image.layer.v1.tar";
 const OCI_LAYOUT: &str = r#"{"imageLayoutVersion": "1.0.0"}"#;
 
 impl Plan {
-    pub fn new(layout: Layout, compressed: bool, images: &[Image]) -> Plan {
+    pub fn new(layout: Layout, compressed: bool, images: &[Image], bundles: Vec<Bundle>) -> Plan {
         let mut layers: Vec<StoredLayer> = Vec::new();
         let mut by_name: BTreeMap<String, usize> = BTreeMap::new();
         let mut slots = Vec::with_capacity(images.len());
@@ -132,6 +150,7 @@ impl Plan {
             prelude,
             layers,
             slots,
+            bundles,
         }
     }
 
@@ -153,12 +172,13 @@ impl Plan {
             }
         };
         let mut index_entries = Vec::new();
+        let mut bundle_entries: Vec<Vec<String>> = vec![Vec::new(); self.bundles.len()];
         let mut manifest_json: Vec<ManifestJsonItem> = Vec::new();
         let mut repositories = BTreeMap::new();
         for (n, image) in images.iter().enumerate() {
             let config_digest = &image.manifest.config.digest;
             store(&mut files, config_digest, image.config_bytes.to_vec());
-            let platform = platform_json(image.config);
+            let platform = platform_json(image.config, image.platform.as_ref());
             let (manifest_digest, manifest_media_type, manifest_bytes) = if self.compressed {
                 (
                     image.manifest_digest.clone(),
@@ -189,36 +209,55 @@ impl Plan {
             let size = manifest_bytes.len() as u64;
             store(&mut files, &manifest_digest, manifest_bytes);
             let reference = image.reference;
-            let annotations = match (reference.effective_tag(), &reference.digest) {
-                (Some(tag), _) => vec![
-                    ("io.containerd.image.name", full_name(reference, tag)),
-                    ("org.opencontainers.image.ref.name", tag.to_string()),
-                ],
-                // Docker leaves an image saved by digest unnamed; containerd needs a name to
-                // import it, and a digest reference is one.
-                (None, Some(digest)) => vec![(
-                    "io.containerd.image.name",
-                    format!("{}/{}@{digest}", reference.registry, reference.repository),
-                )],
-                (None, None) => Vec::new(),
-            };
-            let annotations = object(
-                &annotations
-                    .iter()
-                    .map(|(k, v)| (*k, json::to_string(v)))
-                    .collect::<Vec<_>>(),
-            );
-            let mut extra = Vec::new();
-            if annotations != "{}" {
-                extra.push(("annotations", annotations));
+            let bundle = self
+                .bundles
+                .iter()
+                .position(|b| (b.first..b.first + b.count).contains(&n));
+            match bundle {
+                // A member of a bundle: an entry of its index; the index, named, once the
+                // last member is listed; and the manifest.json item for the main member only
+                // (what engines before Docker 25 and Podman load).
+                Some(b) => {
+                    bundle_entries[b].push(descriptor(
+                        &manifest_media_type,
+                        &manifest_digest,
+                        size,
+                        &[("platform", platform)],
+                    ));
+                    let bundle = &self.bundles[b];
+                    if n == bundle.first + bundle.count - 1 {
+                        let (bytes, digest, media_type) = match &bundle.kept {
+                            Some(kept) if self.compressed => kept.clone(),
+                            _ => {
+                                let bytes = format!(
+                                    r#"{{"schemaVersion":2,"mediaType":"{OCI_INDEX}","manifests":[{}]}}"#,
+                                    bundle_entries[b].join(",")
+                                )
+                                .into_bytes();
+                                let digest = Digest::of_bytes(&bytes);
+                                (bytes, digest, OCI_INDEX.to_string())
+                            }
+                        };
+                        let size = bytes.len() as u64;
+                        store(&mut files, &digest, bytes);
+                        let names = name_annotations(reference);
+                        index_entries.push(descriptor(&media_type, &digest, size, &names));
+                    }
+                    if n != bundle.main {
+                        continue;
+                    }
+                }
+                None => {
+                    let mut extra = name_annotations(reference);
+                    extra.push(("platform", platform));
+                    index_entries.push(descriptor(
+                        &manifest_media_type,
+                        &manifest_digest,
+                        size,
+                        &extra,
+                    ));
+                }
             }
-            extra.push(("platform", platform));
-            index_entries.push(descriptor(
-                &manifest_media_type,
-                &manifest_digest,
-                size,
-                &extra,
-            ));
             let layers: Vec<String> = self.slots[n]
                 .iter()
                 .map(|&slot| self.layers[slot].name.clone())
@@ -310,6 +349,29 @@ fn stored_digest<'a>(image: &'a Image, i: usize, compressed: bool) -> &'a Digest
 
 fn blob_path(digest: &Digest) -> String {
     format!("blobs/sha256/{}", digest.hex())
+}
+
+/// The `annotations` member of an image's `index.json` entry: the names containerd and the OCI
+/// layout give it (none when it has none).
+fn name_annotations(reference: &Reference) -> Vec<(&'static str, String)> {
+    let names = match (reference.effective_tag(), &reference.digest) {
+        (Some(tag), _) => vec![
+            ("io.containerd.image.name", full_name(reference, tag)),
+            ("org.opencontainers.image.ref.name", tag.to_string()),
+        ],
+        // Docker leaves an image saved by digest unnamed; containerd needs a name to import
+        // it, and a digest reference is one.
+        (None, Some(digest)) => vec![(
+            "io.containerd.image.name",
+            format!("{}/{}@{digest}", reference.registry, reference.repository),
+        )],
+        (None, None) => return Vec::new(),
+    };
+    let names: Vec<(&str, String)> = names
+        .iter()
+        .map(|(k, v)| (*k, json::to_string(v)))
+        .collect();
+    vec![("annotations", object(&names))]
 }
 
 /// `docker.io/library/debian:12`, `127.0.0.1:5000/team/app:v1`: the name containerd records.
@@ -411,18 +473,20 @@ fn descriptor(media_type: &str, digest: &Digest, size: u64, extra: &[(&str, Stri
     object(&members)
 }
 
-fn platform_json(config: &Config) -> String {
+fn platform_json(config: &Config, listed: Option<&Platform>) -> String {
+    let (architecture, os, variant) = match listed {
+        Some(p) => (p.architecture.as_str(), p.os.as_str(), p.variant.as_deref()),
+        None => (
+            config.architecture.as_deref().unwrap_or("amd64"),
+            config.os.as_deref().unwrap_or("linux"),
+            config.variant.as_deref(),
+        ),
+    };
     let mut members = vec![
-        (
-            "architecture",
-            json::to_string(config.architecture.as_deref().unwrap_or("amd64")),
-        ),
-        (
-            "os",
-            json::to_string(config.os.as_deref().unwrap_or("linux")),
-        ),
+        ("architecture", json::to_string(architecture)),
+        ("os", json::to_string(os)),
     ];
-    if let Some(variant) = &config.variant {
+    if let Some(variant) = variant {
         members.push(("variant", json::to_string(variant)));
     }
     object(&members)
@@ -533,6 +597,7 @@ mod tests {
                 manifest: &self.manifest,
                 config_bytes: &self.config_bytes,
                 config: &self.config,
+                platform: None,
             }
         }
     }
@@ -560,7 +625,7 @@ mod tests {
     fn docker_layout_matches_what_docker_25_writes() {
         let one = Owned::new("127.0.0.1:5000/team/app:v1", &[b"base", b"top"]);
         let images = [one.image()];
-        let plan = Plan::new(Layout::Docker, false, &images);
+        let plan = Plan::new(Layout::Docker, false, &images, Vec::new());
         let base = Digest::of_bytes(b"base");
         let top = Digest::of_bytes(b"top");
         let names: Vec<&str> = plan.layers.iter().map(|l| l.name.as_str()).collect();
@@ -622,7 +687,7 @@ mod tests {
             &[b"x"],
         );
         let images = [one.image()];
-        let plan = Plan::new(Layout::Docker, true, &images);
+        let plan = Plan::new(Layout::Docker, true, &images, Vec::new());
         let blob = &one.manifest.layers[0].digest;
         assert_eq!(plan.layers[0].name, format!("blobs/sha256/{}", blob.hex()));
         let files = plan.finish(&images, &[10]);
@@ -649,13 +714,77 @@ mod tests {
     }
 
     #[test]
+    fn a_bundle_is_one_index_entry_and_one_manifest_json_item() {
+        let mut arm = Owned::new("app:1", &[b"base", b"arm"]);
+        let mut amd = Owned::new("app:1", &[b"base", b"amd"]);
+        amd.config_bytes = String::from_utf8(amd.config_bytes)
+            .unwrap()
+            .replace(
+                r#""arm","os":"linux","variant":"v7""#,
+                r#""amd64","os":"linux""#,
+            )
+            .into_bytes();
+        amd.config = manifest::parse_config(&amd.config_bytes).unwrap();
+        amd.manifest.config.digest = Digest::of_bytes(&amd.config_bytes);
+        for (owned, text) in [(&mut arm, "arm"), (&mut amd, "amd")] {
+            owned.manifest_bytes = format!("{{\"served\":\"{text}\"}}").into_bytes();
+            owned.manifest_digest = Digest::of_bytes(&owned.manifest_bytes);
+        }
+        let images = [arm.image(), amd.image()];
+        let served = b"{\"the index\":\"as served\"}".to_vec();
+        let served_digest = Digest::of_bytes(&served);
+        for compressed in [true, false] {
+            let bundle = Bundle {
+                first: 0,
+                count: 2,
+                main: 1,
+                kept: Some((served.clone(), served_digest.clone(), OCI_INDEX.into())),
+            };
+            let plan = Plan::new(Layout::Docker, compressed, &images, vec![bundle]);
+            assert_eq!(plan.layers.len(), 3, "the shared base is stored once");
+            let files = plan.finish(&images, &[1, 2, 3]);
+            let index = file(&files, "index.json");
+            assert_eq!(index.matches("\"digest\"").count(), 1, "{index}");
+            assert!(
+                index.contains("\"org.opencontainers.image.ref.name\":\"1\""),
+                "{index}"
+            );
+            assert!(!index.contains("platform"), "{index}");
+            let manifest_json = file(&files, "manifest.json");
+            assert_eq!(manifest_json.matches("\"Config\"").count(), 1);
+            assert!(
+                manifest_json.contains(amd.manifest.config.digest.hex()),
+                "{manifest_json}"
+            );
+            if compressed {
+                assert!(index.contains(&served_digest.to_string()), "{index}");
+                let kept = file(&files, &format!("blobs/sha256/{}", served_digest.hex()));
+                assert_eq!(kept.as_bytes(), served);
+            } else {
+                assert!(!index.contains(&served_digest.to_string()), "{index}");
+                let written = files
+                    .iter()
+                    .find_map(|e| match e {
+                        Entry::File(_, b) if b.starts_with(b"{\"schemaVersion\":2,\"mediaType\":\"application/vnd.oci.image.index") => Some(b),
+                        _ => None,
+                    })
+                    .expect("a new index");
+                let text = std::str::from_utf8(written).unwrap();
+                assert!(index.contains(&Digest::of_bytes(written).to_string()));
+                assert_eq!(text.matches("\"platform\"").count(), 2, "{text}");
+                assert!(text.contains("\"variant\":\"v7\""), "{text}");
+            }
+        }
+    }
+
+    #[test]
     fn shared_layers_are_stored_once_in_both_layouts() {
         let a = Owned::new("a:1", &[b"base", b"a"]);
         let b = Owned::new("b:1", &[b"base", b"b"]);
         let same_again = Owned::new("a:other", &[b"base", b"a"]);
         let images = [a.image(), b.image(), same_again.image()];
         for layout in [Layout::Docker, Layout::Legacy] {
-            let plan = Plan::new(layout, false, &images);
+            let plan = Plan::new(layout, false, &images, Vec::new());
             assert_eq!(plan.layers.len(), 3, "{layout:?}");
             assert_eq!(
                 plan.slots,
@@ -676,7 +805,7 @@ mod tests {
     fn legacy_layout_is_unchanged() {
         let one = Owned::new("host:5000/app:v1", &[b"aa", b"bb"]);
         let images = [one.image()];
-        let plan = Plan::new(Layout::Legacy, false, &images);
+        let plan = Plan::new(Layout::Legacy, false, &images, Vec::new());
         let ids = layer_ids(&one.config.diff_ids);
         assert_eq!(plan.layers[1].name, format!("{}/layer.tar", ids[1]));
         assert_eq!(plan.layers[1].before[0], Entry::Dir(format!("{}/", ids[1])));

@@ -1,0 +1,162 @@
+//! `--platform all|LIST`: which images of an index an archive or a copy keeps together with
+//! the index, instead of the one image a pull picks for a platform.
+//!
+//! It resolves the members (each picked as a single `--platform` would pick it, or with `all`
+//! and kept blobs every entry as listed) and says whether the index as served still describes
+//! them, so that it can be kept byte for byte. It fetches manifests only: no config, no layer.
+//! What an index lists is bounded here, whatever it claims: a hostile index cannot make a run
+//! fetch or hold more than `MAX_MEMBERS` manifests.
+
+use super::{fetch_document, select, Document, Prefer};
+use crate::error::Error;
+use crate::manifest::{self, Fetched, Manifest, Platform, Platforms};
+use crate::reference::Reference;
+use crate::registry::client::FetchedManifest;
+use crate::registry::Registry;
+
+/// The most images one bundle keeps. Real indexes list a few platforms (Debian's: 8, plus as
+/// many attestations); each member costs a manifest request and up to 4 MiB held.
+const MAX_MEMBERS: usize = 64;
+/// The most bytes of member manifests held at once (real ones are a few KiB each).
+const MAX_MEMBER_BYTES: usize = 16 << 20;
+
+/// Which entries of an index a bundle keeps.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Keep {
+    /// One image a platform, picked as a single `--platform` would pick it.
+    OnePerPlatform,
+    /// With `all`: every image entry as listed, compressed twins of one platform included
+    /// (an archive that keeps the blobs as served).
+    EveryImage,
+    /// With `all`: every entry, attestations included (a copy, which needs no image).
+    EveryEntry,
+}
+
+/// What a reference resolved to.
+pub(crate) enum Resolved {
+    /// Not an index: the one image there is.
+    Image(FetchedManifest, Manifest),
+    Bundle(Bundle),
+}
+
+pub(crate) struct Bundle {
+    /// The index as served.
+    pub index: FetchedManifest,
+    /// The members' manifests as served, and parsed, in the order of the platforms asked for
+    /// (with `all`, the index's).
+    pub members: Vec<(FetchedManifest, Manifest)>,
+    /// The index's entries, as parsed.
+    pub entries: Vec<manifest::IndexEntry>,
+    /// How many entries the index lists.
+    pub listed: usize,
+    /// Whether the members are every entry of the index, so the index as served describes
+    /// exactly what is kept.
+    pub complete: bool,
+}
+
+/// Resolves `top` (what `reference` names) to the images `platforms` keeps, `keep` saying
+/// which entries with `all`.
+pub(crate) fn resolve(
+    registry: &Registry,
+    top: Document,
+    platforms: &Platforms,
+    reference: &Reference,
+    prefer: Prefer,
+    keep: Keep,
+) -> Result<Resolved, Error> {
+    let entries = match top.parsed {
+        Fetched::Image(manifest) => {
+            registry.progress().info(&format!(
+                "  {reference} is one image, not a multi-platform index: it is kept as it is"
+            ));
+            return Ok(Resolved::Image(top.fetched, manifest));
+        }
+        Fetched::Index(entries) => entries,
+    };
+    let index = top.fetched;
+    let image = |e: &&manifest::IndexEntry| {
+        e.platform
+            .as_ref()
+            .is_some_and(|p| !manifest::is_unknown(p))
+    };
+    let images: Vec<&manifest::IndexEntry> = entries.iter().filter(image).collect();
+    let mut members: Vec<(FetchedManifest, Manifest)> = Vec::new();
+    let mut held = 0;
+    let mut add = |document: Document| -> Result<(), Error> {
+        let digest = &document.fetched.digest;
+        if members.iter().any(|(m, _)| m.digest == *digest) {
+            return Ok(());
+        }
+        let Fetched::Image(manifest) = document.parsed else {
+            if keep == Keep::EveryEntry {
+                // A copy stores what is listed as it is; an index within one is not copied.
+                return Err(Error::Unsupported(format!(
+                    "the index of {reference} lists another index ({digest}); copy that one by its digest"
+                )));
+            }
+            return Err(Error::Unsupported(format!(
+                "the index of {reference} lists another index ({digest}); --platform all or a list keeps one level of index"
+            )));
+        };
+        held += document.fetched.bytes.len();
+        if members.len() == MAX_MEMBERS || held > MAX_MEMBER_BYTES {
+            return Err(Error::Invalid {
+                what: format!("the index of {reference}"),
+                detail: format!(
+                    "it lists more images than dockersave keeps in one bundle ({MAX_MEMBERS}, {} MiB of manifests); name the platforms with --platform os/arch,os/arch",
+                    MAX_MEMBER_BYTES >> 20
+                ),
+            });
+        }
+        members.push((document.fetched, manifest));
+        Ok(())
+    };
+    let every = match keep {
+        _ if *platforms != Platforms::All => None,
+        Keep::OnePerPlatform => None,
+        Keep::EveryImage => Some(images.clone()),
+        Keep::EveryEntry => Some(entries.iter().collect()),
+    };
+    if let Some(every) = every {
+        for entry in every.iter().take(MAX_MEMBERS + 1) {
+            let digest = entry.descriptor.digest.to_string();
+            add(fetch_document(registry, &digest, reference)?)?;
+        }
+    } else {
+        let wanted: Vec<Platform> = match platforms {
+            Platforms::List(list) => list.clone(),
+            Platforms::All => {
+                let mut distinct: Vec<Platform> = Vec::new();
+                for platform in images.iter().filter_map(|e| e.platform.clone()) {
+                    if !distinct.contains(&platform) {
+                        distinct.push(platform);
+                    }
+                }
+                distinct
+            }
+        };
+        for platform in wanted.iter().take(MAX_MEMBERS + 1) {
+            let document = Document {
+                fetched: index.clone(),
+                parsed: Fetched::Index(entries.clone()),
+            };
+            let (fetched, manifest) =
+                select(registry, document, platform, reference, true, prefer)?;
+            add(Document {
+                fetched,
+                parsed: Fetched::Image(manifest),
+            })?;
+        }
+    }
+    let complete = members.len() == entries.len()
+        && entries
+            .iter()
+            .all(|e| members.iter().any(|(m, _)| m.digest == e.descriptor.digest));
+    Ok(Resolved::Bundle(Bundle {
+        index,
+        members,
+        listed: entries.len(),
+        entries,
+        complete,
+    }))
+}
