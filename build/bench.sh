@@ -31,6 +31,13 @@
 #              same through the cache once it holds the image, and straight from the registry:
 #              the fleet's wall time, the bytes the upstream registry served (from its log) and
 #              the largest peak RSS of one process.
+#   copy:      `dockersave --copy-to` against `skopeo copy docker://… docker://…`, the source
+#              registry into the emptied second one, for busybox, big and big2x, with the push
+#              section's floor (the registry taking the blobs);
+#   bundle:    "trio", an index of three platforms (rootfs, big and busybox as linux/amd64,
+#              linux/arm64 and linux/arm/v7): `dockersave --platform all --compressed` (blobs kept,
+#              as skopeo keeps them) and `--platform all` (decompressed for every engine) against
+#              `skopeo copy --all docker://… oci-archive:…`.
 #
 #   build/bench.sh [RUNS]                      (DS_BENCH_SECTIONS="push" runs one section)
 # As root it installs what it needs (Debian packages, rustup target).
@@ -139,13 +146,23 @@ measure() { # measure TOOL IMAGE: one run, appends "wall rss_kb" to $DS_STATE/TO
                       "docker://$push_registry/$image:latest") ;;
     floor) cmd=(python3 "$DS_ROOT/build/upload_floor.py" "$push_registry" "$image"
                 "$sources/$image-blobs/$image-latest") ;;
+    copy) cmd=("$dockersave" --insecure -q --copy-to "$push_registry/$image:latest"
+               "$registry/$image:latest") ;;
+    skopeo-copy) cmd=(skopeo copy --quiet --src-tls-verify=false --dest-tls-verify=false
+                      "docker://$registry/$image:latest" "docker://$push_registry/$image:latest") ;;
+    bundle) cmd=("$dockersave" --insecure -q --platform all --compressed -o "$out/$image.tar"
+                 "$registry/$image:latest") ;;
+    bundle-plain) cmd=("$dockersave" --insecure -q --platform all -o "$out/$image.tar"
+                       "$registry/$image:latest") ;;
+    skopeo-all) cmd=(skopeo copy --quiet --all --src-tls-verify=false "docker://$registry/$image:latest"
+                     "oci-archive:$out/$image.tar:$image:latest") ;;
     link-dockersave) cmd=("$dockersave" --insecure --working-dir "$out" "$linked/$image:latest") ;;
     link-skopeo) cmd=(skopeo copy --quiet --src-tls-verify=false "docker://$linked/$image:latest"
                       "docker-archive:$out/$image.tar:$image:latest") ;;
     link-docker) cmd=(sh -c 'docker pull -q "$1" >/dev/null && docker save -o "$2" "$1"' sh
                       "$linked/$image:latest" "$out/$image.tar") ;;
   esac
-  case $tool in push | skopeo-push | floor) fresh_push_registry ;; esac
+  case $tool in push | skopeo-push | floor | copy | skopeo-copy) fresh_push_registry ;; esac
   # The engine keeps what it pulled: remove it, so every run pulls every layer.
   if [ "$tool" = link-docker ]; then docker rmi -f "$linked/$image:latest" >/dev/null 2>&1 || true; fi
   local connections_before=0
@@ -163,6 +180,28 @@ measure() { # measure TOOL IMAGE: one run, appends "wall rss_kb" to $DS_STATE/TO
   if [[ $tool == link-* ]]; then
     echo $(($(wc -l <"$DS_STATE/link.log") - connections_before)) >"$DS_STATE/$tool-$image.connections"
   fi
+}
+# upload_floor TOOL IMAGE...: the floor of an upload, the registry accepting the same images'
+# gzip blobs (as the source registry serves them) uploaded all at once by build/upload_floor.py,
+# which does no other work, and TOOL's time over it. (Not for busybox, where the Python
+# interpreter's start would be most of it.) Measured once per image, whichever section asks.
+upload_floor() {
+  local tool=$1 image floor ours
+  shift
+  for image in "$@"; do
+    if [ ! -s "$DS_STATE/floor-$image" ]; then
+      rm -rf "$sources/$image-blobs"
+      "$dockersave" --insecure -q --compressed --no-tar --working-dir "$sources/$image-blobs" \
+        "$registry/$image:latest" >/dev/null
+      measure floor "$image"
+      : >"$DS_STATE/floor-$image"
+      for _ in $(seq 1 "$runs"); do measure floor "$image"; done
+    fi
+    floor=$(cut -d' ' -f1 "$DS_STATE/floor-$image" | median)
+    ours=$(cut -d' ' -f1 "$DS_STATE/$tool-$image" | median)
+    printf '%-8s floor (the registry taking the blobs, client idle) %.3f s; %s/floor: %.2f\n' \
+      "$image" "$floor" "$tool" "$(echo "$ours / $floor" | bc -l)"
+  done
 }
 median() { sort -n | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
@@ -194,8 +233,9 @@ compare() {
   done
 }
 
-# DS_BENCH_SECTIONS picks sections (default: all seven).
-sections=${DS_BENCH_SECTIONS:-archives forms unpacking push link zstd fleet}
+# DS_BENCH_SECTIONS picks sections (default: all nine).
+sections=${DS_BENCH_SECTIONS:-archives forms unpacking push link zstd fleet copy bundle}
+mkdir -p "$sources"
 if [[ " $sections " == *" archives "* ]]; then
 echo "== archives: dockersave against skopeo copy docker-archive:"
 compare dockersave skopeo busybox rootfs big big2x
@@ -215,25 +255,11 @@ echo
 fi
 if [[ " $sections " == *" push "* ]]; then
 echo "== push: dockersave --push against skopeo copy docker-archive: docker://, same archive"
-mkdir -p "$sources"
 for image in busybox big big2x; do
   "$dockersave" --insecure -q -o - "$registry/$image:latest" >"$sources/$image.tar"
 done
 compare push skopeo-push busybox big big2x
-# The floor: the registry accepting the same images' gzip blobs (as the source registry serves
-# them) uploaded all at once by build/upload_floor.py, which does no other work. (Not for
-# busybox, where the Python interpreter's start would be most of it.)
-for image in big big2x; do
-  "$dockersave" --insecure -q --compressed --no-tar --working-dir "$sources/$image-blobs" \
-    "$registry/$image:latest" >/dev/null
-  measure floor "$image"
-  : >"$DS_STATE/floor-$image"
-  for _ in $(seq 1 "$runs"); do measure floor "$image"; done
-  floor=$(cut -d' ' -f1 "$DS_STATE/floor-$image" | median)
-  ours=$(cut -d' ' -f1 "$DS_STATE/push-$image" | median)
-  printf '%-8s floor (the registry taking the blobs, client idle) %.3f s; push/floor: %.2f\n' \
-    "$image" "$floor" "$(echo "$ours / $floor" | bc -l)"
-done
+upload_floor push big big2x
 fi
 if [[ " $sections " == *" link "* ]]; then
 rtt_ms=${DS_BENCH_RTT_MS:-50} mbit=${DS_BENCH_MBIT:-20}
@@ -373,6 +399,26 @@ for mode in direct cold warm; do
     "$(echo "$(cut -d' ' -f2 "$DS_STATE/fleet-$mode" | median) / 1024" | bc -l)"
 done
 echo "   (one image's blobs: $(grep -o '"size":[0-9]*' <<<"$(skopeo inspect --raw --tls-verify=false "docker://$upstream/rootfs:latest")" | awk -F: '{ s += $2 } END { printf "%.1f MB", s / 1000000 }'))"
+echo
+fi
+if [[ " $sections " == *" copy "* ]]; then
+echo "== copy: dockersave --copy-to against skopeo copy docker:// docker://, into an emptied registry"
+compare copy skopeo-copy busybox big big2x
+upload_floor copy big big2x
+echo
+fi
+if [[ " $sections " == *" bundle "* ]]; then
+echo "== bundle: --platform all of trio (three platforms: rootfs, big, busybox) against"
+echo "   skopeo copy --all docker://... oci-archive:"
+bh=(buildah --root "$DS_STATE/buildah" --runroot "$DS_STATE/buildah-run" --storage-driver vfs)
+"${bh[@]}" manifest create trio >/dev/null
+"${bh[@]}" manifest add --tls-verify=false trio "docker://$registry/rootfs:latest" >/dev/null
+"${bh[@]}" manifest add --tls-verify=false --arch arm64 trio "docker://$registry/big:latest" >/dev/null
+"${bh[@]}" manifest add --tls-verify=false --arch arm --variant v7 trio \
+  "docker://$registry/busybox:latest" >/dev/null
+"${bh[@]}" manifest push --quiet --all --format oci --tls-verify=false trio "docker://$registry/trio:latest"
+compare bundle skopeo-all trio
+compare bundle-plain skopeo-all trio
 echo
 fi
 echo "($runs runs each, alternating; $(nproc) cores; $(date -u +%Y-%m-%d))"

@@ -164,6 +164,9 @@ fn every_platform_kept_as_served_keeps_the_index_digest_and_loads_everywhere() {
     assert_eq!(bytes, served);
     let platforms = listed(&served);
     assert_eq!(platforms.len(), 3);
+    // The platforms share busybox's layer: the index, 3 manifests, 3 configs and 3 layers.
+    let names = run("tar", &["-tf", archive.to_str().unwrap()], Path::new("/"), None).stdout;
+    assert_eq!(names.matches("blobs/sha256/").count() - 1, 10, "{names}");
     for (manifest, platform) in &platforms {
         let (expected, _) = raw(&format!("{}/multi@{manifest}", env("DS_REGISTRY")));
         let kept = entry(&archive, &format!("blobs/sha256/{}", &manifest[7..]));
@@ -644,4 +647,29 @@ fn copy_memory_stays_flat_whatever_the_image_weighs() {
         "peak RSS {peak_kib} KiB copying 29 MB of layers"
     );
     assert_eq!(raw(&target).1, raw(&source).1);
+}
+
+#[test]
+fn copy_to_refuses_a_blob_that_is_not_what_the_manifest_names() {
+    let dir = Scratch::new("copy-corrupt");
+    let faults = Faults {
+        flip_blobs: true,
+        ..Faults::default()
+    };
+    let front = forwarder(&env("DS_REGISTRY"), faults);
+    let target = format!("{}/{}:1", env("DS_PUSH_REGISTRY"), unique("copy-corrupt"));
+    let out = dockersave(
+        dir.path(),
+        &["--insecure", "--copy-to", &target, &format!("{front}/busybox:latest")],
+    );
+    assert_eq!(out.code, 6, "{out}");
+    let last = out.stderr.lines().last().unwrap();
+    assert!(last.contains("failed verification"), "{out}");
+    let inspect = run(
+        "skopeo",
+        &["inspect", "--raw", "--tls-verify=false", &format!("docker://{target}")],
+        Path::new("/"),
+        None,
+    );
+    assert_ne!(inspect.code, 0, "no tag names a copy that failed: {inspect}");
 }
