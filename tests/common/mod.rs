@@ -991,8 +991,13 @@ pub fn give_to_nobody(dir: &Path) {
 }
 
 /// Runs a program (through `setpriv` as `nobody` when `as_nobody`) and returns what it printed
-/// with its peak resident memory in KiB, read from the kernel's accounting of that process
-/// (`wait4`), and its wall time. `setpriv` execs the program, so the figure is the program's.
+/// with its peak resident memory in KiB, and its wall time.
+///
+/// The peak comes from GNU time, which forks the program from its own small process. The
+/// kernel carries a process's peak across `exec` (the `maxrss` of the memory it had before),
+/// so a program spawned straight from this test process, whose memory it shares until the
+/// `exec`, would be charged with the test process's peak: several MiB, more with other tests
+/// running beside it.
 pub fn run_measured(
     program: &str,
     args: &[&str],
@@ -1012,7 +1017,14 @@ pub fn run_measured(
         program
     };
     all.extend_from_slice(args);
-    let mut command = Command::new(program);
+    static MEASURED: AtomicUsize = AtomicUsize::new(0);
+    let n = MEASURED.fetch_add(1, Ordering::SeqCst);
+    let peak_file =
+        std::env::temp_dir().join(format!("dockersave-peak-{}-{n}", std::process::id()));
+    let peak_path = peak_file.to_str().unwrap().to_string();
+    let mut timed = vec!["-f", "%M", "-o", &peak_path, program];
+    timed.extend_from_slice(&all);
+    let mut command = Command::new("/usr/bin/time");
     for name in ISOLATED {
         command.env_remove(name);
     }
@@ -1021,7 +1033,7 @@ pub fn run_measured(
     let started = std::time::Instant::now();
     #[allow(clippy::zombie_processes)] // reaped by wait4 below, which std cannot do
     let mut child = command
-        .args(&all)
+        .args(&timed)
         .current_dir(cwd)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -1053,5 +1065,14 @@ pub fn run_measured(
         stdout: stdout.join().unwrap(),
         stderr: stderr.join().unwrap(),
     };
-    (out, usage.ru_maxrss as u64, elapsed)
+    // GNU time writes "Command exited with non-zero status N" before the figure when it did.
+    let text = std::fs::read_to_string(&peak_file)
+        .unwrap_or_else(|e| panic!("GNU time wrote no peak for {program}: {e}\n{out}"));
+    let _ = std::fs::remove_file(&peak_file);
+    let peak = text
+        .lines()
+        .last()
+        .and_then(|l| l.trim().parse().ok())
+        .unwrap_or_else(|| panic!("GNU time's output for {program}: {text:?}"));
+    (out, peak, elapsed)
 }
