@@ -3,16 +3,23 @@
 //!
 //! It resolves the members (each picked as a single `--platform` would pick it, or with `all`
 //! and kept blobs every entry as listed) and says whether the index as served still describes
-//! them, so that it can be kept byte for byte. It fetches manifests only: no config, no layer.
-//! What an index lists is bounded here, whatever it claims: a hostile index cannot make a run
-//! fetch or hold more than `MAX_MEMBERS` manifests.
+//! them, so that it can be kept byte for byte (`resolve`, which `copy` shares); for an archive
+//! it opens each member as an image and chooses the one `manifest.json` names (`open`). It
+//! fetches no layer. What an index lists is bounded here, whatever it claims: a hostile index
+//! cannot make a run fetch or hold more than `MAX_MEMBERS` manifests.
 
-use super::{fetch_document, select, Document, Prefer};
+use super::{
+    fetch_document, open_cache, platform, prefer, select, with_config, Ahead, ArchiveForm,
+    Document, Image, Options, Prefer, Reach,
+};
 use crate::error::Error;
 use crate::manifest::{self, Fetched, Manifest, Platform, Platforms};
+use crate::progress::Progress;
 use crate::reference::Reference;
 use crate::registry::client::FetchedManifest;
 use crate::registry::Registry;
+use crate::sinks::layout;
+use std::sync::Arc;
 
 /// The most images one bundle keeps. Real indexes list a few platforms (Debian's: 8, plus as
 /// many attestations); each member costs a manifest request and up to 4 MiB held.
@@ -159,4 +166,144 @@ pub(crate) fn resolve(
         entries,
         complete,
     }))
+}
+
+/// Opens the images of `reference` that `platforms` keeps (`--platform all|LIST`), appending
+/// them to `images` and, when `reference` is an index, their bundle to `bundles`.
+pub(super) fn open(
+    options: &Options,
+    form: &ArchiveForm,
+    reference: &Reference,
+    reach: &Reach,
+    platforms: &manifest::Platforms,
+    (images, bundles): (&mut Vec<Image>, &mut Vec<layout::Bundle>),
+) -> Result<(), Error> {
+    let progress = reach.http.progress();
+    progress.info(&format!("Pulling {reference} ({})", shown(platforms)));
+    let registry = Arc::new(reach.registry(reference));
+    let top = fetch_document(&registry, &reference.manifest_ref(), reference)?;
+    let top_fetched = top.fetched.clone();
+    let compressed = form.compressed_layers;
+    let keep = match compressed {
+        true => Keep::EveryImage,
+        false => Keep::OnePerPlatform,
+    };
+    let resolved = resolve(&registry, top, platforms, reference, prefer(options), keep)?;
+    let bundle = match resolved {
+        Resolved::Image(served, manifest) => {
+            reach.verify(&registry, reference, &top_fetched, &served)?;
+            let cache = open_cache(options, reach)?;
+            images.push(with_config(
+                registry,
+                reference,
+                cache,
+                served,
+                manifest,
+                Ahead::None,
+            )?);
+            return Ok(());
+        }
+        Resolved::Bundle(bundle) => bundle,
+    };
+    for (served, _) in &bundle.members {
+        reach.verify(&registry, reference, &top_fetched, served)?;
+    }
+    let first = images.len();
+    let count = bundle.members.len();
+    for (served, manifest) in bundle.members {
+        let cache = open_cache(options, reach)?;
+        let listed = bundle
+            .entries
+            .iter()
+            .find(|e| e.descriptor.digest == served.digest);
+        let listed_platform = listed.and_then(|e| e.platform.clone());
+        let mut image = with_config(
+            registry.clone(),
+            reference,
+            cache,
+            served,
+            manifest,
+            Ahead::None,
+        )?;
+        image.listed_platform = listed_platform;
+        images.push(image);
+    }
+    let main = first + main_member(&images[first..], options.platform.as_ref(), progress);
+    let index = &bundle.index;
+    if !compressed {
+        progress.info("  layers are stored uncompressed: each platform's manifest and the index are written anew, with digests of their own (--compressed keeps the registry's)");
+    } else if !bundle.complete {
+        progress.info(&format!(
+            "  the archive keeps {count} of the index's {} entries: a new index lists them, and its digest differs from the registry's ({})",
+            bundle.listed, index.digest
+        ));
+    }
+    let media_type = index
+        .content_type
+        .clone()
+        .unwrap_or_else(|| manifest::OCI_INDEX.to_string());
+    bundles.push(layout::Bundle {
+        first,
+        count,
+        main,
+        kept: bundle
+            .complete
+            .then(|| (index.bytes.clone(), index.digest.clone(), media_type)),
+    });
+    Ok(())
+}
+
+/// `all platforms`, `linux/amd64, linux/arm64`.
+fn shown(platforms: &manifest::Platforms) -> String {
+    match platforms {
+        manifest::Platforms::All => "all platforms".into(),
+        manifest::Platforms::List(list) => list
+            .iter()
+            .map(Platform::to_string)
+            .collect::<Vec<_>>()
+            .join(", "),
+    }
+}
+
+/// Which member of a bundle `manifest.json` names, so that engines that load that one image
+/// (Docker before 25, Podman) get one that runs here: the one a pull for `asked` (else this
+/// machine's platform) would take, else the first. Says which, and why.
+fn main_member(members: &[Image], asked: Option<&Platform>, progress: &Progress) -> usize {
+    let wanted = platform(asked);
+    let entries: Vec<manifest::IndexEntry> = members
+        .iter()
+        .map(|m| manifest::IndexEntry {
+            descriptor: manifest::Descriptor {
+                media_type: String::new(),
+                digest: m.served.digest.clone(),
+                size: m.served.bytes.len() as u64,
+            },
+            platform: m.platform(),
+            zstd: false,
+            name: None,
+        })
+        .collect();
+    let chosen = manifest::choose(&entries, &wanted).ok().and_then(|choice| {
+        let digest = &choice.entry.descriptor.digest;
+        members.iter().position(|m| m.served.digest == *digest)
+    });
+    let whose = if asked.is_some() {
+        "the first --platform"
+    } else {
+        "this machine's platform"
+    };
+    let main = chosen.unwrap_or(0);
+    let named = members[main]
+        .platform()
+        .map_or_else(|| "the first image".to_string(), |p| p.to_string());
+    match chosen {
+        Some(_) => progress.info(&format!(
+            "  manifest.json names {named}, for {whose} ({wanted}): the image Docker before 25 and Podman load; the index keeps {}",
+            members.len()
+        )),
+        None => progress.info(&format!(
+            "  no image here runs on {whose} ({wanted}); manifest.json names {named}, the first: the image Docker before 25 and Podman load"
+        )),
+    }
+    main
 }
