@@ -100,6 +100,18 @@ fn entry(archive: &Path, name: &str) -> String {
     out.stdout
 }
 
+/// The names of a tar archive's entries, one a line, as GNU tar lists them.
+fn entries(archive: &Path) -> String {
+    let out = run(
+        "tar",
+        &["-tf", archive.to_str().unwrap()],
+        Path::new("/"),
+        None,
+    );
+    assert_eq!(out.code, 0, "{out}");
+    out.stdout
+}
+
 /// The blob an archive's `index.json` names for its one bundle: (digest, bytes).
 fn bundle_index(archive: &Path) -> (String, String) {
     let top = entry(archive, "index.json");
@@ -165,7 +177,7 @@ fn every_platform_kept_as_served_keeps_the_index_digest_and_loads_everywhere() {
     let platforms = listed(&served);
     assert_eq!(platforms.len(), 3);
     // The platforms share busybox's layer: the index, 3 manifests, 3 configs and 3 layers.
-    let names = run("tar", &["-tf", archive.to_str().unwrap()], Path::new("/"), None).stdout;
+    let names = entries(&archive);
     assert_eq!(names.matches("blobs/sha256/").count() - 1, 10, "{names}");
     for (manifest, platform) in &platforms {
         let (expected, _) = raw(&format!("{}/multi@{manifest}", env("DS_REGISTRY")));
@@ -306,13 +318,7 @@ fn a_list_of_images_goes_into_one_archive_with_shared_layers_once() {
     let both = format!(r#"["{}","{}"]"#, plain("busybox"), plain("multi"));
     assert!(manifest_json.contains(&both), "{manifest_json}");
     // busybox, multi's amd64 image and layers' bottom layer are one layer: stored once.
-    let names = run(
-        "tar",
-        &["-tf", archive.to_str().unwrap()],
-        Path::new("/"),
-        None,
-    )
-    .stdout;
+    let names = entries(&archive);
     let busybox_layer = &layer_digests(&plain("busybox"))[0];
     let _engine = engine();
     let out = docker(&["load", "-i", archive.to_str().unwrap()]);
@@ -660,16 +666,29 @@ fn copy_to_refuses_a_blob_that_is_not_what_the_manifest_names() {
     let target = format!("{}/{}:1", env("DS_PUSH_REGISTRY"), unique("copy-corrupt"));
     let out = dockersave(
         dir.path(),
-        &["--insecure", "--copy-to", &target, &format!("{front}/busybox:latest")],
+        &[
+            "--insecure",
+            "--copy-to",
+            &target,
+            &format!("{front}/busybox:latest"),
+        ],
     );
     assert_eq!(out.code, 6, "{out}");
     let last = out.stderr.lines().last().unwrap();
     assert!(last.contains("failed verification"), "{out}");
     let inspect = run(
         "skopeo",
-        &["inspect", "--raw", "--tls-verify=false", &format!("docker://{target}")],
+        &[
+            "inspect",
+            "--raw",
+            "--tls-verify=false",
+            &format!("docker://{target}"),
+        ],
         Path::new("/"),
         None,
     );
-    assert_ne!(inspect.code, 0, "no tag names a copy that failed: {inspect}");
+    assert_ne!(
+        inspect.code, 0,
+        "no tag names a copy that failed: {inspect}"
+    );
 }
