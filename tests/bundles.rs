@@ -692,3 +692,72 @@ fn copy_to_refuses_a_blob_that_is_not_what_the_manifest_names() {
         "no tag names a copy that failed: {inspect}"
     );
 }
+
+#[test]
+fn attestations_are_kept_unopened_so_the_index_digest_survives_the_gap() {
+    let dir = Scratch::new("attested");
+    let source = plain("attested");
+    let (served, served_digest) = raw(&source);
+    let entries = listed(&served);
+    let attestations = entries
+        .iter()
+        .filter(|(_, p)| p == "unknown/unknown")
+        .count();
+    assert_eq!((entries.len(), attestations), (6, 3), "{served}");
+    dockersave_ok(
+        dir.path(),
+        &[
+            "--insecure",
+            "-q",
+            "--platform",
+            "all",
+            "--compressed",
+            "-o",
+            "kept.tar",
+            &source,
+        ],
+    );
+    let archive = dir.path().join("kept.tar");
+    let (digest, bytes) = bundle_index(&archive);
+    assert_eq!((digest, bytes), (served_digest.clone(), served.clone()));
+    let layout = dir.path().join("layout");
+    skopeo(&[
+        "copy",
+        "--quiet",
+        "--all",
+        &format!("oci-archive:{}", archive.display()),
+        &format!("oci:{}", layout.display()),
+    ]);
+
+    // Across the gap and back: the same digest, attestations and all.
+    let registry = env("DS_PUSH_REGISTRY");
+    let target = format!("{registry}/{}:1", unique("attested-push"));
+    assert_eq!(
+        push(dir.path(), &["kept.tar", &target]),
+        format!("{}@{served_digest}", target.trim_end_matches(":1"))
+    );
+    assert_eq!(raw(&target).0, served);
+    let copied = format!("{registry}/{}:1", unique("attested-copy"));
+    dockersave_ok(
+        dir.path(),
+        &["--insecure", "-q", "--copy-to", &copied, &source],
+    );
+    assert_eq!(raw(&copied).0, served);
+
+    // Decompressed, the images only: a new index of the three platforms.
+    dockersave_ok(
+        dir.path(),
+        &[
+            "--insecure",
+            "-q",
+            "--platform",
+            "all",
+            "-o",
+            "plain.tar",
+            &source,
+        ],
+    );
+    let (_, bytes) = bundle_index(&dir.path().join("plain.tar"));
+    let platforms: Vec<String> = listed(&bytes).into_iter().map(|(_, p)| p).collect();
+    assert_eq!(platforms, ["linux/amd64", "linux/arm64", "linux/arm/v7"]);
+}

@@ -12,6 +12,7 @@ use super::{
     fetch_document, open_cache, platform, prefer, select, with_config, Ahead, ArchiveForm,
     Document, Image, Options, Prefer, Reach,
 };
+use crate::digest::Digest;
 use crate::error::Error;
 use crate::manifest::{self, Fetched, Manifest, Platform, Platforms};
 use crate::progress::Progress;
@@ -52,6 +53,10 @@ pub(crate) struct Bundle {
     /// The members' manifests as served, and parsed, in the order of the platforms asked for
     /// (with `all`, the index's).
     pub members: Vec<(FetchedManifest, Manifest)>,
+    /// With `Keep::EveryImage`: the entries that are not images for a platform (BuildKit's
+    /// attestations, `unknown/unknown`), as served and parsed. An archive stores their blobs
+    /// as they are, unopened, so that the index as served still describes it.
+    pub others: Vec<(FetchedManifest, Manifest)>,
     /// The index's entries, as parsed.
     pub entries: Vec<manifest::IndexEntry>,
     /// How many entries the index lists.
@@ -88,10 +93,15 @@ pub(crate) fn resolve(
     };
     let images: Vec<&manifest::IndexEntry> = entries.iter().filter(image).collect();
     let mut members: Vec<(FetchedManifest, Manifest)> = Vec::new();
+    let mut others: Vec<(FetchedManifest, Manifest)> = Vec::new();
     let mut held = 0;
-    let mut add = |document: Document| -> Result<(), Error> {
+    let mut add = |document: Document, other: bool| -> Result<(), Error> {
         let digest = &document.fetched.digest;
-        if members.iter().any(|(m, _)| m.digest == *digest) {
+        if members
+            .iter()
+            .chain(&others)
+            .any(|(m, _)| m.digest == *digest)
+        {
             return Ok(());
         }
         let Fetched::Image(manifest) = document.parsed else {
@@ -106,7 +116,7 @@ pub(crate) fn resolve(
             )));
         };
         held += document.fetched.bytes.len();
-        if members.len() == MAX_MEMBERS || held > MAX_MEMBER_BYTES {
+        if members.len() + others.len() == MAX_MEMBERS || held > MAX_MEMBER_BYTES {
             return Err(Error::Invalid {
                 what: format!("the index of {reference}"),
                 detail: format!(
@@ -115,7 +125,10 @@ pub(crate) fn resolve(
                 ),
             });
         }
-        members.push((document.fetched, manifest));
+        match other {
+            true => others.push((document.fetched, manifest)),
+            false => members.push((document.fetched, manifest)),
+        }
         Ok(())
     };
     let every = match keep {
@@ -127,7 +140,17 @@ pub(crate) fn resolve(
     if let Some(every) = every {
         for entry in every.iter().take(MAX_MEMBERS + 1) {
             let digest = entry.descriptor.digest.to_string();
-            add(fetch_document(registry, &digest, reference)?)?;
+            add(fetch_document(registry, &digest, reference)?, false)?;
+        }
+        if keep == Keep::EveryImage && *platforms == Platforms::All {
+            // The rest (attestations): kept unopened, unless one is an index.
+            for entry in entries.iter().filter(|e| !image(e)).take(MAX_MEMBERS + 1) {
+                let digest = entry.descriptor.digest.to_string();
+                let document = fetch_document(registry, &digest, reference)?;
+                if matches!(document.parsed, Fetched::Image(_)) {
+                    add(document, true)?;
+                }
+            }
         }
     } else {
         let wanted: Vec<Platform> = match platforms {
@@ -149,19 +172,22 @@ pub(crate) fn resolve(
             };
             let (fetched, manifest) =
                 select(registry, document, platform, reference, true, prefer)?;
-            add(Document {
+            let document = Document {
                 fetched,
                 parsed: Fetched::Image(manifest),
-            })?;
+            };
+            add(document, false)?;
         }
     }
-    let complete = members.len() == entries.len()
+    let kept = || members.iter().chain(&others);
+    let complete = members.len() + others.len() == entries.len()
         && entries
             .iter()
-            .all(|e| members.iter().any(|(m, _)| m.digest == e.descriptor.digest));
+            .all(|e| kept().any(|(m, _)| m.digest == e.descriptor.digest));
     Ok(Resolved::Bundle(Bundle {
         index,
         members,
+        others,
         listed: entries.len(),
         entries,
         complete,
@@ -230,9 +256,20 @@ pub(super) fn open(
     }
     let main = first + main_member(&images[first..], options.platform.as_ref(), progress);
     let index = &bundle.index;
+    let mut complete = bundle.complete;
+    let unopened = match unopened(&registry, &bundle.others) {
+        Ok(blobs) => blobs,
+        Err(reason) => {
+            progress.info(&format!(
+                "  the index's attestations are left out: {reason}"
+            ));
+            complete = false;
+            Vec::new()
+        }
+    };
     if !compressed {
         progress.info("  layers are stored uncompressed: each platform's manifest and the index are written anew, with digests of their own (--compressed keeps the registry's)");
-    } else if !bundle.complete {
+    } else if !complete {
         progress.info(&format!(
             "  the archive keeps {count} of the index's {} entries: a new index lists them, and its digest differs from the registry's ({})",
             bundle.listed, index.digest
@@ -246,11 +283,44 @@ pub(super) fn open(
         first,
         count,
         main,
-        kept: bundle
-            .complete
-            .then(|| (index.bytes.clone(), index.digest.clone(), media_type)),
+        kept: complete.then(|| (index.bytes.clone(), index.digest.clone(), media_type)),
+        unopened,
     });
     Ok(())
+}
+
+/// The most bytes of attestations (manifests, configs and layers) an archive keeps in memory
+/// until it is written: provenance is a few KiB, an SBOM up to a few MiB.
+const MAX_UNOPENED: u64 = 8 << 20;
+
+/// Every blob of `others` (the index's attestations), fetched whole and checked against its
+/// digest: (digest, bytes), the manifests included. Why not, when they cannot all be kept.
+fn unopened(
+    registry: &Registry,
+    others: &[(FetchedManifest, Manifest)],
+) -> Result<Vec<(Digest, Vec<u8>)>, String> {
+    let mut blobs: Vec<(Digest, Vec<u8>)> = Vec::new();
+    let mut held = 0u64;
+    for (served, manifest) in others {
+        blobs.push((served.digest.clone(), served.bytes.clone()));
+        for blob in std::iter::once(&manifest.config).chain(&manifest.layers) {
+            held = held.saturating_add(blob.size);
+            if held > MAX_UNOPENED {
+                return Err(format!(
+                    "they hold more than the {} MiB an archive keeps of them, and a new index lists the images",
+                    MAX_UNOPENED >> 20
+                ));
+            }
+            if blobs.iter().any(|(d, _)| *d == blob.digest) {
+                continue;
+            }
+            let bytes = registry
+                .small_blob(blob, "an attestation's blob")
+                .map_err(|e| e.to_string())?;
+            blobs.push((blob.digest.clone(), bytes));
+        }
+    }
+    Ok(blobs)
 }
 
 /// `all platforms`, `linux/amd64, linux/arm64`.

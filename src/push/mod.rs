@@ -157,6 +157,15 @@ impl Push<'_> {
             stored.push(self.image(image, None)?);
         }
         let (bytes, media_type) = if kept {
+            // Attestations go up as archived, each before the index that names it.
+            for other in &bundle.others {
+                for (digest, bytes) in &other.blobs {
+                    blob::push_bytes(self.registry, bytes, digest)?;
+                }
+                let digest = Digest::of_bytes(&other.manifest).to_string();
+                self.registry
+                    .put_manifest(&digest, &other.manifest, &other.media_type)?;
+            }
             (bundle.index.clone(), bundle.media_type.clone())
         } else {
             self.progress.info(&format!(

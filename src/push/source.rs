@@ -92,8 +92,18 @@ pub struct ArchivedBundle {
     pub name: Option<String>,
     /// The images chosen, with the platform the index gives each.
     pub members: Vec<(ArchivedImage, Option<Platform>)>,
+    /// The entries that are not images for a platform (attestations), when every platform
+    /// goes: each manifest (bytes, media type) and the blobs it names, as archived.
+    pub others: Vec<Unopened>,
     /// Whether the members are every entry of the index (then it can go up as it is).
     pub complete: bool,
+}
+
+/// A manifest the archive keeps unopened (an attestation): pushed as it is, with its blobs.
+pub struct Unopened {
+    pub manifest: Vec<u8>,
+    pub media_type: String,
+    pub blobs: Vec<(Digest, Vec<u8>)>,
 }
 
 pub struct Original {
@@ -235,9 +245,20 @@ impl Source {
                 let image = self.member(&member.descriptor)?;
                 members.push((image, member.platform.clone()));
             }
+            let mut others = Vec::new();
+            if !matches!(platforms, Some(Platforms::List(_))) {
+                let rest = listed
+                    .iter()
+                    .filter(|e| !chosen.iter().any(|c| std::ptr::eq(*c, *e)));
+                // An attestation whose blobs are not all here is left out (a new index then).
+                others = rest
+                    .filter_map(|e| self.unopened(&e.descriptor).ok())
+                    .collect();
+            }
             bundles.push(ArchivedBundle {
                 name: entry.name.clone(),
-                complete: members.len() == listed.len(),
+                complete: members.len() + others.len() == listed.len(),
+                others,
                 index,
                 media_type,
                 digest,
@@ -277,6 +298,24 @@ impl Source {
             false => Vec::new(),
         };
         self.image(saved, &originals)
+    }
+
+    /// A manifest kept unopened (an attestation) and every blob it names, from the archive.
+    fn unopened(&self, descriptor: &manifest::Descriptor) -> Result<Unopened, Error> {
+        let manifest = self.blob_document(&descriptor.digest)?;
+        let media_type = descriptor.media_type.clone();
+        let Ok(Fetched::Image(image)) = manifest::parse(&manifest, Some(&media_type)) else {
+            return Err(self.malformed("an index entry is neither an image nor an attestation"));
+        };
+        let mut blobs = Vec::new();
+        for blob in std::iter::once(&image.config).chain(&image.layers) {
+            blobs.push((blob.digest.clone(), self.blob_document(&blob.digest)?));
+        }
+        Ok(Unopened {
+            manifest,
+            media_type,
+            blobs,
+        })
     }
 
     /// A JSON blob of the archive, checked against its digest.

@@ -85,6 +85,9 @@ pub struct Bundle {
     /// The index as served (bytes, digest, media type), when every entry it lists is a member:
     /// with `--compressed` it is then kept byte for byte, else a new one lists the members.
     pub kept: Option<(Vec<u8>, Digest, String)>,
+    /// Blobs the kept index names besides its images' (attestations: their manifests,
+    /// configs and layers, unopened), stored with it.
+    pub unopened: Vec<(Digest, Vec<u8>)>,
 }
 
 pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
@@ -227,7 +230,12 @@ impl Plan {
                     let bundle = &self.bundles[b];
                     if n == bundle.first + bundle.count - 1 {
                         let (bytes, digest, media_type) = match &bundle.kept {
-                            Some(kept) if self.compressed => kept.clone(),
+                            Some(kept) if self.compressed => {
+                                for (digest, bytes) in &bundle.unopened {
+                                    store(&mut files, digest, bytes.clone());
+                                }
+                                kept.clone()
+                            }
                             _ => {
                                 let bytes = format!(
                                     r#"{{"schemaVersion":2,"mediaType":"{OCI_INDEX}","manifests":[{}]}}"#,
@@ -739,6 +747,7 @@ mod tests {
                 count: 2,
                 main: 1,
                 kept: Some((served.clone(), served_digest.clone(), OCI_INDEX.into())),
+                unopened: vec![(Digest::of_bytes(b"attestation"), b"attestation".to_vec())],
             };
             let plan = Plan::new(Layout::Docker, compressed, &images, vec![bundle]);
             assert_eq!(plan.layers.len(), 3, "the shared base is stored once");
@@ -760,8 +769,20 @@ mod tests {
                 assert!(index.contains(&served_digest.to_string()), "{index}");
                 let kept = file(&files, &format!("blobs/sha256/{}", served_digest.hex()));
                 assert_eq!(kept.as_bytes(), served);
+                let other = Digest::of_bytes(b"attestation");
+                assert_eq!(
+                    file(&files, &format!("blobs/sha256/{}", other.hex())),
+                    "attestation"
+                );
             } else {
                 assert!(!index.contains(&served_digest.to_string()), "{index}");
+                let other = format!("blobs/sha256/{}", Digest::of_bytes(b"attestation").hex());
+                assert!(
+                    !files
+                        .iter()
+                        .any(|e| matches!(e, Entry::File(n, _) if *n == other)),
+                    "a new index does not list the attestations: they are not stored"
+                );
                 let written = files
                     .iter()
                     .find_map(|e| match e {

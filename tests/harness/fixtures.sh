@@ -21,6 +21,8 @@
 #                         annotated as podman and buildah annotate it
 #   library/busybox:latest  busybox under the path Docker Hub gives official images, for the
 #                         pull-through cache to serve as a Hub mirror would
+#   attested:latest       multi with a BuildKit-style attestation per platform
+#                         (unknown/unknown entries; attested_images.py)
 #   signed*, unsigned     busybox (signed-index: multi) signed as cosign signs, by keys left in
 #                         $work/keys (cosign_images.py lists each case)
 set -euo pipefail
@@ -128,4 +130,5 @@ done
 "${push[@]}" --src-tls-verify=false --preserve-digests --all "docker://$registry/multi:latest" \
   "docker://$registry/signed-index:latest"
 python3 "$here/cosign_images.py" "$registry" "$work/keys"
+python3 "$here/attested_images.py" "$registry"
 echo "fixtures pushed to $registry"
