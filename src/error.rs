@@ -8,7 +8,10 @@ use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
 
+/// Why a run failed: the message is for people (`Display`, one line, what the command
+/// prints), the variant for code; `kind` groups the variants as the exit codes do.
 #[derive(Debug)]
+#[non_exhaustive]
 pub enum Error {
     /// The command line is wrong (unknown flag, missing value, two images).
     Usage(String),
@@ -74,21 +77,54 @@ pub const EXIT_VERIFY: i32 = 6;
 pub const EXIT_LOCAL_IO: i32 = 7;
 pub const EXIT_REGISTRY: i32 = 8;
 
+/// What kind of failure an `Error` is, one per exit code of the command.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// What was asked for does not make sense (options, an image reference).
+    Usage,
+    /// The registry could not be reached, or the connection broke.
+    Network,
+    /// Credentials are needed or were refused.
+    Auth,
+    /// No such repository, tag, digest or platform.
+    NotFound,
+    /// What came does not check out (a digest, a signature, an unsafe layer entry) or cannot
+    /// be used (an unsupported or malformed image).
+    Verification,
+    /// Something on this machine failed (a file, the disk, a program).
+    Local,
+    /// The registry answered something unexpected (5xx, 429, ...).
+    Registry,
+}
+
 impl Error {
-    pub fn exit_code(&self) -> i32 {
+    pub fn kind(&self) -> ErrorKind {
         match self {
-            Error::Usage(_) | Error::Reference { .. } => EXIT_USAGE,
-            Error::Network { .. } => EXIT_NETWORK,
-            Error::Auth { .. } => EXIT_AUTH,
-            Error::NotFound { .. } | Error::PlatformNotFound { .. } => EXIT_NOT_FOUND,
+            Error::Usage(_) | Error::Reference { .. } => ErrorKind::Usage,
+            Error::Network { .. } => ErrorKind::Network,
+            Error::Auth { .. } => ErrorKind::Auth,
+            Error::NotFound { .. } | Error::PlatformNotFound { .. } => ErrorKind::NotFound,
             Error::DigestMismatch { .. }
             | Error::Unsupported(_)
             | Error::Invalid { .. }
             | Error::Unverified { .. }
-            | Error::Unsafe { .. } => EXIT_VERIFY,
-            Error::Io { .. } | Error::Local(_) => EXIT_LOCAL_IO,
-            Error::Http { .. } => EXIT_REGISTRY,
-            Error::Listed { source, .. } => source.exit_code(),
+            | Error::Unsafe { .. } => ErrorKind::Verification,
+            Error::Io { .. } | Error::Local(_) => ErrorKind::Local,
+            Error::Http { .. } => ErrorKind::Registry,
+            Error::Listed { source, .. } => source.kind(),
+        }
+    }
+
+    /// The command's exit code for this error.
+    pub fn exit_code(&self) -> i32 {
+        match self.kind() {
+            ErrorKind::Usage => EXIT_USAGE,
+            ErrorKind::Network => EXIT_NETWORK,
+            ErrorKind::Auth => EXIT_AUTH,
+            ErrorKind::NotFound => EXIT_NOT_FOUND,
+            ErrorKind::Verification => EXIT_VERIFY,
+            ErrorKind::Local => EXIT_LOCAL_IO,
+            ErrorKind::Registry => EXIT_REGISTRY,
         }
     }
 

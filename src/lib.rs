@@ -1,21 +1,56 @@
-//! dockersave: fetch a container image from a Docker/OCI registry without Docker and write an
-//! archive that `docker load` accepts, or the image's root filesystem.
+//! dockersave fetches container images from any Docker/OCI registry without Docker, and
+//! writes archives that `docker load` accepts — or the image's root filesystem, or one
+//! flattened tar. This crate is the `dockersave` command's library: the command is a thin
+//! layer over [`Client`], so a Rust program (a device's updater, an init that pulls its payload
+//! at boot) gets everything the command does without running it.
 //!
-//! The modules follow the data: `reference` names the image, `registry` (http, proxy, auth,
-//! credentials, client) fetches it, `manifest` picks what to fetch, `fetch` orders the layer
-//! downloads, `pipeline` (with `decompress` and `digest`) turns each layer blob into a verified
-//! tar, `cache` keeps verified blobs, `layer_tar` reads a layer as filesystem changes (`paths` keeps
-//! what is known per path), the
-//! `sinks` write them (`archive`: Docker's save format; `rootfs` through `confined`, which keeps
-//! every write inside its directory; `flatten`; `git`), `pull` drives them; `push` reads an archive
-//! back (`source`) and uploads it (`registry::upload`); `cli` reads the command line into a `Command` (pull, inspect, push, help,
-//! version), each with its own options struct defined by the module that runs it; only `main`
-//! imports `cli`. The binary (`main.rs`) only asks for credentials and maps errors to exit codes.
+//! Pull an image into an archive:
 //!
-//! This is a library so that the parsers can be fuzzed (`fuzz/`); it is not a stable API.
+//! ```no_run
+//! use dockersave::{Client, Output};
+//!
+//! let client = Client::new();
+//! let written = client.pull("debian:12", Output::archive("debian.tar"))?;
+//! println!("{}", written.unwrap().display()); // docker load -i debian.tar
+//! # Ok::<(), dockersave::Error>(())
+//! ```
+//!
+//! Unpack one into a directory, from a private registry, with progress:
+//!
+//! ```no_run
+//! use dockersave::{Client, Event, Output};
+//!
+//! let client = Client::new()
+//!     .credentials("me", "secret")
+//!     .platform("linux/arm64")?
+//!     .on_event(|event| {
+//!         if let Event::Info(line) = event {
+//!             eprintln!("{line}");
+//!         }
+//!     });
+//! client.pull("registry.example.com/team/app:1.4", Output::rootfs("/srv/app"))?;
+//! # Ok::<(), dockersave::Error>(())
+//! ```
+//!
+//! Everything downloaded is verified against its digest, layers stream through fixed buffers
+//! (memory does not grow with the image), and nothing appears under its final name until it is
+//! complete. A failure is an [`Error`]: its message is the one line the command prints, and
+//! [`Error::kind`] says what kind of failure it is ([`ErrorKind`], one per exit code).
+//!
+//! The modules below the front door follow the data: `reference` names the image, `registry`
+//! (http, proxy, auth, credentials, client) fetches it, `manifest` picks what to fetch, `fetch`
+//! orders the layer downloads, `pipeline` (with `decompress` and `digest`) turns each layer blob
+//! into a verified tar, `cache` keeps verified blobs, `layer_tar` reads a layer as filesystem
+//! changes (`paths` keeps what is known per path), the `sinks` write them (`archive`: Docker's
+//! save format; `rootfs` through `confined`, which keeps every write inside its directory;
+//! `flatten`; `git`), `pull` drives them; `push` reads an archive back (`source`) and uploads it
+//! (`registry::upload`); `copy` goes from registry to registry; `cli` reads the command line
+//! into a `Command`. They are public for the command and the fuzz targets, not a stable API:
+//! the items re-exported here are.
 
 pub mod cache;
 pub mod cli;
+pub mod client;
 pub mod confined;
 pub mod copy;
 pub mod decompress;
@@ -40,6 +75,12 @@ pub mod reference;
 pub mod registry;
 pub mod signature;
 pub mod sinks;
+
+pub use client::Client;
+pub use error::{Error, ErrorKind};
+pub use progress::{Event, Step};
+pub use pull::inspect::Inspect;
+pub use pull::Output;
 
 /// Locks `mutex`, even one a panicking thread left poisoned: what dockersave keeps behind its
 /// locks (progress lines, slots, buffers, a header) is never left half-written by a panic.

@@ -1,14 +1,10 @@
-//! The `dockersave` command: parse options, resolve credentials (prompting if asked), pull, and
-//! turn an error into one line on stderr and an exit code.
+//! The `dockersave` command: parse options, ask for credentials if told to, hand the run to the
+//! library's `Client`, and turn an error into one line on stderr and an exit code.
 
 use dockersave::cli::{self, Command, Session};
-use dockersave::copy;
 use dockersave::error::Error;
 use dockersave::progress::Progress;
-use dockersave::pull;
-use dockersave::push;
-use dockersave::reference::Reference;
-use dockersave::registry::{self, auth::Credentials};
+use dockersave::Client;
 use std::io::{BufRead, IsTerminal, Read, Write};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -50,43 +46,21 @@ fn run() -> Result<(), Error> {
             );
         }
         Command::Pull(session, options) => {
-            let logins = Logins::new(&session, &options.image)?;
-            let progress = logins.progress.clone();
-            let logins = pull::Logins {
-                registry: &|r| logins.for_image(r),
-                mirror: &|host| logins.for_mirror(host),
-            };
-            if let Some(written) = pull::pull(&options, &logins, progress)? {
+            if let Some(written) = client(&session)?.run_pull(&options)? {
                 println!("{}", written.display());
             }
         }
         Command::Inspect(session, options) => {
-            let logins = Logins::new(&session, &options.image)?;
-            let progress = logins.progress.clone();
-            let logins = pull::Logins {
-                registry: &|_| logins.given.clone(),
-                mirror: &|host| logins.for_mirror(host),
-            };
-            pull::inspect::inspect(&options, &logins, progress)?;
+            let mut out = std::io::stdout().lock();
+            client(&session)?.run_inspect(&options, &mut out)?;
         }
         Command::Push(session, options) => {
-            let logins = Logins::new(&session, &options.destination)?;
-            let progress = logins.progress.clone();
-            for pushed in push::push(&options, &|r| logins.for_image(r), progress)? {
+            for pushed in client(&session)?.run_push(&options)? {
                 println!("{pushed}");
             }
         }
         Command::Copy(session, options) => {
-            // The command line's credentials are for the source; the destination gets what
-            // is stored for its own registry.
-            let logins = Logins::new(&session, &options.images[0])?;
-            let progress = logins.progress.clone();
-            let destination = |r: &Reference| stored_credentials(&session, &r.registry, &progress);
-            let pulls = pull::Logins {
-                registry: &|r| logins.for_image(r),
-                mirror: &|host| logins.for_mirror(host),
-            };
-            for copied in copy::copy(&options, &pulls, &destination, progress.clone())? {
+            for copied in client(&session)?.run_copy(&options)? {
                 println!("{copied}");
             }
         }
@@ -94,50 +68,25 @@ fn run() -> Result<(), Error> {
     Ok(())
 }
 
-/// The credentials for each image a run touches: those given or found for the run's own image
-/// serve every image on its registry; an image elsewhere gets that registry's stored ones.
-struct Logins<'a> {
-    session: &'a Session,
-    image: &'a Reference,
-    given: Option<Credentials>,
-    progress: Arc<Progress>,
+/// The library's client for this run: the credentials the command line gives (prompting if
+/// the session says so), which the client keeps for the registry of the image the run names,
+/// Docker's stored ones for the rest, and progress on stderr at the session's verbosity.
+fn client(session: &Session) -> Result<Client, Error> {
+    let progress = Arc::new(Progress::new(session.verbosity));
+    let mut client = Client::new().progress(progress.clone());
+    if let Some(dir) = &session.docker_config {
+        client = client.docker_config(dir);
+    }
+    if let Some((user, password)) = asked(session, &progress)? {
+        client = client.credentials(&user, &password);
+    }
+    Ok(client)
 }
 
-impl<'a> Logins<'a> {
-    /// Asks for or looks up the credentials for `image` (prompting if the session says so).
-    fn new(session: &'a Session, image: &'a Reference) -> Result<Logins<'a>, Error> {
-        let progress = Arc::new(Progress::new(session.verbosity));
-        let given = credentials(session, image, &progress)?;
-        Ok(Logins {
-            session,
-            image,
-            given,
-            progress,
-        })
-    }
-
-    fn for_image(&self, reference: &Reference) -> Option<Credentials> {
-        if reference.registry == self.image.registry {
-            self.given.clone()
-        } else {
-            stored_credentials(self.session, &reference.registry, &self.progress)
-        }
-    }
-
-    /// A mirror's: only those stored for its own host, never the command line's (they are for
-    /// the registry named in IMAGE).
-    fn for_mirror(&self, host: &str) -> Option<Credentials> {
-        stored_credentials(self.session, host, &self.progress)
-    }
-}
-
-/// The credentials to use, in this order: `--user` with `--password`, `--password-stdin` or a
-/// prompt; `--ilogin`; then Docker's config.json and credential helpers; else anonymous.
-fn credentials(
-    session: &Session,
-    image: &Reference,
-    progress: &Progress,
-) -> Result<Option<Credentials>, Error> {
+/// The credentials the command line gives for `image`'s registry: `--user` with `--password`,
+/// `--password-stdin` or a prompt; or `--ilogin`. Without them the client looks up Docker's
+/// config.json and credential helpers, else goes anonymously.
+fn asked(session: &Session, progress: &Progress) -> Result<Option<(String, String)>, Error> {
     let login = &session.login;
     if login.password.is_some() {
         progress.warn("a password given with --password can end up in your shell history; prefer --password-stdin or --ilogin");
@@ -145,7 +94,7 @@ fn credentials(
     let user = match (&login.user, login.ilogin) {
         (Some(user), _) => user.clone(),
         (None, true) => prompt_user()?,
-        (None, false) => return Ok(stored_credentials(session, &image.registry, progress)),
+        (None, false) => return Ok(None),
     };
     let password = if let Some(password) = &login.password {
         password.clone()
@@ -169,24 +118,7 @@ fn credentials(
     if password.is_empty() {
         return Err(Error::Usage("the password is empty".into()));
     }
-    Ok(Some(Credentials::password(&user, &password)))
-}
-
-/// Docker's stored credentials for a registry (`docker.io` for Hub) or a mirror's host. A broken
-/// config or a missing helper is a warning, not an error: public images still pull anonymously.
-fn stored_credentials(
-    session: &Session,
-    registry: &str,
-    progress: &Progress,
-) -> Option<Credentials> {
-    let dir = session.docker_config.as_ref()?;
-    match registry::credentials::lookup(dir, registry) {
-        Ok(found) => found,
-        Err(e) => {
-            progress.warn(&format!("ignoring stored Docker credentials: {e}"));
-            None
-        }
-    }
+    Ok(Some((user, password)))
 }
 
 fn prompt_user() -> Result<String, Error> {

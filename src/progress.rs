@@ -8,6 +8,9 @@
 //! prints those); `--verbose` adds a line per HTTP request — method, URL without its query
 //! (which may carry a CDN's signature), status, size, time — and never a header, since headers
 //! carry credentials.
+//!
+//! A program using the library may take the same events itself (`Progress::to`): then nothing is
+//! written to stderr, and each event arrives as it happens, in order, on the thread that made it.
 
 use std::io::{IsTerminal, Write};
 use std::sync::{Mutex, MutexGuard};
@@ -50,11 +53,36 @@ impl Step {
     }
 }
 
+/// What happens during a run, as a program using the library receives it (`Progress::to`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Event<'a> {
+    /// A line the command would print ("Pulling …", "  manifest sha256:…", "Saved …").
+    Info(&'a str),
+    /// A warning (the command prints it with `warning: ` before it).
+    Warning(&'a str),
+    /// The layers about to be fetched or pushed: how many, and their bytes together.
+    Layers { count: usize, bytes: u64 },
+    /// `bytes` more bytes of layer `layer` (0-based) arrived.
+    Bytes { layer: usize, bytes: u64 },
+    /// Layer `layer` reached `step`.
+    Step { layer: usize, step: Step },
+    /// Something happened to a layer (a resume, a retry), said in a line.
+    Note { layer: Option<usize>, text: &'a str },
+    /// Layer `layer` is done; `summary` is its line.
+    Finished { layer: usize, summary: &'a str },
+}
+
+/// Where events go: the user's terminal or log (stderr), or a program's callback.
+type Sink = Box<dyn Fn(&Event) + Send + Sync>;
+
 pub struct Progress {
     verbosity: Verbosity,
     /// Whether stderr is a terminal, so lines can be redrawn.
     live: bool,
     state: Mutex<State>,
+    /// A program's callback, which takes every event instead of stderr.
+    sink: Option<Sink>,
 }
 
 struct State {
@@ -92,6 +120,27 @@ impl Progress {
                 last_draw: None,
                 first_byte: None,
             }),
+            sink: None,
+        }
+    }
+
+    /// Every event to `sink`, nothing to stderr. `--verbose`'s request lines are not events:
+    /// they describe the transport, not the work.
+    pub fn to(sink: impl Fn(&Event) + Send + Sync + 'static) -> Progress {
+        Progress {
+            sink: Some(Box::new(sink)),
+            ..Progress::with(Verbosity::Quiet, false)
+        }
+    }
+
+    /// Hands `event` to the program's callback; false when there is none (stderr then).
+    fn sent(&self, event: Event) -> bool {
+        match &self.sink {
+            Some(sink) => {
+                sink(&event);
+                true
+            }
+            None => false,
         }
     }
 
@@ -101,6 +150,9 @@ impl Progress {
 
     /// A line for the user ("Pulling …", "  manifest …").
     pub fn info(&self, text: &str) {
+        if self.sent(Event::Info(text)) {
+            return;
+        }
         if self.verbosity != Verbosity::Quiet {
             self.print(text);
         }
@@ -115,6 +167,9 @@ impl Progress {
 
     /// A warning: shown unless `--quiet`.
     pub fn warn(&self, text: &str) {
+        if self.sent(Event::Warning(text)) {
+            return;
+        }
         self.info(&format!("warning: {text}"));
     }
 
@@ -150,7 +205,12 @@ impl Progress {
 
     /// The layers about to be fetched: (digest hex, size), in image order.
     pub fn layers(&self, layers: &[(String, u64)]) {
-        if !self.live {
+        let bytes = layers.iter().map(|(_, size)| size).sum();
+        if self.sent(Event::Layers {
+            count: layers.len(),
+            bytes,
+        }) || !self.live
+        {
             return;
         }
         let mut state = self.lock();
@@ -169,7 +229,11 @@ impl Progress {
 
     /// `n` more bytes of layer `index` arrived.
     pub fn bytes(&self, index: usize, n: u64) {
-        if !self.live {
+        if self.sent(Event::Bytes {
+            layer: index,
+            bytes: n,
+        }) || !self.live
+        {
             return;
         }
         let mut state = self.lock();
@@ -187,7 +251,7 @@ impl Progress {
     }
 
     pub fn step(&self, index: usize, step: Step) {
-        if !self.live {
+        if self.sent(Event::Step { layer: index, step }) || !self.live {
             return;
         }
         let mut state = self.lock();
@@ -204,7 +268,7 @@ impl Progress {
     /// Something that happened to layer `index` (a resume, a retry): `note` on its line when
     /// live, else `text` on a line of its own.
     pub fn layer_event(&self, index: Option<usize>, note: &str, text: &str) {
-        if self.verbosity == Verbosity::Quiet {
+        if self.sent(Event::Note { layer: index, text }) || self.verbosity == Verbosity::Quiet {
             return;
         }
         if self.live {
@@ -220,6 +284,12 @@ impl Progress {
 
     /// Layer `index` is finished; `summary` is its line in a log.
     pub fn finished(&self, index: usize, summary: &str) {
+        if self.sent(Event::Finished {
+            layer: index,
+            summary,
+        }) {
+            return;
+        }
         if self.live {
             self.step(index, Step::Done);
         } else {

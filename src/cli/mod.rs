@@ -446,7 +446,7 @@ fn settings(given: &mut Given, env: &dyn Fn(&str) -> Option<String>) -> Settings
     if let Some(home) = env("HOME").filter(|h| !h.is_empty()) {
         certs_dirs.push(PathBuf::from(home).join(".config/containers/certs.d"));
     }
-    certs_dirs.extend(CERTS_DIRS.iter().map(PathBuf::from));
+    certs_dirs.extend(crate::client::CERTS_DIRS.iter().map(PathBuf::from));
     Settings {
         ca_files,
         certs_dirs,
@@ -456,9 +456,6 @@ fn settings(given: &mut Given, env: &dyn Fn(&str) -> Option<String>) -> Settings
         insecure: given.insecure,
     }
 }
-
-/// Docker's and podman's directories of per-host certificates, searched after the user's own.
-const CERTS_DIRS: [&str; 2] = ["/etc/docker/certs.d", "/etc/containers/certs.d"];
 
 /// Where the mirrors come from: `--no-mirror`, else `--mirror`, else `DOCKERSAVE_MIRRORS` (empty:
 /// none), else Docker's `daemon.json`; the first that says anything decides alone.

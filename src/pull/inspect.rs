@@ -1,5 +1,5 @@
 //! `--tags`, `--sha`, `--metadata` and `--platforms`: what the registry says about an image,
-//! on stdout for scripts, nothing written to disk. Manifests and configs are verified against
+//! on stdout for scripts (or to a writer the library's caller gives), nothing written to disk. Manifests and configs are verified against
 //! their digests as for a pull; progress and messages stay on stderr.
 
 use super::{fetch_document, parse_config, platform, select, Logins, Reach};
@@ -39,8 +39,14 @@ pub enum Inspect {
     Platforms,
 }
 
-/// Asks the registry what `options.kind` names and prints the answer on stdout.
-pub fn inspect(options: &Options, logins: &Logins, progress: Arc<Progress>) -> Result<(), Error> {
+/// Asks the registry what `options.kind` names and writes the answer to `out` (the command's
+/// standard output).
+pub fn inspect(
+    options: &Options,
+    logins: &Logins,
+    progress: Arc<Progress>,
+    out: &mut dyn Write,
+) -> Result<(), Error> {
     let kind = options.kind;
     let reach = Reach::new(
         &options.http,
@@ -130,17 +136,14 @@ pub fn inspect(options: &Options, logins: &Logins, progress: Arc<Progress>) -> R
             }
         }
     }
-    let mut stdout = std::io::stdout().lock();
+    let shown = std::path::Path::new("standard output");
     for line in lines {
         // Documents go out byte for byte (they hash to their digests); one that does not end in
         // a newline gets one, to separate it from the next.
         let end: &[u8] = if line.ends_with(b"\n") { b"" } else { b"\n" };
-        stdout
-            .write_all(&line)
-            .and_then(|()| stdout.write_all(end))
-            .map_err(|e| Error::io(std::path::Path::new("standard output"), e))?;
+        out.write_all(&line)
+            .and_then(|()| out.write_all(end))
+            .map_err(|e| Error::io(shown, e))?;
     }
-    stdout
-        .flush()
-        .map_err(|e| Error::io(std::path::Path::new("standard output"), e))
+    out.flush().map_err(|e| Error::io(shown, e))
 }

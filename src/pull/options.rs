@@ -65,6 +65,63 @@ pub enum Output {
     },
 }
 
+impl Output {
+    /// A `docker save` archive at `path` (relative to the client's working directory), in the
+    /// layout of Docker 25 that every engine loads, layers decompressed.
+    pub fn archive(path: impl Into<PathBuf>) -> Output {
+        Output::Archive(ArchiveForm {
+            layout: Layout::Docker,
+            compressed_layers: false,
+            compression: Compression::None,
+            output: Some(path.into()),
+            tarname: None,
+            no_tar: false,
+            gunzip: false,
+        })
+    }
+
+    /// The image's root filesystem in `dir` (relative to the client's working directory;
+    /// created, or an empty directory).
+    pub fn rootfs(dir: impl Into<PathBuf>) -> Output {
+        Output::Rootfs {
+            dir: dir.into(),
+            force: false,
+            git: false,
+        }
+    }
+
+    /// The merged filesystem as one tar at `path` (relative to the client's working directory).
+    pub fn flatten(path: impl Into<PathBuf>) -> Output {
+        Output::Flatten(path.into())
+    }
+
+    /// The output with a relative path made relative to `dir` (the library's working
+    /// directory; the command line's are relative to the process's, as `docker save -o`).
+    pub(crate) fn within(self, dir: &std::path::Path) -> Output {
+        let join = |path: PathBuf| match path.is_relative() && path.as_os_str() != "-" {
+            true => dir.join(path),
+            false => path,
+        };
+        match self {
+            Output::Archive(mut form) => {
+                form.output = form.output.map(join);
+                Output::Archive(form)
+            }
+            Output::Rootfs {
+                dir: root,
+                force,
+                git,
+            } => Output::Rootfs {
+                dir: join(root),
+                force,
+                git,
+            },
+            Output::Flatten(path) => Output::Flatten(join(path)),
+            layer => layer,
+        }
+    }
+}
+
 /// How the archive is written.
 #[derive(Debug, PartialEq, Eq)]
 pub struct ArchiveForm {
