@@ -70,7 +70,9 @@ fn run() -> Result<(), Error> {
 
 /// The library's client for this run: the credentials the command line gives (prompting if
 /// the session says so), which the client keeps for the registry of the image the run names,
-/// Docker's stored ones for the rest, and progress on stderr at the session's verbosity.
+/// Docker's stored ones for the rest, and progress on stderr at the session's verbosity. Not
+/// inlined into each command's arm: one copy keeps the binary its size.
+#[inline(never)]
 fn client(session: &Session) -> Result<Client, Error> {
     let progress = Arc::new(Progress::new(session.verbosity));
     let mut client = Client::new().progress(progress.clone());
