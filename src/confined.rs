@@ -172,18 +172,6 @@ impl Root {
         Ok(current)
     }
 
-    /// Opens the parent of `path` (see `open_dir`) and returns it with the last component.
-    pub fn open_parent<'p>(
-        &self,
-        path: &'p TreePath,
-        create: bool,
-    ) -> Result<Option<(OwnedFd, &'p [u8])>, Fault> {
-        let Some((parent, name)) = path.split_last() else {
-            return Ok(None);
-        };
-        Ok(Some((self.open_dir(&parent, create)?, name)))
-    }
-
     /// Opens the directory `path` itself without following a symlink in its last component;
     /// `None` if it is gone or no longer a directory.
     pub fn open_dir_exact(&self, path: &TreePath) -> Result<Option<OwnedFd>, Fault> {

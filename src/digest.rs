@@ -96,15 +96,6 @@ impl<R: Read> HashingReader<R> {
         }
     }
 
-    /// How many bytes were read through it.
-    pub fn bytes(&self) -> u64 {
-        self.hasher.bytes()
-    }
-
-    pub fn get_ref(&self) -> &R {
-        &self.inner
-    }
-
     /// The digest and length of what was read so far, reading on possible.
     pub fn so_far(&self) -> (Digest, u64) {
         let len = self.hasher.bytes();

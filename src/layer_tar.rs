@@ -99,25 +99,6 @@ impl TreePath {
         out.extend_from_slice(name);
         TreePath(out)
     }
-
-    /// Whether `self` is `dir` or lies below it.
-    pub fn is_within(&self, dir: &TreePath) -> bool {
-        dir.is_root()
-            || (self.0.starts_with(&dir.0)
-                && (self.0.len() == dir.0.len() || self.0[dir.0.len()] == b'/'))
-    }
-
-    /// Every proper ancestor, the root first.
-    pub fn ancestors(&self) -> impl Iterator<Item = &[u8]> {
-        let bytes = &self.0;
-        std::iter::once(&bytes[..0]).chain(
-            bytes
-                .iter()
-                .enumerate()
-                .filter(|(_, &b)| b == b'/')
-                .map(move |(i, _)| &bytes[..i]),
-        )
-    }
 }
 
 // Paths order, compare and hash as their bytes, so maps keyed by them can be searched by bytes.
@@ -512,19 +493,11 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn paths_split_join_and_nest() {
+    fn paths_split_and_join() {
         let p = TreePath::parse(b"a/b/c").unwrap();
         let (parent, name) = p.split_last().unwrap();
         assert_eq!((parent.as_bytes(), name), (&b"a/b"[..], &b"c"[..]));
         assert_eq!(parent.join(b"c"), p);
-        assert!(p.is_within(&TreePath::parse(b"a").unwrap()));
-        assert!(p.is_within(&TreePath::root()));
-        assert!(!p.is_within(&TreePath::parse(b"a/b/cd").unwrap()));
-        assert!(!TreePath::parse(b"a/bc")
-            .unwrap()
-            .is_within(&TreePath::parse(b"a/b").unwrap()));
-        let ancestors: Vec<&[u8]> = p.ancestors().collect();
-        assert_eq!(ancestors, [&b""[..], b"a", b"a/b"]);
         assert!(TreePath::root().split_last().is_none());
     }
 

@@ -45,42 +45,54 @@
 //! save format; `rootfs` through `confined`, which keeps every write inside its directory;
 //! `flatten`; `git`), `pull` drives them; `push` reads an archive back (`source`) and uploads it
 //! (`registry::upload`); `copy` goes from registry to registry; `cli` reads the command line
-//! into a `Command`. They are public for the command and the fuzz targets, not a stable API:
-//! the items re-exported here are.
+//! into a `Command`. They are private to the crate; the command's parser (`cli`), the fuzz
+//! entry points (`fuzzing`) and what `main` needs are public but hidden, and not an API: the
+//! items below are.
 
-pub mod cache;
+#![warn(missing_docs)]
+
+mod cache;
+#[doc(hidden)]
 pub mod cli;
+#[doc(hidden)]
 pub mod client;
-pub mod confined;
-pub mod copy;
-pub mod decompress;
-pub mod digest;
+mod confined;
+mod copy;
+mod decompress;
+mod digest;
+#[doc(hidden)]
 pub mod error;
-pub mod fetch;
+mod fetch;
 #[doc(hidden)]
 pub mod fuzzing;
-pub mod gzip;
+mod gzip;
+#[doc(hidden)]
 pub mod host;
+#[doc(hidden)]
 pub mod interrupt;
-pub mod layer_tar;
-pub mod manifest;
-pub mod partial;
-pub mod paths;
-pub mod pipeline;
-pub mod pretty;
+mod layer_tar;
+mod manifest;
+mod partial;
+mod paths;
+mod pipeline;
+mod pretty;
+#[doc(hidden)]
 pub mod progress;
-pub mod pull;
-pub mod push;
-pub mod reference;
-pub mod registry;
-pub mod signature;
-pub mod sinks;
+mod pull;
+mod push;
+mod reference;
+mod registry;
+mod signature;
+mod sinks;
 
 pub use client::Client;
 pub use error::{Error, ErrorKind};
+pub use manifest::LayerChoice;
 pub use progress::{Event, Step};
 pub use pull::inspect::Inspect;
-pub use pull::Output;
+pub use pull::{ArchiveForm, Output};
+pub use sinks::archive::Compression;
+pub use sinks::layout::Layout;
 
 /// Locks `mutex`, even one a panicking thread left poisoned: what dockersave keeps behind its
 /// locks (progress lines, slots, buffers, a header) is never left half-written by a panic.

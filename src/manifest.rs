@@ -478,11 +478,14 @@ pub fn twins<'a>(entries: &'a [IndexEntry], chosen: &Choice<'a>) -> Vec<&'a Inde
 /// names one layer's blob digest or diff ID.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum LayerChoice {
+    /// 1 the bottom layer, -1 the top.
     Position(i64),
+    /// At least 12 hex digits of a layer's blob digest or diff ID.
     Digest(String),
 }
 
 impl LayerChoice {
+    /// Parses what `--layer` takes: `N`, `-N` or `sha256:HEX`.
     pub fn parse(text: &str) -> Result<LayerChoice, String> {
         if let Ok(n) = text.parse::<i64>() {
             if n != 0 {

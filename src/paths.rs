@@ -87,8 +87,9 @@ impl<T: Default> PathMap<T> {
         &mut self.values[node as usize]
     }
 
-    /// How many nodes, the root included.
-    pub fn len(&self) -> usize {
+    /// How many nodes, the root included (what the memory figures count).
+    #[cfg(test)]
+    fn len(&self) -> usize {
         self.values.len()
     }
 

@@ -206,18 +206,6 @@ impl<R: Read, W: Write> CopyingReader<R, W> {
     pub fn drain(&mut self) -> io::Result<()> {
         io::copy(self, &mut io::sink()).map(|_| ())
     }
-
-    pub fn into_copy(self) -> W {
-        self.copy
-    }
-
-    pub fn copy_mut(&mut self) -> &mut W {
-        &mut self.copy
-    }
-
-    pub fn get_ref(&self) -> &R {
-        &self.inner
-    }
 }
 
 impl<R: Read, W: Write> Read for CopyingReader<R, W> {

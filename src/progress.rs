@@ -27,11 +27,15 @@ pub enum Verbosity {
 /// Where a layer is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Step {
+    /// Not started.
     Waiting,
+    /// Bytes are arriving.
     Downloading,
     /// Every byte is in; digests are being checked, or it waits for its turn to be written.
     Verifying,
+    /// Verified and written.
     Done,
+    /// Taken from the cache, verified again.
     Cached,
     /// Pushing: the bytes go up (counted as they are read from the archive).
     Uploading,
@@ -61,16 +65,41 @@ pub enum Event<'a> {
     Info(&'a str),
     /// A warning (the command prints it with `warning: ` before it).
     Warning(&'a str),
-    /// The layers about to be fetched or pushed: how many, and their bytes together.
-    Layers { count: usize, bytes: u64 },
-    /// `bytes` more bytes of layer `layer` (0-based) arrived.
-    Bytes { layer: usize, bytes: u64 },
-    /// Layer `layer` reached `step`.
-    Step { layer: usize, step: Step },
-    /// Something happened to a layer (a resume, a retry), said in a line.
-    Note { layer: Option<usize>, text: &'a str },
-    /// Layer `layer` is done; `summary` is its line.
-    Finished { layer: usize, summary: &'a str },
+    /// The layers about to be fetched or pushed.
+    Layers {
+        /// How many; later events number them from 0.
+        count: usize,
+        /// Their bytes together, as the manifest gives them.
+        bytes: u64,
+    },
+    /// More bytes of a layer arrived (or went up).
+    Bytes {
+        /// Which layer, from 0.
+        layer: usize,
+        /// How many more.
+        bytes: u64,
+    },
+    /// A layer reached a step.
+    Step {
+        /// Which layer, from 0.
+        layer: usize,
+        /// Where it is now.
+        step: Step,
+    },
+    /// Something happened to a layer, or to the run (a resume, a retry), said in a line.
+    Note {
+        /// Which layer, from 0, if it concerns one.
+        layer: Option<usize>,
+        /// What happened.
+        text: &'a str,
+    },
+    /// A layer is done.
+    Finished {
+        /// Which layer, from 0.
+        layer: usize,
+        /// Its line, as the command prints it in a log.
+        summary: &'a str,
+    },
 }
 
 /// Where events go: the user's terminal or log (stderr), or a program's callback.

@@ -84,10 +84,6 @@ impl<R: Read> Decompressor<R> {
         self.input.inner
     }
 
-    pub fn get_ref(&self) -> &R {
-        &self.input.inner
-    }
-
     pub fn get_mut(&mut self) -> &mut R {
         &mut self.input.inner
     }

@@ -27,6 +27,7 @@ pub struct Options {
     pub kind: Inspect,
 }
 
+/// What an inspection asks the registry for.
 #[derive(Debug, PartialEq, Eq, Clone, Copy)]
 pub enum Inspect {
     /// `--tags`: every tag of the repository.
@@ -34,7 +35,10 @@ pub enum Inspect {
     /// `--sha`: the reference's digest (an index's), then the platform manifest's.
     Sha,
     /// `--metadata [--pretty]`: the manifest(s) as served and the config.
-    Metadata { pretty: bool },
+    Metadata {
+        /// Indented (`--pretty`).
+        pretty: bool,
+    },
     /// `--platforms`: the platforms an index offers.
     Platforms,
 }

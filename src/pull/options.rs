@@ -52,15 +52,22 @@ pub struct Logins<'a> {
 pub enum Output {
     /// A `docker save` archive (or with --no-tar its directory).
     Archive(ArchiveForm),
+    /// The image's root filesystem, applied to a directory (`--rootfs`).
     Rootfs {
+        /// Where; made, or an empty directory.
         dir: PathBuf,
+        /// Apply the image over a directory that is not empty (`--force`).
         force: bool,
+        /// One git commit per layer (`--git`).
         git: bool,
     },
     /// The merged filesystem as a tar; `-` is stdout.
     Flatten(PathBuf),
+    /// One layer, as dlgrab exported it (`--layer`).
     Layer {
+        /// Which one.
         which: LayerChoice,
+        /// The blob as the registry serves it, not its tar (`--registry-format`).
         registry_format: bool,
     },
 }
@@ -125,9 +132,11 @@ impl Output {
 /// How the archive is written.
 #[derive(Debug, PartialEq, Eq)]
 pub struct ArchiveForm {
+    /// `--format`: Docker 25's layout (the default) or the legacy one.
     pub layout: Layout,
     /// Layers as served, gzip-compressed (`--compressed`).
     pub compressed_layers: bool,
+    /// `--gzip`, `--xz`: the whole archive compressed.
     pub compression: Compression,
     /// `-o FILE`; `-` is standard output.
     pub output: Option<PathBuf>,

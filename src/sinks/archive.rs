@@ -346,8 +346,11 @@ impl<W: Write> Write for SizedEntry<'_, W> {
 /// Compression of the whole archive (`--gzip`, `--xz`).
 #[derive(Debug, PartialEq, Eq, Clone, Copy)]
 pub enum Compression {
+    /// A plain tar.
     None,
+    /// `.tar.gz`.
     Gzip,
+    /// `.tar.xz`.
     Xz,
 }
 

@@ -21,9 +21,12 @@ use crate::reference::Reference;
 use miniserde::json;
 use std::collections::BTreeMap;
 
+/// An archive's layout (`--format`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Layout {
+    /// What `docker save` writes since Docker 25: an OCI layout with `manifest.json` beside it.
     Docker,
+    /// The classic layout of Docker before 25.
     Legacy,
 }
 
