@@ -16,29 +16,56 @@ pub enum Error {
     /// The command line is wrong (unknown flag, missing value, two images).
     Usage(String),
     /// The image reference does not parse.
-    Reference { input: String, reason: String },
+    Reference {
+        /// The reference as given.
+        input: String,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// The registry could not be reached or the connection broke.
-    Network { host: String, detail: String },
+    Network {
+        /// The host that could not be reached.
+        host: String,
+        /// What happened.
+        detail: String,
+    },
     /// The registry refused our credentials or wants some we do not have.
-    Auth { host: String, detail: String },
+    Auth {
+        /// The registry (or token service) that refused.
+        host: String,
+        /// What it said, and what to do.
+        detail: String,
+    },
     /// The repository, tag or digest does not exist.
-    NotFound { what: String },
+    NotFound {
+        /// What was not found, as a sentence.
+        what: String,
+    },
     /// The image has no manifest for the requested platform.
     PlatformNotFound {
+        /// The image.
         image: String,
+        /// The platform asked for.
         wanted: String,
+        /// The platforms the index offers.
         available: Vec<String>,
     },
     /// A blob or manifest does not hash to the digest it was fetched by.
     DigestMismatch {
+        /// What failed verification.
         what: String,
+        /// The digest (and size) expected.
         expected: String,
+        /// What the bytes hashed to.
         actual: String,
     },
     /// `--verify-key`: no signature by the keys names the image.
     Unverified {
+        /// The image.
         image: String,
+        /// The digest a signature had to name.
         digest: String,
+        /// Why none did.
         reason: String,
         /// What became of the image: "nothing was written", or that it was pushed.
         after: &'static str,
@@ -46,26 +73,47 @@ pub enum Error {
     /// Something the registry sent cannot be used (bad JSON, schema 1, unknown compression).
     Unsupported(String),
     /// Malformed data from the registry.
-    Invalid { what: String, detail: String },
+    Invalid {
+        /// What is malformed.
+        what: String,
+        /// How.
+        detail: String,
+    },
     /// A layer entry that would create, change or delete something outside the target tree.
     Unsafe {
+        /// The layer.
         layer: String,
+        /// The entry's name.
         entry: String,
+        /// Why it was refused.
         reason: String,
     },
     /// The registry answered with a status we cannot act on.
     Http {
+        /// The registry.
         host: String,
+        /// The HTTP status.
         status: u16,
+        /// What it said, if anything.
         detail: String,
     },
     /// Something on this machine is missing or failed (a program dockersave runs, a target
     /// directory in the way).
     Local(String),
     /// A local file could not be created, written or renamed.
-    Io { path: PathBuf, source: io::Error },
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The system's error.
+        source: io::Error,
+    },
     /// A failure of one image of several, with where the image was listed ("FILE line 3").
-    Listed { at: String, source: Box<Error> },
+    Listed {
+        /// Where the image was listed.
+        at: String,
+        /// Its failure.
+        source: Box<Error>,
+    },
 }
 
 /// Exit codes, documented in the README.
