@@ -21,6 +21,7 @@ use crate::registry::credentials;
 use crate::registry::http::Settings;
 use crate::registry::mirrors::{self, Source};
 use crate::registry::proxy::ProxySettings;
+use crate::sinks::layout::Layout;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -35,6 +36,7 @@ pub struct Client {
     verify_keys: Vec<PathBuf>,
     cache_dir: Option<PathBuf>,
     platform: Option<Platform>,
+    platforms: Option<Platforms>,
     working_dir: PathBuf,
     credentials: Option<Credentials>,
     docker_config: Option<PathBuf>,
@@ -64,6 +66,7 @@ impl Client {
             verify_keys: Vec::new(),
             cache_dir: None,
             platform: None,
+            platforms: None,
             working_dir: PathBuf::from("."),
             credentials: None,
             docker_config: None,
@@ -127,6 +130,21 @@ impl Client {
         Ok(self)
     }
 
+    /// Keeps several platforms of a multi-platform index in an archive, with the index:
+    /// `all`, or a comma-separated list (`linux/amd64,linux/arm64`, the first being the one
+    /// engines before Docker 25 load). A single platform is the same as [`Client::platform`].
+    pub fn platforms(mut self, platforms: &str) -> Result<Client, Error> {
+        match Platforms::parse(platforms).map_err(Error::Usage)? {
+            Some(Platforms::List(list)) => {
+                self.platform = list.first().cloned();
+                self.platforms = Some(Platforms::List(list));
+            }
+            Some(Platforms::All) => self.platforms = Some(Platforms::All),
+            None => return self.platform(platforms),
+        }
+        Ok(self)
+    }
+
     /// Asks this mirror first: `https://mirror:5000` for Docker Hub, `REGISTRY=URL` for another.
     pub fn mirror(mut self, mirror: &str) -> Result<Client, Error> {
         let mirror = mirrors::parse(mirror).map_err(Error::Usage)?;
@@ -166,16 +184,38 @@ impl Client {
     /// Pulls `image` (`debian`, `registry.example:5000/team/app:1.2`) into `output`, and returns
     /// the path written (`None` when it went to standard output).
     pub fn pull(&self, image: &str, output: Output) -> Result<Option<PathBuf>, Error> {
+        self.pull_all(&[image], output)
+    }
+
+    /// Pulls several images into one archive (a layer they share stored once), as
+    /// `docker save a b` writes it; the other outputs take one image.
+    pub fn pull_all(&self, images: &[&str], output: Output) -> Result<Option<PathBuf>, Error> {
+        let mut images = images.iter().map(|i| reference(i));
+        let Some(image) = images.next() else {
+            return Err(Error::Usage("no image to pull".into()));
+        };
+        let more_images = images.collect::<Result<Vec<_>, _>>()?;
+        if !more_images.is_empty() && !matches!(output, Output::Archive(_)) {
+            return Err(Error::Usage(
+                "several images go into one archive only; a root filesystem, a flattened tar or a layer takes one".into(),
+            ));
+        }
+        let docker_layout = matches!(&output, Output::Archive(f) if f.layout == Layout::Docker);
+        if self.platforms.is_some() && !docker_layout {
+            return Err(Error::Usage(
+                "several platforms go into an archive of the Docker layout only (the legacy layout has no index); a root filesystem, a flattened tar or a layer takes one".into(),
+            ));
+        }
         let options = pull::Options {
-            image: reference(image)?,
-            more_images: Vec::new(),
+            image: image?,
+            more_images,
             output: output.within(&self.working_dir),
             http: self.http.clone(),
             mirrors: self.mirrors.clone(),
             verify_keys: self.verify_keys.clone(),
             cache_dir: self.cache_dir.clone(),
             platform: self.platform.clone(),
-            platforms: None,
+            platforms: self.platforms.clone(),
             listed_at: Vec::new(),
             working_dir: self.working_dir.clone(),
             layers_dir: None,
@@ -200,8 +240,9 @@ impl Client {
         Ok(answer)
     }
 
-    /// Pushes the one image of a `docker save` archive (or `--no-tar` directory) to `image`;
-    /// returns `REGISTRY/REPOSITORY@sha256:…` of what was stored.
+    /// Pushes the one image of a `docker save` archive (or `--no-tar` directory) to `image`
+    /// (every platform of an archived index, or those [`Client::platforms`] names); returns
+    /// `REGISTRY/REPOSITORY@sha256:…` of what was stored.
     pub fn push(&self, archive: &Path, image: &str) -> Result<Vec<String>, Error> {
         let options = push::Options {
             source: archive.to_path_buf(),
@@ -210,7 +251,10 @@ impl Client {
             http: self.http.clone(),
             record: push::record_dir(self.cache_dir.as_deref(), &|_| None),
             verify_keys: self.verify_keys.clone(),
-            platforms: None,
+            platforms: self.platforms.clone().or_else(|| {
+                let one = self.platform.clone()?;
+                Some(Platforms::List(vec![one]))
+            }),
         };
         self.run_push(&options)
     }
@@ -226,7 +270,7 @@ impl Client {
             mirrors: self.mirrors.clone(),
             verify_keys: self.verify_keys.clone(),
             platform: self.platform.clone(),
-            platforms: None::<Platforms>,
+            platforms: self.platforms.clone(),
         };
         self.run_copy(&options)
     }

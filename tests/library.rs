@@ -141,3 +141,53 @@ fn inspection_and_errors_in_code() {
         .unwrap_err();
     assert_eq!(bad.kind(), ErrorKind::Usage, "{bad}");
 }
+
+#[test]
+fn bundles_and_copies_in_code() {
+    let dir = Scratch::new("library-bundles");
+    let client = Client::new()
+        .insecure(true)
+        .working_dir(dir.path())
+        .platforms("all")
+        .unwrap();
+    client
+        .pull_all(
+            &[&plain("multi"), &plain("layers")],
+            Output::archive("site.tar"),
+        )
+        .unwrap();
+    let index = run(
+        "tar",
+        &[
+            "-xOf",
+            dir.path().join("site.tar").to_str().unwrap(),
+            "index.json",
+        ],
+        std::path::Path::new("/"),
+        None,
+    )
+    .stdout;
+    assert!(index.contains("image.index.v1+json"), "{index}");
+    assert_eq!(
+        index.matches("\"digest\"").count(),
+        2,
+        "an index and an image: {index}"
+    );
+    let rootfs = client.pull(&plain("multi"), Output::rootfs("root"));
+    assert_eq!(rootfs.unwrap_err().kind(), ErrorKind::Usage);
+
+    let target = format!(
+        "{}/library-copy-{}:1",
+        env("DS_PUSH_REGISTRY"),
+        std::process::id()
+    );
+    let copied = Client::new()
+        .insecure(true)
+        .copy(&plain("multi"), &target)
+        .unwrap();
+    let digest = manifest_digest(&plain("multi"));
+    assert_eq!(
+        copied,
+        [format!("{}@{digest}", target.trim_end_matches(":1"))]
+    );
+}
