@@ -13,7 +13,7 @@
 
 use crate::digest::{Digest, HashingReader};
 use crate::error::Error;
-use crate::lock;
+use crate::locks::lock;
 use crate::manifest::{self, Descriptor, IndexEntry, Manifest, Platform, Platforms};
 use crate::progress::{size, Progress, Step};
 use crate::pull::bundle::{self, Resolved};

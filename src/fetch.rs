@@ -13,7 +13,7 @@
 
 use crate::cache::{self, Cache};
 use crate::error::Error;
-use crate::lock;
+use crate::locks::lock;
 use crate::manifest::Descriptor;
 use crate::progress::Step;
 use crate::registry::Registry;

@@ -71,6 +71,7 @@ pub mod host;
 #[doc(hidden)]
 pub mod interrupt;
 mod layer_tar;
+mod locks;
 mod manifest;
 mod partial;
 mod paths;
@@ -93,9 +94,3 @@ pub use pull::inspect::Inspect;
 pub use pull::{ArchiveForm, Output};
 pub use sinks::archive::Compression;
 pub use sinks::layout::Layout;
-
-/// Locks `mutex`, even one a panicking thread left poisoned: what dockersave keeps behind its
-/// locks (progress lines, slots, buffers, a header) is never left half-written by a panic.
-pub(crate) fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|p| p.into_inner())
-}

@@ -48,7 +48,7 @@ impl Drop for OnInterrupt {
 }
 
 fn interrupt_list() -> std::sync::MutexGuard<'static, Vec<(usize, PathBuf, Undo)>> {
-    crate::lock(&ON_INTERRUPT)
+    crate::locks::lock(&ON_INTERRUPT)
 }
 
 /// Undoes everything on the interrupt list, newest first; returns what was left in place and

@@ -176,7 +176,7 @@ impl Progress {
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
-        crate::lock(&self.state)
+        crate::locks::lock(&self.state)
     }
 
     /// A line for the user ("Pulling …", "  manifest …").

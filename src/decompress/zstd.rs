@@ -9,7 +9,7 @@
 //! decoded at the same time share `WINDOW_BUDGET` (a larger one waits until it is alone), so
 //! three layers compressed at level 19 do not hold 24 MiB at once.
 
-use crate::lock;
+use crate::locks::lock;
 use std::io;
 use std::sync::{Condvar, Mutex};
 

@@ -432,7 +432,7 @@ fn fetch_layers(job: &LayerJob) -> Result<Vec<LayerStats>, Error> {
                     if result.is_err() {
                         failed.store(true, Ordering::SeqCst);
                     }
-                    crate::lock(&results)[i] = Some(result);
+                    crate::locks::lock(&results)[i] = Some(result);
                 }
             });
         }

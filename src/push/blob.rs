@@ -292,7 +292,7 @@ struct Staging(Arc<Mutex<Vec<u8>>>);
 
 impl Staging {
     fn lock(&self) -> std::sync::MutexGuard<'_, Vec<u8>> {
-        crate::lock(&self.0)
+        crate::locks::lock(&self.0)
     }
 }
 

@@ -58,7 +58,7 @@ impl Known {
     pub fn for_layer(&self, diff_id: &Digest, registry: &str) -> Vec<(Digest, u64, String)> {
         let prefix = format!("{registry}/");
         let diff_id = diff_id.to_string();
-        let lines = crate::lock(&self.lines);
+        let lines = crate::locks::lock(&self.lines);
         let mut found: Vec<(Digest, u64, String)> = Vec::new();
         for line in lines.iter().rev() {
             if line.diff_id != diff_id {
@@ -89,7 +89,7 @@ impl Known {
             size,
             place: format!("{registry}/{repository}"),
         };
-        let mut lines = crate::lock(&self.lines);
+        let mut lines = crate::locks::lock(&self.lines);
         if lines.contains(&line) {
             return;
         }

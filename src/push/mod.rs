@@ -12,7 +12,7 @@ pub mod source;
 
 use crate::digest::Digest;
 use crate::error::Error;
-use crate::lock;
+use crate::locks::lock;
 use crate::manifest;
 use crate::progress::Progress;
 use crate::reference::Reference;

@@ -9,7 +9,7 @@ use super::auth::{self, Credentials};
 use super::http::{Http, Response};
 use crate::digest::Digest;
 use crate::error::Error;
-use crate::lock;
+use crate::locks::lock;
 use crate::manifest::{self, Descriptor};
 use crate::reference::Reference;
 use miniserde::{json, Deserialize};

@@ -300,7 +300,7 @@ impl Http {
     /// The agent made from `host`'s `certs.d` directory, made the first time the host is met;
     /// `None` when no directory names it.
     fn host_agent(&self, host: &str) -> Result<Option<ureq::Agent>, Error> {
-        let mut hosts = crate::lock(&self.hosts);
+        let mut hosts = crate::locks::lock(&self.hosts);
         if let Some(known) = hosts.iter().find(|h| h.name == host) {
             return Ok(known.agent.clone());
         }
@@ -360,7 +360,7 @@ impl Http {
         let Some(alert) = certificate_alert(&error) else {
             return network_error(host, error);
         };
-        let presented = crate::lock(&self.hosts)
+        let presented = crate::locks::lock(&self.hosts)
             .iter()
             .find(|h| h.name == host)
             .and_then(|h| h.client_cert.clone());

@@ -143,7 +143,7 @@ impl ArchiveWriter {
     /// Hands the end of the archive to layer `next`, first appending it and its successors
     /// if they are already spooled completely. Called by the layer that had the turn.
     fn pass_turn(&self, mut next: usize) -> io::Result<()> {
-        let mut waiting = crate::lock(&self.waiting);
+        let mut waiting = crate::locks::lock(&self.waiting);
         while let Some(spooled) = waiting.get_mut(next).and_then(Option::take) {
             self.append_spooled(&spooled)?;
             next += 1;
@@ -211,7 +211,7 @@ impl LayerSink<'_> {
                 entries,
                 path: spool_path,
             };
-            let mut waiting = crate::lock(&archive.waiting);
+            let mut waiting = crate::locks::lock(&archive.waiting);
             if archive.turn.load(Ordering::Acquire) != index {
                 // The layer that has the turn appends this one when it hands the turn on.
                 waiting[index] = Some(spooled);
