@@ -111,6 +111,8 @@ struct Plan {
     /// The index to store under the tag (bytes, media type); `None` when the top document is
     /// the one member's manifest.
     index: Option<(Vec<u8>, String)>,
+    /// Members that are no image for a platform (attestations): no signature is asked of them.
+    unsigned: Vec<Digest>,
 }
 
 fn copy_image(
@@ -136,6 +138,7 @@ fn copy_image(
             Plan {
                 members: vec![(served, manifest)],
                 index: None,
+                unsigned: Vec::new(),
             }
         }
         (platforms, _) => {
@@ -148,6 +151,7 @@ fn copy_image(
                 Resolved::Image(served, manifest) => Plan {
                     members: vec![(served, manifest)],
                     index: None,
+                    unsigned: Vec::new(),
                 },
                 Resolved::Bundle(bundle) => {
                     let index = if bundle.complete {
@@ -163,16 +167,25 @@ fn copy_image(
                         ));
                         (index, manifest::OCI_INDEX.to_string())
                     };
+                    let unsigned = bundle
+                        .entries
+                        .iter()
+                        .filter(|e| e.platform.as_ref().is_none_or(manifest::is_unknown))
+                        .map(|e| e.descriptor.digest.clone())
+                        .collect();
                     Plan {
                         members: bundle.members,
                         index: Some(index),
+                        unsigned,
                     }
                 }
             }
         }
     };
     for (served, _) in &plan.members {
-        reach.verify(&from, source, &top_fetched, served)?;
+        if !plan.unsigned.contains(&served.digest) {
+            reach.verify(&from, source, &top_fetched, served)?;
+        }
     }
     // Blobs of the source's repository on the same registry are mounted, not copied.
     let same_registry = source.registry == target.registry;
