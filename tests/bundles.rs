@@ -761,3 +761,50 @@ fn attestations_are_kept_unopened_so_the_index_digest_survives_the_gap() {
     let platforms: Vec<String> = listed(&bytes).into_iter().map(|(_, p)| p).collect();
     assert_eq!(platforms, ["linux/amd64", "linux/arm64", "linux/arm/v7"]);
 }
+
+#[test]
+fn copy_to_with_verify_key_copies_signed_images_only() {
+    let dir = Scratch::new("copy-verified");
+    let key = format!("{}/ours.pub", env("DS_SIGN_KEYS"));
+    let registry = env("DS_PUSH_REGISTRY");
+    let signed = format!("{registry}/{}:1", unique("copy-signed"));
+    let out = dockersave_ok(
+        dir.path(),
+        &[
+            "--insecure",
+            "-q",
+            "--verify-key",
+            &key,
+            "--copy-to",
+            &signed,
+            &plain("signed-index"),
+        ],
+    );
+    assert!(out.stdout.contains(&raw(&plain("signed-index")).1), "{out}");
+    let unsigned = format!("{registry}/{}:1", unique("copy-unsigned"));
+    let out = dockersave(
+        dir.path(),
+        &[
+            "--insecure",
+            "--verify-key",
+            &key,
+            "--copy-to",
+            &unsigned,
+            &plain("unsigned"),
+        ],
+    );
+    assert_eq!(out.code, 6, "{out}");
+    assert!(out.stderr.contains("no signature"), "{out}");
+    let inspect = run(
+        "skopeo",
+        &[
+            "inspect",
+            "--raw",
+            "--tls-verify=false",
+            &format!("docker://{unsigned}"),
+        ],
+        Path::new("/"),
+        None,
+    );
+    assert_ne!(inspect.code, 0, "nothing was copied: {inspect}");
+}
