@@ -40,24 +40,6 @@ fn at_root(program: &str, args: &[&str]) -> Output {
     }
 }
 
-/// Podman, rootful with the vfs driver, with its storage in this test's scratch directory.
-fn podman(store: &Path, args: &[&str]) -> String {
-    let root = store.join("root");
-    let runroot = store.join("run");
-    let mut all = vec![
-        "--root",
-        root.to_str().unwrap(),
-        "--runroot",
-        runroot.to_str().unwrap(),
-        "--storage-driver",
-        "vfs",
-        "--events-backend",
-        "file",
-    ];
-    all.extend_from_slice(args);
-    ok(at_root("podman", &all))
-}
-
 /// `ctr` against the Docker engine's own containerd, in a namespace of this test.
 fn ctr(namespace: &str, args: &[&str]) -> String {
     let socket = format!("{}/docker-exec/containerd/containerd.sock", env("DS_STATE"));

@@ -124,29 +124,20 @@ fn bundle_index(archive: &Path) -> (String, String) {
     (digest, bytes)
 }
 
-/// Podman, rootful with the vfs driver, its storage in `store`.
-fn podman(store: &Path, args: &[&str]) -> String {
-    let (root, runroot) = (store.join("root"), store.join("run"));
-    let mut all = vec![
-        "--root",
-        root.to_str().unwrap(),
-        "--runroot",
-        runroot.to_str().unwrap(),
-        "--storage-driver",
-        "vfs",
-        "--events-backend",
-        "file",
+/// `skopeo copy --all` of `source` into the OCI layout `layout`: every platform, and every
+/// blob each one names, must be there.
+fn copy_all(source: &str, layout: &Path) {
+    let dest = format!("oci:{}", layout.display());
+    let args = [
+        "copy",
+        "--quiet",
+        "--all",
+        "--src-tls-verify=false",
+        source,
+        &dest,
     ];
-    all.extend_from_slice(args);
-    let out = run("podman", &all, Path::new("/"), None);
-    assert_eq!(out.code, 0, "{out}");
-    out.stdout
-}
-
-fn skopeo(args: &[&str]) -> String {
-    let out = run("skopeo", args, Path::new("/"), None);
+    let out = run("skopeo", &args, Path::new("/"), None);
     assert_eq!(out.code, 0, "skopeo {args:?}: {out}");
-    out.stdout
 }
 
 #[test]
@@ -204,13 +195,7 @@ fn every_platform_kept_as_served_keeps_the_index_digest_and_loads_everywhere() {
 
     // skopeo reads index.json: every platform, and every blob each one names, must be there.
     let layout = dir.path().join("layout");
-    skopeo(&[
-        "copy",
-        "--quiet",
-        "--all",
-        &format!("oci-archive:{}", archive.display()),
-        &format!("oci:{}", layout.display()),
-    ]);
+    copy_all(&format!("oci-archive:{}", archive.display()), &layout);
     let copied = std::fs::read_to_string(layout.join("index.json")).unwrap();
     assert!(copied.contains(&served_digest), "{copied}");
 }
@@ -439,14 +424,7 @@ fn an_archived_index_is_pushed_with_every_platform() {
     assert_eq!(platforms, ["linux/amd64", "linux/arm64", "linux/arm/v7"]);
     // Every blob is there (skopeo fetches them all), and each platform is its own image.
     let layout = dir.path().join("layout");
-    skopeo(&[
-        "copy",
-        "--quiet",
-        "--all",
-        "--src-tls-verify=false",
-        &format!("docker://{target}"),
-        &format!("oci:{}", layout.display()),
-    ]);
+    copy_all(&format!("docker://{target}"), &layout);
     let flat = dockersave_ok(
         dir.path(),
         &[
@@ -480,14 +458,7 @@ fn copy_to_keeps_digests_and_mounts_on_one_registry() {
     );
     assert_eq!(raw(&first).0, served, "the index, byte for byte");
     let layout = dir.path().join("layout");
-    skopeo(&[
-        "copy",
-        "--quiet",
-        "--all",
-        "--src-tls-verify=false",
-        &format!("docker://{first}"),
-        &format!("oci:{}", layout.display()),
-    ]);
+    copy_all(&format!("docker://{first}"), &layout);
 
     // Within one registry every blob is mounted: nothing is uploaded.
     let repository = unique("copy-b");
@@ -721,13 +692,7 @@ fn attestations_are_kept_unopened_so_the_index_digest_survives_the_gap() {
     let (digest, bytes) = bundle_index(&archive);
     assert_eq!((digest, bytes), (served_digest.clone(), served.clone()));
     let layout = dir.path().join("layout");
-    skopeo(&[
-        "copy",
-        "--quiet",
-        "--all",
-        &format!("oci-archive:{}", archive.display()),
-        &format!("oci:{}", layout.display()),
-    ]);
+    copy_all(&format!("oci-archive:{}", archive.display()), &layout);
 
     // Across the gap and back: the same digest, attestations and all.
     let registry = env("DS_PUSH_REGISTRY");

@@ -6,25 +6,9 @@
 mod common;
 
 use common::*;
-use std::path::Path;
 
 fn image(name: &str) -> String {
     format!("{}/{name}:latest", env("DS_REGISTRY"))
-}
-
-/// The static x86_64 release binary: what users run, and what the memory figures are of (a
-/// glibc build keeps freed windows in per-thread arenas, so its peak says little).
-fn release_binary() -> String {
-    let binary = format!(
-        "{}/dockersave-{}-x86_64-unknown-linux-musl",
-        env("DS_DIST"),
-        env!("CARGO_PKG_VERSION")
-    );
-    assert!(
-        Path::new(&binary).is_file(),
-        "{binary} was not built: run build/release.sh (tests/run.sh does)"
-    );
-    binary
 }
 
 #[test]

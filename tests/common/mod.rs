@@ -1076,3 +1076,38 @@ pub fn run_measured(
         .unwrap_or_else(|| panic!("GNU time's output for {program}: {text:?}"));
     (out, peak, elapsed)
 }
+
+/// Podman, rootful with the vfs driver, with its storage in `store` (a test's scratch
+/// directory); insists it succeeded and returns what it printed.
+pub fn podman(store: &Path, args: &[&str]) -> String {
+    let (root, runroot) = (store.join("root"), store.join("run"));
+    let mut all = vec![
+        "--root",
+        root.to_str().unwrap(),
+        "--runroot",
+        runroot.to_str().unwrap(),
+        "--storage-driver",
+        "vfs",
+        "--events-backend",
+        "file",
+    ];
+    all.extend_from_slice(args);
+    let out = run("podman", &all, Path::new("/"), None);
+    assert_eq!(out.code, 0, "podman {args:?}: {out}");
+    out.stdout
+}
+
+/// The static x86_64 release binary: what users run, and what the memory figures are of (a
+/// glibc build keeps freed windows in per-thread arenas, so its peak says little).
+pub fn release_binary() -> String {
+    let binary = format!(
+        "{}/dockersave-{}-x86_64-unknown-linux-musl",
+        env("DS_DIST"),
+        env!("CARGO_PKG_VERSION")
+    );
+    assert!(
+        Path::new(&binary).is_file(),
+        "{binary} was not built: run build/release.sh (tests/run.sh does)"
+    );
+    binary
+}
