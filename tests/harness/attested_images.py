@@ -9,10 +9,10 @@ dockersave; the platform manifests and their blobs are mounted from `multi`.
 
 usage: attested_images.py REGISTRY   (plain HTTP)
 """
-import hashlib
 import json
 import sys
-import urllib.request
+
+from registry_api import Registry, digest_of
 
 REGISTRY = sys.argv[1]
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -21,41 +21,14 @@ OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
 IN_TOTO = "application/vnd.in-toto+json"
 
 
-def request(method, path, body=None, headers=None):
-    url = path if path.startswith("http") else f"http://{REGISTRY}{path}"
-    req = urllib.request.Request(url, data=body, method=method, headers=headers or {})
-    with urllib.request.urlopen(req) as answer:
-        return answer.status, answer.headers, answer.read()
-
-
-def digest_of(data):
-    return "sha256:" + hashlib.sha256(data).hexdigest()
-
-
-def get_manifest(repo, ref):
-    _, headers, body = request("GET", f"/v2/{repo}/manifests/{ref}",
-                               headers={"Accept": f"{OCI_INDEX}, {OCI_MANIFEST}"})
-    return body, headers["Content-Type"]
+registry = Registry(REGISTRY)
+request, get_manifest = registry.request, registry.get_manifest
+push_blob, put_manifest = registry.push_blob, registry.put_manifest
 
 
 def mount(repo, source, digest):
     status, _, _ = request("POST", f"/v2/{repo}/blobs/uploads/?mount={digest}&from={source}")
     assert status == 201, f"mounting {digest}: {status}"
-
-
-def push_blob(repo, data):
-    digest = digest_of(data)
-    _, headers, _ = request("POST", f"/v2/{repo}/blobs/uploads/")
-    location = headers["Location"]
-    sep = "&" if "?" in location else "?"
-    request("PUT", f"{location}{sep}digest={digest}", data,
-            {"Content-Type": "application/octet-stream"})
-    return {"digest": digest, "size": len(data)}
-
-
-def put_manifest(repo, ref, body, media_type):
-    request("PUT", f"/v2/{repo}/manifests/{ref}", body, {"Content-Type": media_type})
-    return digest_of(body)
 
 
 index_body, _ = get_manifest("multi", "latest")

@@ -34,47 +34,35 @@ import hashlib
 import json
 import os
 import sys
-import urllib.request
 
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
+
+from registry_api import Registry, digest_of
 
 REGISTRY, KEYDIR = sys.argv[1], sys.argv[2]
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 SIMPLE_SIGNING = "application/vnd.dev.cosign.simplesigning.v1+json"
 BUNDLE = "application/vnd.dev.sigstore.bundle.v0.3+json"
-ACCEPT = ", ".join([OCI_INDEX, OCI_MANIFEST,
-                    "application/vnd.docker.distribution.manifest.list.v2+json",
-                    "application/vnd.docker.distribution.manifest.v2+json"])
 
 
-def request(method, path, body=None, headers=None):
-    url = path if path.startswith("http") else f"http://{REGISTRY}{path}"
-    req = urllib.request.Request(url, data=body, method=method, headers=headers or {})
-    with urllib.request.urlopen(req) as answer:
-        return answer.status, answer.headers, answer.read()
+registry = Registry(REGISTRY)
+request = registry.request
 
 
 def manifest_digest(repo, tag):
-    _, _, body = request("GET", f"/v2/{repo}/manifests/{tag}", headers={"Accept": ACCEPT})
-    return "sha256:" + hashlib.sha256(body).hexdigest(), body
+    body, _ = registry.get_manifest(repo, tag)
+    return digest_of(body), body
 
 
 def push_blob(repo, data):
-    digest = "sha256:" + hashlib.sha256(data).hexdigest()
-    _, headers, _ = request("POST", f"/v2/{repo}/blobs/uploads/")
-    location = headers["Location"]
-    sep = "&" if "?" in location else "?"
-    request("PUT", f"{location}{sep}digest={digest}", data,
-            {"Content-Type": "application/octet-stream"})
-    return {"digest": digest, "size": len(data)}
+    return registry.push_blob(repo, data)
 
 
 def push_manifest(repo, tag, manifest, media_type):
     body = json.dumps(manifest, separators=(",", ":")).encode()
-    request("PUT", f"/v2/{repo}/manifests/{tag}", body, {"Content-Type": media_type})
-    return "sha256:" + hashlib.sha256(body).hexdigest(), body
+    return registry.put_manifest(repo, tag, body, media_type), body
 
 
 def b64(data):
