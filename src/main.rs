@@ -21,13 +21,22 @@ fn main() -> ExitCode {
 
 fn run() -> Result<(), Error> {
     dockersave::interrupt::install();
+    // A list of images is a few KiB; a device or a runaway pipe given by mistake is cut off.
+    const MAX_LIST: u64 = 4 << 20;
     let read_list = |path: &std::path::Path| {
-        if path.as_os_str() == "-" {
-            let mut text = String::new();
-            std::io::stdin().read_to_string(&mut text).map(|_| text)
+        let input: Box<dyn Read> = if path.as_os_str() == "-" {
+            Box::new(std::io::stdin())
         } else {
-            std::fs::read_to_string(path)
+            Box::new(std::fs::File::open(path)?)
+        };
+        let mut text = String::new();
+        input.take(MAX_LIST + 1).read_to_string(&mut text)?;
+        if text.len() as u64 > MAX_LIST {
+            return Err(std::io::Error::other(
+                "it is over 4 MiB, more than a list of images",
+            ));
         }
+        Ok(text)
     };
     match cli::parse(
         std::env::args_os(),
