@@ -182,11 +182,9 @@ fn copy_image(
             }
         }
     };
-    for (served, _) in &plan.members {
-        if !plan.unsigned.contains(&served.digest) {
-            reach.verify(&from, source, &top_fetched, served)?;
-        }
-    }
+    let images = plan.members.iter().map(|(served, _)| served);
+    let images = images.filter(|served| !plan.unsigned.contains(&served.digest));
+    reach.verify_each(&from, source, &top_fetched, images)?;
     // Blobs of the source's repository on the same registry are mounted, not copied.
     let same_registry = source.registry == target.registry;
     let mount_from: Vec<String> = if same_registry && source.repository != target.repository {

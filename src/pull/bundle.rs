@@ -231,9 +231,8 @@ pub(super) fn open(
         }
         Resolved::Bundle(bundle) => bundle,
     };
-    for (served, _) in &bundle.members {
-        reach.verify(&registry, reference, &top_fetched, served)?;
-    }
+    let members = bundle.members.iter().map(|(served, _)| served);
+    reach.verify_each(&registry, reference, &top_fetched, members)?;
     let first = images.len();
     let count = bundle.members.len();
     for (served, manifest) in bundle.members {

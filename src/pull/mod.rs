@@ -389,6 +389,24 @@ impl<'a> Reach<'a> {
         )
     }
 
+    /// As `verify`, for the images of one index (a bundle, a copy): a signature of the index
+    /// covers all of them and is looked up once; without one, each image must carry its own.
+    pub(crate) fn verify_each<'m>(
+        &self,
+        registry: &Registry,
+        image: &Reference,
+        top: &FetchedManifest,
+        members: impl IntoIterator<Item = &'m FetchedManifest>,
+    ) -> Result<(), Error> {
+        if self.keys.is_none() || self.verify(registry, image, top, top).is_ok() {
+            return Ok(());
+        }
+        for served in members {
+            self.verify(registry, image, top, served)?;
+        }
+        Ok(())
+    }
+
     /// A client for pulling `reference`: its registry, behind that registry's mirrors (each
     /// with the credentials stored for its own host).
     pub(crate) fn registry(&self, reference: &Reference) -> Registry {
