@@ -91,6 +91,6 @@ pub use error::{Error, ErrorKind};
 pub use manifest::LayerChoice;
 pub use progress::{Event, Step};
 pub use pull::inspect::Inspect;
-pub use pull::{ArchiveForm, Output};
+pub use pull::{ArchiveForm, Init, Initramfs, Output};
 pub use sinks::archive::Compression;
 pub use sinks::layout::Layout;

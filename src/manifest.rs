@@ -81,6 +81,9 @@ pub struct Config {
     pub created: Option<String>,
     /// What built each layer, bottom first (`history` entries of empty layers left out).
     pub layer_history: Vec<LayerHistory>,
+    /// `config.Entrypoint` and `config.Cmd`: what a container runs.
+    pub entrypoint: Vec<String>,
+    pub cmd: Vec<String>,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -138,6 +141,15 @@ struct RawConfig {
     created: Option<String>,
     rootfs: Option<RawRootfs>,
     history: Option<Vec<RawHistory>>,
+    config: Option<RawRun>,
+}
+
+#[derive(Deserialize)]
+struct RawRun {
+    #[serde(rename = "Entrypoint")]
+    entrypoint: Option<Vec<String>>,
+    #[serde(rename = "Cmd")]
+    cmd: Option<Vec<String>>,
 }
 
 /// Parses a manifest or index. `content_type` is the response's Content-Type, used when the
@@ -232,7 +244,13 @@ pub fn parse_config(bytes: &[u8]) -> Result<Config, String> {
         .iter()
         .map(|d| Digest::parse(d))
         .collect::<Result<Vec<_>, _>>()?;
+    let (entrypoint, cmd) = match raw.config {
+        Some(run) => (run.entrypoint, run.cmd),
+        None => (None, None),
+    };
     Ok(Config {
+        entrypoint: entrypoint.unwrap_or_default(),
+        cmd: cmd.unwrap_or_default(),
         diff_ids,
         os: raw.os,
         architecture: raw.architecture,

@@ -409,6 +409,37 @@ pub const SECTIONS: &[Section] = &[
 },
             },
             Flag {
+                long: "initramfs",
+                short: None,
+                value: Some("FILE"),
+                help: "write the merged filesystem as an initramfs a Linux kernel boots
+(newc cpio with the image's owners and devices, no root needed):
+gzip, --xz, or plain when FILE ends in .cpio (FILE `-`: plain to
+stdout unless --gzip or --xz)",
+                set: |given, value| {
+    given.initramfs = Some(value.path()?);
+    Ok(())
+},
+            },
+            Flag {
+                long: "init",
+                short: None,
+                value: Some("PATH"),
+                help: "with --initramfs: add /init, the program the kernel runs, as a
+symlink to PATH, or with `entrypoint` to the image's entrypoint",
+                set: |given, value| {
+    let flag = value.flag;
+    let text = value.string()?;
+    if text != "entrypoint" && !(text.starts_with('/') && text.len() > 1) {
+        return Err(Error::Usage(format!(
+            "--{flag} takes an absolute path in the image (e.g. /sbin/init) or `entrypoint`, not {text:?}"
+        )));
+    }
+    given.init = Some(text);
+    Ok(())
+},
+            },
+            Flag {
                 long: "layer",
                 short: None,
                 value: Some("N"),

@@ -16,7 +16,7 @@ use crate::error::Error;
 use crate::manifest::{LayerChoice, Platform, Platforms};
 use crate::progress::Verbosity;
 use crate::pull::inspect::{self, Inspect};
-use crate::pull::{self, ArchiveForm, Output};
+use crate::pull::{self, ArchiveForm, Init, Initramfs, Output};
 use crate::push::{self, Choose};
 use crate::reference::Reference;
 use crate::registry::http::Settings;
@@ -104,6 +104,8 @@ pub struct Given {
     force: bool,
     git: bool,
     flatten: Option<PathBuf>,
+    initramfs: Option<PathBuf>,
+    init: Option<String>,
     layer: Option<LayerChoice>,
     registry_format: bool,
     push: Option<PathBuf>,
@@ -168,6 +170,7 @@ enum Kind {
     Archive,
     Rootfs(PathBuf),
     Flatten(PathBuf),
+    Initramfs(PathBuf),
     Layer(LayerChoice),
     Inspect(Inspect),
     Push(PathBuf),
@@ -267,6 +270,7 @@ fn build(
             git: given.git,
         },
         Kind::Flatten(file) => Output::Flatten(file),
+        Kind::Initramfs(file) => Output::Initramfs(initramfs(file, &mut given)?),
         Kind::Layer(which) => Output::Layer {
             which,
             registry_format: given.registry_format,
@@ -306,6 +310,7 @@ fn kind(given: &mut Given) -> Result<Kind, Error> {
     let named = [
         given.rootfs.take().map(Kind::Rootfs),
         given.flatten.take().map(Kind::Flatten),
+        given.initramfs.take().map(Kind::Initramfs),
         given.layer.take().map(Kind::Layer),
         inspect.map(Kind::Inspect),
     ];
@@ -318,14 +323,40 @@ fn kind(given: &mut Given) -> Result<Kind, Error> {
         (Some(source), None, None, _) => Ok(Kind::Push(source)),
         (None, Some(destination), None, _) => Ok(Kind::Copy(destination)),
         (Some(_), None, Some(_), _) | (None, Some(_), Some(_), _) => Err(Error::Usage(
-            "--push and --copy-to write to a registry; they do not go with --rootfs, --flatten, --layer or the inspection flags".into(),
+            "--push and --copy-to write to a registry; they do not go with --rootfs, --flatten, --initramfs, --layer or the inspection flags".into(),
         )),
         (None, None, Some(_), Some(_)) => Err(Error::Usage(
-            "choose one of --rootfs, --flatten, --layer and the inspection flags (--tags, --sha, --metadata, --platforms)".into(),
+            "choose one of --rootfs, --flatten, --initramfs, --layer and the inspection flags (--tags, --sha, --metadata, --platforms)".into(),
         )),
         (None, None, Some(kind), None) => Ok(kind),
         (None, None, None, _) => Ok(Kind::Archive),
     }
+}
+
+/// `--initramfs FILE` as the flags ask: gzip unless `--xz`, or plain for a `.cpio` file and,
+/// unless `--gzip` or `--xz`, for standard output.
+fn initramfs(file: PathBuf, given: &mut Given) -> Result<Initramfs, Error> {
+    let plain = file.as_os_str() == "-" || file.extension().is_some_and(|e| e == "cpio");
+    let compression = match (given.gzip, given.xz) {
+        (false, false) if plain => Compression::None,
+        (false, false) | (true, false) => Compression::Gzip,
+        _ => Compression::Xz,
+    };
+    if file.extension().is_some_and(|e| e == "cpio") && compression != Compression::None {
+        return Err(Error::Usage(format!(
+            "{} ends in .cpio, an uncompressed initramfs; name it .cpio.gz or .cpio.xz for --gzip or --xz",
+            file.display()
+        )));
+    }
+    let init = given.init.take().map(|init| match init.as_str() {
+        "entrypoint" => Init::Entrypoint,
+        _ => Init::Path(init),
+    });
+    Ok(Initramfs {
+        file,
+        compression,
+        init,
+    })
 }
 
 /// `FLAG goes with WANTS`.
@@ -340,14 +371,14 @@ macro_rules! not_archive {
     ($flag:literal) => {
         concat!(
             $flag,
-            " is about the docker-save archive; it does not go with --rootfs, --flatten, --layer, --push, --copy-to or inspection"
+            " is about the docker-save archive; it does not go with --rootfs, --flatten, --initramfs, --layer, --push, --copy-to or inspection"
         )
     };
 }
 
 /// Flags that do not go together, with what to tell the user; the first that applies is the
 /// error. `several` is whether more than one IMAGE was given.
-fn conflicts(g: &Given, kind: &Kind, several: bool) -> [(bool, &'static str); 34] {
+fn conflicts(g: &Given, kind: &Kind, several: bool) -> [(bool, &'static str); 35] {
     let archive = matches!(kind, Kind::Archive);
     let rootfs = matches!(kind, Kind::Rootfs(_));
     let layer = matches!(kind, Kind::Layer(_));
@@ -356,6 +387,7 @@ fn conflicts(g: &Given, kind: &Kind, several: bool) -> [(bool, &'static str); 34
     let copying = matches!(kind, Kind::Copy(_));
     let one_image = !(archive || copying);
     let tags = matches!(kind, Kind::Inspect(Inspect::Tags));
+    let initramfs = matches!(kind, Kind::Initramfs(_));
     let other = !archive;
     let to_stdout = g.output.as_deref() == Some(std::path::Path::new("-"));
     let layers_dir = g.layers_dir.is_some() && !(rootfs && g.no_rm);
@@ -376,8 +408,9 @@ fn conflicts(g: &Given, kind: &Kind, several: bool) -> [(bool, &'static str); 34
         (other && g.output.is_some(), not_archive!("--output")),
         (other && g.layout.is_some_and(|l| l != Layout::Docker), not_archive!("--format")),
         (other && g.compressed, not_archive!("--compressed")),
-        (other && g.gzip, not_archive!("--gzip")),
-        (other && g.xz, not_archive!("--xz")),
+        (other && !initramfs && g.gzip, not_archive!("--gzip")),
+        (other && !initramfs && g.xz, not_archive!("--xz")),
+        (g.init.is_some() && !initramfs, goes_with!("--init", "--initramfs FILE")),
         (other && g.gunzip, not_archive!("--gunzip")),
         (other && g.no_tar, not_archive!("--no-tar")),
         (other && g.tarname.is_some(), not_archive!("--tarname")),

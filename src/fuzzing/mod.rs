@@ -123,7 +123,7 @@ pub fn layer_tar(data: &[u8]) {
         Ok(())
     });
     let mut out = Vec::new();
-    let mut flat = crate::sinks::flatten::Flatten::new(&mut out);
+    let mut flat = crate::sinks::flatten::Flatten::tar(&mut out);
     for index in [1, 0] {
         if flat.layer(&mut &data[..], index, "fuzz").is_err() {
             return;
@@ -214,29 +214,49 @@ pub fn hostile(data: &[u8]) {
     }
     crate::partial::remove(&base);
     let mut out = Vec::new();
-    let mut flat = crate::sinks::flatten::Flatten::new(&mut out);
+    let mut flat = crate::sinks::flatten::Flatten::tar(&mut out);
     for (index, tar) in image.layers.iter().enumerate().rev() {
         if flat.layer(&mut &tar[..], index, "fuzz").is_err() {
             return;
         }
     }
     if flat.finish().is_ok() {
-        if let Some(escape) = naive_escape(&out) {
+        if let Some(escape) = naive_escape(tar_members(&out)) {
             panic!(
                 "a naive tar -x of the flattened tar {escape}\n{}",
                 image.plan.join("\n")
             );
         }
     }
+    // As --initramfs does: each layer's links counted, then merged.
+    let mut out = Vec::new();
+    let mut flat = crate::sinks::flatten::Flatten::cpio(&mut out);
+    for (index, tar) in image.layers.iter().enumerate().rev() {
+        let counted = flat.count_links(&mut &tar[..], "fuzz");
+        if counted
+            .and_then(|()| flat.layer(&mut &tar[..], index, "fuzz"))
+            .is_err()
+        {
+            return;
+        }
+    }
+    if flat.finish().is_ok() {
+        if let Some(escape) = naive_escape(cpio_members(&out)) {
+            panic!(
+                "a naive cpio -i of the initramfs {escape}\n{}",
+                image.plan.join("\n")
+            );
+        }
+    }
 }
 
-/// What a naive extractor of `tar` would write outside the directory it extracts into, if
-/// anything. It is modelled on Python's `tarfile.extractall` without a filter: each entry's
+/// What a naive extractor of an archive of `members` would write outside the directory it
+/// extracts into, if anything. It is modelled on Python's `tarfile.extractall` without a filter: each entry's
 /// path is followed through the symlinks earlier entries made, as the kernel would, the last
 /// component too for files and directories (it opens or chmods what is there), and a hard
 /// link's target likewise but for its last component; an absolute target or a `..` above the
 /// directory leaves it.
-fn naive_escape(tar: &[u8]) -> Option<String> {
+fn naive_escape(members: Vec<Member>) -> Option<String> {
     use std::collections::HashMap;
     type Links = HashMap<Vec<u8>, Vec<u8>>;
     /// The components `path` leads to, following every symlink on it; `None` once it leaves.
@@ -285,35 +305,89 @@ fn naive_escape(tar: &[u8]) -> Option<String> {
         Some(at)
     }
     let mut links = Links::new();
-    let mut archive = tar::Archive::new(tar);
-    for entry in archive.entries().ok()? {
-        let entry = entry.ok()?;
-        let path = entry.path_bytes().into_owned();
-        let kind = entry.header().entry_type();
-        let opens = kind.is_file() || kind.is_dir();
-        let Some(placed) = follow(&path, &links, !opens) else {
+    for member in members {
+        let Some(placed) = follow(&member.path, &links, !member.opens) else {
             return Some(format!(
                 "writes {:?} outside",
-                String::from_utf8_lossy(&path)
+                String::from_utf8_lossy(&member.path)
             ));
         };
         let placed = placed.join(&b'/');
-        if !opens {
+        if !member.opens {
             links.remove(&placed);
         }
-        if let Some(target) = entry.link_name_bytes() {
-            if kind.is_hard_link() && follow(&target, &links, true).is_none() {
+        if let Some(target) = member.hard_link {
+            if follow(&target, &links, true).is_none() {
                 return Some(format!(
                     "links {:?} to something outside",
-                    String::from_utf8_lossy(&path)
+                    String::from_utf8_lossy(&member.path)
                 ));
             }
-            if kind.is_symlink() {
-                links.insert(placed, target.into_owned());
-            }
+        }
+        if let Some(target) = member.symlink {
+            links.insert(placed, target);
         }
     }
     None
+}
+
+/// A member of an archive as a naive extractor sees it.
+struct Member {
+    path: Vec<u8>,
+    /// A file or a directory: what is at its path is opened (followed, if a symlink).
+    opens: bool,
+    symlink: Option<Vec<u8>>,
+    /// A tar's hard link names its target (a cpio's repeats an inode instead).
+    hard_link: Option<Vec<u8>>,
+}
+
+/// The members of a tar, up to the first it cannot read.
+fn tar_members(tar: &[u8]) -> Vec<Member> {
+    let mut members = Vec::new();
+    let mut archive = tar::Archive::new(tar);
+    let Ok(entries) = archive.entries() else {
+        return members;
+    };
+    for entry in entries {
+        let Ok(entry) = entry else {
+            break;
+        };
+        let kind = entry.header().entry_type();
+        let link = entry.link_name_bytes().map(|l| l.into_owned());
+        members.push(Member {
+            path: entry.path_bytes().into_owned(),
+            opens: kind.is_file() || kind.is_dir(),
+            symlink: link.clone().filter(|_| kind.is_symlink()),
+            hard_link: link.filter(|_| kind.is_hard_link()),
+        });
+    }
+    members
+}
+
+/// The members of a newc cpio; it must be whole.
+fn cpio_members(cpio: &[u8]) -> Vec<Member> {
+    const TYPE: u32 = 0o170000;
+    let members = crate::sinks::cpio::read(cpio).expect("the cpio written is whole");
+    // The kernel links a member to the first of its inode: that one has the data.
+    let mut inodes = std::collections::HashMap::new();
+    for m in members.iter().filter(|m| m.nlink > 1) {
+        if let Some(first) = inodes.insert(m.ino, m.nlink) {
+            let name = String::from_utf8_lossy(&m.name);
+            assert!(
+                m.data.is_empty() && first == m.nlink,
+                "{name} repeats an inode badly"
+            );
+        }
+    }
+    members
+        .into_iter()
+        .map(|m| Member {
+            opens: matches!(m.mode & TYPE, 0o100000 | 0o040000),
+            symlink: (m.mode & TYPE == 0o120000).then_some(m.data),
+            hard_link: None,
+            path: m.name,
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -340,11 +414,11 @@ mod tests {
     fn the_naive_model_sees_escapes_through_links() {
         use crate::layer_tar::tests::tar_of;
         let escape = tar_of(&[(b"t", b'2', b"/tmp", b""), (b"t/x", b'0', b"", b"")]);
-        assert!(super::naive_escape(&escape).is_some());
+        assert!(super::naive_escape(super::tar_members(&escape)).is_some());
         let dir_over_link = tar_of(&[(b"t", b'2', b"../..", b""), (b"t/", b'5', b"", b"")]);
-        assert!(super::naive_escape(&dir_over_link).is_some());
+        assert!(super::naive_escape(super::tar_members(&dir_over_link)).is_some());
         let hard = tar_of(&[(b"t", b'2', b"/etc", b""), (b"h", b'1', b"t/passwd", b"")]);
-        assert!(super::naive_escape(&hard).is_some());
+        assert!(super::naive_escape(super::tar_members(&hard)).is_some());
         let inside = tar_of(&[
             (b"usr/lib/", b'5', b"", b""),
             (b"lib", b'2', b"usr/lib", b""),
@@ -352,6 +426,6 @@ mod tests {
             (b"h", b'1', b"lib/x", b""),
             (b"abs", b'2', b"/etc/passwd", b""),
         ]);
-        assert_eq!(super::naive_escape(&inside), None);
+        assert_eq!(super::naive_escape(super::tar_members(&inside)), None);
     }
 }

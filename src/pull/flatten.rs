@@ -1,16 +1,27 @@
-//! `--flatten FILE` (or `-` for standard output): the merged filesystem as one tar. Layers are
+//! `--flatten FILE` (or `-` for standard output): the merged filesystem as one tar; and
+//! `--initramfs FILE`, the same merge as a (compressed) newc cpio for the kernel. Layers are
 //! read from the top down (the top one streams first, lower ones download ahead into spools);
 //! a file is written under a temporary name and renamed when complete.
+//!
+//! An initramfs reads each layer twice: its files must say they have hard links before the
+//! links come (see `sinks::cpio`), so a first read verifies the blob and counts its links
+//! while keeping a copy in the spool, and the merge reads that verified copy. Disk use is one
+//! compressed layer more; memory does not grow.
 
+use super::options::{Init, Initramfs};
 use super::Options;
 use super::{size, Image, SpoolDir};
+use crate::decompress::Decompressor;
 use crate::error::Error;
 use crate::fetch;
+use crate::layer_tar::{Entry, Kind, TreePath};
 use crate::partial::Temp;
-use crate::pipeline::LayerReader;
+use crate::pipeline::{CopyingReader, LayerReader, LayerStats};
+use crate::sinks::archive::Compressor;
+use crate::sinks::cpio::Summary;
 use crate::sinks::flatten::Flatten;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, BufWriter, Write};
+use std::io::{self, BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
 /// The directory the spool (and the temporary file) go in: FILE's, or for stdout the working
@@ -23,10 +34,12 @@ pub(super) fn spool_near(options: &Options, file: &Path) -> PathBuf {
     }
 }
 
+/// Writes the tar, or with `initramfs` the initramfs, to `file`.
 pub(super) fn save(
     options: &Options,
     image: &Image,
     file: &Path,
+    initramfs: Option<&Initramfs>,
 ) -> Result<Option<PathBuf>, Error> {
     let to_stdout = file.as_os_str() == "-";
     // Beside FILE, named after it; for stdout in the working directory.
@@ -38,13 +51,8 @@ pub(super) fn save(
     let spool = SpoolDir::create(&near)?;
     if to_stdout {
         let mut out = BufWriter::with_capacity(64 * 1024, io::stdout().lock());
-        merge(
-            options,
-            image,
-            &spool,
-            &mut out,
-            Path::new("standard output"),
-        )?;
+        let shown = Path::new("standard output");
+        merge(options, image, &spool, &mut out, shown, initramfs)?;
         out.flush()
             .map_err(|e| Error::io(Path::new("standard output"), e))?;
         return Ok(None);
@@ -57,14 +65,14 @@ pub(super) fn save(
             .open(file)
             .map_err(|e| Error::io(file, e))?;
         let mut buffered = BufWriter::with_capacity(64 * 1024, &out);
-        merge(options, image, &spool, &mut buffered, file)?;
+        merge(options, image, &spool, &mut buffered, file, initramfs)?;
         buffered.flush().map_err(|e| Error::io(file, e))?;
         return Ok(Some(file.to_path_buf()));
     }
     let temp = Temp::new(file);
     let out = File::create(temp.path()).map_err(|e| Error::io(temp.path(), e))?;
     let mut buffered = BufWriter::with_capacity(64 * 1024, &out);
-    merge(options, image, &spool, &mut buffered, file)?;
+    merge(options, image, &spool, &mut buffered, file, initramfs)?;
     buffered.flush().map_err(|e| Error::io(temp.path(), e))?;
     drop(buffered);
     out.sync_all().map_err(|e| Error::io(temp.path(), e))?;
@@ -72,28 +80,90 @@ pub(super) fn save(
     Ok(Some(file.to_path_buf()))
 }
 
-/// Merges the image into `out`; `shown` names where it goes, for messages.
+/// Merges the image into `out` as a tar, or as `initramfs` asks; `shown` names where it goes,
+/// for messages.
 fn merge(
     options: &Options,
     image: &Image,
     spool: &SpoolDir,
     out: &mut dyn Write,
     shown: &Path,
+    initramfs: Option<&Initramfs>,
 ) -> Result<(), Error> {
+    let layers = image.manifest.layers.len();
+    let Some(initramfs) = initramfs else {
+        let mut flat = Flatten::tar(out);
+        let compressed = merge_layers(image, spool, &mut flat, shown, false)?;
+        flat.finish()?;
+        image.progress().info(&format!(
+            "Flattened {} ({layers} layers, {} downloaded) into {}",
+            options.image,
+            size(compressed),
+            shown.display()
+        ));
+        return Ok(());
+    };
+    let failed = |e| Error::io(shown, e);
+    let mut packed = Compressor::for_kernel(out, initramfs.compression).map_err(failed)?;
+    let mut flat = Flatten::cpio(&mut packed);
+    if let Some(init) = &initramfs.init {
+        flat.above(init_link(image, init)?, layers)?;
+    }
+    let compressed = merge_layers(image, spool, &mut flat, shown, true)?;
+    let summary = flat.finish()?.unwrap_or_default();
+    packed.finish().map_err(failed)?;
+    image.progress().info(&format!(
+        "Wrote the initramfs of {} ({layers} layers, {} downloaded) to {}",
+        options.image,
+        size(compressed),
+        shown.display()
+    ));
+    tell(image, initramfs, &summary);
+    Ok(())
+}
+
+/// Merges every layer, top first, into `flat`; with `count_links` (a cpio) each is read twice,
+/// as the module says. Returns the bytes downloaded.
+fn merge_layers(
+    image: &Image,
+    spool: &SpoolDir,
+    flat: &mut Flatten,
+    shown: &Path,
+    count_links: bool,
+) -> Result<u64, Error> {
     let layers = &image.manifest.layers;
     let blobs = image.blobs(spool);
     let order: Vec<usize> = (0..layers.len()).rev().collect();
-    let mut flat = Flatten::new(out);
     let mut compressed = 0;
     image.show_layers();
     let merged = fetch::in_order(&blobs, &order, &mut |i, body| {
         let name = image.layer_name(i);
         let label = image.label(&name, shown);
-        let mut reader = LayerReader::new(body, &layers[i], &image.config.diff_ids[i], &label);
-        if let Err(e) = flat.layer(&mut reader, i, &name) {
-            return Err(reader.explain(e));
-        }
-        let stats = reader.finish()?;
+        let read = |body: &mut dyn Read, flat: &mut Flatten| -> Result<LayerStats, Error> {
+            let mut reader = LayerReader::new(body, &layers[i], &image.config.diff_ids[i], &label);
+            let read = match count_links {
+                true => flat.count_links(&mut reader, &name),
+                false => flat.layer(&mut reader, i, &name),
+            };
+            if let Err(e) = read {
+                return Err(reader.explain(e));
+            }
+            reader.finish()
+        };
+        let stats = match count_links {
+            false => read(body, flat)?,
+            true => {
+                let kept = spool.path.join(format!("layer-{i}"));
+                let stats = keep_while(body, &kept, |copying| read(copying, flat));
+                let merged = stats.and_then(|stats| {
+                    let file = File::open(&kept).map_err(|e| Error::io(&kept, e))?;
+                    let mut tar = Decompressor::new(BufReader::new(file));
+                    flat.layer(&mut tar, i, &name).map(|()| stats)
+                });
+                let _ = fs::remove_file(&kept);
+                merged?
+            }
+        };
         compressed += stats.compressed;
         image.progress().finished(
             i,
@@ -107,13 +177,68 @@ fn merge(
     });
     image.progress().done();
     merged?;
-    flat.finish()?;
-    image.progress().info(&format!(
-        "Flattened {} ({} layers, {} downloaded) into {}",
-        options.image,
-        layers.len(),
-        size(compressed),
-        shown.display()
-    ));
-    Ok(())
+    Ok(compressed)
+}
+
+/// Runs `read` on `body` while copying what it reads to the file `kept`.
+fn keep_while(
+    body: &mut dyn Read,
+    kept: &Path,
+    read: impl FnOnce(&mut dyn Read) -> Result<LayerStats, Error>,
+) -> Result<LayerStats, Error> {
+    let file = File::create(kept).map_err(|e| Error::io(kept, e))?;
+    let mut copy = BufWriter::with_capacity(64 * 1024, file);
+    let stats = read(&mut CopyingReader::new(body, &mut copy))?;
+    copy.flush().map_err(|e| Error::io(kept, e))?;
+    Ok(stats)
+}
+
+/// The symlink `/init` that `--init` adds.
+fn init_link(image: &Image, init: &Init) -> Result<Entry, Error> {
+    let target = match init {
+        Init::Path(path) => path.clone(),
+        Init::Entrypoint => {
+            // Docker's rule: the command is the entrypoint's arguments, or the program.
+            let config = &image.config;
+            let run: Vec<&String> = config.entrypoint.iter().chain(&config.cmd).collect();
+            let Some((program, arguments)) = run.split_first() else {
+                return Err(Error::Usage("--init entrypoint: the image names no entrypoint or command; give --init PATH, the program's path in the image".into()));
+            };
+            if !program.starts_with('/') {
+                return Err(Error::Usage(format!(
+                    "--init entrypoint: the image's entrypoint is {program:?}, which is not an absolute path; give --init PATH, its path in the image"
+                )));
+            }
+            if !arguments.is_empty() {
+                image.progress().warn(&format!(
+                    "the kernel starts /init (-> {program}) without the image's arguments {arguments:?}; put them on the kernel command line after `--`"
+                ));
+            }
+            program.to_string()
+        }
+    };
+    Ok(Entry {
+        path: TreePath::parse(b"init").map_err(Error::Usage)?,
+        kind: Kind::Symlink(target.into_bytes()),
+        mode: 0o777,
+        uid: 0,
+        gid: 0,
+        mtime: 0,
+        xattrs: Vec::new(),
+        size: 0,
+    })
+}
+
+/// Says what the initramfs lacks that a boot may need.
+fn tell(image: &Image, initramfs: &Initramfs, summary: &Summary) {
+    let progress = image.progress();
+    if !summary.has_init && initramfs.init.is_none() {
+        progress.warn("the image has no /init, the program the kernel runs from an initramfs; give --init PATH (a symlink /init -> PATH) or --init entrypoint");
+    }
+    if summary.dropped_xattrs > 0 {
+        progress.warn(&format!(
+            "{} files' extended attributes (file capabilities, SELinux labels) are not in the initramfs: the newc format has no place for them",
+            summary.dropped_xattrs
+        ));
+    }
 }

@@ -15,7 +15,7 @@ mod layer;
 mod options;
 mod rootfs;
 
-pub use options::{ArchiveForm, Logins, Options, Output};
+pub use options::{ArchiveForm, Init, Initramfs, Logins, Options, Output};
 
 use crate::cache;
 use crate::cache::Cache;
@@ -309,7 +309,12 @@ pub fn pull(
         Output::Flatten(file) => {
             prepare_dir(&flatten::spool_near(options, file))?;
             // Flattening reads the top layer first.
-            flatten::save(options, &first(Ahead::Top)?, file)
+            flatten::save(options, &first(Ahead::Top)?, file, None)
+        }
+        Output::Initramfs(initramfs) => {
+            let file = &initramfs.file;
+            prepare_dir(&flatten::spool_near(options, file))?;
+            flatten::save(options, &first(Ahead::Top)?, file, Some(initramfs))
         }
         Output::Layer {
             which,

@@ -63,6 +63,8 @@ pub enum Output {
     },
     /// The merged filesystem as a tar; `-` is stdout.
     Flatten(PathBuf),
+    /// The merged filesystem as an initramfs the kernel unpacks (`--initramfs`).
+    Initramfs(Initramfs),
     /// One layer, as dlgrab exported it (`--layer`).
     Layer {
         /// Which one.
@@ -102,6 +104,20 @@ impl Output {
         Output::Flatten(path.into())
     }
 
+    /// The merged filesystem as an initramfs at `path` (relative to the client's working
+    /// directory): gzip-compressed, or a plain newc cpio when the name ends in `.cpio`.
+    pub fn initramfs(path: impl Into<PathBuf>) -> Output {
+        let file = path.into();
+        Output::Initramfs(Initramfs {
+            compression: match file.extension().is_some_and(|e| e == "cpio") {
+                true => Compression::None,
+                false => Compression::Gzip,
+            },
+            file,
+            init: None,
+        })
+    }
+
     /// The output with a relative path made relative to `dir` (the library's working
     /// directory; the command line's are relative to the process's, as `docker save -o`).
     pub(crate) fn within(self, dir: &std::path::Path) -> Output {
@@ -124,9 +140,33 @@ impl Output {
                 git,
             },
             Output::Flatten(path) => Output::Flatten(join(path)),
+            Output::Initramfs(initramfs) => Output::Initramfs(Initramfs {
+                file: join(initramfs.file),
+                ..initramfs
+            }),
             layer => layer,
         }
     }
+}
+
+/// How `--initramfs` is written.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Initramfs {
+    /// Where; `-` is standard output.
+    pub file: PathBuf,
+    /// gzip (the default), xz (with the CRC32 check the kernel reads) or none.
+    pub compression: Compression,
+    /// `--init`: `/init` added as a symlink, over any the image has.
+    pub init: Option<Init>,
+}
+
+/// What `/init` is made to point to (`--init`).
+#[derive(Debug, PartialEq, Eq)]
+pub enum Init {
+    /// The first word of the image's entrypoint (or command): `--init entrypoint`.
+    Entrypoint,
+    /// An absolute path in the image.
+    Path(String),
 }
 
 /// How the archive is written.

@@ -368,15 +368,30 @@ const XZ_PRESET: u32 = 1;
 
 impl<W: Write> Compressor<W> {
     pub fn new(out: W, compression: Compression) -> io::Result<Compressor<W>> {
+        Compressor::checked(out, compression, lzma_rust2::CheckType::Crc64)
+    }
+
+    /// For the kernel (`--initramfs`): its xz decoder takes CRC32 checks only, and refuses
+    /// xz's default CRC64.
+    pub fn for_kernel(out: W, compression: Compression) -> io::Result<Compressor<W>> {
+        Compressor::checked(out, compression, lzma_rust2::CheckType::Crc32)
+    }
+
+    fn checked(
+        out: W,
+        compression: Compression,
+        check: lzma_rust2::CheckType,
+    ) -> io::Result<Compressor<W>> {
         Ok(match compression {
             Compression::None => Compressor::Plain(out),
             // Level 6, as gzip's default (incompressible stretches stored: see `gzip`); the
             // header carries no name and no time, so the same images give the same bytes.
             Compression::Gzip => Compressor::Gzip(Box::new(crate::gzip::GzipWriter::new(out, 6))),
-            Compression::Xz => Compressor::Xz(Box::new(lzma_rust2::XzWriter::new(
-                out,
-                lzma_rust2::XzOptions::with_preset(XZ_PRESET),
-            )?)),
+            Compression::Xz => {
+                let mut options = lzma_rust2::XzOptions::with_preset(XZ_PRESET);
+                options.set_check_sum_type(check);
+                Compressor::Xz(Box::new(lzma_rust2::XzWriter::new(out, options)?))
+            }
         })
     }
 

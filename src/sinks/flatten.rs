@@ -19,6 +19,7 @@
 //! the first such link's name and the others link to that. This module knows nothing of
 //! registries; it reads layer tars and writes one.
 
+use super::cpio::{Newc, Summary};
 use crate::error::Error;
 use crate::layer_tar::{self, Change, Entry, Kind, TreePath, PATH_MAX};
 use crate::paths::{Node, PathMap, ROOT};
@@ -29,7 +30,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
 pub struct Flatten<'w> {
-    out: tar::Builder<&'w mut dyn Write>,
+    out: Out<'w>,
     /// What the layers above the current one did to each path.
     paths: PathMap<Marks>,
     /// Hard links waiting for their target to appear in a lower layer, by target.
@@ -38,6 +39,15 @@ pub struct Flatten<'w> {
     /// `--rootfs` would put them, following these links with the root as `/`, so the tar holds
     /// no path through a symlink for `tar -x` to follow.
     layer_links: PathMap<Option<Vec<u8>>>,
+    /// For a cpio, whose files must say they have links before the links come: how many links
+    /// of the current layer name each path (see `count_links`).
+    link_counts: HashMap<TreePath, u32>,
+}
+
+/// What the merged entries are written as.
+enum Out<'w> {
+    Tar(tar::Builder<&'w mut dyn Write>),
+    Cpio(Newc<&'w mut dyn Write>),
 }
 
 /// What upper layers did to a path; each is the layer (its index, bottom 0) that did it first,
@@ -77,15 +87,78 @@ impl At {
 }
 
 impl<'w> Flatten<'w> {
-    pub fn new(out: &'w mut dyn Write) -> Flatten<'w> {
+    /// Writes a tar (`--flatten`).
+    pub fn tar(out: &'w mut dyn Write) -> Flatten<'w> {
         let mut out = tar::Builder::new(out);
         out.mode(tar::HeaderMode::Complete);
+        Flatten::to(Out::Tar(out))
+    }
+
+    /// Writes a newc cpio (`--initramfs`). Each layer must be read by `count_links` before
+    /// `layer` merges it.
+    pub fn cpio(out: &'w mut dyn Write) -> Flatten<'w> {
+        Flatten::to(Out::Cpio(Newc::new(out)))
+    }
+
+    fn to(out: Out<'w>) -> Flatten<'w> {
         Flatten {
             out,
             paths: PathMap::new(),
             pending: HashMap::new(),
             layer_links: PathMap::new(),
+            link_counts: HashMap::new(),
         }
+    }
+
+    /// Writes `entry` as a layer above the image's `layers` would (`--init`): it hides what
+    /// the image has at its path.
+    pub fn above(&mut self, entry: Entry, layers: usize) -> Result<(), Error> {
+        self.add(entry, &mut io::empty(), layers, "--init")
+    }
+
+    /// Reads layer `index` ahead of `layer` and counts the hard links of that layer to each
+    /// path, and the links of upper layers waiting for them, as paths land when merged: a
+    /// cpio's file must say it has links before they come, and in a tar a link follows its
+    /// target. A link to a link counts for the file.
+    pub fn count_links(&mut self, tar: &mut dyn Read, name: &str) -> Result<(), Error> {
+        self.layer_links.clear();
+        self.link_counts.clear();
+        let mut file_of: HashMap<TreePath, TreePath> = HashMap::new();
+        layer_tar::read_layer(tar, name, &mut |change, _| {
+            let Change::Add(entry) = change else {
+                return Ok(());
+            };
+            let refuse = |reason: String| Error::Unsafe {
+                layer: name.to_string(),
+                entry: entry.path.to_string(),
+                reason,
+            };
+            let path = match self.layer_links.is_empty() {
+                true => entry.path.clone(),
+                false => self.land(&entry.path).map_err(refuse)?,
+            };
+            match &entry.kind {
+                Kind::Symlink(target) => {
+                    let node = self.layer_links.insert(&path);
+                    *self.layer_links.get_mut(node) = Some(target.clone());
+                }
+                Kind::Hardlink(target) => {
+                    let target = match self.layer_links.is_empty() {
+                        true => target.clone(),
+                        false => self.land(target).map_err(refuse)?,
+                    };
+                    let file = file_of.get(&target).cloned().unwrap_or(target);
+                    let waiting = self.pending.get(&path).map_or(0, Vec::len) as u32;
+                    let count = self.link_counts.entry(file.clone()).or_default();
+                    *count = count.saturating_add(1 + waiting);
+                    file_of.insert(path, file);
+                }
+                _ => {}
+            }
+            Ok(())
+        })?;
+        self.layer_links.clear();
+        Ok(())
     }
 
     /// Merges layer `index` (0 = bottom), which must come after every layer above it.
@@ -184,7 +257,11 @@ impl<'w> Flatten<'w> {
                         entry.path
                     )));
                 }
-                _ => self.write(&entry, data).map_err(write_error)?,
+                _ => {
+                    let links = waiting.as_ref().map_or(0, Vec::len) as u32;
+                    let links = links.saturating_add(self.counted(&entry.path));
+                    self.write(&entry, links, data)?
+                }
             }
         }
         if let Some(links) = waiting {
@@ -193,8 +270,9 @@ impl<'w> Flatten<'w> {
         Ok(())
     }
 
-    /// Finishes the tar. Fails if a hard link's target never appeared.
-    pub fn finish(mut self) -> Result<(), Error> {
+    /// Finishes the tar or cpio (for a cpio, says what it holds). Fails if a hard link's
+    /// target never appeared.
+    pub fn finish(self) -> Result<Option<Summary>, Error> {
         if let Some((target, links)) = self.pending.iter().next() {
             return Err(Error::Invalid {
                 what: "the image".into(),
@@ -204,7 +282,10 @@ impl<'w> Flatten<'w> {
                 ),
             });
         }
-        self.out.finish().map_err(write_error)
+        match self.out {
+            Out::Tar(mut tar) => tar.finish().map_err(write_error).map(|_| None),
+            Out::Cpio(newc) => newc.finish().map(|(_, summary)| Some(summary)),
+        }
     }
 
     /// What the entry at `path` (of a layer above the bottom one) did, for the layers below.
@@ -362,7 +443,7 @@ impl<'w> Flatten<'w> {
                     return Ok(());
                 }
                 let next = next.clone();
-                return self.write_links(links, &next).map_err(write_error);
+                return self.write_links(links, &next);
             }
             Kind::Symlink(target) => {
                 for link in links {
@@ -380,14 +461,14 @@ impl<'w> Flatten<'w> {
                         kind: Kind::Symlink(target.clone()),
                         ..link
                     };
-                    self.write(&link, &mut io::empty()).map_err(write_error)?;
+                    self.write(&link, 0, &mut io::empty())?;
                 }
                 return Ok(());
             }
             _ => {}
         }
         if visible {
-            return self.write_links(links, &entry.path).map_err(write_error);
+            return self.write_links(links, &entry.path);
         }
         let mut links = links.into_iter();
         let Some(first) = links.next() else {
@@ -397,80 +478,95 @@ impl<'w> Flatten<'w> {
             path: first.path.clone(),
             ..entry
         };
-        self.write(&stand_in, data).map_err(write_error)?;
+        let others = links.len() as u32;
+        self.write(&stand_in, others, data)?;
         self.write_links(links.collect(), &first.path)
-            .map_err(write_error)
     }
 
-    fn write_links(&mut self, links: Vec<Entry>, target: &TreePath) -> io::Result<()> {
+    /// How many links of the current layer `count_links` found to `path`.
+    fn counted(&self, path: &TreePath) -> u32 {
+        self.link_counts.get(path).copied().unwrap_or(0)
+    }
+
+    fn write_links(&mut self, links: Vec<Entry>, target: &TreePath) -> Result<(), Error> {
         for link in links {
             let link = Entry {
                 kind: Kind::Hardlink(target.clone()),
                 ..link
             };
-            self.write(&link, &mut io::empty())?;
+            self.write(&link, 0, &mut io::empty())?;
         }
         Ok(())
     }
 
-    fn write(&mut self, entry: &Entry, data: &mut dyn Read) -> io::Result<()> {
-        let mut header = tar::Header::new_gnu();
-        header.set_mode(entry.mode);
-        header.set_uid(entry.uid);
-        header.set_gid(entry.gid);
-        header.set_mtime(entry.mtime);
-        header.set_size(0);
-        use tar::EntryType as T;
-        let (kind, link): (T, Option<&[u8]>) = match &entry.kind {
-            Kind::File => (T::Regular, None),
-            Kind::Dir => (T::Directory, None),
-            Kind::Symlink(target) => (T::Symlink, Some(target)),
-            Kind::Hardlink(target) => (T::Link, Some(target.as_bytes())),
-            Kind::CharDevice(major, minor) | Kind::BlockDevice(major, minor) => {
-                header.set_device_major(*major)?;
-                header.set_device_minor(*minor)?;
-                let block = matches!(entry.kind, Kind::BlockDevice(..));
-                (if block { T::Block } else { T::Char }, None)
-            }
-            Kind::Fifo => (T::Fifo, None),
+    /// Writes `entry`; `links` is how many hard links to it will follow (a cpio needs it).
+    fn write(&mut self, entry: &Entry, links: u32, data: &mut dyn Read) -> Result<(), Error> {
+        let out = match &mut self.out {
+            Out::Tar(out) => out,
+            Out::Cpio(newc) => return newc.add(entry, links, data),
         };
-        header.set_entry_type(kind);
-        let mut records: Vec<(String, &[u8])> = entry
-            .xattrs
-            .iter()
-            .map(|(name, value)| {
-                (
-                    format!("SCHILY.xattr.{}", String::from_utf8_lossy(name)),
-                    value.as_slice(),
-                )
-            })
-            .collect();
-        if let Some(target) = link {
-            // Verbatim: the tar crate's set_link_name would rewrite `/` as `//` and refuse an
-            // empty target. A long one goes in a PAX record, as the path does.
-            const FIELD: usize = 100;
-            header.set_link_name_literal(&target[..target.len().min(FIELD)])?;
-            if target.len() > FIELD {
-                records.push(("linkpath".into(), target));
-            }
-        }
-        if !records.is_empty() {
-            self.out
-                .append_pax_extensions(records.iter().map(|(k, v)| (k.as_str(), *v)))?;
-        }
-        let path = if entry.path.is_root() {
-            Path::new("./")
-        } else {
-            Path::new(OsStr::from_bytes(entry.path.as_bytes()))
-        };
-        if kind == T::Regular {
-            header.set_size(entry.size);
-            return self
-                .out
-                .append_data(&mut header, path, &mut data.take(entry.size));
-        }
-        self.out.append_data(&mut header, path, io::empty())
+        tar_entry(out, entry, data).map_err(write_error)
     }
+}
+
+fn tar_entry(
+    out: &mut tar::Builder<&mut dyn Write>,
+    entry: &Entry,
+    data: &mut dyn Read,
+) -> io::Result<()> {
+    let mut header = tar::Header::new_gnu();
+    header.set_mode(entry.mode);
+    header.set_uid(entry.uid);
+    header.set_gid(entry.gid);
+    header.set_mtime(entry.mtime);
+    header.set_size(0);
+    use tar::EntryType as T;
+    let (kind, link): (T, Option<&[u8]>) = match &entry.kind {
+        Kind::File => (T::Regular, None),
+        Kind::Dir => (T::Directory, None),
+        Kind::Symlink(target) => (T::Symlink, Some(target)),
+        Kind::Hardlink(target) => (T::Link, Some(target.as_bytes())),
+        Kind::CharDevice(major, minor) | Kind::BlockDevice(major, minor) => {
+            header.set_device_major(*major)?;
+            header.set_device_minor(*minor)?;
+            let block = matches!(entry.kind, Kind::BlockDevice(..));
+            (if block { T::Block } else { T::Char }, None)
+        }
+        Kind::Fifo => (T::Fifo, None),
+    };
+    header.set_entry_type(kind);
+    let mut records: Vec<(String, &[u8])> = entry
+        .xattrs
+        .iter()
+        .map(|(name, value)| {
+            (
+                format!("SCHILY.xattr.{}", String::from_utf8_lossy(name)),
+                value.as_slice(),
+            )
+        })
+        .collect();
+    if let Some(target) = link {
+        // Verbatim: the tar crate's set_link_name would rewrite `/` as `//` and refuse an
+        // empty target. A long one goes in a PAX record, as the path does.
+        const FIELD: usize = 100;
+        header.set_link_name_literal(&target[..target.len().min(FIELD)])?;
+        if target.len() > FIELD {
+            records.push(("linkpath".into(), target));
+        }
+    }
+    if !records.is_empty() {
+        out.append_pax_extensions(records.iter().map(|(k, v)| (k.as_str(), *v)))?;
+    }
+    let path = if entry.path.is_root() {
+        Path::new("./")
+    } else {
+        Path::new(OsStr::from_bytes(entry.path.as_bytes()))
+    };
+    if kind == T::Regular {
+        header.set_size(entry.size);
+        return out.append_data(&mut header, path, &mut data.take(entry.size));
+    }
+    out.append_data(&mut header, path, io::empty())
 }
 
 fn write_error(e: io::Error) -> Error {
@@ -488,7 +584,7 @@ mod tests {
     /// The flattened tar of `layers` (bottom first), as "path kind [-> link] [=content]".
     fn flatten(layers: &[Vec<u8>]) -> Result<Vec<String>, Error> {
         let mut bytes = Vec::new();
-        let mut flat = Flatten::new(&mut bytes);
+        let mut flat = Flatten::tar(&mut bytes);
         for (index, tar) in layers.iter().enumerate().rev() {
             flat.layer(&mut &tar[..], index, "layer")?;
         }

@@ -3,10 +3,12 @@
 //!
 //! - `archive`: the `docker save` archive (the default);
 //! - `rootfs`: the image's filesystem applied to a directory (`--rootfs`);
-//! - `flatten`: the merged filesystem as one tar stream (`--flatten`);
+//! - `flatten`: the merged filesystem as one tar stream (`--flatten`), or through `cpio` as a
+//!   newc cpio for the kernel (`--initramfs`);
 //! - `git`: a `--rootfs` directory as a git repository, one commit per layer (`--git`).
 
 pub mod archive;
+pub mod cpio;
 pub mod flatten;
 pub mod git;
 pub mod layout;

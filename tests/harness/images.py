@@ -209,6 +209,36 @@ def hostile(name, canary):
     return cases[name]
 
 
+BOOT_FACTS = """#!/bin/sh
+echo FACTS-BEGIN
+stat -c 'suid %u:%g %a' /bin/suid
+stat -c 'device %F %t:%T' /dev/fortytwo
+echo "symlink $(readlink /etc/link)"
+stat -c 'etc %u:%g %a' /etc
+stat -c 'hard %h %i' /bin/busybox /bin/sh /bin/cat
+cat /etc/message
+echo FACTS-END
+busybox poweroff -f
+"""
+
+
+def bootable():
+    """An initramfs's image: busybox, and an /init that prints facts on the console and powers
+    off. /bin/sh is a hard link to busybox in its layer, /bin/cat one from the layer above;
+    the upper layer writes /etc/message without an entry for /etc, whose owner and mode come
+    from the lower layer's entry."""
+    with open("/bin/busybox", "rb") as binary:
+        busybox = binary.read()
+    base = [d("./"), d("bin/"), f("bin/busybox", busybox, mode=0o755),
+            hard("bin/sh", "bin/busybox", mode=0o755),
+            f("bin/suid", "setuid", mode=0o4755, uid=1234, gid=99),
+            d("dev/"), entry("dev/fortytwo", "char", dev=(42, 7), mode=0o620),
+            d("etc/", mode=0o751, uid=1234, gid=99), sym("etc/link", "/bin/busybox"),
+            f("init", BOOT_FACTS, mode=0o755)]
+    top = [f("etc/message", "written by the upper layer\n"), hard("bin/cat", "bin/busybox", mode=0o755)]
+    return [base, top]
+
+
 def git_filter(canary):
     return ('[filter "p"]\n\tclean = sh -c \'echo pwned >' + canary + '; cat\'\n'
             '\tsmudge = cat\n\trequired\n')
@@ -268,6 +298,8 @@ def main():
         layers = through_link()
     elif name == "repeated":
         layers = repeated()
+    elif name == "bootable":
+        layers = bootable()
     elif name in ("var-run", "var-run-again", "opt-conf"):
         layers = through_absolute(name)
     else:
