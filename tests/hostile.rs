@@ -2,7 +2,8 @@
 //! hard links, whiteouts, `.git` payloads, long paths, re-typed entries) go into the registry
 //! with one `--push --all`, and each is unpacked every way dockersave unpacks: `--rootfs` as root
 //! and as `nobody`, `--flatten` followed by a naive extraction (Python's tarfile with no
-//! filter, which follows every link it meets), and `--rootfs --git`. After each run the canary
+//! filter, which follows every link it meets), `--rootfs --git`, and `--initramfs` as `nobody`
+//! followed by GNU `cpio -i -d` (absolute names and links as they come). After each run the canary
 //! tree outside the directory must be exactly as it was, the run must end in success or a
 //! refusal (exit 0 or 6, never a crash or a local error), its peak memory must stay under
 //! 16 MiB and its time under a few seconds, and a repository `--git` built must still be git's.
@@ -201,7 +202,7 @@ fn generated_hostile_images_leave_the_outside_untouched() {
                 detail,
             })
         };
-        let runs: [(&str, Vec<&str>, bool); 4] = [
+        let runs: [(&str, Vec<&str>, bool); 5] = [
             ("rootfs", vec!["--insecure", "--rootfs", "rootfs"], false),
             (
                 "rootfs as nobody",
@@ -217,6 +218,11 @@ fn generated_hostile_images_leave_the_outside_untouched() {
                 "git",
                 vec!["--insecure", "--rootfs", "rootfs", "--git"],
                 false,
+            ),
+            (
+                "initramfs",
+                vec!["--insecure", "--initramfs", "boot.cpio"],
+                true,
             ),
         ];
         for (how, mut args, nobody) in runs {
@@ -285,6 +291,27 @@ fn generated_hostile_images_leave_the_outside_untouched() {
                     );
                 }
             }
+            if how == "initramfs" && out.code == 0 {
+                let into = work.join("x");
+                fs::create_dir_all(&into).unwrap();
+                give_to_nobody(&outside.join("a"));
+                // GNU cpio as it comes: absolute names kept, links followed where they lead.
+                let archive = work.join("boot.cpio");
+                let extracted = run_as_nobody(
+                    "cpio",
+                    &["-i", "-d", "-I", archive.to_str().unwrap()],
+                    &into,
+                    &[],
+                );
+                // It ran to the archive's end (it may fail to make devices as nobody).
+                if !extracted
+                    .stderr
+                    .lines()
+                    .any(|l| l.ends_with(" blocks") || l.ends_with(" block"))
+                {
+                    fail("initramfs: cpio -i did not run", extracted.to_string());
+                }
+            }
             if how == "git" && out.code == 0 {
                 let git_dir = work.join("rootfs/.git");
                 let config = fs::read_to_string(git_dir.join("config")).unwrap_or_default();
@@ -344,7 +371,7 @@ fn generated_hostile_images_leave_the_outside_untouched() {
         let mut report = format!(
             "{} of {} runs broke an invariant (seed {seed}); the first case of each kind:\n",
             failures.len(),
-            cases * 4
+            cases * 5
         );
         for (kind, case) in &first {
             let failure = failures

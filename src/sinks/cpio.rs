@@ -59,6 +59,7 @@ struct Inode {
     mode: u32,
     uid: u32,
     gid: u32,
+    rdev: (u32, u32),
 }
 
 /// One header's fields, in newc's order after the inode number.
@@ -86,13 +87,20 @@ impl<W: Write> Newc<W> {
         }
     }
 
-    /// Writes `entry`, with `data` for a regular file. `links` is how many hard links to this
-    /// file will follow (an upper bound is fine; the kernel only asks whether there are any).
-    /// A hard link names a path written before it, by its path as written.
-    pub fn add(&mut self, entry: &Entry, links: u32, data: &mut dyn Read) -> Result<(), Error> {
+    /// Writes `entry` of `layer` (named in errors), with `data` for a regular file. `links` is
+    /// how many hard links to it will follow (an upper bound is fine; the kernel only asks
+    /// whether there are any). A hard link names a path written before it, by its path as
+    /// written.
+    pub fn add(
+        &mut self,
+        entry: &Entry,
+        links: u32,
+        data: &mut dyn Read,
+        layer: &str,
+    ) -> Result<(), Error> {
         let too_big = |what: &str| {
             Error::Unsupported(format!(
-                "{} has {what} over what a newc cpio (the initramfs format) can hold; use --flatten or --rootfs",
+                "{layer}: {} has {what} over what a newc cpio (the initramfs format) can hold; use --flatten or --rootfs",
                 entry.path
             ))
         };
@@ -116,38 +124,21 @@ impl<W: Write> Newc<W> {
             rdev: (0, 0),
             name: name_of(&entry.path),
         };
+        let mut body: &[u8] = &[];
         match &entry.kind {
             Kind::File => {
                 header.mode |= S_IFREG;
                 header.size = u32::try_from(entry.size).map_err(|_| too_big("a size (4 GiB)"))?;
-                if links > 0 {
-                    header.nlink = links.saturating_add(1);
-                    let inode = Inode {
-                        ino: header.ino,
-                        nlink: header.nlink,
-                        mode: header.mode,
-                        uid,
-                        gid,
-                    };
-                    self.linked.insert(entry.path.clone(), inode);
-                }
-                self.header(&header)?;
-                let copied = io::copy(&mut data.take(entry.size), &mut self.out).map_err(io)?;
-                if copied != entry.size {
-                    return Err(Error::Invalid {
-                        what: entry.path.to_string(),
-                        detail: "its data ends early".into(),
-                    });
-                }
-                self.offset += copied;
-                return self.pad();
             }
             Kind::Hardlink(target) => {
                 let Some(&inode) = self.linked.get(target) else {
-                    return Err(Error::Unsupported(format!(
-                        "{} is a hard link to {target}, which was written without links; --initramfs cannot place it in one pass: use --rootfs DIR and pack the directory",
-                        entry.path
-                    )));
+                    return Err(Error::Invalid {
+                        what: format!("the tar of {layer}"),
+                        detail: format!(
+                            "the hard link {} points to {target}, which is not a file written before it",
+                            entry.path
+                        ),
+                    });
                 };
                 // The kernel applies each member's owner and mode to the one file: the first's.
                 header = Header {
@@ -156,24 +147,24 @@ impl<W: Write> Newc<W> {
                     uid: inode.uid,
                     gid: inode.gid,
                     nlink: inode.nlink,
+                    rdev: inode.rdev,
                     ..header
                 };
                 // A link to this link is a link to the same file.
                 self.linked.insert(entry.path.clone(), inode);
+                return self.header(&header);
             }
             Kind::Dir => {
                 header.mode |= S_IFDIR;
                 header.nlink = 2;
                 let node = self.dirs.insert(&entry.path);
                 *self.dirs.get_mut(node) = true;
+                return self.header(&header);
             }
             Kind::Symlink(target) => {
                 header.mode = S_IFLNK | 0o777;
                 header.size = target.len() as u32;
-                self.header(&header)?;
-                self.out.write_all(target).map_err(io)?;
-                self.offset += target.len() as u64;
-                return self.pad();
+                body = target;
             }
             Kind::CharDevice(major, minor) | Kind::BlockDevice(major, minor) => {
                 let block = matches!(entry.kind, Kind::BlockDevice(..));
@@ -182,7 +173,36 @@ impl<W: Write> Newc<W> {
             }
             Kind::Fifo => header.mode |= S_IFIFO,
         }
-        self.header(&header)
+        if links > 0 {
+            header.nlink = links.saturating_add(1);
+            let inode = Inode {
+                ino: header.ino,
+                nlink: header.nlink,
+                mode: header.mode,
+                uid,
+                gid,
+                rdev: header.rdev,
+            };
+            self.linked.insert(entry.path.clone(), inode);
+        }
+        self.header(&header)?;
+        if !body.is_empty() {
+            self.out.write_all(body).map_err(io)?;
+            self.offset += body.len() as u64;
+            return self.pad();
+        }
+        if entry.kind != Kind::File {
+            return Ok(());
+        }
+        let copied = io::copy(&mut data.take(entry.size), &mut self.out).map_err(io)?;
+        if copied != entry.size {
+            return Err(Error::Invalid {
+                what: format!("the tar of {layer}"),
+                detail: format!("the data of {} ends early", entry.path),
+            });
+        }
+        self.offset += copied;
+        self.pad()
     }
 
     /// Writes the trailer, padded to a 512-byte block as cpio(1) does; returns the writer.
@@ -370,59 +390,81 @@ mod tests {
             .collect()
     }
 
+    fn add<W: Write>(
+        newc: &mut Newc<W>,
+        entry: Entry,
+        links: u32,
+        data: &[u8],
+    ) -> Result<(), Error> {
+        newc.add(&entry, links, &mut &data[..], "layer 1/1")
+    }
+
     #[test]
     fn directories_come_first_and_links_share_an_inode() {
         let mut out = Vec::new();
         let mut newc = Newc::new(&mut out);
-        newc.add(&entry("a/b/f", Kind::File, 3), 1, &mut &b"abc"[..])
-            .unwrap();
-        let link = Kind::Hardlink(TreePath::parse(b"a/b/f").unwrap());
-        newc.add(&entry("l", link, 0), 0, &mut io::empty()).unwrap();
-        newc.add(&entry("a", Kind::Dir, 0), 0, &mut io::empty())
-            .unwrap();
-        newc.add(
-            &entry("s", Kind::Symlink(b"/x".to_vec()), 0),
+        let to = |path: &str| TreePath::parse(path.as_bytes()).unwrap();
+        add(&mut newc, entry("a/b/f", Kind::File, 3), 1, b"abc").unwrap();
+        add(
+            &mut newc,
+            entry("l", Kind::Hardlink(to("a/b/f")), 0),
             0,
-            &mut io::empty(),
+            b"",
         )
         .unwrap();
-        newc.add(&entry("d", Kind::CharDevice(4, 64), 0), 0, &mut io::empty())
-            .unwrap();
+        add(&mut newc, entry("a", Kind::Dir, 0), 0, b"").unwrap();
+        add(
+            &mut newc,
+            entry("s", Kind::Symlink(b"/x".to_vec()), 0),
+            0,
+            b"",
+        )
+        .unwrap();
+        add(&mut newc, entry("d", Kind::CharDevice(4, 64), 0), 1, b"").unwrap();
+        add(&mut newc, entry("e", Kind::Hardlink(to("d")), 0), 0, b"").unwrap();
         newc.finish().unwrap();
         let seen = members(&out);
         let names: Vec<&str> = seen.iter().map(|m| m.0.as_str()).collect();
-        assert_eq!(names, ["a", "a/b", "a/b/f", "l", "a", "s", "d"]);
+        assert_eq!(names, ["a", "a/b", "a/b/f", "l", "a", "s", "d", "e"]);
         // Stand-ins are root's 0755; the image's entry for `a` follows with its own mode.
         assert_eq!(seen[0].1, S_IFDIR | 0o755);
         assert_eq!(seen[4].1, S_IFDIR | 0o4755);
         // The file carries the data and nlink 2; the link repeats its inode, without data.
+        let (file, link) = (&seen[2], &seen[3]);
         assert_eq!(
-            (seen[2].1, seen[2].3, &seen[2].4[..]),
+            (file.1, file.3, &file.4[..]),
             (S_IFREG | 0o4755, 2, &b"abc"[..])
         );
-        assert_eq!((seen[3].2, seen[3].3, seen[3].4.len()), (seen[2].2, 2, 0));
-        assert_eq!((seen[5].1, &seen[5].4[..]), (S_IFLNK | 0o777, &b"/x"[..]));
-        let inos: std::collections::HashSet<u32> = seen.iter().map(|m| m.2).collect();
         assert_eq!(
-            inos.len(),
-            seen.len() - 1,
-            "every other member has its own inode"
+            (link.1, link.2, link.3, link.4.len()),
+            (file.1, file.2, 2, 0)
         );
+        assert_eq!((seen[5].1, &seen[5].4[..]), (S_IFLNK | 0o777, &b"/x"[..]));
+        // A device's hard link is the device again.
+        assert_eq!(
+            (seen[7].1, seen[7].2, seen[7].3),
+            (S_IFCHR | 0o4755, seen[6].2, 2)
+        );
+        let inos: std::collections::HashSet<u32> = seen.iter().map(|m| m.2).collect();
+        assert_eq!(inos.len(), seen.len() - 2, "links share, all others differ");
     }
 
     #[test]
     fn what_newc_cannot_hold_is_refused() {
         let mut newc = Newc::new(Vec::new());
         let link = Kind::Hardlink(TreePath::parse(b"unlinked").unwrap());
-        let err = newc
-            .add(&entry("l", link, 0), 0, &mut io::empty())
-            .unwrap_err();
-        assert!(err.to_string().contains("--rootfs"), "{err}");
-        let big = entry("big", Kind::File, 1 << 32);
-        let err = newc.add(&big, 0, &mut io::empty()).unwrap_err();
+        let err = add(&mut newc, entry("l", link, 0), 0, b"").unwrap_err();
+        assert!(
+            err.to_string().contains("not a file written before it"),
+            "{err}"
+        );
+        assert!(err.to_string().contains("layer 1/1"), "{err}");
+        let err = add(&mut newc, entry("big", Kind::File, 1 << 32), 0, b"").unwrap_err();
         assert!(err.to_string().contains("4 GiB"), "{err}");
         let mut owner = entry("o", Kind::Dir, 0);
         owner.uid = 1 << 40;
-        assert!(newc.add(&owner, 0, &mut io::empty()).is_err());
+        assert!(add(&mut newc, owner, 0, b"").is_err());
+        let err = add(&mut newc, entry("short", Kind::File, 9), 0, b"abc").unwrap_err();
+        assert!(err.to_string().contains("ends early"), "{err}");
     }
 }

@@ -42,6 +42,8 @@ pub struct Flatten<'w> {
     /// For a cpio, whose files must say they have links before the links come: how many links
     /// of the current layer name each path (see `count_links`).
     link_counts: HashMap<TreePath, u32>,
+    /// The layer being merged, for messages.
+    layer_name: String,
 }
 
 /// What the merged entries are written as.
@@ -107,12 +109,14 @@ impl<'w> Flatten<'w> {
             pending: HashMap::new(),
             layer_links: PathMap::new(),
             link_counts: HashMap::new(),
+            layer_name: String::new(),
         }
     }
 
     /// Writes `entry` as a layer above the image's `layers` would (`--init`): it hides what
     /// the image has at its path.
     pub fn above(&mut self, entry: Entry, layers: usize) -> Result<(), Error> {
+        "--init".clone_into(&mut self.layer_name);
         self.add(entry, &mut io::empty(), layers, "--init")
     }
 
@@ -169,6 +173,7 @@ impl<'w> Flatten<'w> {
             )));
         }
         self.layer_links.clear();
+        name.clone_into(&mut self.layer_name);
         layer_tar::read_layer(tar, name, &mut |change, data| {
             let (path, whiteout) = match change {
                 Change::Add(entry) => return self.add(entry, data, index, name),
@@ -503,7 +508,7 @@ impl<'w> Flatten<'w> {
     fn write(&mut self, entry: &Entry, links: u32, data: &mut dyn Read) -> Result<(), Error> {
         let out = match &mut self.out {
             Out::Tar(out) => out,
-            Out::Cpio(newc) => return newc.add(entry, links, data),
+            Out::Cpio(newc) => return newc.add(entry, links, data, &self.layer_name),
         };
         tar_entry(out, entry, data).map_err(write_error)
     }
