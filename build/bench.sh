@@ -37,7 +37,10 @@
 #   bundle:    "trio", an index of three platforms (rootfs, big and busybox as linux/amd64,
 #              linux/arm64 and linux/arm/v7): `dockersave --platform all --compressed` (blobs kept,
 #              as skopeo keeps them) and `--platform all` (decompressed for every engine) against
-#              `skopeo copy --all docker://… oci-archive:…`.
+#              `skopeo copy --all docker://… oci-archive:…`;
+#   initramfs: `dockersave --initramfs FILE.cpio.gz` (no root) against the way without it:
+#              `dockersave --rootfs DIR` as root, then `find . | cpio -o -H newc | gzip -1`, for
+#              rootfs, big and big2x; and `--initramfs --xz` against the same with `xz -1 -C crc32`.
 #
 #   build/bench.sh [RUNS]                      (DS_BENCH_SECTIONS="push" runs one section)
 # As root it installs what it needs (Debian packages, rustup target).
@@ -156,6 +159,16 @@ measure() { # measure TOOL IMAGE: one run, appends "wall rss_kb" to $DS_STATE/TO
                        "$registry/$image:latest") ;;
     skopeo-all) cmd=(skopeo copy --quiet --all --src-tls-verify=false "docker://$registry/$image:latest"
                      "oci-archive:$out/$image.tar:$image:latest") ;;
+    initramfs) cmd=("$dockersave" --insecure -q --initramfs "$out/$image.cpio.gz"
+                    "$registry/$image:latest") ;;
+    initramfs-xz) cmd=("$dockersave" --insecure -q --initramfs "$out/$image.cpio.xz" --xz
+                       "$registry/$image:latest") ;;
+    rootfs-cpio | rootfs-cpio-xz)
+      local pack="gzip -1"
+      [ "$tool" = rootfs-cpio-xz ] && pack="xz -1 -C crc32"
+      cmd=(sh -c '"$1" --insecure -q --rootfs "$2/rootfs" "$3" >/dev/null &&
+                  cd "$2/rootfs" && find . | cpio -o -H newc --quiet | $4 >"$2/image.cpio"' sh
+           "$dockersave" "$out" "$registry/$image:latest" "$pack") ;;
     link-dockersave) cmd=("$dockersave" --insecure --working-dir "$out" "$linked/$image:latest") ;;
     link-skopeo) cmd=(skopeo copy --quiet --src-tls-verify=false "docker://$linked/$image:latest"
                       "docker-archive:$out/$image.tar:$image:latest") ;;
@@ -233,8 +246,8 @@ compare() {
   done
 }
 
-# DS_BENCH_SECTIONS picks sections (default: all nine).
-sections=${DS_BENCH_SECTIONS:-archives forms unpacking push link zstd fleet copy bundle}
+# DS_BENCH_SECTIONS picks sections (default: all ten).
+sections=${DS_BENCH_SECTIONS:-archives forms unpacking push link zstd fleet copy bundle initramfs}
 mkdir -p "$sources"
 if [[ " $sections " == *" archives "* ]]; then
 echo "== archives: dockersave against skopeo copy docker-archive:"
@@ -419,6 +432,13 @@ bh=(buildah --root "$DS_STATE/buildah" --runroot "$DS_STATE/buildah-run" --stora
 "${bh[@]}" manifest push --quiet --all --format oci --tls-verify=false trio "docker://$registry/trio:latest"
 compare bundle skopeo-all trio
 compare bundle-plain skopeo-all trio
+echo
+fi
+if [[ " $sections " == *" initramfs "* ]]; then
+echo "== initramfs: dockersave --initramfs (no root) against --rootfs as root, then"
+echo "   find . | cpio -o -H newc | gzip -1 (and --xz against xz -1 -C crc32)"
+compare initramfs rootfs-cpio rootfs big big2x
+compare initramfs-xz rootfs-cpio-xz rootfs big
 echo
 fi
 echo "($runs runs each, alternating; $(nproc) cores; $(date -u +%Y-%m-%d))"

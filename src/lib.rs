@@ -1,6 +1,6 @@
 //! dockersave fetches container images from any Docker/OCI registry without Docker, and
-//! writes archives that `docker load` accepts — or the image's root filesystem, or one
-//! flattened tar. This crate is the `dockersave` command's library: the command is a thin
+//! writes archives that `docker load` accepts — or the image's root filesystem, one flattened
+//! tar, or an initramfs a Linux kernel boots ([`Output::initramfs`]). This crate is the `dockersave` command's library: the command is a thin
 //! layer over [`Client`], so a Rust program (a device's updater, an init that pulls its payload
 //! at boot) gets everything the command does without running it.
 //!
@@ -43,7 +43,7 @@
 //! into a verified tar, `cache` keeps verified blobs, `layer_tar` reads a layer as filesystem
 //! changes (`paths` keeps what is known per path), the `sinks` write them (`archive`: Docker's
 //! save format; `rootfs` through `confined`, which keeps every write inside its directory;
-//! `flatten`; `git`), `pull` drives them; `push` reads an archive back (`source`) and uploads it
+//! `flatten`, through `cpio` for an initramfs; `git`), `pull` drives them; `push` reads an archive back (`source`) and uploads it
 //! (`registry::upload`); `copy` goes from registry to registry; `cli` reads the command line
 //! into a `Command`. They are private to the crate; the command's parser (`cli`), the fuzz
 //! entry points (`fuzzing`) and what `main` needs are public but hidden, and not an API: the

@@ -1,6 +1,7 @@
 //! The library as a Rust program uses it: `dockersave::Client` against the harness's real
-//! registries and Docker engine, with no dockersave process anywhere (the engine, and skopeo for
-//! reference digests, are the only programs run). Run through tests/run.sh.
+//! registries and Docker engine, with no dockersave process anywhere (the engine, skopeo for
+//! reference digests and cpio to list an initramfs are the only programs run). Run through
+//! tests/run.sh.
 
 mod common;
 
@@ -35,6 +36,35 @@ fn a_root_filesystem_in_code() {
         .unwrap();
     assert!(root.join("bin/busybox").is_file());
     assert_eq!(fs::read_to_string(root.join("data/dir/z")).unwrap(), "z\n");
+}
+
+#[test]
+fn an_initramfs_in_code() {
+    let dir = Scratch::new("library-initramfs");
+    let client = Client::new().insecure(true).working_dir(dir.path());
+    let written = client.pull(&plain("busybox"), Output::initramfs("boot.cpio"));
+    assert_eq!(written.unwrap(), Some(dir.path().join("boot.cpio")));
+    let archive = fs::read(dir.path().join("boot.cpio")).unwrap();
+    assert_eq!(
+        &archive[..6],
+        b"070701",
+        "a plain newc cpio, as the name asks"
+    );
+    let listed = run(
+        "cpio",
+        &["-t", "--quiet", "-I", "boot.cpio"],
+        dir.path(),
+        None,
+    );
+    assert!(
+        listed.stdout.lines().any(|l| l == "bin/busybox"),
+        "{listed}"
+    );
+    client
+        .pull(&plain("busybox"), Output::initramfs("boot.img"))
+        .unwrap();
+    let gzipped = fs::read(dir.path().join("boot.img")).unwrap();
+    assert_eq!(gzipped[..2], [0x1f, 0x8b], "gzip otherwise");
 }
 
 #[test]

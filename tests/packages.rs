@@ -227,7 +227,12 @@ fn every_program_the_tests_run_comes_from_a_declared_package() {
             Ok(text) if path.extension().is_some_and(|e| e == "rs") => text,
             _ => continue,
         };
-        for pattern in ["run(\"", "run_env(\"", "Command::new(\""] {
+        for pattern in [
+            "run(\"",
+            "run_env(\"",
+            "run_as_nobody(\"",
+            "Command::new(\"",
+        ] {
             for (at, _) in text.match_indices(pattern) {
                 // The test helpers `run(` and `run_env(`, not methods that share the name.
                 let before = text[..at].chars().next_back().unwrap_or(' ');

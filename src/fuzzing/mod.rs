@@ -104,7 +104,7 @@ pub fn zstd(data: &[u8]) {
 
 /// Layer tars as `--rootfs` and `--flatten` read them: every change's paths must be valid
 /// (no `..`, no absolute path, single components), and flattening the input as two layers (it
-/// over itself) must end in a tar or an error.
+/// over itself) must end in a tar, a cpio or an error.
 pub fn layer_tar(data: &[u8]) {
     use crate::layer_tar::{is_component, read_layer, Change, Kind, TreePath};
     let valid = |path: &TreePath| path.components().all(is_component);
@@ -122,14 +122,10 @@ pub fn layer_tar(data: &[u8]) {
         let _ = std::io::copy(&mut body.take(1 << 20), &mut std::io::sink());
         Ok(())
     });
-    let mut out = Vec::new();
-    let mut flat = crate::sinks::flatten::Flatten::tar(&mut out);
-    for index in [1, 0] {
-        if flat.layer(&mut &data[..], index, "fuzz").is_err() {
-            return;
-        }
+    let layers = [data.to_vec(), data.to_vec()];
+    for cpio in [false, true] {
+        let _ = flattened(&layers, cpio, &mut Vec::new());
     }
-    let _ = flat.finish();
 }
 
 /// Archives given to `--push`: a tar (plain, gzip or xz) whose `manifest.json` and
@@ -213,41 +209,36 @@ pub fn hostile(data: &[u8]) {
         }
     }
     crate::partial::remove(&base);
-    let mut out = Vec::new();
-    let mut flat = crate::sinks::flatten::Flatten::tar(&mut out);
-    for (index, tar) in image.layers.iter().enumerate().rev() {
-        if flat.layer(&mut &tar[..], index, "fuzz").is_err() {
-            return;
+    for cpio in [false, true] {
+        let mut out = Vec::new();
+        if flattened(&image.layers, cpio, &mut out).is_err() {
+            continue;
+        }
+        let (members, how) = match cpio {
+            false => (tar_members(&out), "tar -x of the flattened tar"),
+            true => (cpio_members(&out), "cpio -i of the initramfs"),
+        };
+        if let Some(escape) = naive_escape(members) {
+            panic!("a naive {how} {escape}\n{}", image.plan.join("\n"));
         }
     }
-    if flat.finish().is_ok() {
-        if let Some(escape) = naive_escape(tar_members(&out)) {
-            panic!(
-                "a naive tar -x of the flattened tar {escape}\n{}",
-                image.plan.join("\n")
-            );
+}
+
+/// `layers` (bottom first) merged into `out` as `--flatten` does, or with `cpio` as
+/// `--initramfs` does (each layer's hard links counted before it is merged).
+fn flattened(layers: &[Vec<u8>], cpio: bool, out: &mut Vec<u8>) -> Result<(), crate::Error> {
+    use crate::sinks::flatten::Flatten;
+    let mut flat = match cpio {
+        true => Flatten::cpio(out),
+        false => Flatten::tar(out),
+    };
+    for (index, tar) in layers.iter().enumerate().rev() {
+        if cpio {
+            flat.count_links(&mut &tar[..], "fuzz")?;
         }
+        flat.layer(&mut &tar[..], index, "fuzz")?;
     }
-    // As --initramfs does: each layer's links counted, then merged.
-    let mut out = Vec::new();
-    let mut flat = crate::sinks::flatten::Flatten::cpio(&mut out);
-    for (index, tar) in image.layers.iter().enumerate().rev() {
-        let counted = flat.count_links(&mut &tar[..], "fuzz");
-        if counted
-            .and_then(|()| flat.layer(&mut &tar[..], index, "fuzz"))
-            .is_err()
-        {
-            return;
-        }
-    }
-    if flat.finish().is_ok() {
-        if let Some(escape) = naive_escape(cpio_members(&out)) {
-            panic!(
-                "a naive cpio -i of the initramfs {escape}\n{}",
-                image.plan.join("\n")
-            );
-        }
-    }
+    flat.finish().map(drop)
 }
 
 /// What a naive extractor of an archive of `members` would write outside the directory it

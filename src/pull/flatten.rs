@@ -5,23 +5,22 @@
 //!
 //! An initramfs reads each layer twice: its files must say they have hard links before the
 //! links come (see `sinks::cpio`), so a first read verifies the blob and counts its links
-//! while keeping a copy in the spool, and the merge reads that verified copy. Disk use is one
-//! compressed layer more; memory does not grow.
+//! while keeping a copy in the spool, and the merge reads that copy, verifying it again (it lay
+//! on disk in between). Disk use is one compressed layer more; memory does not grow.
 
 use super::options::{Init, Initramfs};
 use super::Options;
 use super::{size, Image, SpoolDir};
-use crate::decompress::Decompressor;
 use crate::error::Error;
 use crate::fetch;
 use crate::layer_tar::{Entry, Kind, TreePath};
 use crate::partial::Temp;
-use crate::pipeline::{CopyingReader, LayerReader, LayerStats};
+use crate::pipeline::{CopyingReader, LayerLabel, LayerReader, LayerStats};
 use crate::sinks::archive::Compressor;
 use crate::sinks::cpio::Summary;
 use crate::sinks::flatten::Flatten;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, BufReader, BufWriter, Read, Write};
+use std::io::{self, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
 /// The directory the spool (and the temporary file) go in: FILE's, or for stdout the working
@@ -104,6 +103,8 @@ fn merge(
         return Ok(());
     };
     let failed = |e| Error::io(shown, e);
+    // The writer type of archives (`pull::archive`), so the compressors are compiled once.
+    let out: Box<dyn Write + '_> = Box::new(out);
     let mut packed = Compressor::for_kernel(out, initramfs.compression).map_err(failed)?;
     let mut flat = Flatten::cpio(&mut packed);
     if let Some(init) = &initramfs.init {
@@ -139,27 +140,23 @@ fn merge_layers(
     let merged = fetch::in_order(&blobs, &order, &mut |i, body| {
         let name = image.layer_name(i);
         let label = image.label(&name, shown);
-        let read = |body: &mut dyn Read, flat: &mut Flatten| -> Result<LayerStats, Error> {
-            let mut reader = LayerReader::new(body, &layers[i], &image.config.diff_ids[i], &label);
-            let read = match count_links {
-                true => flat.count_links(&mut reader, &name),
-                false => flat.layer(&mut reader, i, &name),
-            };
-            if let Err(e) = read {
-                return Err(reader.explain(e));
-            }
-            reader.finish()
-        };
+        let layer = (i, name.as_str(), &label);
         let stats = match count_links {
-            false => read(body, flat)?,
+            false => read(image, layer, body, flat, false)?,
             true => {
+                // The copy is verified again as it is merged: it lay on disk in between.
                 let kept = spool.path.join(format!("layer-{i}"));
-                let stats = keep_while(body, &kept, |copying| read(copying, flat));
-                let merged = stats.and_then(|stats| {
-                    let file = File::open(&kept).map_err(|e| Error::io(&kept, e))?;
-                    let mut tar = Decompressor::new(BufReader::new(file));
-                    flat.layer(&mut tar, i, &name).map(|()| stats)
-                });
+                let merged = File::create(&kept)
+                    .map_err(|e| Error::io(&kept, e))
+                    .and_then(|file| {
+                        let mut copy = BufWriter::with_capacity(64 * 1024, file);
+                        let copying = &mut CopyingReader::new(body, &mut copy);
+                        read(image, layer, copying, flat, true)?;
+                        copy.flush().map_err(|e| Error::io(&kept, e))?;
+                        drop(copy);
+                        let mut file = File::open(&kept).map_err(|e| Error::io(&kept, e))?;
+                        read(image, layer, &mut file, flat, false)
+                    });
                 let _ = fs::remove_file(&kept);
                 merged?
             }
@@ -180,17 +177,25 @@ fn merge_layers(
     Ok(compressed)
 }
 
-/// Runs `read` on `body` while copying what it reads to the file `kept`.
-fn keep_while(
+/// Reads layer `layer` (index, name, label) from `body` through the pipeline into `flat`:
+/// merged, or with `count` only its hard links counted.
+fn read(
+    image: &Image,
+    (i, name, label): (usize, &str, &LayerLabel),
     body: &mut dyn Read,
-    kept: &Path,
-    read: impl FnOnce(&mut dyn Read) -> Result<LayerStats, Error>,
+    flat: &mut Flatten,
+    count: bool,
 ) -> Result<LayerStats, Error> {
-    let file = File::create(kept).map_err(|e| Error::io(kept, e))?;
-    let mut copy = BufWriter::with_capacity(64 * 1024, file);
-    let stats = read(&mut CopyingReader::new(body, &mut copy))?;
-    copy.flush().map_err(|e| Error::io(kept, e))?;
-    Ok(stats)
+    let layers = &image.manifest.layers;
+    let mut reader = LayerReader::new(body, &layers[i], &image.config.diff_ids[i], label);
+    let read = match count {
+        true => flat.count_links(&mut reader, name),
+        false => flat.layer(&mut reader, i, name),
+    };
+    if let Err(e) = read {
+        return Err(reader.explain(e));
+    }
+    reader.finish()
 }
 
 /// The symlink `/init` that `--init` adds.

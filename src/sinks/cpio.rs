@@ -173,7 +173,8 @@ impl<W: Write> Newc<W> {
             }
             Kind::Fifo => header.mode |= S_IFIFO,
         }
-        if links > 0 {
+        // A hard link to a symlink was written as a symlink (`flatten`): symlinks take none.
+        if links > 0 && !matches!(entry.kind, Kind::Symlink(_)) {
             header.nlink = links.saturating_add(1);
             let inode = Inode {
                 ino: header.ino,
@@ -186,7 +187,7 @@ impl<W: Write> Newc<W> {
             self.linked.insert(entry.path.clone(), inode);
         }
         self.header(&header)?;
-        if !body.is_empty() {
+        if let Kind::Symlink(_) = entry.kind {
             self.out.write_all(body).map_err(io)?;
             self.offset += body.len() as u64;
             return self.pad();
