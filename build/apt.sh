@@ -45,3 +45,33 @@ apt_install() {
   apt-get update -qq >&2 || true
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >&2
 }
+
+# unpack_debs GROUP DIR: the packages of GROUP unpacked into DIR (their data, by dpkg-deb),
+# never installed: another architecture's files that the tests read (an ARM kernel and busybox). A
+# linux-image metapackage brings the kernel package it depends on. DIR is kept between runs and
+# remade when the group's list changes.
+unpack_debs() {
+  local group=$1 dir=$2 pkg kernel deb stamp
+  stamp=$dir/.unpacked-$(debs_of "$group" | sha256sum | cut -c1-16)
+  [ -e "$stamp" ] && return 0
+  rm -rf "$dir" && mkdir -p "$dir/.debs"
+  for pkg in $(debs_of "$group"); do
+    kernel=$(apt-cache depends "$pkg" 2>/dev/null |
+      awk '$1 == "Depends:" && $2 ~ /^linux-image-/ { print $2 }')
+    # shellcheck disable=SC2086 # kernel is empty or one package name
+    (cd "$dir/.debs" && apt-get download -qq "$pkg" $kernel 2>/dev/null) || {
+      # Lists that never saw the foreign architecture: fetch them (as root), then try again.
+      dpkg --print-foreign-architectures | grep -qx "${pkg#*:}" || dpkg --add-architecture "${pkg#*:}"
+      apt-get update -qq >&2 || true
+      kernel=$(apt-cache depends "$pkg" | awk '$1 == "Depends:" && $2 ~ /^linux-image-/ { print $2 }')
+      # shellcheck disable=SC2086
+      (cd "$dir/.debs" && apt-get download -qq "$pkg" $kernel) >&2
+    }
+  done
+  # A kernel's modules (about 300 MB) are left out: nothing boots with them from here.
+  for deb in "$dir"/.debs/*.deb; do
+    dpkg-deb --fsys-tarfile "$deb" | tar -x -C "$dir" --exclude=./lib/modules
+  done
+  rm -rf "$dir/.debs"
+  touch "$stamp"
+}

@@ -1,6 +1,7 @@
 //! `--initramfs`: the archive written by `nobody` boots Debian's kernel under
 //! `qemu-system-x86_64`, whose `/init` (from the image) prints on the serial console the owners,
-//! modes, device numbers, symlinks and hard links the kernel unpacked, gzip and xz; standard
+//! modes, device numbers, symlinks and hard links the kernel unpacked, gzip and xz; the same
+//! image with an ARM busybox boots Debian's armmp kernel under `qemu-system-arm -M virt`; standard
 //! output is a plain newc cpio that `cpio -t` lists with every directory before what it holds;
 //! `cpio -i` of the rich image gives the `--rootfs` tree; `--init` and the warnings. The hostile
 //! images go through `--initramfs` in `tests/hostile.rs`. Run through tests/run.sh.
@@ -24,30 +25,52 @@ fn rich() -> &'static str {
     IMAGE.get_or_init(|| push_built_image("rich", "initramfs-rich", None))
 }
 
-/// Debian's kernel (linux-image-cloud-amd64, build/packages).
-fn kernel() -> String {
-    let mut kernels: Vec<String> = fs::read_dir("/boot")
+/// The newest `vmlinuz-*` in `boot`: Debian's kernel, installed (linux-image-cloud-amd64) or
+/// unpacked by tests/run.sh (linux-image-armmp:armhf, build/packages).
+fn kernel(boot: &Path) -> String {
+    let mut kernels: Vec<String> = fs::read_dir(boot)
         .map(|d| {
             d.flatten()
                 .map(|e| e.path().display().to_string())
                 .collect()
         })
         .unwrap_or_default();
-    kernels.retain(|k| k.starts_with("/boot/vmlinuz-"));
+    kernels.retain(|k| k.contains("/vmlinuz-"));
     kernels.sort();
-    kernels
-        .pop()
-        .expect("no /boot/vmlinuz-*: linux-image-cloud-amd64 is not installed (build/packages)")
+    let kernel = kernels.pop();
+    kernel.unwrap_or_else(|| panic!("no kernel in {}: see build/packages", boot.display()))
+}
+
+/// Which machine boots: x86_64 (the kernel in /boot) or 32-bit ARM (`-M virt`, the armmp
+/// kernel tests/run.sh unpacked into $DS_ARM_BOOT).
+#[derive(Clone, Copy, PartialEq)]
+enum Machine {
+    X86_64,
+    Arm,
 }
 
 /// Boots `initramfs` as `nobody` and returns what `/init` printed between its markers.
-fn boot(initramfs: &Path) -> Vec<String> {
-    let kernel = kernel();
+fn boot(initramfs: &Path, machine: Machine) -> Vec<String> {
+    let (qemu, board, kernel, console) = match machine {
+        Machine::X86_64 => (
+            "qemu-system-x86_64",
+            "pc",
+            kernel(Path::new("/boot")),
+            "ttyS0",
+        ),
+        Machine::Arm => {
+            let tree = Path::new(&env("DS_ARM_BOOT")).join("boot");
+            ("qemu-system-arm", "virt", kernel(&tree), "ttyAMA0")
+        }
+    };
+    let append = format!("console={console} panic=-1 quiet");
     let out = run_as_nobody(
         "timeout",
         &[
             "300",
-            "qemu-system-x86_64",
+            qemu,
+            "-M",
+            board,
             "-m",
             "256",
             "-kernel",
@@ -55,7 +78,7 @@ fn boot(initramfs: &Path) -> Vec<String> {
             "-initrd",
             initramfs.to_str().unwrap(),
             "-append",
-            "console=ttyS0 panic=-1 quiet",
+            &append,
             "-nographic",
             "-no-reboot",
         ],
@@ -81,10 +104,15 @@ fn boot(initramfs: &Path) -> Vec<String> {
 fn written_by_nobody_it_boots_with_the_images_owners_devices_and_links() {
     let dir = Scratch::new("initramfs-boot");
     give_to_nobody(dir.path());
-    for (file, extra) in [("boot.cpio.gz", None), ("boot.cpio.xz", Some("--xz"))] {
+    let arm = push_built_image("bootable-arm", "initramfs-bootable-arm", None);
+    for (file, extra, image, machine) in [
+        ("boot.cpio.gz", None, bootable(), Machine::X86_64),
+        ("boot.cpio.xz", Some("--xz"), bootable(), Machine::X86_64),
+        ("arm.cpio.gz", None, &arm[..], Machine::Arm),
+    ] {
         let mut args = vec!["--insecure", "--initramfs", file];
         args.extend(extra);
-        args.push(bootable());
+        args.push(image);
         let out = run_as_nobody(env!("CARGO_BIN_EXE_dockersave"), &args, dir.path(), &[]);
         assert_eq!(out.code, 0, "{out}");
         assert_eq!(out.stdout.trim(), file, "{out}");
@@ -101,7 +129,7 @@ fn written_by_nobody_it_boots_with_the_images_owners_devices_and_links() {
             let listed = run("xz", &["--robot", "--list", file], dir.path(), None);
             assert!(listed.stdout.contains("\tCRC32\t"), "{listed}");
         }
-        let facts = boot(&path);
+        let facts = boot(&path, machine);
         let hard: Vec<&String> = facts.iter().filter(|f| f.starts_with("hard ")).collect();
         let others: Vec<&String> = facts.iter().filter(|f| !f.starts_with("hard ")).collect();
         assert_eq!(

@@ -129,14 +129,22 @@ fn owner(path: &str) -> Option<String> {
         .map(|(packages, _)| bare(packages.split(", ").next().unwrap_or(packages)).to_string())
 }
 
-/// The groups `tests/run.sh` installs (the bench's own packages are not part of the suite).
+/// The group whose packages `tests/run.sh` unpacks (`unpack_debs`) instead of installing.
+const UNPACKED: &str = "boot-arm";
+
+/// The groups `tests/run.sh` installs or unpacks (the bench's own packages are not part of the
+/// suite).
 fn suite_groups() -> Vec<String> {
     let (ok, targets) = output(
         "bash",
         &["-c", "DS_ROOT=$PWD; . cross/targets.sh; echo $DS_TARGETS"],
     );
     assert!(ok, "{targets}");
-    let mut groups = vec!["build".to_string(), "test".to_string()];
+    let mut groups = vec![
+        "build".to_string(),
+        "test".to_string(),
+        UNPACKED.to_string(),
+    ];
     groups.extend(targets.split_whitespace().map(str::to_string));
     groups
 }
@@ -152,6 +160,19 @@ fn every_declared_package_is_installed_and_owns_its_file() {
             continue;
         }
         if d.group == "bench" {
+            continue;
+        }
+        if d.group == UNPACKED {
+            // Not installed: apt must know it, and run.sh's tree must hold its file.
+            let (known, text) = output("apt-cache", &["show", &d.package]);
+            if !known {
+                problems.push(format!("{}: apt does not know it: {text}", d.package));
+            }
+            if let Ok(tree) = std::env::var("DS_ARM_BOOT") {
+                if !Path::new(&format!("{tree}{}", d.path)).exists() {
+                    problems.push(format!("{} unpacked holds no {}", d.package, d.path));
+                }
+            }
             continue;
         }
         if !installed.contains_key(bare(&d.package)) {

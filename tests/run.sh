@@ -14,6 +14,9 @@ DS_ROOT=$root
 . "$root/tests/harness/lib.sh"
 
 ensure_debs test
+# An ARM kernel and busybox, unpacked rather than installed, for booting an ARM initramfs.
+export DS_ARM_BOOT=${CARGO_TARGET_DIR:-$root/target}/boot-arm
+unpack_debs boot-arm "$DS_ARM_BOOT"
 # The static release binaries for every target (tests/static_builds.rs runs them).
 export DS_DIST=$root/dist
 "$root/build/release.sh"

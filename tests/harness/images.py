@@ -222,12 +222,12 @@ busybox poweroff -f
 """
 
 
-def bootable():
+def bootable(busybox_path="/bin/busybox"):
     """An initramfs's image: busybox, and an /init that prints facts on the console and powers
     off. /bin/sh is a hard link to busybox in its layer, /bin/cat one from the layer above;
     the upper layer writes /etc/message without an entry for /etc, whose owner and mode come
-    from the lower layer's entry."""
-    with open("/bin/busybox", "rb") as binary:
+    from the lower layer's entry. bootable-arm takes an ARM busybox from $DS_ARM_BOOT."""
+    with open(busybox_path, "rb") as binary:
         busybox = binary.read()
     base = [d("./"), d("bin/"), f("bin/busybox", busybox, mode=0o755),
             hard("bin/sh", "bin/busybox", mode=0o755),
@@ -244,7 +244,7 @@ def git_filter(canary):
             '\tsmudge = cat\n\trequired\n')
 
 
-def write_layout(layout, tag, layers):
+def write_layout(layout, tag, layers, architecture="amd64"):
     blobs = os.path.join(layout, "blobs", "sha256")
     os.makedirs(blobs, exist_ok=True)
 
@@ -261,7 +261,7 @@ def write_layout(layout, tag, layers):
         blob = gzip.compress(tar, mtime=0)
         descriptors.append(dict(mediaType="application/vnd.oci.image.layer.v1.tar+gzip", **put(blob)))
     config = {
-        "architecture": "amd64",
+        "architecture": architecture,
         "os": "linux",
         "created": "2020-09-13T12:26:40Z",
         "config": {"Cmd": ["/bin/sh"]},
@@ -300,6 +300,10 @@ def main():
         layers = repeated()
     elif name == "bootable":
         layers = bootable()
+    elif name == "bootable-arm":
+        layers = bootable(os.path.join(os.environ["DS_ARM_BOOT"], "bin/busybox"))
+        write_layout(layout, name, layers, "arm")
+        return
     elif name in ("var-run", "var-run-again", "opt-conf"):
         layers = through_absolute(name)
     else:
