@@ -12,6 +12,7 @@ const USAGE: &str = "\
 dockersave [OPTIONS] IMAGE [IMAGE...] | --images-from FILE
 dockersave --rootfs DIR [--force] [--git] [OPTIONS] IMAGE
 dockersave --flatten FILE|- [OPTIONS] IMAGE
+dockersave --initramfs FILE|- [--xz] [--init PATH] [OPTIONS] IMAGE
 dockersave --layer N|sha256:HEX [--registry-format] [OPTIONS] IMAGE
 dockersave --tags | --sha | --metadata [--pretty] | --platforms [OPTIONS] IMAGE
 dockersave --push ARCHIVE|DIR [--image NAME | --all] [OPTIONS] IMAGE
