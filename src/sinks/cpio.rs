@@ -11,9 +11,10 @@
 //! links each later member to it (data on the first member, none on the others). So the caller
 //! must say, when it writes a file, how many links to it will follow.
 //!
-//! It never writes a name that is absolute or holds `..` (the paths it gets cannot), never
-//! writes a name below a symlink it wrote, and never buffers file data: memory is one node per
-//! directory and one record per file that has links.
+//! It must never write a name that is absolute, holds `..` or passes through a symlink written
+//! before it: the paths `flatten` hands it are landed so, and the only names it adds are the
+//! stand-ins of their parents. It never buffers file data: memory is one node per directory
+//! and one record per file that has links.
 
 use crate::error::Error;
 use crate::layer_tar::{Entry, Kind, TreePath};
