@@ -605,15 +605,7 @@ fn copy_to_gives_each_registry_its_own_credentials() {
 #[test]
 fn copy_memory_stays_flat_whatever_the_image_weighs() {
     let dir = Scratch::new("copy-memory");
-    let binary = format!(
-        "{}/dockersave-{}-x86_64-unknown-linux-musl",
-        env("DS_DIST"),
-        env!("CARGO_PKG_VERSION")
-    );
-    assert!(
-        Path::new(&binary).is_file(),
-        "{binary}: run build/release.sh"
-    );
+    let binary = release_binary();
     let target = format!("{}/{}:1", env("DS_PUSH_REGISTRY"), unique("copy-big"));
     let source = plain("zstd-big");
     let args = ["--insecure", "-q", "--copy-to", &target, &source];

@@ -10,15 +10,7 @@ use std::path::Path;
 
 /// `runner` is the emulator and its options (empty: run natively).
 fn check_static_binary(target: &str, runner: &[&str], extra: &[&str], image: &str) {
-    let binary = format!(
-        "{}/dockersave-{}-{target}",
-        env("DS_DIST"),
-        env!("CARGO_PKG_VERSION")
-    );
-    assert!(
-        Path::new(&binary).is_file(),
-        "{binary} was not built: run build/release.sh (tests/run.sh does)"
-    );
+    let binary = dist_binary(target);
 
     let file = run("file", &["-b", &binary], Path::new("/"), None);
     assert!(

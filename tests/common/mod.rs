@@ -1100,8 +1100,13 @@ pub fn podman(store: &Path, args: &[&str]) -> String {
 /// The static x86_64 release binary: what users run, and what the memory figures are of (a
 /// glibc build keeps freed windows in per-thread arenas, so its peak says little).
 pub fn release_binary() -> String {
+    dist_binary("x86_64-unknown-linux-musl")
+}
+
+/// The static release binary for `target` in `$DS_DIST` (build/release.sh).
+pub fn dist_binary(target: &str) -> String {
     let binary = format!(
-        "{}/dockersave-{}-x86_64-unknown-linux-musl",
+        "{}/dockersave-{}-{target}",
         env("DS_DIST"),
         env!("CARGO_PKG_VERSION")
     );
