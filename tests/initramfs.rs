@@ -339,3 +339,37 @@ fn init_is_added_on_request_and_missed_aloud() {
         assert!(out.stderr.contains(needle), "{args:?}: {out}");
     }
 }
+
+#[test]
+fn hard_link_counts_cost_no_memory_and_are_capped() {
+    let dir = Scratch::new("initramfs-links");
+    let binary = release_binary();
+    // 100,000 links to one file: one record, whatever the number of links.
+    let one = push_built_image("links-to-one", "initramfs-links-to-one", None);
+    let args = ["--insecure", "-q", "--initramfs", "one.cpio", &one];
+    let (out, peak_kib, _) = run_measured(&binary, &args, dir.path(), false);
+    assert_eq!(out.code, 0, "{out}");
+    assert!(
+        peak_kib < 8 * 1024,
+        "peak RSS {peak_kib} KiB for 100,000 links"
+    );
+    let archive = fs::read(dir.path().join("one.cpio")).unwrap();
+    let listed = cpio(&archive, &["-t", "--quiet"], dir.path());
+    assert_eq!(
+        listed.stdout.lines().count(),
+        100_002,
+        "the root, the file, its links"
+    );
+    // 70,000 files with a link each: over the cap, refused on one line, nothing left.
+    let many = push_built_image("linked-files", "initramfs-linked-files", None);
+    let args = ["--insecure", "-q", "--initramfs", "many.cpio", &many];
+    let (out, peak_kib, _) = run_measured(&binary, &args, dir.path(), false);
+    assert_eq!(out.code, 6, "{out}");
+    assert!(
+        out.stderr.contains("more than 65536 hard-linked files"),
+        "{out}"
+    );
+    assert_eq!(out.stderr.lines().count(), 1, "{out}");
+    assert!(peak_kib < 16 * 1024, "peak RSS {peak_kib} KiB at the cap");
+    assert!(!dir.path().join("many.cpio").exists());
+}

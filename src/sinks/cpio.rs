@@ -14,7 +14,7 @@
 //! It must never write a name that is absolute, holds `..` or passes through a symlink written
 //! before it: the paths `flatten` hands it are landed so, and the only names it adds are the
 //! stand-ins of their parents. It never buffers file data: memory is one node per directory
-//! and one record per file that has links.
+//! and one record per file whose links are still to come (at most `MAX_LINKED`).
 
 use crate::error::Error;
 use crate::layer_tar::{Entry, Kind, TreePath};
@@ -38,7 +38,8 @@ pub struct Newc<W: Write> {
     next_ino: u32,
     /// The directories written so far (`true`), by path.
     dirs: PathMap<bool>,
-    /// Files written with links to come, by the path written: what their links repeat.
+    /// Files written with links to come, by the path written: what their links repeat. An
+    /// entry goes when its last link is written.
     linked: HashMap<TreePath, Inode>,
     summary: Summary,
 }
@@ -52,9 +53,23 @@ pub struct Summary {
     pub dropped_xattrs: u64,
 }
 
+/// Files with hard links an archive may hold. The kernel keeps a 4 KiB record for each while
+/// it unpacks (256 MiB at this count), and the writer and the counting one entry each, so a
+/// layer of links cannot make either grow without bound. Real images have a few hundred.
+pub const MAX_LINKED: usize = 65_536;
+
+/// The error for an image over `MAX_LINKED`.
+pub fn too_many_linked(layer: &str) -> Error {
+    Error::Unsupported(format!(
+        "{layer} has more than {MAX_LINKED} hard-linked files, more than an initramfs should make the kernel track; use --flatten or --rootfs"
+    ))
+}
+
 /// What every name of one hard-linked file carries.
 #[derive(Clone, Copy)]
 struct Inode {
+    /// Links still to come (an upper bound: links that upper layers hide were counted).
+    left: u32,
     ino: u32,
     nlink: u32,
     mode: u32,
@@ -132,7 +147,8 @@ impl<W: Write> Newc<W> {
                 header.size = u32::try_from(entry.size).map_err(|_| too_big("a size (4 GiB)"))?;
             }
             Kind::Hardlink(target) => {
-                let Some(&inode) = self.linked.get(target) else {
+                // A link to a link is refused: tar writers link every name to the first.
+                let Some(inode) = self.linked.get_mut(target) else {
                     return Err(Error::Invalid {
                         what: format!("the tar of {layer}"),
                         detail: format!(
@@ -141,6 +157,11 @@ impl<W: Write> Newc<W> {
                         ),
                     });
                 };
+                inode.left = inode.left.saturating_sub(1);
+                let inode = *inode;
+                if inode.left == 0 {
+                    self.linked.remove(target);
+                }
                 // The kernel applies each member's owner and mode to the one file: the first's.
                 header = Header {
                     ino: inode.ino,
@@ -151,8 +172,6 @@ impl<W: Write> Newc<W> {
                     rdev: inode.rdev,
                     ..header
                 };
-                // A link to this link is a link to the same file.
-                self.linked.insert(entry.path.clone(), inode);
                 return self.header(&header);
             }
             Kind::Dir => {
@@ -177,7 +196,11 @@ impl<W: Write> Newc<W> {
         // A hard link to a symlink was written as a symlink (`flatten`): symlinks take none.
         if links > 0 && !matches!(entry.kind, Kind::Symlink(_)) {
             header.nlink = links.saturating_add(1);
+            if self.linked.len() >= MAX_LINKED {
+                return Err(too_many_linked(layer));
+            }
             let inode = Inode {
+                left: links,
                 ino: header.ino,
                 nlink: header.nlink,
                 mode: header.mode,
@@ -265,6 +288,7 @@ impl<W: Write> Newc<W> {
         ino
     }
 
+    #[inline(never)]
     fn header(&mut self, h: &Header) -> Result<(), Error> {
         let mut bytes = Vec::with_capacity(110 + h.name.len() + 4);
         bytes.extend_from_slice(MAGIC);
@@ -284,7 +308,12 @@ impl<W: Write> Newc<W> {
             0, // no checksum (newc, not crc)
         ];
         for field in fields {
-            bytes.extend_from_slice(format!("{field:08x}").as_bytes());
+            // Eight hex digits, most significant first.
+            bytes.extend(
+                (0..8)
+                    .rev()
+                    .map(|i| b"0123456789abcdef"[(field >> (4 * i)) as usize & 15]),
+            );
         }
         bytes.extend_from_slice(h.name);
         bytes.push(0);
@@ -461,6 +490,20 @@ mod tests {
             "{err}"
         );
         assert!(err.to_string().contains("layer 1/1"), "{err}");
+        // A link to a link (tar writers link every name to the first), and the record of a
+        // file gone once its links are written.
+        let to = |path: &str| Kind::Hardlink(TreePath::parse(path.as_bytes()).unwrap());
+        add(&mut newc, entry("f", Kind::File, 1), 1, b"f").unwrap();
+        add(&mut newc, entry("g", to("f"), 0), 0, b"").unwrap();
+        assert!(
+            newc.linked.is_empty(),
+            "nothing is kept for a file whose links came"
+        );
+        let err = add(&mut newc, entry("h", to("g"), 0), 0, b"").unwrap_err();
+        assert!(
+            err.to_string().contains("not a file written before it"),
+            "{err}"
+        );
         let err = add(&mut newc, entry("big", Kind::File, 1 << 32), 0, b"").unwrap_err();
         assert!(err.to_string().contains("4 GiB"), "{err}");
         let mut owner = entry("o", Kind::Dir, 0);

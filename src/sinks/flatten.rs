@@ -19,7 +19,7 @@
 //! the first such link's name and the others link to that. This module knows nothing of
 //! registries; it reads layer tars and writes one.
 
-use super::cpio::{Newc, Summary};
+use super::cpio::{self, Newc, Summary, MAX_LINKED};
 use crate::error::Error;
 use crate::layer_tar::{self, Change, Entry, Kind, TreePath, PATH_MAX};
 use crate::paths::{Node, PathMap, ROOT};
@@ -123,11 +123,11 @@ impl<'w> Flatten<'w> {
     /// Reads layer `index` ahead of `layer` and counts the hard links of that layer to each
     /// path, and the links of upper layers waiting for them, as paths land when merged: a
     /// cpio's file must say it has links before they come, and in a tar a link follows its
-    /// target. A link to a link counts for the file.
+    /// target. Memory is one count per file that has links, at most `cpio::MAX_LINKED`,
+    /// whatever the number of links.
     pub fn count_links(&mut self, tar: &mut dyn Read, name: &str) -> Result<(), Error> {
         self.layer_links.clear();
         self.link_counts.clear();
-        let mut file_of: HashMap<TreePath, TreePath> = HashMap::new();
         layer_tar::read_layer(tar, name, &mut |change, _| {
             let Change::Add(entry) = change else {
                 return Ok(());
@@ -151,11 +151,14 @@ impl<'w> Flatten<'w> {
                         true => target.clone(),
                         false => self.land(target).map_err(refuse)?,
                     };
-                    let file = file_of.get(&target).cloned().unwrap_or(target);
+                    if self.link_counts.len() >= MAX_LINKED
+                        && !self.link_counts.contains_key(&target)
+                    {
+                        return Err(cpio::too_many_linked(name));
+                    }
                     let waiting = self.pending.get(&path).map_or(0, Vec::len) as u32;
-                    let count = self.link_counts.entry(file.clone()).or_default();
+                    let count = self.link_counts.entry(target).or_default();
                     *count = count.saturating_add(1 + waiting);
-                    file_of.insert(path, file);
                 }
                 _ => {}
             }

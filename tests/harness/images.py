@@ -239,6 +239,15 @@ def bootable(busybox_path="/bin/busybox"):
     return [base, top]
 
 
+def many_links(files, links):
+    """Hostile counts for --initramfs: `links` hard links to each of `files` files."""
+    entries = [d("./")]
+    for i in range(files):
+        entries.append(f("f%06d" % i, "x"))
+        entries += [hard("f%06d-l%06d" % (i, j), "f%06d" % i) for j in range(links)]
+    return [entries]
+
+
 def git_filter(canary):
     return ('[filter "p"]\n\tclean = sh -c \'echo pwned >' + canary + '; cat\'\n'
             '\tsmudge = cat\n\trequired\n')
@@ -300,6 +309,10 @@ def main():
         layers = repeated()
     elif name == "bootable":
         layers = bootable()
+    elif name == "links-to-one":
+        layers = many_links(1, 100_000)
+    elif name == "linked-files":
+        layers = many_links(70_000, 1)
     elif name == "bootable-arm":
         layers = bootable(os.path.join(os.environ["DS_ARM_BOOT"], "bin/busybox"))
         write_layout(layout, name, layers, "arm")
