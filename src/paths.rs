@@ -88,8 +88,7 @@ impl<T: Default> PathMap<T> {
     }
 
     /// How many nodes, the root included (what the memory figures count).
-    #[cfg(test)]
-    fn len(&self) -> usize {
+    pub fn len(&self) -> usize {
         self.values.len()
     }
 

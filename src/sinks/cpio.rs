@@ -58,6 +58,11 @@ pub struct Summary {
 /// layer of links cannot make either grow without bound. Real images have a few hundred.
 pub const MAX_LINKED: usize = 65_536;
 
+/// Directories an archive may hold: the writer keeps one node each (about 60 bytes) to know
+/// which it wrote, so this caps it near 8 MiB (below the size at which its table doubles).
+/// Real images have thousands.
+pub const MAX_DIRS: usize = 100_000;
+
 /// The error for an image over `MAX_LINKED`.
 pub fn too_many_linked(layer: &str) -> Error {
     Error::Unsupported(format!(
@@ -123,6 +128,11 @@ impl<W: Write> Newc<W> {
         let uid = u32::try_from(entry.uid).map_err(|_| too_big("an owner number"))?;
         let gid = u32::try_from(entry.gid).map_err(|_| too_big("a group number"))?;
         self.parents(&entry.path)?;
+        if self.dirs.len() > MAX_DIRS {
+            return Err(Error::Unsupported(format!(
+                "{layer}: the image has more than {MAX_DIRS} directories, more than --initramfs keeps track of; use --flatten or --rootfs"
+            )));
+        }
         if !entry.xattrs.is_empty() {
             self.summary.dropped_xattrs += 1;
         }
@@ -478,6 +488,19 @@ mod tests {
         );
         let inos: std::collections::HashSet<u32> = seen.iter().map(|m| m.2).collect();
         assert_eq!(inos.len(), seen.len() - 2, "links share, all others differ");
+    }
+
+    #[test]
+    fn directories_are_capped() {
+        let mut newc = Newc::new(io::sink());
+        for i in 0..MAX_DIRS {
+            add(&mut newc, entry(&format!("d{i}"), Kind::Dir, 0), 0, b"").unwrap();
+        }
+        let err = add(&mut newc, entry("x/y", Kind::File, 0), 0, b"").unwrap_err();
+        assert!(
+            err.to_string().contains("more than 100000 directories"),
+            "{err}"
+        );
     }
 
     #[test]
