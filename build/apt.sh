@@ -56,8 +56,9 @@ unpack_debs() {
   [ -e "$stamp" ] && return 0
   rm -rf "$dir" && mkdir -p "$dir/.debs"
   for pkg in $(debs_of "$group"); do
+    # Nothing, and no failure under `set -e -o pipefail`, while apt does not know the package.
     kernel=$(apt-cache depends "$pkg" 2>/dev/null |
-      awk '$1 == "Depends:" && $2 ~ /^linux-image-/ { print $2 }')
+      awk '$1 == "Depends:" && $2 ~ /^linux-image-/ { print $2 }') || kernel=""
     # shellcheck disable=SC2086 # kernel is empty or one package name
     (cd "$dir/.debs" && apt-get download -qq "$pkg" $kernel 2>/dev/null) || {
       # Lists that never saw the foreign architecture: fetch them (as root), then try again.
