@@ -9,50 +9,59 @@
 
 use crate::digest::{Digest, HashingReader};
 use crate::error::Error;
+use crate::outfile::{self, Dir, NewFile};
 use crate::partial;
 use crate::progress::Progress;
-use std::fs::{self, File};
+use std::ffi::OsStr;
+use std::fs::File;
 use std::io::{self, Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 pub struct Cache {
-    blobs: PathBuf,
+    blobs: Dir,
     progress: Arc<Progress>,
 }
 
 impl Cache {
-    /// Opens (creating) the cache at `dir`, clearing temporary files of dead processes.
+    /// Opens (creating, private) the cache at `dir`, clearing temporary files of dead
+    /// processes.
     pub fn open(dir: &Path, progress: Arc<Progress>) -> Result<Cache, Error> {
-        let blobs = dir.join("blobs").join("sha256");
-        fs::create_dir_all(&blobs).map_err(|e| Error::io(&blobs, e))?;
-        partial::remove_stale_partials(&blobs);
+        let blobs = Dir::ensure_private(dir)?.private_dirs_at(Path::new("blobs/sha256"))?;
+        partial::remove_stale_partials(blobs.path());
         Ok(Cache { blobs, progress })
-    }
-
-    fn path(&self, digest: &Digest) -> PathBuf {
-        self.blobs.join(digest.hex())
     }
 
     /// Whether a blob of `size` bytes is stored for `digest`, by its length alone (`get`
     /// verifies): enough to decide what to download ahead.
     pub fn holds(&self, digest: &Digest, size: u64) -> bool {
-        fs::metadata(self.path(digest)).is_ok_and(|m| m.len() == size)
+        self.blobs.stat(OsStr::new(digest.hex())) == Some((libc::S_IFREG, outfile::euid(), size))
     }
 
-    /// The cached blob, after checking it still hashes to `digest` and has `size` bytes.
+    /// The entry for `digest`, opened if it is a regular file of this user; anything else
+    /// there (a link, a FIFO, another user's file in a shared cache) is passed over with a
+    /// warning, never read or waited on.
+    fn open_entry(&self, digest: &Digest) -> Option<File> {
+        match self.blobs.open_owned(OsStr::new(digest.hex())) {
+            Ok(file) => file,
+            Err(e) => {
+                self.progress
+                    .warn(&format!("{e}; fetching the blob from the registry instead"));
+                None
+            }
+        }
+    }
+
+    /// The cached blob, after checking it hashes to `digest` and has `size` bytes, rewound
+    /// for the pipeline, which hashes what it reads once more: what is used is verified as
+    /// it is used, whatever happens to the file in between.
     pub fn get(&self, digest: &Digest, size: u64) -> Option<File> {
-        let path = self.path(digest);
-        let file = File::open(&path).ok()?;
-        let mut hashing = HashingReader::new(&file);
+        let file = self.open_entry(digest)?;
+        let mut hashing = HashingReader::new((&file).take(size.saturating_add(1)));
         let verified = io::copy(&mut hashing, &mut io::sink()).is_ok()
             && hashing.finish() == (digest.clone(), size);
         if !verified {
-            self.progress.warn(&format!(
-                "the cache entry {} is corrupt; removing it and downloading the blob again",
-                path.display()
-            ));
-            let _ = fs::remove_file(&path);
+            self.corrupt(digest);
             return None;
         }
         let mut file = file;
@@ -60,32 +69,47 @@ impl Cache {
         Some(file)
     }
 
-    /// The cached blob's bytes, verified, for small blobs (configs).
+    /// The cached blob's bytes for small blobs (configs): read once, and those very bytes
+    /// checked against `digest` and `size`.
     pub fn get_bytes(&self, digest: &Digest, size: u64) -> Option<Vec<u8>> {
+        let file = self.open_entry(digest)?;
         let mut bytes = Vec::new();
-        self.get(digest, size)?.read_to_end(&mut bytes).ok()?;
+        let read = file.take(size.saturating_add(1)).read_to_end(&mut bytes);
+        if read.is_err() || bytes.len() as u64 != size || Digest::of_bytes(&bytes) != *digest {
+            self.corrupt(digest);
+            return None;
+        }
         Some(bytes)
     }
 
-    /// Stores bytes the caller has verified against `digest`.
-    pub fn put_bytes(&self, digest: &Digest, bytes: &[u8]) -> Result<(), Error> {
-        let mut entry = self.entry(digest)?;
-        entry
-            .write_all(bytes)
-            .map_err(|e| Error::io(&entry.temp, e))?;
-        entry.commit()
+    fn corrupt(&self, digest: &Digest) {
+        self.progress.warn(&format!(
+            "the cache entry {} is corrupt; removing it and downloading the blob again",
+            self.blobs.join(digest.hex()).display()
+        ));
+        self.blobs.remove(OsStr::new(digest.hex()));
+    }
+
+    /// Stores bytes the caller has verified against `digest`. A failure costs the cache, not
+    /// the run: it is a warning.
+    pub fn put_bytes(&self, digest: &Digest, bytes: &[u8]) {
+        let stored = self.entry(digest).and_then(|mut entry| {
+            let shown = entry.file.path();
+            entry.write_all(bytes).map_err(|e| Error::io(&shown, e))?;
+            entry.commit()
+        });
+        if let Err(e) = stored {
+            self.progress.warn(&format!(
+                "cannot keep {digest} in the cache ({e}); going on without"
+            ));
+        }
     }
 
     /// Starts an entry for `digest`; it appears under that name only on `commit`.
     pub fn entry(&self, digest: &Digest) -> Result<Entry, Error> {
-        let dest = self.path(digest);
-        let temp = partial::temp_name(&dest);
-        let file = File::create(&temp).map_err(|e| Error::io(&temp, e))?;
+        let dir = Dir::open(self.blobs.path())?;
         Ok(Entry {
-            _interrupt: partial::on_interrupt(&temp, partial::Undo::Remove),
-            file: Some(file),
-            temp,
-            dest,
+            file: NewFile::create_in(dir, OsStr::new(digest.hex()))?,
             progress: self.progress.clone(),
         })
     }
@@ -93,41 +117,24 @@ impl Cache {
 
 /// A cache entry being written.
 pub struct Entry {
-    file: Option<File>,
-    temp: PathBuf,
-    dest: PathBuf,
-    _interrupt: partial::OnInterrupt,
+    file: NewFile,
     progress: Arc<Progress>,
 }
 
 impl Entry {
     /// Makes the entry durable and visible under its digest.
-    pub fn commit(mut self) -> Result<(), Error> {
-        if let Some(file) = self.file.take() {
-            file.sync_all().map_err(|e| Error::io(&self.temp, e))?;
-        }
-        fs::rename(&self.temp, &self.dest).map_err(|e| Error::io(&self.dest, e))
+    pub fn commit(self) -> Result<(), Error> {
+        self.file.persist()
     }
 }
 
 impl Write for Entry {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        match &mut self.file {
-            Some(file) => file.write(buf),
-            None => Err(io::Error::other("cache entry already committed")),
-        }
+        self.file.file_mut().write(buf)
     }
 
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
-    }
-}
-
-impl Drop for Entry {
-    fn drop(&mut self) {
-        if self.file.is_some() {
-            let _ = fs::remove_file(&self.temp);
-        }
     }
 }
 
@@ -144,11 +151,23 @@ pub fn filling<T>(
     let Some(cache) = cache else {
         return use_blob(body);
     };
-    let mut entry = cache.entry(digest)?;
+    let mut entry = match cache.entry(digest) {
+        Ok(entry) => entry,
+        Err(e) => {
+            cache.progress.warn(&format!(
+                "cannot keep {digest} in the cache ({e}); going on without"
+            ));
+            return use_blob(body);
+        }
+    };
     let mut tee = Tee::new(body, &mut entry);
     let result = use_blob(&mut tee)?;
     if tee.complete() {
-        entry.commit()?;
+        if let Err(e) = entry.commit() {
+            cache.progress.warn(&format!(
+                "cannot keep {digest} in the cache ({e}); going on without"
+            ));
+        }
     }
     Ok(result)
 }
@@ -183,7 +202,7 @@ impl<R: Read> Read for Tee<'_, R> {
             if let Err(e) = self.entry.write_all(&buf[..n]) {
                 self.entry.progress.warn(&format!(
                     "cannot write the cache entry {} ({e}); going on without caching it",
-                    self.entry.temp.display()
+                    self.entry.file.path().display()
                 ));
                 self.failed = true;
             }
@@ -196,6 +215,8 @@ impl<R: Read> Read for Tee<'_, R> {
 mod tests {
     use super::*;
     use crate::progress::Verbosity;
+    use std::fs;
+    use std::path::PathBuf;
 
     fn quiet() -> Arc<Progress> {
         Arc::new(Progress::with(Verbosity::Quiet, false))
@@ -215,18 +236,19 @@ mod tests {
         let data = b"blob bytes";
         let digest = Digest::of_bytes(data);
         assert!(cache.get(&digest, 10).is_none());
-        cache.put_bytes(&digest, data).unwrap();
+        cache.put_bytes(&digest, data);
         assert_eq!(cache.get_bytes(&digest, 10).unwrap(), data);
         assert!(
             cache.get(&digest, 11).is_none(),
             "a size mismatch is a corrupt entry"
         );
-        cache.put_bytes(&digest, b"not the blob").unwrap();
+        // An entry rewritten behind the cache's back.
+        cache.put_bytes(&digest, data);
+        let entry = cache.blobs.join(digest.hex());
+        fs::remove_file(&entry).unwrap();
+        fs::write(&entry, b"not the blob").unwrap();
         assert!(cache.get(&digest, 10).is_none());
-        assert!(
-            !cache.path(&digest).exists(),
-            "the corrupt entry was removed"
-        );
+        assert!(!entry.exists(), "the corrupt entry was removed");
         fs::remove_dir_all(&dir).unwrap();
     }
 
@@ -241,7 +263,43 @@ mod tests {
             io::copy(&mut tee, &mut io::sink()).unwrap();
             assert!(tee.complete());
         }
-        assert_eq!(fs::read_dir(&cache.blobs).unwrap().count(), 0);
+        assert_eq!(fs::read_dir(cache.blobs.path()).unwrap().count(), 0);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn entries_that_are_not_this_users_regular_files_are_passed_over() {
+        let dir = scratch("planted");
+        let cache = Cache::open(&dir, quiet()).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        let mode = fs::metadata(dir.join("blobs/sha256"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o700, "the cache's directories are private");
+        // A link to a device and a FIFO under digest names: neither is read nor waited on.
+        let zero = Digest::of_bytes(b"zero");
+        std::os::unix::fs::symlink("/dev/zero", cache.blobs.join(zero.hex())).unwrap();
+        assert!(!cache.holds(&zero, 4));
+        assert!(cache.get(&zero, 4).is_none());
+        assert!(cache.get_bytes(&zero, 4).is_none());
+        let fifo = Digest::of_bytes(b"fifo");
+        let path = std::ffi::CString::new(
+            cache
+                .blobs
+                .join(fifo.hex())
+                .into_os_string()
+                .into_encoded_bytes(),
+        )
+        .unwrap();
+        assert_eq!(unsafe { libc::mkfifo(path.as_ptr(), 0o600) }, 0);
+        assert!(cache.get(&fifo, 4).is_none());
+        // Storing over the link fails with a warning, and the link is left as it is.
+        cache.put_bytes(&zero, b"zero");
+        assert!(fs::symlink_metadata(cache.blobs.join(zero.hex()))
+            .unwrap()
+            .file_type()
+            .is_symlink());
         fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -19,8 +19,8 @@ use crate::progress::Step;
 use crate::registry::Registry;
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
-use std::os::unix::fs::{FileExt, OpenOptionsExt};
-use std::path::{Path, PathBuf};
+use std::os::unix::fs::FileExt;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Condvar, Mutex};
 
@@ -30,7 +30,7 @@ pub struct Blobs<'a> {
     pub cache: Option<&'a Cache>,
     pub layers: &'a [Descriptor],
     /// A directory of this run's for blobs that arrive before their turn.
-    pub spool_dir: &'a Path,
+    pub spool_dir: &'a crate::outfile::Dir,
 }
 
 /// Blobs in flight at once, the consumer's own included (Docker also pulls three at a time).
@@ -202,13 +202,9 @@ fn helper(blobs: &Blobs, order: &[usize], shared: &Shared) {
 fn spool(blobs: &Blobs, layer: usize, slot: &Slot, stop: &AtomicBool) -> Result<(), Error> {
     let blob = &blobs.layers[layer];
     // By position: an image may hold the same blob twice.
-    let path = blobs.spool_dir.join(layer.to_string());
-    let mut file = fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&path)
-        .map_err(|e| Error::io(&path, e))?;
+    let name = layer.to_string();
+    let path = blobs.spool_dir.join(&name);
+    let mut file = blobs.spool_dir.create_file(name.as_ref())?;
     lock(&slot.progress).spool = Some(path.clone());
     let what = format!(
         "layer {}/{} ({})",

@@ -73,6 +73,7 @@ pub mod interrupt;
 mod layer_tar;
 mod locks;
 mod manifest;
+mod outfile;
 mod partial;
 mod paths;
 mod pipeline;

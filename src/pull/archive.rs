@@ -11,7 +11,8 @@
 use super::{size, Image};
 use super::{ArchiveForm, Options};
 use crate::error::Error;
-use crate::partial;
+use crate::outfile::{self, Dir, NewDir, NewFile};
+use crate::partial::Undo;
 use crate::pipeline::LayerStats;
 use crate::sinks::archive::{
     self, ArchiveWriter, Compression, Compressor, LayerEntries, TarStream,
@@ -27,24 +28,34 @@ use std::sync::Mutex;
 enum Target {
     /// A regular file (new or replaced), written under a temporary name.
     File(PathBuf),
-    /// Standard output, or a device or pipe named by `-o`: written front to back.
-    Stream(Option<PathBuf>),
+    /// Standard output, or a terminal, `/dev/null` or FIFO named by `-o` (see
+    /// `outfile::target`): written front to back.
+    Stream(Option<(File, PathBuf)>),
     /// `--no-tar`: the directory only.
     Dir,
 }
 
-fn target(options: &Options, form: &ArchiveForm) -> Target {
+/// Where the archive goes; a device or pipe is opened here, once.
+fn target(options: &Options, form: &ArchiveForm) -> Result<Target, Error> {
     if form.no_tar {
-        return Target::Dir;
+        return Ok(Target::Dir);
     }
-    let path = archive_path(options, form);
-    match path {
-        None => Target::Stream(None),
-        Some(path) if fs::metadata(&path).is_ok_and(|m| !m.is_file() && !m.is_dir()) => {
-            Target::Stream(Some(path))
-        }
-        Some(path) => Target::File(path),
-    }
+    let Some(path) = archive_path(options, form) else {
+        return Ok(Target::Stream(None));
+    };
+    Ok(match outfile::target(&path)? {
+        outfile::Target::Stdout => Target::Stream(None),
+        outfile::Target::Stream(file) => Target::Stream(Some((file, path))),
+        outfile::Target::File => Target::File(path),
+    })
+}
+
+/// Whether the archive goes somewhere other than a file in the working directory, judged
+/// without opening it (a FIFO's reader would see it closed).
+fn streams(options: &Options, form: &ArchiveForm) -> bool {
+    !form.no_tar
+        && archive_path(options, form)
+            .is_none_or(|path| fs::metadata(path).is_ok_and(|m| !m.is_file() && !m.is_dir()))
 }
 
 /// The archive's path: `-o FILE`, else `--tarname` or the image's name in the working
@@ -79,9 +90,9 @@ fn base_name(options: &Options) -> String {
 /// Makes the directories the archive needs before anything is fetched: none for standard
 /// output (nothing but the archive is written then).
 pub(super) fn prepare(options: &Options, form: &ArchiveForm) -> Result<(), Error> {
-    match target(options, form) {
-        Target::Stream(_) => Ok(()),
-        _ => super::prepare_dir(&options.working_dir),
+    match streams(options, form) {
+        true => Ok(()),
+        false => super::prepare_dir(&options.working_dir),
     }
 }
 
@@ -104,11 +115,11 @@ pub(super) fn save(
         })
         .collect();
     images[0].progress().layers(&layers);
-    let target = target(options, form);
-    let streamed = matches!(target, Target::Stream(_))
-        || (form.compression != Compression::None && !form.no_tar);
+    let target = target(options, form)?;
+    let to_stream = matches!(target, Target::Stream(_));
+    let streamed = to_stream || (form.compression != Compression::None && !form.no_tar);
     let result = if streamed {
-        stream(form, images, &layout_images, &plan, &target)
+        stream(form, images, &layout_images, &plan, target)
     } else {
         in_place(options, form, images, &layout_images, &plan, &target)
     };
@@ -116,7 +127,7 @@ pub(super) fn save(
     let (written, stats) = match result {
         Ok(done) => done,
         Err(e) => {
-            if matches!(target, Target::Stream(_)) {
+            if to_stream {
                 images[0].progress().warn(
                     "the archive written so far is incomplete: discard it (a loader reading it fails)",
                 );
@@ -216,7 +227,7 @@ fn stream(
     images: &[Image],
     layout_images: &[layout::Image],
     plan: &Plan,
-    target: &Target,
+    target: Target,
 ) -> Result<(Option<PathBuf>, Vec<LayerStats>), Error> {
     let compression = form.compression;
     // One writer type for every destination: the stream code is compiled once, not once per
@@ -228,24 +239,19 @@ fn stream(
             let stats = write_stream(images, layout_images, plan, out, compression, shown)?;
             Ok((None, stats))
         }
-        Target::Stream(Some(path)) => {
-            let file = fs::OpenOptions::new()
-                .write(true)
-                .open(path)
-                .map_err(|e| Error::io(path, e))?;
+        Target::Stream(Some((file, path))) => {
             let out = Box::new(BufWriter::with_capacity(64 * 1024, file));
-            let stats = write_stream(images, layout_images, plan, out, compression, path)?;
-            Ok((Some(path.clone()), stats))
+            let stats = write_stream(images, layout_images, plan, out, compression, &path)?;
+            Ok((Some(path), stats))
         }
         Target::File(path) => {
-            let temp = partial::Temp::new(path);
-            let file = File::create(temp.path()).map_err(|e| Error::io(temp.path(), e))?;
-            let synced = file.try_clone().map_err(|e| Error::io(temp.path(), e))?;
+            let temp = NewFile::create(&path)?;
+            let shown = temp.path();
+            let file = temp.file().try_clone().map_err(|e| Error::io(&shown, e))?;
             let out = Box::new(BufWriter::with_capacity(64 * 1024, file));
-            let stats = write_stream(images, layout_images, plan, out, compression, temp.path())?;
-            synced.sync_all().map_err(|e| Error::io(temp.path(), e))?;
-            temp.persist().map_err(|e| Error::io(path, e))?;
-            Ok((Some(path.clone()), stats))
+            let stats = write_stream(images, layout_images, plan, out, compression, &shown)?;
+            temp.persist()?;
+            Ok((Some(path), stats))
         }
         Target::Dir => unreachable!("a directory is written in place"),
     }
@@ -338,20 +344,14 @@ fn in_place(
             ),
         ));
     }
-    let work_dir = partial::temp_name(&final_dir);
-    let mut cleanup = Cleanup {
-        dir: Some(work_dir.clone()),
-        keep: options.no_rm,
-        _interrupt: partial::on_interrupt(
-            &work_dir,
-            if options.no_rm {
-                partial::Undo::Keep
-            } else {
-                partial::Undo::Remove
-            },
-        ),
+    let undo = if options.no_rm {
+        Undo::Keep
+    } else {
+        Undo::Remove
     };
-    fs::create_dir(&work_dir).map_err(|e| Error::io(&work_dir, e))?;
+    // Private until complete: no other user can plant anything in it.
+    let work = NewDir::create(&final_dir, undo)?;
+    let work_dir = work.dir().path().to_path_buf();
     let tar_path = match target {
         Target::File(path) => Some(path.clone()),
         _ => None,
@@ -362,12 +362,12 @@ fn in_place(
         .map(|path| ArchiveWriter::create(path, plan.layers.len(), !options.no_rm, &plan.prelude))
         .transpose()?;
     if keep_dir {
-        archive::write_entries(&work_dir, &plan.prelude)?;
+        archive::write_entries(work.dir(), &plan.prelude)?;
     }
     let job = LayerJob {
         images,
         plan,
-        work_dir: &work_dir,
+        work_dir: work.dir(),
         archive: archive.as_ref(),
         tar_path: tar_path.as_deref().unwrap_or(&work_dir),
         keep_dir,
@@ -376,7 +376,7 @@ fn in_place(
     let sizes: Vec<u64> = stats.iter().map(|s| stored_size(plan, s)).collect();
     let files = plan.finish(layout_images, &sizes);
     if keep_dir {
-        archive::write_entries(&work_dir, &files)?;
+        archive::write_entries(work.dir(), &files)?;
     }
     let written = match archive {
         Some(archive) => {
@@ -386,11 +386,11 @@ fn in_place(
         None => Some(final_dir.clone()),
     };
     if keep_dir {
-        fs::rename(&work_dir, &final_dir).map_err(|e| Error::io(&final_dir, e))?;
+        work.persist(None)?;
+    } else {
+        // Success: the directory is no longer wanted and goes now.
+        work.discard();
     }
-    // Success: the directory was renamed into place, or is no longer wanted and goes now.
-    cleanup.keep = false;
-    drop(cleanup);
     Ok((written, stats))
 }
 
@@ -398,7 +398,7 @@ fn in_place(
 struct LayerJob<'a> {
     images: &'a [Image],
     plan: &'a Plan,
-    work_dir: &'a Path,
+    work_dir: &'a Dir,
     /// The archive being written, unless --no-tar.
     archive: Option<&'a ArchiveWriter>,
     tar_path: &'a Path,
@@ -465,16 +465,15 @@ fn fetch_layer(job: &LayerJob, slot: usize) -> Result<LayerStats, Error> {
     let image = &job.images[layer.image];
     let name = layer_name(job.plan, job.images, slot);
     let out_path = job.work_dir.join(&layer.name);
-    if let Some(parent) = out_path.parent() {
-        fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
-    }
     if job.keep_dir {
         archive::write_entries(job.work_dir, &layer.before)?;
     }
     let keep = || keep(job.plan);
     let stats = match job.archive {
         Some(archive) => {
-            let mut sink = archive.layer(slot, layer_entries(job.plan, slot), &out_path)?;
+            let entries = layer_entries(job.plan, slot);
+            let rel = Path::new(&layer.name);
+            let mut sink = archive.layer(slot, entries, job.work_dir, rel)?;
             let stats = image.unpack(
                 layer.index,
                 &name,
@@ -487,7 +486,7 @@ fn fetch_layer(job: &LayerJob, slot: usize) -> Result<LayerStats, Error> {
             stats
         }
         None => {
-            let mut out = File::create(&out_path).map_err(|e| Error::io(&out_path, e))?;
+            let mut out = job.work_dir.create_at(Path::new(&layer.name))?;
             let stats =
                 image.unpack(layer.index, &name, &out_path, &mut out, keep(), Some(slot))?;
             out.sync_all().map_err(|e| Error::io(&out_path, e))?;
@@ -508,26 +507,4 @@ fn report(image: &Image, slot: usize, name: &str, stats: &LayerStats) {
             size(stats.uncompressed)
         ),
     );
-}
-
-/// Removes the image directory this run created unless told to keep it.
-struct Cleanup {
-    dir: Option<PathBuf>,
-    keep: bool,
-    _interrupt: partial::OnInterrupt,
-}
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        if let Some(dir) = self.dir.take() {
-            if !dir.exists() {
-                return;
-            }
-            if self.keep {
-                eprintln!("kept the partial directory {} (--no-rm)", dir.display());
-            } else {
-                let _ = fs::remove_dir_all(&dir);
-            }
-        }
-    }
 }

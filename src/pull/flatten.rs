@@ -14,12 +14,12 @@ use super::{size, Image, SpoolDir};
 use crate::error::Error;
 use crate::fetch;
 use crate::layer_tar::{Entry, Kind, TreePath};
-use crate::partial::Temp;
+use crate::outfile::{self, NewFile};
 use crate::pipeline::{CopyingReader, LayerLabel, LayerReader, LayerStats};
 use crate::sinks::archive::Compressor;
 use crate::sinks::cpio::Summary;
 use crate::sinks::flatten::Flatten;
-use std::fs::{self, File, OpenOptions};
+use std::fs::File;
 use std::io::{self, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
@@ -49,34 +49,39 @@ pub(super) fn save(
     };
     let spool = SpoolDir::create(&near)?;
     if to_stdout {
-        let mut out = BufWriter::with_capacity(64 * 1024, io::stdout().lock());
-        let shown = Path::new("standard output");
-        merge(options, image, &spool, &mut out, shown, initramfs)?;
-        out.flush()
-            .map_err(|e| Error::io(Path::new("standard output"), e))?;
-        return Ok(None);
+        return to_stdout_as(options, image, &spool, initramfs);
     }
-    // A device or pipe (`/dev/null`, `/dev/stdout`, a FIFO) is written as it is; only a
-    // regular file gets a temporary name and a rename.
-    if fs::metadata(file).is_ok_and(|m| !m.is_file() && !m.is_dir()) {
-        let out = OpenOptions::new()
-            .write(true)
-            .open(file)
-            .map_err(|e| Error::io(file, e))?;
-        let mut buffered = BufWriter::with_capacity(64 * 1024, &out);
-        merge(options, image, &spool, &mut buffered, file, initramfs)?;
-        buffered.flush().map_err(|e| Error::io(file, e))?;
-        return Ok(Some(file.to_path_buf()));
-    }
-    let temp = Temp::new(file);
-    let out = File::create(temp.path()).map_err(|e| Error::io(temp.path(), e))?;
-    let mut buffered = BufWriter::with_capacity(64 * 1024, &out);
+    // A terminal, `/dev/null` or the user's FIFO is written as it is; only a regular file gets
+    // a temporary name and a rename (see `outfile::target`).
+    let temp = match outfile::target(file)? {
+        outfile::Target::Stdout => return to_stdout_as(options, image, &spool, initramfs),
+        outfile::Target::Stream(out) => {
+            let mut buffered = BufWriter::with_capacity(64 * 1024, &out);
+            merge(options, image, &spool, &mut buffered, file, initramfs)?;
+            buffered.flush().map_err(|e| Error::io(file, e))?;
+            return Ok(Some(file.to_path_buf()));
+        }
+        outfile::Target::File => NewFile::create(file)?,
+    };
+    let mut buffered = BufWriter::with_capacity(64 * 1024, temp.file());
     merge(options, image, &spool, &mut buffered, file, initramfs)?;
-    buffered.flush().map_err(|e| Error::io(temp.path(), e))?;
+    buffered.flush().map_err(|e| Error::io(&temp.path(), e))?;
     drop(buffered);
-    out.sync_all().map_err(|e| Error::io(temp.path(), e))?;
-    temp.persist().map_err(|e| Error::io(file, e))?;
+    temp.persist()?;
     Ok(Some(file.to_path_buf()))
+}
+
+fn to_stdout_as(
+    options: &Options,
+    image: &Image,
+    spool: &SpoolDir,
+    initramfs: Option<&Initramfs>,
+) -> Result<Option<PathBuf>, Error> {
+    let mut out = BufWriter::with_capacity(64 * 1024, io::stdout().lock());
+    let shown = Path::new("standard output");
+    merge(options, image, spool, &mut out, shown, initramfs)?;
+    out.flush().map_err(|e| Error::io(shown, e))?;
+    Ok(None)
 }
 
 /// Merges the image into `out` as a tar, or as `initramfs` asks; `shown` names where it goes,
@@ -145,9 +150,11 @@ fn merge_layers(
             false => read(image, layer, body, flat, false)?,
             true => {
                 // The copy is verified again as it is merged: it lay on disk in between.
-                let kept = spool.path.join(format!("layer-{i}"));
-                let merged = File::create(&kept)
-                    .map_err(|e| Error::io(&kept, e))
+                let kept_name = format!("layer-{i}");
+                let kept = spool.dir().join(&kept_name);
+                let merged = spool
+                    .dir()
+                    .create_file(kept_name.as_ref())
                     .and_then(|file| {
                         let mut copy = BufWriter::with_capacity(64 * 1024, file);
                         let copying = &mut CopyingReader::new(body, &mut copy);
@@ -157,7 +164,7 @@ fn merge_layers(
                         let mut file = File::open(&kept).map_err(|e| Error::io(&kept, e))?;
                         read(image, layer, &mut file, flat, false)
                     });
-                let _ = fs::remove_file(&kept);
+                spool.dir().remove(kept_name.as_ref());
                 merged?
             }
         };

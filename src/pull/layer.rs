@@ -7,9 +7,9 @@ use super::Options;
 use super::{size, Image, Keep};
 use crate::error::Error;
 use crate::manifest::LayerChoice;
-use crate::partial::Temp;
-use crate::sinks::{archive, layout};
-use std::fs::{self, File};
+use crate::outfile::{NewDir, NewFile};
+use crate::partial::Undo;
+use crate::sinks::layout;
 use std::io;
 use std::path::{Path, PathBuf};
 
@@ -52,22 +52,21 @@ pub(super) fn save(
         ));
     }
     let name = image.layer_name(i);
-    let temp = Temp::new(&dest);
     let stats = if registry_format {
-        let mut file = File::create(temp.path()).map_err(|e| Error::io(temp.path(), e))?;
+        let mut file = NewFile::create(&dest)?;
         // The blob is kept as served; inflating it (to nowhere) verifies the diff ID too.
         let stats = image.unpack(
             i,
             &name,
             Path::new("the layer file"),
-            &mut file,
+            file.file_mut(),
             Keep::Blob,
             None,
         )?;
-        file.sync_all().map_err(|e| Error::io(temp.path(), e))?;
+        file.persist()?;
         stats
     } else {
-        fs::create_dir(temp.path()).map_err(|e| Error::io(temp.path(), e))?;
+        let temp = NewDir::create(&dest, Undo::Remove)?;
         let parent = i.checked_sub(1).map(|p| ids[p].as_str());
         let config = &image.config;
         for (file_name, bytes) in layout::layer_files(
@@ -76,10 +75,10 @@ pub(super) fn save(
             config.created.as_deref(),
             config.os.as_deref(),
         ) {
-            archive::write_file(&temp.path().join(file_name), &bytes)?;
+            temp.dir().write_at(Path::new(file_name), &bytes)?;
         }
-        let path = temp.path().join("layer.tar");
-        let mut file = File::create(&path).map_err(|e| Error::io(&path, e))?;
+        let path = temp.dir().join("layer.tar");
+        let mut file = temp.dir().create_at(Path::new("layer.tar"))?;
         let stats = image.unpack(
             i,
             &name,
@@ -89,9 +88,9 @@ pub(super) fn save(
             None,
         )?;
         file.sync_all().map_err(|e| Error::io(&path, e))?;
+        temp.persist(None)?;
         stats
     };
-    temp.persist().map_err(|e| Error::io(&dest, e))?;
     image.progress().info(&format!(
         "Saved {name} of {} ({} compressed, {} unpacked) as {}",
         options.image,

@@ -23,6 +23,7 @@ use crate::digest::Digest;
 use crate::error::Error;
 use crate::fetch::Blobs;
 use crate::manifest::{self, Config, Fetched, Manifest, Platform};
+use crate::outfile;
 use crate::partial;
 use crate::pipeline::LayerLabel;
 use crate::pipeline::{self, CopyingReader, LayerStats};
@@ -35,7 +36,6 @@ use crate::registry::mirrors::{self, Mirror, Source};
 use crate::registry::Registry;
 use crate::signature::{self, Keys};
 use crate::sinks::layout;
-use std::fs;
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -96,7 +96,7 @@ impl Image {
             registry: &self.registry,
             cache: self.cache.as_ref(),
             layers: &self.manifest.layers,
-            spool_dir: &spool.path,
+            spool_dir: spool.dir(),
         }
     }
 
@@ -425,7 +425,7 @@ impl<'a> Reach<'a> {
 
 /// Makes the directory a run writes into, and removes what killed runs left there.
 fn prepare_dir(dir: &Path) -> Result<(), Error> {
-    fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    outfile::Dir::ensure(dir)?;
     partial::remove_stale_partials(dir);
     Ok(())
 }
@@ -523,7 +523,7 @@ fn with_config(
             None => {
                 let bytes = registry.small_blob(&manifest.config, "the image config")?;
                 if let Some(cache) = &cache {
-                    cache.put_bytes(&manifest.config.digest, &bytes)?;
+                    cache.put_bytes(&manifest.config.digest, &bytes);
                 }
                 Ok::<_, Error>(bytes)
             }
@@ -727,11 +727,8 @@ fn between_twins(
 }
 
 /// A directory of this run's for blobs that arrive before their turn (`fetch`), beside
-/// `near`; removed with everything in it when dropped.
-struct SpoolDir {
-    path: PathBuf,
-    _interrupt: partial::OnInterrupt,
-}
+/// `near`: private, and removed with everything in it when dropped.
+struct SpoolDir(outfile::PrivateDir);
 
 impl SpoolDir {
     fn create(near: &Path) -> Result<SpoolDir, Error> {
@@ -739,19 +736,11 @@ impl SpoolDir {
             .file_name()
             .map(|n| format!("{}.spool", n.to_string_lossy()))
             .unwrap_or_else(|| "dockersave.spool".into());
-        let path = partial::temp_name(&near.with_file_name(name));
-        let interrupt = partial::on_interrupt(&path, partial::Undo::Remove);
-        fs::create_dir(&path).map_err(|e| Error::io(&path, e))?;
-        Ok(SpoolDir {
-            path,
-            _interrupt: interrupt,
-        })
+        outfile::PrivateDir::create(&near.with_file_name(name)).map(SpoolDir)
     }
-}
 
-impl Drop for SpoolDir {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.path);
+    fn dir(&self) -> &outfile::Dir {
+        self.0.dir()
     }
 }
 

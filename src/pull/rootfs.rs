@@ -12,7 +12,8 @@ use super::{size, Image, SpoolDir};
 use crate::confined;
 use crate::error::Error;
 use crate::fetch;
-use crate::partial;
+use crate::outfile::{self, NewDir};
+use crate::partial::{self, Undo};
 use crate::pipeline::{CopyingReader, LayerReader};
 use crate::sinks::archive;
 use crate::sinks::git::Repo;
@@ -20,7 +21,6 @@ use crate::sinks::layout::{Layout, Plan};
 use crate::sinks::rootfs::Rootfs;
 use std::fs::{self, File};
 use std::io;
-use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
 pub(super) fn save(
@@ -95,6 +95,7 @@ pub(super) fn save(
     image.progress().done();
     applied?;
     let (devices, xattrs) = (rootfs.skipped_devices, rootfs.skipped_xattrs);
+    let setid = rootfs.setid_files;
     let root_mode = rootfs.finish()?;
     if devices > 0 {
         image.progress().info(&format!(
@@ -109,7 +110,16 @@ pub(super) fn save(
     if let Some(kept) = kept {
         kept.finish(image)?;
     }
-    target.complete(root_mode)?;
+    // Without root the image's setuid and setgid files belong to this user: anyone who can
+    // reach them would run them as this user. The tree's root stays 0700 then.
+    let private = setid > 0 && outfile::euid() != 0;
+    if private {
+        image.progress().warn(&format!(
+            "{setid} setuid or setgid files are owned by you, not root (that needs root): {} stays 0700, so that no other user can run them as you; chmod it if that is what you want",
+            dir.display()
+        ));
+    }
+    target.complete(root_mode, private)?;
     image.progress().info(&format!(
         "Unpacked {} ({} layers, {} downloaded, {} unpacked) into {}",
         options.image,
@@ -128,14 +138,12 @@ pub(super) struct Target {
     work: PathBuf,
     kind: TargetKind,
     done: bool,
-    /// `--no-rm`: a new DIR's partial tree stays after a failure or an interrupt.
-    keep: bool,
-    _interrupt: partial::OnInterrupt,
+    _interrupt: Option<partial::OnInterrupt>,
 }
 
-#[derive(PartialEq, Eq)]
 enum TargetKind {
-    New,
+    /// A new DIR, built private under its partial name.
+    New(NewDir),
     Empty,
     Forced,
 }
@@ -154,7 +162,24 @@ impl Target {
         }
         let exists = |kind| Error::io(dest, io::Error::new(kind, "exists and is not a directory"));
         let kind = match fs::symlink_metadata(dest) {
-            Err(e) if e.kind() == io::ErrorKind::NotFound => TargetKind::New,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                if dest.file_name().is_none() {
+                    return Err(Error::Usage(format!(
+                        "--rootfs {} does not name a directory",
+                        dest.display()
+                    )));
+                }
+                let parent = dest.parent().unwrap_or(Path::new(""));
+                outfile::Dir::ensure(parent)?;
+                partial::remove_stale_partials(match parent.as_os_str().is_empty() {
+                    true => Path::new("."),
+                    false => parent,
+                });
+                // 0700 until it is complete and renamed: no other user may reach a setuid file
+                // or a device node of a half-built tree.
+                let undo = if keep { Undo::Keep } else { Undo::Remove };
+                TargetKind::New(NewDir::create(dest, undo)?)
+            }
             Err(e) => return Err(Error::io(dest, e)),
             Ok(meta) if !meta.is_dir() => return Err(exists(io::ErrorKind::AlreadyExists)),
             Ok(_) => {
@@ -174,43 +199,17 @@ impl Target {
                 }
             }
         };
-        let work = if kind == TargetKind::New {
-            if dest.file_name().is_none() {
-                return Err(Error::Usage(format!(
-                    "--rootfs {} does not name a directory",
-                    dest.display()
-                )));
-            }
-            if let Some(parent) = dest.parent().filter(|p| !p.as_os_str().is_empty()) {
-                fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
-                partial::remove_stale_partials(parent);
-            } else {
-                partial::remove_stale_partials(Path::new("."));
-            }
-            let work = partial::temp_name(dest);
-            // 0700 until it is complete and renamed: no other user may reach a setuid file
-            // or a device node of a half-built tree.
-            fs::DirBuilder::new()
-                .mode(0o700)
-                .create(&work)
-                .map_err(|e| Error::io(&work, e))?;
-            work
-        } else {
-            dest.to_path_buf()
-        };
-        let undo = match (&kind, keep) {
-            (TargetKind::New, false) => partial::Undo::Remove,
-            (TargetKind::New, true) => partial::Undo::Keep,
-            (TargetKind::Empty, _) => partial::Undo::Empty,
-            (TargetKind::Forced, _) => partial::Undo::Partial,
+        let (work, interrupt) = match &kind {
+            TargetKind::New(dir) => (dir.dir().path().to_path_buf(), None),
+            TargetKind::Empty => (dest.to_path_buf(), Some(Undo::Empty)),
+            TargetKind::Forced => (dest.to_path_buf(), Some(Undo::Partial)),
         };
         Ok(Target {
-            _interrupt: partial::on_interrupt(&work, undo),
+            _interrupt: interrupt.map(|undo| partial::on_interrupt(&work, undo)),
             dest: dest.to_path_buf(),
             work,
             kind,
             done: false,
-            keep,
         })
     }
 
@@ -219,15 +218,18 @@ impl Target {
     }
 
     /// Puts the tree in place, then gives its root the image's mode and mtime (`root`; a new
-    /// tree whose image names no root gets 0755, as `mkdir` would have made it).
-    fn complete(&mut self, root: Option<(u32, u64)>) -> Result<(), Error> {
-        let root = match (&self.kind, root) {
+    /// tree whose image names no root gets 0755, as `mkdir` would have made it). `private`
+    /// keeps the root 0700 whatever the image says (see `save`).
+    fn complete(&mut self, root: Option<(u32, u64)>, private: bool) -> Result<(), Error> {
+        let is_new = matches!(self.kind, TargetKind::New(_));
+        let root = match (is_new, root) {
             (_, Some((mode, mtime))) => Some((mode, Some(mtime))),
-            (TargetKind::New, None) => Some((0o755, None)),
+            (true, None) => Some((0o755, None)),
             _ => None,
         };
-        if self.kind == TargetKind::New {
-            fs::rename(&self.work, &self.dest).map_err(|e| Error::io(&self.dest, e))?;
+        let root = root.map(|(mode, mtime)| (if private { 0o700 } else { mode }, mtime));
+        if let TargetKind::New(dir) = std::mem::replace(&mut self.kind, TargetKind::Forced) {
+            dir.persist(root.map(|(mode, _)| mode))?;
         }
         self.done = true;
         if let Some((mode, mtime)) = root {
@@ -248,11 +250,8 @@ impl Drop for Target {
             return;
         }
         match self.kind {
-            TargetKind::New if self.keep => eprintln!(
-                "kept the partial directory {} (--no-rm)",
-                self.work.display()
-            ),
-            TargetKind::New => partial::remove(&self.work),
+            // The partial directory says what becomes of it.
+            TargetKind::New(_) => {}
             TargetKind::Empty => partial::empty(&self.work),
             TargetKind::Forced => eprintln!(
                 "warning: {} was partly updated before the failure; run again to finish",
@@ -266,11 +265,8 @@ impl Drop for Target {
 /// `tar -C DIR -c . | docker load` loads it). Built under its `.partial` name and renamed when
 /// complete; after a failure the partial directory stays, as `--no-rm` keeps an archive's.
 struct KeptLayers {
-    dest: PathBuf,
-    work: PathBuf,
+    work: NewDir,
     plan: Plan,
-    done: bool,
-    _interrupt: partial::OnInterrupt,
 }
 
 impl KeptLayers {
@@ -280,7 +276,7 @@ impl KeptLayers {
             .clone()
             .unwrap_or_else(|| options.image.archive_base_name());
         let working_dir = &options.working_dir;
-        fs::create_dir_all(working_dir).map_err(|e| Error::io(working_dir, e))?;
+        outfile::Dir::ensure(working_dir)?;
         partial::remove_stale_partials(working_dir);
         let dest = working_dir.join(name);
         if dest.exists() {
@@ -292,47 +288,30 @@ impl KeptLayers {
                 ),
             ));
         }
-        let work = partial::temp_name(&dest);
-        fs::create_dir(&work).map_err(|e| Error::io(&work, e))?;
         Ok(KeptLayers {
-            _interrupt: partial::on_interrupt(&work, partial::Undo::Keep),
-            dest,
-            work,
+            work: NewDir::create(&dest, Undo::Keep)?,
             // The classic layout: a directory per layer, as `--format legacy` writes it.
             plan: Plan::new(Layout::Legacy, false, &[image.for_layout()], Vec::new()),
-            done: false,
         })
     }
 
     /// Where layer `i`'s tar is kept.
     fn layer_file(&self, i: usize) -> Result<(File, PathBuf), Error> {
         let layer = &self.plan.layers[self.plan.slots[0][i]];
-        archive::write_entries(&self.work, &layer.before)?;
-        let path = self.work.join(&layer.name);
-        let file = File::create(&path).map_err(|e| Error::io(&path, e))?;
-        Ok((file, path))
+        let dir = self.work.dir();
+        archive::write_entries(dir, &layer.before)?;
+        let file = dir.create_at(Path::new(&layer.name))?;
+        Ok((file, dir.join(&layer.name)))
     }
 
-    fn finish(mut self, image: &Image) -> Result<(), Error> {
+    fn finish(self, image: &Image) -> Result<(), Error> {
         let files = self.plan.finish(&[image.for_layout()], &[]);
-        archive::write_entries(&self.work, &files)?;
-        fs::rename(&self.work, &self.dest).map_err(|e| Error::io(&self.dest, e))?;
-        self.done = true;
+        archive::write_entries(self.work.dir(), &files)?;
+        let dest = self.work.persist(None)?;
         image.progress().info(&format!(
             "  kept the layers in {} (--no-rm)",
-            self.dest.display()
+            dest.display()
         ));
         Ok(())
-    }
-}
-
-impl Drop for KeptLayers {
-    fn drop(&mut self) {
-        if !self.done {
-            eprintln!(
-                "kept the partial directory {} (--no-rm)",
-                self.work.display()
-            );
-        }
     }
 }

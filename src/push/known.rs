@@ -8,8 +8,9 @@
 //! mount) before a manifest uses it. Failing to read or write it costs uploads, not the push.
 
 use crate::digest::Digest;
-use std::fs::{self, OpenOptions};
-use std::io::Write;
+use crate::outfile::{Dir, NewFile};
+use std::ffi::OsStr;
+use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::sync::Mutex;
 
@@ -18,7 +19,7 @@ const FILE: &str = "pushed-blobs";
 const MAX_RECORD: usize = 1 << 20;
 
 pub struct Known {
-    path: Option<PathBuf>,
+    dir: Option<PathBuf>,
     lines: Mutex<Vec<Line>>,
 }
 
@@ -32,24 +33,24 @@ struct Line {
 }
 
 impl Known {
-    /// The record in `dir` (nothing when `dir` is `None` or unreadable).
+    /// The record in `dir` (nothing when `dir` is `None`, or the record is unreadable or not
+    /// a regular file of this user's).
     pub fn load(dir: Option<PathBuf>) -> Known {
-        let path = dir.map(|d| d.join(FILE));
-        let text = path
-            .as_ref()
-            .and_then(|p| fs::read(p).ok())
-            .unwrap_or_default();
+        let mut text = Vec::new();
+        if let Some(Ok(Some(file))) = dir
+            .as_deref()
+            .map(|d| Dir::open(d).and_then(|d| d.open_owned(OsStr::new(FILE))))
+        {
+            // Twice the cap at most: a record grown by hand (or a hostile one) is cut anyway.
+            let _ = file.take(2 * MAX_RECORD as u64).read_to_end(&mut text);
+        }
         let text = String::from_utf8_lossy(&text);
         let mut lines: Vec<Line> = text.lines().filter_map(parse_line).collect();
         if text.len() > MAX_RECORD {
             lines.drain(..lines.len() / 2);
-            if let Some(path) = &path {
-                let kept: String = lines.iter().map(format_line).collect();
-                let _ = fs::write(path, kept);
-            }
         }
         Known {
-            path,
+            dir,
             lines: Mutex::new(lines),
         }
     }
@@ -93,17 +94,23 @@ impl Known {
         if lines.contains(&line) {
             return;
         }
-        if let Some(path) = &self.path {
-            let written = path
-                .parent()
-                .map_or(Ok(()), fs::create_dir_all)
-                .and_then(|()| OpenOptions::new().create(true).append(true).open(path))
-                .and_then(|mut file| file.write_all(format_line(&line).as_bytes()));
-            // A read-only home costs later uploads, not this push.
-            let _ = written;
-        }
         lines.push(line);
+        if let Some(dir) = &self.dir {
+            // Written anew and renamed into place, never appended to: nothing at that name is
+            // written through. A read-only home costs later uploads, not this push.
+            let _ = save(dir, &lines);
+        }
     }
+}
+
+fn save(dir: &std::path::Path, lines: &[Line]) -> Result<(), crate::error::Error> {
+    let mut record = NewFile::create_in(Dir::ensure_private(dir)?, OsStr::new(FILE))?;
+    let text: String = lines.iter().map(format_line).collect();
+    record
+        .file_mut()
+        .write_all(text.as_bytes())
+        .map_err(|e| crate::error::Error::io(&record.path(), e))?;
+    record.persist()
 }
 
 fn format_line(line: &Line) -> String {
@@ -130,6 +137,7 @@ fn parse_line(text: &str) -> Option<Line> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
 
     #[test]
     fn records_and_finds_blobs_per_registry() {

@@ -338,7 +338,7 @@ impl Source {
         match &self.kind {
             Kind::Dir(dir) => {
                 let path = self.inside(dir, name)?;
-                Ok(Box::new(open_regular(&path)?))
+                Ok(Box::new(crate::outfile::open_regular(&path)?))
             }
             Kind::Tar { path, wrap } => {
                 let at = self.at(name)?;
@@ -482,7 +482,7 @@ impl Source {
             Kind::Dir(dir) => {
                 let path = self.inside(dir, &name)?;
                 let mut bytes = Vec::new();
-                open_regular(&path)?
+                crate::outfile::open_regular(&path)?
                     .take(MAX_DOCUMENT + 1)
                     .read_to_end(&mut bytes)
                     .map_err(|e| Error::io(&path, e))?;
@@ -510,7 +510,7 @@ impl Source {
         match &self.kind {
             Kind::Dir(dir) => {
                 let path = self.inside(dir, name)?;
-                let mut file = open_regular(&path)?;
+                let mut file = crate::outfile::open_regular(&path)?;
                 let size = file.metadata().map_err(|e| Error::io(&path, e))?.len();
                 let mut head = [0u8; 4];
                 read_up_to(&mut file, &mut head).map_err(|e| Error::io(&path, e))?;
@@ -666,27 +666,6 @@ impl Source {
 
 fn blob_name(digest: &Digest) -> String {
     format!("blobs/sha256/{}", digest.hex())
-}
-
-/// Opens a file of a `--no-tar` directory for reading, refusing anything but a regular file:
-/// a FIFO or device named `manifest.json` would block or call a driver. `O_NONBLOCK` keeps the
-/// open itself from waiting on a FIFO; it changes nothing for a regular file.
-fn open_regular(path: &Path) -> Result<File, Error> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK)
-        .open(path)
-        .map_err(|e| Error::io(path, e))?;
-    let meta = file.metadata().map_err(|e| Error::io(path, e))?;
-    if !meta.is_file() {
-        return Err(Error::Invalid {
-            what: path.display().to_string(),
-            detail: "it is not a regular file; an image directory holds only files and directories"
-                .into(),
-        });
-    }
-    Ok(file)
 }
 
 /// A relative entry name made canonical (`./a//b` → `a/b`, `a/../b` → `b`); `None` when it is

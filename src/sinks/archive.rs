@@ -10,7 +10,7 @@
 
 use super::layout::Entry;
 use crate::error::Error;
-use crate::partial::{on_interrupt, temp_name, OnInterrupt, Undo};
+use crate::outfile::{Dir, NewFile};
 use std::fs::{self, File};
 use std::io::{self, Seek, Write};
 use std::os::unix::fs::FileExt;
@@ -18,19 +18,13 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
-pub fn write_file(path: &Path, bytes: &[u8]) -> Result<(), Error> {
-    fs::write(path, bytes).map_err(|e| Error::io(path, e))
-}
-
-/// Entries written as files and directories under `dir` (the `--no-tar` directory).
-pub fn write_entries(dir: &Path, entries: &[Entry]) -> Result<(), Error> {
+/// Entries written as files and directories under `dir` (the `--no-tar` directory, private
+/// to this run until it is complete).
+pub fn write_entries(dir: &Dir, entries: &[Entry]) -> Result<(), Error> {
     for entry in entries {
         match entry {
-            Entry::Dir(name) => {
-                let path = dir.join(name);
-                fs::create_dir_all(&path).map_err(|e| Error::io(&path, e))?;
-            }
-            Entry::File(name, bytes) => write_file(&dir.join(name), bytes)?,
+            Entry::Dir(name) => drop(dir.dirs_at(Path::new(name))?),
+            Entry::File(name, bytes) => dir.write_at(Path::new(name), bytes)?,
         }
     }
     Ok(())
@@ -42,16 +36,14 @@ pub fn write_entries(dir: &Path, entries: &[Entry]) -> Result<(), Error> {
 /// streams. Most bytes are thus written once, and the first layer, usually the biggest, always.
 /// Without `direct` every layer is spooled and its file kept (`--no-rm` keeps the directory).
 pub struct ArchiveWriter {
+    out: NewFile,
     file: File,
     temp: PathBuf,
-    dest: PathBuf,
     direct: bool,
     /// The index of the layer that owns the end of the archive; only its thread writes there.
     turn: AtomicUsize,
     /// Layers spooled completely before their turn, appended by whoever hands the turn on.
     waiting: Mutex<Vec<Option<Spooled>>>,
-    finished: bool,
-    _interrupt: OnInterrupt,
 }
 
 /// A layer's tar name, and the entries that precede it (a legacy layer directory).
@@ -74,34 +66,34 @@ impl ArchiveWriter {
         direct: bool,
         prelude: &[Entry],
     ) -> Result<ArchiveWriter, Error> {
-        let temp = temp_name(dest);
-        let mut file = File::create(&temp).map_err(|e| Error::io(&temp, e))?;
+        let out = NewFile::create(dest)?;
+        let temp = out.path();
+        let mut file = out.file().try_clone().map_err(|e| Error::io(&temp, e))?;
         append_entries(&mut file, prelude).map_err(|e| Error::io(&temp, e))?;
         Ok(ArchiveWriter {
-            _interrupt: on_interrupt(&temp, Undo::Remove),
+            out,
             file,
             temp,
-            dest: dest.to_path_buf(),
             direct,
             turn: AtomicUsize::new(0),
             waiting: Mutex::new((0..layers).map(|_| None).collect()),
-            finished: false,
         })
     }
 
     /// Where layer `index`'s `layer.tar` goes: straight into the archive if it is its turn,
-    /// else into `spool` (its file in the image directory) for now.
+    /// else into `spool` (its file in the image directory `dir`) for now.
     pub fn layer(
         &self,
         index: usize,
         entries: LayerEntries,
+        dir: &Dir,
         spool: &Path,
     ) -> Result<LayerSink<'_>, Error> {
         let mut sink = LayerSink {
             archive: self,
             index,
             entries,
-            spool_path: spool.to_path_buf(),
+            spool_path: dir.join(spool),
             spool: None,
             header_at: None,
             len: 0,
@@ -110,20 +102,14 @@ impl ArchiveWriter {
             sink.take_turn().map_err(|e| Error::io(&self.temp, e))?;
         } else {
             // Read back when its turn comes mid-layer.
-            let file = fs::OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .open(spool);
-            sink.spool = Some(file.map_err(|e| Error::io(spool, e))?);
+            sink.spool = Some(dir.create_at(spool)?);
         }
         Ok(sink)
     }
 
     /// Appends the entries after the layers (see `layout`), syncs and renames the archive
     /// into place. Every layer must have been finished.
-    pub fn finish(mut self, files: &[Entry]) -> Result<(), Error> {
+    pub fn finish(self, files: &[Entry]) -> Result<(), Error> {
         let io_err = |e| Error::io(&self.temp, e);
         let layers = self.waiting.lock().map_or(0, |w| w.len());
         if self.turn.load(Ordering::Acquire) != layers {
@@ -134,10 +120,7 @@ impl ArchiveWriter {
         let mut out = &self.file;
         append_entries(&mut out, files).map_err(io_err)?;
         end_of_archive(&mut out).map_err(io_err)?;
-        out.sync_all().map_err(io_err)?;
-        fs::rename(&self.temp, &self.dest).map_err(|e| Error::io(&self.dest, e))?;
-        self.finished = true;
-        Ok(())
+        self.out.persist()
     }
 
     /// Hands the end of the archive to layer `next`, first appending it and its successors
@@ -168,14 +151,6 @@ impl ArchiveWriter {
             fs::remove_file(path)?;
         }
         Ok(())
-    }
-}
-
-impl Drop for ArchiveWriter {
-    fn drop(&mut self) {
-        if !self.finished {
-            let _ = fs::remove_file(&self.temp);
-        }
     }
 }
 
@@ -516,15 +491,30 @@ mod tests {
             .collect();
         let archive = ArchiveWriter::create(&dest, 3, direct, &[]).unwrap();
         let mut one = archive
-            .layer(1, entries("one"), &dir.join("one.tar"))
+            .layer(
+                1,
+                entries("one"),
+                &Dir::open(dir).unwrap(),
+                Path::new("one.tar"),
+            )
             .unwrap();
         one.write_all(&data[1][..100]).unwrap();
         let mut zero = archive
-            .layer(0, entries("zero"), &dir.join("zero.tar"))
+            .layer(
+                0,
+                entries("zero"),
+                &Dir::open(dir).unwrap(),
+                Path::new("zero.tar"),
+            )
             .unwrap();
         zero.write_all(&data[0]).unwrap();
         let mut two = archive
-            .layer(2, entries("two"), &dir.join("two.tar"))
+            .layer(
+                2,
+                entries("two"),
+                &Dir::open(dir).unwrap(),
+                Path::new("two.tar"),
+            )
             .unwrap();
         two.write_all(&data[2]).unwrap();
         zero.finish().unwrap();
@@ -534,7 +524,7 @@ mod tests {
         archive
             .finish(&[Entry::File("manifest.json".into(), b"[]".to_vec())])
             .unwrap();
-        assert!(!temp_name(&dest).exists());
+        assert!(!crate::partial::temp_name(&dest).exists());
         // Streamed or spooled, nothing is left behind unless the directory is kept.
         for spool in ["zero.tar", "one.tar", "two.tar"] {
             assert_eq!(dir.join(spool).exists(), !direct, "{spool}");
@@ -580,12 +570,17 @@ mod tests {
         let dest = dir.join("image.tar");
         let archive = ArchiveWriter::create(&dest, 2, true, &[]).unwrap();
         let mut zero = archive
-            .layer(0, entries("zero"), &dir.join("zero.tar"))
+            .layer(
+                0,
+                entries("zero"),
+                &Dir::open(&dir).unwrap(),
+                Path::new("zero.tar"),
+            )
             .unwrap();
         zero.write_all(b"partial").unwrap();
         drop(zero);
         assert!(archive.finish(&[]).is_err());
-        assert!(!dest.exists() && !temp_name(&dest).exists());
+        assert!(!dest.exists() && !crate::partial::temp_name(&dest).exists());
         fs::remove_dir_all(&dir).unwrap();
     }
 }

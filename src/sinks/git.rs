@@ -66,10 +66,9 @@ impl Repo {
             dir: fs::canonicalize(dir).map_err(|e| Error::io(dir, e))?,
         };
         repo.git(&["init", "-q"])?;
-        let info = dir.join(".git/info");
-        fs::create_dir_all(&info).map_err(|e| Error::io(&info, e))?;
-        let attributes = info.join("attributes");
-        fs::write(&attributes, ATTRIBUTES).map_err(|e| Error::io(&attributes, e))?;
+        // Made in the tree's own handle, as everything else there is: nothing is followed.
+        crate::outfile::Dir::open(dir)?
+            .write_at(Path::new(".git/info/attributes"), ATTRIBUTES.as_bytes())?;
         Ok(repo)
     }
 

@@ -43,6 +43,8 @@ pub struct Rootfs {
     written: Option<Vec<Box<[u8]>>>,
     pub skipped_devices: u64,
     pub skipped_xattrs: u64,
+    /// Without root: files given a setuid or setgid bit, which then run as this user.
+    pub setid_files: u64,
 }
 
 impl Rootfs {
@@ -64,6 +66,7 @@ impl Rootfs {
             last_parent: None,
             skipped_devices: 0,
             skipped_xattrs: 0,
+            setid_files: 0,
         })
     }
 
@@ -325,6 +328,8 @@ impl Rootfs {
     ) -> Result<(), Fault> {
         if self.privileged {
             confined::set_owner(fd, uid, gid)?;
+        } else if entry.mode & 0o6000 != 0 {
+            self.setid_files += 1;
         }
         confined::set_mode(fd, entry.mode)?;
         self.set_xattrs(fd, entry, uid, gid)
