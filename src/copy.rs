@@ -16,8 +16,7 @@ use crate::error::Error;
 use crate::locks::lock;
 use crate::manifest::{self, Descriptor, IndexEntry, Manifest, Platform, Platforms};
 use crate::progress::{size, Progress, Step};
-use crate::pull::bundle::{self, Resolved};
-use crate::pull::{self, Logins, Prefer, Reach};
+use crate::pull::Logins;
 use crate::push::blob::is_transient;
 use crate::reference::Reference;
 use crate::registry::auth::Credentials;
@@ -26,6 +25,7 @@ use crate::registry::http::Settings;
 use crate::registry::mirrors::Source;
 use crate::registry::upload::Started;
 use crate::registry::Registry;
+use crate::source::{Keep, Prefer, Reach, Resolved};
 use std::io::Read;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -105,14 +105,12 @@ fn target(options: &Options, source: &Reference) -> Reference {
 }
 
 /// What goes up for one image: the manifests to store by digest, then the top document stored
-/// under the tag.
+/// under the tag. Everything in it came verified from `source::Reach`.
 struct Plan {
     members: Vec<(FetchedManifest, Manifest)>,
     /// The index to store under the tag (bytes, media type); `None` when the top document is
     /// the one member's manifest.
     index: Option<(Vec<u8>, String)>,
-    /// Members that are no image for a platform (attestations): no signature is asked of them.
-    unsigned: Vec<Digest>,
 }
 
 fn copy_image(
@@ -125,33 +123,28 @@ fn copy_image(
     let progress = reach.progress();
     progress.info(&format!("Copying {source} to {target}"));
     let from = reach.registry(source);
-    let top = pull::fetch_document(&from, &source.manifest_ref(), source)?;
-    let top_fetched = top.fetched.clone();
     let plan = match (&options.platforms, &options.platform) {
         (None, Some(platform)) => {
-            let (served, manifest) =
-                pull::select(&from, top, platform, source, true, Prefer::Smaller)?;
+            let chosen = reach.image(&from, source, platform, true, Prefer::Smaller)?;
             progress.info(&format!(
                 "  only {platform} is copied: the tag names that platform's manifest ({}), not an index",
-                served.digest
+                chosen.served.digest
             ));
             Plan {
-                members: vec![(served, manifest)],
+                members: vec![(chosen.served, chosen.manifest)],
                 index: None,
-                unsigned: Vec::new(),
             }
         }
         (platforms, _) => {
             let platforms = platforms.clone().unwrap_or(Platforms::All);
             let keep = match platforms {
-                Platforms::All => bundle::Keep::EveryEntry,
-                Platforms::List(_) => bundle::Keep::OnePerPlatform,
+                Platforms::All => Keep::EveryEntry,
+                Platforms::List(_) => Keep::OnePerPlatform,
             };
-            match bundle::resolve(&from, top, &platforms, source, Prefer::Smaller, keep)? {
+            match reach.bundle(&from, source, &platforms, Prefer::Smaller, keep)? {
                 Resolved::Image(served, manifest) => Plan {
                     members: vec![(served, manifest)],
                     index: None,
-                    unsigned: Vec::new(),
                 },
                 Resolved::Bundle(bundle) => {
                     let index = if bundle.complete {
@@ -167,24 +160,14 @@ fn copy_image(
                         ));
                         (index, manifest::OCI_INDEX.to_string())
                     };
-                    let unsigned = bundle
-                        .entries
-                        .iter()
-                        .filter(|e| e.platform.as_ref().is_none_or(manifest::is_unknown))
-                        .map(|e| e.descriptor.digest.clone())
-                        .collect();
                     Plan {
                         members: bundle.members,
                         index: Some(index),
-                        unsigned,
                     }
                 }
             }
         }
     };
-    let images = plan.members.iter().map(|(served, _)| served);
-    let images = images.filter(|served| !plan.unsigned.contains(&served.digest));
-    reach.verify_each(&from, source, &top_fetched, images)?;
     // Blobs of the source's repository on the same registry are mounted, not copied.
     let same_registry = source.registry == target.registry;
     let mount_from: Vec<String> = if same_registry && source.repository != target.repository {

@@ -86,6 +86,7 @@ mod reference;
 mod registry;
 mod signature;
 mod sinks;
+mod source;
 
 pub use client::Client;
 pub use error::{Error, ErrorKind};

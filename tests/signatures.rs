@@ -223,30 +223,64 @@ fn the_classic_form_costs_two_requests() {
 }
 
 #[test]
-fn push_verifies_the_image_where_it_landed() {
+fn push_stores_nothing_under_the_tag_until_the_destination_holds_a_signature() {
     let dir = Scratch::new("push-verify");
+    // --compressed keeps the manifest byte for byte, so its signed digest survives the trip.
     dockersave_ok(
         dir.path(),
-        &["--insecure", "--tarname", "a.tar", &image("signed")],
+        &["--insecure", "--compressed", "--tarname", "a.tar", &image("signed")],
     );
-    let destination = format!("{}/pushed-signed:latest", env("DS_PUSH_REGISTRY"));
-    let out = dockersave(
-        dir.path(),
-        &[
-            "--insecure",
-            "--push",
-            "a.tar",
-            "--verify-key",
-            &key("ours"),
-            &destination,
-        ],
-    );
+    let repository = format!("{}/pushed-signed-{}", env("DS_PUSH_REGISTRY"), std::process::id());
+    let destination = format!("{repository}:latest");
+    let push = |dir: &Scratch| {
+        dockersave(
+            dir.path(),
+            &[
+                "--insecure",
+                "--push",
+                "a.tar",
+                "--verify-key",
+                &key("ours"),
+                &destination,
+            ],
+        )
+    };
+    let out = push(&dir);
     assert_eq!(out.code, 6, "no signature was copied along: {out}");
     assert!(
         out.stderr
-            .contains("no signature; it was pushed all the same"),
+            .contains("no signature; nothing was pushed under the tag"),
         "{out}"
     );
+    let tag = format!("docker://{destination}");
+    let inspect = run(
+        "skopeo",
+        &["inspect", "--raw", "--tls-verify=false", &tag],
+        dir.path(),
+        None,
+    );
+    assert_ne!(inspect.code, 0, "the tag was stored: {inspect}");
+    // The signature copied to the destination (as `cosign copy` would): now it goes up.
+    let digest = manifest_digest(&image("signed"));
+    let sig_tag = format!("{}.sig", digest.replace(':', "-"));
+    let copied = run(
+        "skopeo",
+        &[
+            "copy",
+            "--src-tls-verify=false",
+            "--dest-tls-verify=false",
+            "--preserve-digests",
+            &format!("docker://{}/signed:{sig_tag}", env("DS_REGISTRY")),
+            &format!("docker://{repository}:{sig_tag}"),
+        ],
+        dir.path(),
+        None,
+    );
+    assert_eq!(copied.code, 0, "{copied}");
+    let out = push(&dir);
+    assert_eq!(out.code, 0, "{out}");
+    assert!(out.stdout.contains(&digest), "{out}");
+    assert_eq!(manifest_digest(&destination), digest);
 }
 
 #[test]
@@ -268,4 +302,113 @@ fn bad_keys_are_usage_errors() {
         &["--tags", "--verify-key", &key("ours"), &image("signed")],
     );
     assert_eq!(tags.code, 2, "{tags}");
+}
+
+/// The raw document a tag names in a registry, as skopeo (not dockersave) reads it.
+fn raw(reference: &str) -> Output {
+    run(
+        "skopeo",
+        &[
+            "inspect",
+            "--raw",
+            "--tls-verify=false",
+            &format!("docker://{reference}"),
+        ],
+        std::path::Path::new("/"),
+        None,
+    )
+}
+
+#[test]
+fn an_unsigned_image_cannot_hide_behind_an_entry_without_a_platform() {
+    let dir = Scratch::new("trick-copy");
+    for trick in ["trick-twice", "trick-platformless"] {
+        let target = format!(
+            "{}/copied-{trick}-{}:latest",
+            env("DS_PUSH_REGISTRY"),
+            std::process::id()
+        );
+        let args = ["--insecure", "--copy-to", &target, &image(trick)];
+        let refused = dockersave(
+            dir.path(),
+            &[&args[..], &["--verify-key", &key("ours")]].concat(),
+        );
+        assert_eq!(refused.code, 6, "{trick}: {refused}");
+        assert!(refused.stderr.contains("nothing was written"), "{trick}: {refused}");
+        assert_ne!(raw(&target).code, 0, "{trick}: the tag was copied");
+        // The same copy without a key goes through: the refusal was the signature's.
+        dockersave_ok(dir.path(), &args);
+        assert_eq!(raw(&target).code, 0, "{trick}");
+    }
+}
+
+#[test]
+fn what_no_signature_covers_is_left_out_of_bundles_and_copies() {
+    let dir = Scratch::new("trick-bundle");
+    let mixed = image("trick-mixed");
+    // The index's entries: the signed image, its attestation, and the subject the latter names.
+    let listed: Vec<String> = {
+        let index = raw(&mixed);
+        assert_eq!(index.code, 0, "{index}");
+        let text = index.stdout;
+        text.match_indices("sha256:")
+            .map(|(at, _)| text[at..at + 71].to_string())
+            .collect()
+    };
+    assert_eq!(listed.len(), 3, "{listed:?}");
+    let (signed, attestation) = (&listed[0], &listed[1]);
+    let out = dockersave_ok(
+        dir.path(),
+        &[
+            "--insecure",
+            "--platform",
+            "all",
+            "--compressed",
+            "--verify-key",
+            &key("ours"),
+            "-o",
+            "mixed.tar",
+            &mixed,
+        ],
+    );
+    assert!(out.stderr.contains("are left out"), "{out}");
+    // The archive's index lists the signed image alone, and holds no attestation.
+    let listing = run("tar", &["-tf", "mixed.tar"], dir.path(), None);
+    let index = run("skopeo", &["inspect", "--raw", "oci-archive:mixed.tar"], dir.path(), None);
+    assert_eq!(index.code, 0, "{index}");
+    assert_eq!(index.stdout.matches("sha256:").count(), 1, "{}", index.stdout);
+    assert!(index.stdout.contains(signed.as_str()), "{}", index.stdout);
+    assert!(!index.stdout.contains("unknown"), "{}", index.stdout);
+    assert!(listing.stdout.contains(&signed[7..]), "{listing}");
+    assert!(!listing.stdout.contains(&attestation[7..]), "{listing}");
+    // A copy: the same.
+    let target = format!("{}/copied-mixed-{}:latest", env("DS_PUSH_REGISTRY"), std::process::id());
+    dockersave_ok(
+        dir.path(),
+        &["--insecure", "--copy-to", &target, "--verify-key", &key("ours"), &mixed],
+    );
+    let copied = raw(&target);
+    assert_eq!(copied.code, 0, "{copied}");
+    assert_eq!(copied.stdout.matches("sha256:").count(), 1, "{}", copied.stdout);
+    // An index of nothing but an attestation: refused on one line, with or without a key.
+    for with_key in [false, true] {
+        let mut args = vec![
+            "--insecure",
+            "--platform",
+            "all",
+            "--compressed",
+            "-o",
+            "only.tar",
+        ];
+        let key = key("ours");
+        if with_key {
+            args.extend(["--verify-key", &key]);
+        }
+        let reference = image("trick-attest-only");
+        args.push(&reference);
+        let out = dockersave(dir.path(), &args);
+        assert_eq!(out.code, 6, "with key {with_key}: {out}");
+        assert_eq!(out.stderr.matches("error").count(), 1, "{out}");
+        assert!(!dir.path().join("only.tar").exists());
+    }
 }

@@ -2,7 +2,7 @@
 //! on stdout for scripts (or to a writer the library's caller gives), nothing written to disk. Manifests and configs are verified against
 //! their digests as for a pull; progress and messages stay on stderr.
 
-use super::{fetch_document, parse_config, platform, select, Logins, Reach};
+use super::{parse_config, platform, Logins};
 use crate::error::Error;
 use crate::manifest::{Fetched, Platform};
 use crate::pretty;
@@ -10,6 +10,7 @@ use crate::progress::Progress;
 use crate::reference::Reference;
 use crate::registry::http::Settings;
 use crate::registry::mirrors::Source;
+use crate::source::{Prefer, Reach};
 use std::io::Write;
 use std::sync::Arc;
 
@@ -66,9 +67,8 @@ pub fn inspect(
             lines.extend(registry.tags()?.into_iter().map(String::into_bytes));
         }
         Inspect::Platforms => {
-            let top = fetch_document(&registry, &options.image.manifest_ref(), &options.image)?;
             // What an index offers is vouched for by the index's signature.
-            reach.verify(&registry, &options.image, &top.fetched, &top.fetched)?;
+            let top = reach.top(&registry, &options.image)?;
             match top.parsed {
                 Fetched::Index(entries) => {
                     let mut seen: Vec<String> = Vec::new();
@@ -103,20 +103,12 @@ pub fn inspect(
             }
         }
         Inspect::Sha | Inspect::Metadata { .. } => {
-            let top = fetch_document(&registry, &options.image.manifest_ref(), &options.image)?;
-            let is_index = matches!(top.parsed, Fetched::Index(_));
-            let top_fetched = top.fetched.clone();
             let platform = platform(options.platform.as_ref());
             let given = options.platform.is_some();
-            let (chosen, manifest) = select(
-                &registry,
-                top,
-                &platform,
-                &options.image,
-                given,
-                super::Prefer::Smaller,
-            )?;
-            reach.verify(&registry, &options.image, &top_fetched, &chosen)?;
+            let chosen =
+                reach.image(&registry, &options.image, &platform, given, Prefer::Smaller)?;
+            let (is_index, top_fetched, chosen, manifest) =
+                (chosen.is_index, chosen.top, chosen.served, chosen.manifest);
             if kind == Inspect::Sha {
                 lines.push(top_fetched.digest.to_string().into_bytes());
                 if is_index {

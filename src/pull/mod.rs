@@ -22,7 +22,7 @@ use crate::cache::Cache;
 use crate::digest::Digest;
 use crate::error::Error;
 use crate::fetch::Blobs;
-use crate::manifest::{self, Config, Fetched, Manifest, Platform};
+use crate::manifest::{self, Config, Manifest, Platform};
 use crate::outfile;
 use crate::partial;
 use crate::pipeline::LayerLabel;
@@ -31,11 +31,9 @@ use crate::progress::Step;
 use crate::progress::{size, Progress};
 use crate::reference::Reference;
 use crate::registry::client::FetchedManifest;
-use crate::registry::http::{self, Http};
-use crate::registry::mirrors::{self, Mirror, Source};
 use crate::registry::Registry;
-use crate::signature::{self, Keys};
 use crate::sinks::layout;
+use crate::source::{Prefer, Reach};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -326,103 +324,6 @@ pub fn pull(
     }
 }
 
-/// How a run reaches registries: one HTTP client, whose connections are reused from image to
-/// image, the mirrors, and whose credentials go where.
-pub(crate) struct Reach<'a> {
-    http: Http,
-    mirrors: Vec<Mirror>,
-    logins: &'a Logins<'a>,
-    /// `--verify-key`: what every image must be signed by.
-    keys: Option<Keys>,
-}
-
-impl<'a> Reach<'a> {
-    pub(crate) fn new(
-        settings: &http::Settings,
-        mirrors: &Source,
-        verify_keys: &[PathBuf],
-        logins: &'a Logins<'a>,
-        progress: Arc<Progress>,
-    ) -> Result<Reach<'a>, Error> {
-        let keys = Keys::load(verify_keys)?;
-        let mirrors = mirrors.mirrors(&|text| progress.warn(text));
-        Ok(Reach {
-            http: Http::new(settings, progress)?,
-            mirrors,
-            logins,
-            keys,
-        })
-    }
-
-    pub(crate) fn http(&self) -> &Http {
-        &self.http
-    }
-
-    pub(crate) fn progress(&self) -> &Progress {
-        self.http.progress()
-    }
-
-    /// With `--verify-key`, refuses `image` unless a signature by one of the keys names the
-    /// digest `top` (what the reference resolved to: an index, or the manifest) or that of the
-    /// platform's manifest `served`. Asked before the config or any layer is fetched.
-    pub(crate) fn verify(
-        &self,
-        registry: &Registry,
-        image: &Reference,
-        top: &FetchedManifest,
-        served: &FetchedManifest,
-    ) -> Result<(), Error> {
-        let Some(keys) = &self.keys else {
-            return Ok(());
-        };
-        let mut subjects = vec![signature::Subject {
-            digest: &top.digest,
-            bytes: &top.bytes,
-        }];
-        if served.digest != top.digest {
-            subjects.push(signature::Subject {
-                digest: &served.digest,
-                bytes: &served.bytes,
-            });
-        }
-        signature::check(
-            registry,
-            &image.to_string(),
-            &subjects,
-            keys,
-            "nothing was written",
-        )
-    }
-
-    /// As `verify`, for the images of one index (a bundle, a copy): a signature of the index
-    /// covers all of them and is looked up once; without one, each image must carry its own.
-    pub(crate) fn verify_each<'m>(
-        &self,
-        registry: &Registry,
-        image: &Reference,
-        top: &FetchedManifest,
-        members: impl IntoIterator<Item = &'m FetchedManifest>,
-    ) -> Result<(), Error> {
-        if self.keys.is_none() || self.verify(registry, image, top, top).is_ok() {
-            return Ok(());
-        }
-        for served in members {
-            self.verify(registry, image, top, served)?;
-        }
-        Ok(())
-    }
-
-    /// A client for pulling `reference`: its registry, behind that registry's mirrors (each
-    /// with the credentials stored for its own host).
-    pub(crate) fn registry(&self, reference: &Reference) -> Registry {
-        let mirrors = mirrors::of(&self.mirrors, &reference.registry)
-            .map(|m| (m.base.clone(), (self.logins.mirror)(m.host())))
-            .collect();
-        let credentials = (self.logins.registry)(reference);
-        Registry::for_pull(self.http.clone(), reference, credentials).through(mirrors)
-    }
-}
-
 /// Makes the directory a run writes into, and removes what killed runs left there.
 fn prepare_dir(dir: &Path) -> Result<(), Error> {
     outfile::Dir::ensure(dir)?;
@@ -451,23 +352,25 @@ fn open(
     ahead: Ahead,
 ) -> Result<Image, Error> {
     let cache = open_cache(options, reach)?;
-    reach.http.progress().info(&format!("Pulling {reference}"));
+    reach.progress().info(&format!("Pulling {reference}"));
     let registry = Arc::new(reach.registry(reference));
     let platform = platform(options.platform.as_ref());
-    let top = fetch_document(&registry, &reference.manifest_ref(), reference)?;
-    let resolved = reach.keys.is_some().then(|| top.fetched.clone());
     let given = options.platform.is_some();
-    let (served, manifest) = select(&registry, top, &platform, reference, given, prefer(options))?;
-    if let Some(top) = &resolved {
-        reach.verify(&registry, reference, top, &served)?;
-    }
-    let image = with_config(registry, reference, cache, served, manifest, ahead)?;
+    let chosen = reach.image(&registry, reference, &platform, given, prefer(options))?;
+    let image = with_config(
+        registry,
+        reference,
+        cache,
+        chosen.served,
+        chosen.manifest,
+        ahead,
+    )?;
     image.check_platform(&platform);
     Ok(image)
 }
 
 fn open_cache(options: &Options, reach: &Reach) -> Result<Option<Cache>, Error> {
-    let progress = reach.http.progress();
+    let progress = reach.progress();
     options
         .cache_dir
         .as_deref()
@@ -562,168 +465,6 @@ fn parse_config(bytes: &[u8]) -> Result<Config, Error> {
         what: "the image config".into(),
         detail,
     })
-}
-
-/// A manifest or index as served, and parsed.
-pub(crate) struct Document {
-    pub(crate) fetched: FetchedManifest,
-    pub(crate) parsed: Fetched,
-}
-
-/// Fetches and parses the manifest or index `reference` (a tag or digest) names.
-pub(crate) fn fetch_document(
-    registry: &Registry,
-    reference: &str,
-    image: &Reference,
-) -> Result<Document, Error> {
-    let fetched = registry.manifest(reference)?;
-    let parsed = match manifest::parse(&fetched.bytes, fetched.content_type.as_deref()) {
-        Ok(parsed) => parsed,
-        Err(detail) if detail == "schema1" => {
-            return Err(Error::Unsupported(format!(
-                "{image} uses the Docker schema 1 manifest format, which is deprecated and not supported; push it again with a current tool"
-            )))
-        }
-        Err(detail) => {
-            return Err(Error::Invalid {
-                what: format!("the manifest of {image}"),
-                detail,
-            })
-        }
-    };
-    Ok(Document { fetched, parsed })
-}
-
-/// From what the reference names to the image manifest for `platform`, stepping through an
-/// index (an index may point to another; two levels are plenty). Returns the manifest as
-/// served and parsed.
-pub(crate) fn select(
-    registry: &Registry,
-    mut document: Document,
-    platform: &Platform,
-    reference: &Reference,
-    platform_given: bool,
-    prefer: Prefer,
-) -> Result<(FetchedManifest, Manifest), Error> {
-    let image = reference.to_string();
-    for _ in 0..3 {
-        match document.parsed {
-            Fetched::Image(manifest) => {
-                registry
-                    .progress()
-                    .info(&format!("  manifest {}", document.fetched.digest));
-                return Ok((document.fetched, manifest));
-            }
-            Fetched::Index(entries) => {
-                let choice = manifest::choose(&entries, platform).map_err(|available| {
-                    Error::PlatformNotFound {
-                        image: image.clone(),
-                        wanted: platform.to_string(),
-                        available,
-                    }
-                })?;
-                let twins = manifest::twins(&entries, &choice);
-                if twins.len() > 1 {
-                    document = between_twins(registry, &twins, &choice, reference, prefer)?;
-                    continue;
-                }
-                let whose = if platform_given {
-                    ""
-                } else {
-                    " (this machine)"
-                };
-                let digest = choice.entry.descriptor.digest.to_string();
-                if choice.older {
-                    registry.progress().info(&format!(
-                        "  platform {platform}{whose} is not in the index; {} runs there: {digest}",
-                        choice.platform
-                    ));
-                } else {
-                    registry
-                        .progress()
-                        .info(&format!("  platform {}{whose}: {digest}", choice.platform));
-                }
-                document = fetch_document(registry, &digest, reference)?;
-            }
-        }
-    }
-    Err(Error::Invalid {
-        what: format!("the manifest of {image}"),
-        detail: "indexes nest too deeply".into(),
-    })
-}
-
-/// Which of an index's compressed twins a pull takes.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Prefer {
-    /// The one with fewer bytes of layers to download (the first, if they weigh the same).
-    Smaller,
-    /// The gzip one: the layers are kept as served for engines that may not read zstd
-    /// (`--compressed --format legacy`).
-    Gzip,
-}
-
-/// The most entries of one platform an index may list that are weighed against each other: a
-/// gzip, a zstd and a zstd:chunked twin, and one more. Each costs a manifest request (and up to
-/// 4 MiB); a hostile index listing the platform thousands of times gets the first ones only.
-const MAX_TWINS: usize = 4;
-
-/// Chooses between the entries of an index that list the same platform compressed two ways:
-/// fetches each one's manifest (a small document; only such indexes pay the requests) and
-/// returns the one `prefer` asks for, saying which and why. Only the best so far is kept.
-fn between_twins(
-    registry: &Registry,
-    twins: &[&manifest::IndexEntry],
-    choice: &manifest::Choice,
-    reference: &Reference,
-    prefer: Prefer,
-) -> Result<Document, Error> {
-    let mut best: Option<(Document, bool, u64)> = None;
-    let mut weighed = Vec::new();
-    for twin in twins.iter().take(MAX_TWINS) {
-        let document = fetch_document(registry, &twin.descriptor.digest.to_string(), reference)?;
-        let (zstd, bytes) = match &document.parsed {
-            Fetched::Image(m) => (
-                twin.zstd || m.layers.iter().any(|l| l.media_type.contains("zstd")),
-                m.layers
-                    .iter()
-                    .fold(0u64, |sum, l| sum.saturating_add(l.size)),
-            ),
-            Fetched::Index(_) => (twin.zstd, u64::MAX),
-        };
-        weighed.push(format!(
-            "{} {}",
-            if zstd { "zstd" } else { "gzip" },
-            size(bytes)
-        ));
-        let better = match &best {
-            None => true,
-            // For --compressed --format legacy the first gzip twin wins, whatever it weighs.
-            Some((_, best_zstd, _)) if prefer == Prefer::Gzip && *best_zstd != zstd => !zstd,
-            Some((_, _, best_bytes)) => bytes < *best_bytes,
-        };
-        if better {
-            best = Some((document, zstd, bytes));
-        }
-    }
-    let Some((document, zstd, _)) = best else {
-        return Err(Error::Invalid {
-            what: format!("the index of {reference}"),
-            detail: "it lists no entry for the platform".into(),
-        });
-    };
-    let why = match prefer {
-        Prefer::Gzip if !zstd => "the gzip one, for --compressed --format legacy",
-        _ => "the smaller",
-    };
-    registry.progress().info(&format!(
-        "  platform {} is listed {} times ({}); taking {why}: {}",
-        choice.platform,
-        twins.len(),
-        weighed.join(", "),
-        document.fetched.digest
-    ));
-    Ok(document)
 }
 
 /// A directory of this run's for blobs that arrive before their turn (`fetch`), beside

@@ -19,7 +19,7 @@ use crate::reference::Reference;
 use crate::registry::auth::Credentials;
 use crate::registry::http::{Http, Settings};
 use crate::registry::Registry;
-use crate::signature::{self, Keys};
+use crate::signature::Keys;
 use blob::{Pushed, Slot};
 use known::Known;
 use source::{ArchivedBundle, ArchivedImage, Source};
@@ -90,29 +90,19 @@ pub fn push(
             known: &known,
             mount_from: &mount_from,
             progress: &progress,
+            keys: keys.as_ref(),
+            name: format!("{}/{}", target.registry, target.repository),
         };
         let bundle = bundles.iter().find(|b| of_bundle(image, b));
         let digest = match bundle {
             Some(bundle) => push.bundle(bundle, &target, options.platforms.as_ref())?,
-            None => push.image(image, Some(&target))?.digest,
+            None => {
+                let prepared = push.image(image)?;
+                push.check(&prepared.0, &[])?;
+                push.store(prepared, Some(&target))?
+            }
         };
-        let name = format!("{}/{}@{digest}", target.registry, target.repository);
-        if let Some(keys) = &keys {
-            // For pipelines: the image as it now is in the registry must carry a signature.
-            let landed = registry.manifest(&digest.to_string())?;
-            let subject = signature::Subject {
-                digest: &landed.digest,
-                bytes: &landed.bytes,
-            };
-            signature::check(
-                &registry,
-                &name,
-                &[subject],
-                keys,
-                "it was pushed all the same",
-            )?;
-        }
-        pushed.push(name);
+        pushed.push(format!("{}@{digest}", push.name));
     }
     Ok(pushed)
 }
@@ -124,14 +114,15 @@ struct Push<'a> {
     known: &'a Known,
     mount_from: &'a [String],
     progress: &'a Progress,
+    /// `--verify-key`: what a manifest must be signed by, in the destination, before it is
+    /// stored (see `source::check_push`).
+    keys: Option<&'a Keys>,
+    /// `REGISTRY/REPOSITORY`, for messages.
+    name: String,
 }
 
-/// A manifest as stored in the registry.
-struct Stored {
-    digest: Digest,
-    size: usize,
-    media_type: String,
-}
+/// A manifest ready to store: its bytes and media type (its blobs are in the registry).
+type Prepared = (Vec<u8>, String);
 
 impl Push<'_> {
     /// Pushes every platform of `bundle`, each manifest by its digest, then the index under
@@ -146,17 +137,61 @@ impl Push<'_> {
     ) -> Result<Digest, Error> {
         let one = matches!(asked, Some(manifest::Platforms::List(l)) if l.len() == 1);
         if let ([(image, _)], true) = (bundle.members.as_slice(), one) {
-            return Ok(self.image(image, Some(target))?.digest);
+            let prepared = self.image(image)?;
+            self.check(&prepared.0, &[])?;
+            return Ok(self.store(prepared, Some(target))?);
         }
-        let mut stored = Vec::new();
+        let mut prepared = Vec::new();
         let mut kept = bundle.complete;
         for (image, platform) in &bundle.members {
             let shown = platform.as_ref().map_or("?".into(), |p| p.to_string());
             self.progress.info(&format!("  platform {shown}"));
             kept &= image.original.is_some();
-            stored.push(self.image(image, None)?);
+            prepared.push(self.image(image)?);
         }
         let (bytes, media_type) = if kept {
+            (bundle.index.clone(), bundle.media_type.clone())
+        } else {
+            self.progress.info(&format!(
+                "  a new index lists the {} manifests pushed; its digest differs from the archive's {}",
+                prepared.len(),
+                bundle.digest
+            ));
+            let digests: Vec<Digest> = prepared.iter().map(|(b, _)| Digest::of_bytes(b)).collect();
+            let listed: Vec<manifest::Listed> = prepared
+                .iter()
+                .zip(&digests)
+                .zip(&bundle.members)
+                .map(
+                    |(((bytes, media_type), digest), (_, platform))| manifest::Listed {
+                        media_type,
+                        digest,
+                        size: bytes.len() as u64,
+                        platform: platform.as_ref(),
+                    },
+                )
+                .collect();
+            (
+                manifest::index_json(&listed),
+                manifest::OCI_INDEX.to_string(),
+            )
+        };
+        // Nothing is stored before the signatures are checked: members, attestations, index.
+        let members: Vec<(Vec<u8>, Option<manifest::Platform>)> = prepared
+            .iter()
+            .zip(&bundle.members)
+            .map(|((bytes, _), (_, platform))| (bytes.clone(), platform.clone()))
+            .chain(
+                kept.then(|| bundle.others.iter().map(|o| (o.manifest.clone(), None)))
+                    .into_iter()
+                    .flatten(),
+            )
+            .collect();
+        self.check(&bytes, &members)?;
+        for member in prepared {
+            self.store(member, None)?;
+        }
+        if kept {
             // Attestations go up as archived, each before the index that names it.
             for other in &bundle.others {
                 for (digest, bytes) in &other.blobs {
@@ -166,29 +201,37 @@ impl Push<'_> {
                 self.registry
                     .put_manifest(&digest, &other.manifest, &other.media_type)?;
             }
-            (bundle.index.clone(), bundle.media_type.clone())
-        } else {
-            self.progress.info(&format!(
-                "  a new index lists the {} manifests pushed; its digest differs from the archive's {}",
-                stored.len(),
-                bundle.digest
-            ));
-            let listed: Vec<manifest::Listed> = stored
-                .iter()
-                .zip(&bundle.members)
-                .map(|(s, (_, platform))| manifest::Listed {
-                    media_type: &s.media_type,
-                    digest: &s.digest,
-                    size: s.size as u64,
-                    platform: platform.as_ref(),
-                })
-                .collect();
-            (
-                manifest::index_json(&listed),
-                manifest::OCI_INDEX.to_string(),
-            )
-        };
+        }
         self.put(target, &bytes, &media_type)
+    }
+
+    /// With `--verify-key`: refuses to store `top` (and the `members` an index lists) unless a
+    /// signature in the destination covers them.
+    fn check(
+        &self,
+        top: &[u8],
+        members: &[(Vec<u8>, Option<manifest::Platform>)],
+    ) -> Result<(), Error> {
+        match self.keys {
+            Some(keys) => crate::source::check_push(self.registry, &self.name, keys, top, members),
+            None => Ok(()),
+        }
+    }
+
+    /// Stores a prepared manifest under `target`'s tag, or by its digest alone.
+    fn store(
+        &self,
+        (bytes, media_type): Prepared,
+        target: Option<&Reference>,
+    ) -> Result<Digest, Error> {
+        match target {
+            Some(target) => self.put(target, &bytes, &media_type),
+            None => self.registry.put_manifest(
+                &Digest::of_bytes(&bytes).to_string(),
+                &bytes,
+                &media_type,
+            ),
+        }
     }
 
     /// Stores a manifest under the target's tag (or digest), checking a digest it names.
@@ -207,8 +250,8 @@ impl Push<'_> {
             .put_manifest(&target.manifest_ref(), bytes, media_type)
     }
 
-    /// Pushes one image; its manifest goes under `target`'s tag, or by its digest alone.
-    fn image(&self, image: &ArchivedImage, target: Option<&Reference>) -> Result<Stored, Error> {
+    /// Uploads one image's blobs and returns its manifest, not yet stored (see `store`).
+    fn image(&self, image: &ArchivedImage) -> Result<Prepared, Error> {
         let (registry, archive, known, mount_from, progress) = (
             self.registry,
             self.archive,
@@ -261,23 +304,12 @@ impl Push<'_> {
             return Err(error);
         }
         let layers: Vec<Pushed> = lock(&results).iter().flatten().cloned().collect();
-        let (bytes, media_type) = match &image.original {
+        Ok(match &image.original {
             Some(original) => (original.bytes.clone(), original.media_type.clone()),
             None => {
                 let zstd: Vec<bool> = image.layers.iter().map(|l| l.zstd).collect();
                 rebuilt(&image.config_digest, image.config.len(), &layers, &zstd)
             }
-        };
-        let digest = match target {
-            Some(target) => self.put(target, &bytes, &media_type)?,
-            None => {
-                registry.put_manifest(&Digest::of_bytes(&bytes).to_string(), &bytes, &media_type)?
-            }
-        };
-        Ok(Stored {
-            digest,
-            size: bytes.len(),
-            media_type,
         })
     }
 }

@@ -28,6 +28,14 @@ ours.pub (ECDSA P-256, as `cosign generate-key-pair`), other.pub, ed25519.pub an
   signed-rsa        signed by the RSA key (PKCS#1 v1.5, SHA-256)
   signed-bundle     a cosign 3 bundle: DSSE in-toto statement signed by ours
   signed-message    a bundle with a message signature over the manifest, by ours
+
+Indexes that try to slip an unsigned image past a check (none of them is signed; REGISTRY
+holds busybox as `TRICK:base` in each): U is that busybox manifest, unsigned; S the same
+manifest signed by ours; A an attestation manifest (`unknown/unknown`), unsigned.
+  trick-twice         U listed twice: as linux/arm64 and without a platform
+  trick-platformless  U listed without a platform, alone
+  trick-mixed         S as linux/amd64 and A
+  trick-attest-only   A alone
 """
 import base64
 import hashlib
@@ -195,7 +203,57 @@ def main():
         messageSignature={"messageDigest": {"algorithm": "SHA2_256",
                                             "digest": b64(hashlib.sha256(body).digest())},
                           "signature": b64(sign(ours, body))}))
+    tricks(ours)
     print(f"signatures pushed to {REGISTRY}")
+
+
+def tricks(ours):
+    def entry(digest, size, media_type, platform=None, annotations=None):
+        e = {"mediaType": media_type, "digest": digest, "size": size}
+        if platform:
+            e["platform"] = platform
+        if annotations:
+            e["annotations"] = annotations
+        return e
+
+    def index(repo, entries):
+        body = json.dumps({"schemaVersion": 2, "mediaType": OCI_INDEX,
+                           "manifests": entries}).encode()
+        push_manifest(repo, "latest", body, OCI_INDEX)
+
+    def base(repo):
+        body, media_type = registry.get_manifest(repo, "base")
+        return digest_of(body), len(body), media_type
+
+    def attestation(repo, subject):
+        config = push_blob(repo, b"{}")
+        statement = push_blob(repo, json.dumps({"_type": "https://in-toto.io/Statement/v0.1",
+                                                "subject": [{"digest": {"sha256": subject[7:]}}],
+                                                "predicateType": "https://spdx.dev/Document",
+                                                "predicate": {}}).encode())
+        body = json.dumps({
+            "schemaVersion": 2, "mediaType": OCI_MANIFEST,
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json", **config},
+            "layers": [{"mediaType": "application/vnd.in-toto+json", **statement}],
+        }).encode()
+        digest = digest_of(body)
+        push_manifest(repo, digest, body, OCI_MANIFEST)
+        return entry(digest, len(body), OCI_MANIFEST, {"os": "unknown", "architecture": "unknown"},
+                     {"vnd.docker.reference.type": "attestation-manifest",
+                      "vnd.docker.reference.digest": subject})
+
+    d, n, t = base("trick-twice")
+    index("trick-twice", [entry(d, n, t, {"os": "linux", "architecture": "arm64"}),
+                          entry(d, n, t)])
+    d, n, t = base("trick-platformless")
+    index("trick-platformless", [entry(d, n, t)])
+    d, n, t = base("trick-mixed")
+    p = payload_for("trick-mixed", d)
+    push_classic("trick-mixed", d, [(p, sign(ours, p))])
+    index("trick-mixed", [entry(d, n, t, {"os": "linux", "architecture": "amd64"}),
+                          attestation("trick-mixed", d)])
+    d, n, t = base("trick-attest-only")
+    index("trick-attest-only", [attestation("trick-attest-only", d)])
 
 
 main()

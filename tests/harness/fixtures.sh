@@ -129,6 +129,10 @@ for repo in signed signed-two unsigned signed-other signed-copied signed-notjson
 done
 "${push[@]}" --src-tls-verify=false --preserve-digests --all "docker://$registry/multi:latest" \
   "docker://$registry/signed-index:latest"
+for repo in trick-twice trick-platformless trick-mixed trick-attest-only; do
+  "${push[@]}" --src-tls-verify=false --preserve-digests "docker://$registry/busybox:latest" \
+    "docker://$registry/$repo:base"
+done
 python3 "$here/cosign_images.py" "$registry" "$work/keys"
 python3 "$here/attested_images.py" "$registry"
 echo "fixtures pushed to $registry"
