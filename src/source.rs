@@ -163,9 +163,7 @@ impl<'a> Reach<'a> {
                     ));
                     bundle.complete = false;
                 }
-                bundle
-                    .members
-                    .retain(|(m, _)| kept.iter().any(|d| *d == m.digest));
+                bundle.members.retain(|(m, _)| kept.contains(&m.digest));
                 bundle.others.clear();
             }
         }

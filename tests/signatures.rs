@@ -228,9 +228,19 @@ fn push_stores_nothing_under_the_tag_until_the_destination_holds_a_signature() {
     // --compressed keeps the manifest byte for byte, so its signed digest survives the trip.
     dockersave_ok(
         dir.path(),
-        &["--insecure", "--compressed", "--tarname", "a.tar", &image("signed")],
+        &[
+            "--insecure",
+            "--compressed",
+            "--tarname",
+            "a.tar",
+            &image("signed"),
+        ],
     );
-    let repository = format!("{}/pushed-signed-{}", env("DS_PUSH_REGISTRY"), std::process::id());
+    let repository = format!(
+        "{}/pushed-signed-{}",
+        env("DS_PUSH_REGISTRY"),
+        std::process::id()
+    );
     let destination = format!("{repository}:latest");
     let push = |dir: &Scratch| {
         dockersave(
@@ -334,7 +344,10 @@ fn an_unsigned_image_cannot_hide_behind_an_entry_without_a_platform() {
             &[&args[..], &["--verify-key", &key("ours")]].concat(),
         );
         assert_eq!(refused.code, 6, "{trick}: {refused}");
-        assert!(refused.stderr.contains("nothing was written"), "{trick}: {refused}");
+        assert!(
+            refused.stderr.contains("nothing was written"),
+            "{trick}: {refused}"
+        );
         assert_ne!(raw(&target).code, 0, "{trick}: the tag was copied");
         // The same copy without a key goes through: the refusal was the signature's.
         dockersave_ok(dir.path(), &args);
@@ -374,22 +387,48 @@ fn what_no_signature_covers_is_left_out_of_bundles_and_copies() {
     assert!(out.stderr.contains("are left out"), "{out}");
     // The archive's index lists the signed image alone, and holds no attestation.
     let listing = run("tar", &["-tf", "mixed.tar"], dir.path(), None);
-    let index = run("skopeo", &["inspect", "--raw", "oci-archive:mixed.tar"], dir.path(), None);
+    let index = run(
+        "skopeo",
+        &["inspect", "--raw", "oci-archive:mixed.tar"],
+        dir.path(),
+        None,
+    );
     assert_eq!(index.code, 0, "{index}");
-    assert_eq!(index.stdout.matches("sha256:").count(), 1, "{}", index.stdout);
+    assert_eq!(
+        index.stdout.matches("sha256:").count(),
+        1,
+        "{}",
+        index.stdout
+    );
     assert!(index.stdout.contains(signed.as_str()), "{}", index.stdout);
     assert!(!index.stdout.contains("unknown"), "{}", index.stdout);
     assert!(listing.stdout.contains(&signed[7..]), "{listing}");
     assert!(!listing.stdout.contains(&attestation[7..]), "{listing}");
     // A copy: the same.
-    let target = format!("{}/copied-mixed-{}:latest", env("DS_PUSH_REGISTRY"), std::process::id());
+    let target = format!(
+        "{}/copied-mixed-{}:latest",
+        env("DS_PUSH_REGISTRY"),
+        std::process::id()
+    );
     dockersave_ok(
         dir.path(),
-        &["--insecure", "--copy-to", &target, "--verify-key", &key("ours"), &mixed],
+        &[
+            "--insecure",
+            "--copy-to",
+            &target,
+            "--verify-key",
+            &key("ours"),
+            &mixed,
+        ],
     );
     let copied = raw(&target);
     assert_eq!(copied.code, 0, "{copied}");
-    assert_eq!(copied.stdout.matches("sha256:").count(), 1, "{}", copied.stdout);
+    assert_eq!(
+        copied.stdout.matches("sha256:").count(),
+        1,
+        "{}",
+        copied.stdout
+    );
     // An index of nothing but an attestation: refused on one line, with or without a key.
     for with_key in [false, true] {
         let mut args = vec![

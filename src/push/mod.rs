@@ -139,7 +139,7 @@ impl Push<'_> {
         if let ([(image, _)], true) = (bundle.members.as_slice(), one) {
             let prepared = self.image(image)?;
             self.check(&prepared.0, &[])?;
-            return Ok(self.store(prepared, Some(target))?);
+            return self.store(prepared, Some(target));
         }
         let mut prepared = Vec::new();
         let mut kept = bundle.complete;
