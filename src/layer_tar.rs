@@ -9,6 +9,7 @@
 //! rather than by the `tar` crate, which would read any size into memory.
 
 use crate::error::{shown_name, Error};
+use crate::limits::MAX_EXTENSION;
 use std::fmt;
 use std::io::{self, Read};
 
@@ -166,9 +167,6 @@ pub enum Change {
 
 const WHITEOUT: &[u8] = b".wh.";
 const OPAQUE: &[u8] = b".wh..wh..opq";
-/// GNU long names and PAX records longer than this are refused: real ones are a few hundred
-/// bytes, and the tar crate would read any size into memory.
-const MAX_EXTENSION: u64 = 1 << 20;
 
 /// Reads the tar stream `tar` of the layer called `layer` (for messages) and calls `each` with
 /// every change, in order, and a reader of the entry's data (empty but for regular files).

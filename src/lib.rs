@@ -71,6 +71,8 @@ pub mod host;
 #[doc(hidden)]
 pub mod interrupt;
 mod layer_tar;
+#[doc(hidden)]
+pub mod limits;
 mod locks;
 mod manifest;
 mod outfile;
@@ -84,6 +86,8 @@ mod pull;
 mod push;
 mod reference;
 mod registry;
+#[cfg(test)]
+mod rules;
 mod signature;
 mod sinks;
 mod source;

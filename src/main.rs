@@ -22,7 +22,7 @@ fn main() -> ExitCode {
 fn run() -> Result<(), Error> {
     dockersave::interrupt::install();
     // A list of images is a few KiB; a device or a runaway pipe given by mistake is cut off.
-    const MAX_LIST: u64 = 4 << 20;
+    const MAX_LIST: u64 = dockersave::limits::MAX_LIST_BYTES;
     let read_list = |path: &std::path::Path| {
         let input: Box<dyn Read> = if path.as_os_str() == "-" {
             Box::new(std::io::stdin())

@@ -156,8 +156,8 @@ struct RawRun {
 /// document does not name its own media type (OCI allows that).
 pub fn parse(bytes: &[u8], content_type: Option<&str>) -> Result<Fetched, String> {
     let text = std::str::from_utf8(bytes).map_err(|_| "it is not UTF-8 text".to_string())?;
-    let raw: RawManifest = json::from_str(text)
-        .map_err(|_| "it is not a JSON manifest of a known shape".to_string())?;
+    let raw: RawManifest = crate::limits::json(text)
+        .map_err(|e| e.or("it is not a JSON manifest of a known shape"))?;
     let content_type = content_type.map(|c| c.split(';').next().unwrap_or(c).trim());
     let media_type = raw.media_type.as_deref().or(content_type).unwrap_or("");
     if raw.schema_version == Some(1)
@@ -235,7 +235,7 @@ fn descriptor(raw: RawDescriptor) -> Result<Descriptor, String> {
 pub fn parse_config(bytes: &[u8]) -> Result<Config, String> {
     let text = std::str::from_utf8(bytes).map_err(|_| "it is not UTF-8 text".to_string())?;
     let raw: RawConfig =
-        json::from_str(text).map_err(|_| "it is not a JSON image config".to_string())?;
+        crate::limits::json(text).map_err(|e| e.or("it is not a JSON image config"))?;
     let Some(rootfs) = raw.rootfs else {
         return Err("it has no rootfs.diff_ids".into());
     };

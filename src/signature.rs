@@ -9,11 +9,12 @@
 
 use crate::digest::Digest;
 use crate::error::Error;
+use crate::limits::{MAX_SIGNATURES, MAX_SIGNATURE_DOCUMENT};
 use crate::progress::Progress;
 use crate::registry::auth::base64_decode;
 use crate::registry::client::FetchedManifest;
 use crate::registry::Registry;
-use miniserde::{json, Deserialize};
+use miniserde::Deserialize;
 use ring::signature::{self as ring_signature, UnparsedPublicKey, VerificationAlgorithm};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -27,12 +28,6 @@ pub const BUNDLE: &str = "application/vnd.dev.sigstore.bundle.v0.3+json";
 /// What cosign 3 signs for an image: an in-toto statement of this predicate type.
 pub const SIGN_PREDICATE: &str = "https://sigstore.dev/cosign/sign/v1";
 const IN_TOTO: &str = "application/vnd.in-toto+json";
-/// The most signatures looked at for one digest: a registry could list any number.
-const MAX_SIGNATURES: usize = 32;
-/// The largest signature document read (a `.sig` manifest, a referrers index, a payload, a
-/// bundle): real ones are a few KiB, and parsing a 4 MiB one of tiny entries would cost tens
-/// of MiB.
-const MAX_SIGNATURE_DOCUMENT: usize = 256 << 10;
 
 /// The keys an image must be signed by (one of them).
 pub struct Keys(Vec<Key>);
@@ -718,7 +713,7 @@ fn too_large(what: &str) -> Error {
 fn from_json<T: Deserialize>(bytes: &[u8], problem: &str) -> Result<T, String> {
     std::str::from_utf8(bytes)
         .ok()
-        .and_then(|text| json::from_str(text).ok())
+        .and_then(|text| crate::limits::json(text).ok())
         .ok_or_else(|| problem.to_string())
 }
 

@@ -12,6 +12,7 @@
 
 use crate::digest::Digest;
 use crate::error::Error;
+use crate::limits::{MAX_MEMBERS, MAX_MEMBER_BYTES, MAX_TWINS};
 use crate::manifest::{self, Fetched, Manifest, Platform, Platforms};
 use crate::progress::{size, Progress};
 use crate::pull::Logins;
@@ -280,11 +281,6 @@ pub(crate) enum Prefer {
     Gzip,
 }
 
-/// The most entries of one platform an index may list that are weighed against each other: a
-/// gzip, a zstd and a zstd:chunked twin, and one more. Each costs a manifest request (and up to
-/// 4 MiB); a hostile index listing the platform thousands of times gets the first ones only.
-const MAX_TWINS: usize = 4;
-
 /// Chooses between the entries of an index that list the same platform compressed two ways:
 /// fetches each one's manifest (a small document; only such indexes pay the requests) and
 /// returns the one `prefer` asks for, saying which and why. Only the best so far is kept.
@@ -342,12 +338,6 @@ fn between_twins(
     ));
     Ok(document)
 }
-
-/// The most images one bundle keeps. Real indexes list a few platforms (Debian's: 8, plus as
-/// many attestations); each member costs a manifest request and up to 4 MiB held.
-const MAX_MEMBERS: usize = 64;
-/// The most bytes of member manifests held at once (real ones are a few KiB each).
-const MAX_MEMBER_BYTES: usize = 16 << 20;
 
 /// Which entries of an index a bundle keeps.
 #[derive(Clone, Copy, PartialEq, Eq)]

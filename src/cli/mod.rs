@@ -189,6 +189,9 @@ fn build(
     };
     let (image, more_images, listed_at) = match listed {
         Some((mut images, at)) => {
+            if given.user.is_some() || given.ilogin {
+                one_registry(&images, &at)?;
+            }
             let first = images.remove(0);
             (first, images, at)
         }
@@ -625,6 +628,12 @@ fn listed_images(
         if line.is_empty() {
             continue;
         }
+        if images.len() == crate::limits::MAX_LISTED_IMAGES {
+            return Err(Error::Usage(format!(
+                "the image list {shown} names more than {} images; split it",
+                crate::limits::MAX_LISTED_IMAGES
+            )));
+        }
         let here = format!("{shown} line {}", n + 1);
         let reference = Reference::parse(line).map_err(|reason| {
             Error::Usage(format!(
@@ -640,6 +649,20 @@ fn listed_images(
         )));
     }
     Ok((images, at))
+}
+
+/// `--user` and `--ilogin` with `--images-from`: the credentials go to one registry, and a list
+/// is often someone else's file, so every line must name that registry; a list that spans
+/// several would send them wherever its first line points.
+fn one_registry(images: &[Reference], at: &[String]) -> Result<(), Error> {
+    let first = &images[0].registry;
+    match images.iter().zip(at).find(|(image, _)| image.registry != *first) {
+        None => Ok(()),
+        Some((other, here)) => Err(Error::Usage(format!(
+            "--user goes to one registry, and the image list names two: {first} (its first image) and {} ({here}); list one registry's images, or store the credentials of each with docker login (config.json) and leave out --user",
+            other.registry
+        ))),
+    }
 }
 
 fn usage(error: lexopt::Error) -> Error {

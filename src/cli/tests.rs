@@ -21,6 +21,8 @@ fn read_list(path: &Path) -> std::io::Result<String> {
         Some("list.txt") => Ok("# site images\n\ndebian:12\n  alpine  # the small one\nr.example:5000/team/app@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\n".into()),
         Some("bad.txt") => Ok("debian\nNot Valid\n".into()),
         Some("empty.txt") => Ok("# nothing\n\n".into()),
+        Some("one-registry.txt") => Ok("r.example:5000/a\nr.example:5000/b:2\n".into()),
+        Some("huge.txt") => Ok("a\n".repeat(crate::limits::MAX_LISTED_IMAGES + 1)),
         _ => Err(std::io::Error::from(std::io::ErrorKind::NotFound)),
     }
 }
@@ -262,6 +264,11 @@ fn usage_errors() {
         (&["-q", "-v", "a"], "contradict"),
         (&["--images-from", "list.txt", "a"], "no IMAGE besides"),
         (&["--images-from", "empty.txt"], "names no image"),
+        (&["--images-from", "huge.txt"], "names more than 10000 images"),
+        (
+            &["--images-from", "list.txt", "--user", "me", "--password", "pw"],
+            "--user goes to one registry, and the image list names two: docker.io (its first image) and r.example:5000 (list.txt line 5)",
+        ),
         (
             &["--images-from", "missing.txt"],
             "cannot read the image list missing.txt",
@@ -342,6 +349,17 @@ fn images_from_a_list() {
         o.listed_at,
         ["list.txt line 3", "list.txt line 4", "list.txt line 5"]
     );
+    // --user with a list of one registry's images.
+    let args = [
+        "--images-from",
+        "one-registry.txt",
+        "--user",
+        "me",
+        "--password",
+        "pw",
+    ];
+    let o = pull(&args).unwrap();
+    assert_eq!(o.more_images[0].registry, "r.example:5000");
 }
 
 #[test]

@@ -8,6 +8,7 @@
 use super::{open_cache, platform, prefer, with_config, Ahead, ArchiveForm, Image, Options};
 use crate::digest::Digest;
 use crate::error::Error;
+use crate::limits::MAX_UNOPENED;
 use crate::manifest::{self, Manifest, Platform};
 use crate::progress::Progress;
 use crate::reference::Reference;
@@ -79,6 +80,7 @@ pub(super) fn open(
         )?;
         image.listed_platform = listed_platform;
         images.push(image);
+        super::held_configs(images, reference)?;
     }
     let main = first + main_member(&images[first..], options.platform.as_ref(), progress);
     let index = &bundle.index;
@@ -114,10 +116,6 @@ pub(super) fn open(
     });
     Ok(())
 }
-
-/// The most bytes of attestations (manifests, configs and layers) an archive keeps in memory
-/// until it is written: provenance is a few KiB, an SBOM up to a few MiB.
-const MAX_UNOPENED: u64 = 8 << 20;
 
 /// Every blob of `others` (the index's attestations), fetched whole and checked against its
 /// digest: (digest, bytes), the manifests included. Why not, when they cannot all be kept.

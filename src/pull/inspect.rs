@@ -64,7 +64,9 @@ pub fn inspect(
     let mut lines: Vec<Vec<u8>> = Vec::new();
     match kind {
         Inspect::Tags => {
-            lines.extend(registry.tags()?.into_iter().map(String::into_bytes));
+            // Printed page by page as they come: a repository of a million tags costs one page.
+            let shown = std::path::Path::new("standard output");
+            registry.tags(&mut |tag| writeln!(out, "{tag}").map_err(|e| Error::io(shown, e)))?;
         }
         Inspect::Platforms => {
             // What an index offers is vouched for by the index's signature.

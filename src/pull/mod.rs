@@ -296,6 +296,7 @@ pub fn pull(
                     }
                 };
                 opened.map_err(|e| e.listed_at(at))?;
+                held_configs(&images, reference)?;
             }
             archive::save(options, form, &images, bundles)
         }
@@ -322,6 +323,22 @@ pub fn pull(
             layer::save(options, &first(Ahead::None)?, which, *registry_format).map(Some)
         }
     }
+}
+
+/// Refuses to hold more image configs than the table allows: every image of an archive keeps
+/// its config until the archive is written, and a config may weigh 4 MiB.
+pub(super) fn held_configs(images: &[Image], reference: &Reference) -> Result<(), Error> {
+    let held: usize = images.iter().map(|i| i.config_bytes.len()).sum();
+    if held > crate::limits::MAX_HELD_CONFIGS {
+        return Err(Error::Invalid {
+            what: format!("the images up to {reference}"),
+            detail: format!(
+                "their configs weigh more than the {} MiB dockersave holds for one archive; save fewer images at a time",
+                crate::limits::MAX_HELD_CONFIGS >> 20
+            ),
+        });
+    }
+    Ok(())
 }
 
 /// Makes the directory a run writes into, and removes what killed runs left there.

@@ -8,6 +8,7 @@
 //! mount) before a manifest uses it. Failing to read or write it costs uploads, not the push.
 
 use crate::digest::Digest;
+use crate::limits::MAX_RECORD;
 use crate::outfile::{Dir, NewFile};
 use std::ffi::OsStr;
 use std::io::{Read, Write};
@@ -15,8 +16,6 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 
 const FILE: &str = "pushed-blobs";
-/// The record is cut back to its newer half beyond this size.
-const MAX_RECORD: usize = 1 << 20;
 
 pub struct Known {
     dir: Option<PathBuf>,

@@ -11,15 +11,14 @@ use crate::decompress::{Decompressor, Format};
 use crate::digest::Digest;
 use crate::error::Error;
 use crate::layer_tar::Extensions;
+use crate::limits::MAX_DOCUMENT;
 use crate::manifest::{self, Fetched, Platform, Platforms};
-use miniserde::{json, Deserialize};
+use miniserde::Deserialize;
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
-/// The largest JSON document kept (configs and manifests are a few KiB).
-const MAX_DOCUMENT: u64 = 4 << 20;
 /// All JSON documents of one archive together.
 const MAX_DOCUMENTS: u64 = 32 << 20;
 
@@ -179,7 +178,7 @@ impl Source {
         let listing = self.document("manifest.json")?;
         let saved: Vec<SavedImage> = std::str::from_utf8(&listing)
             .ok()
-            .and_then(|text| json::from_str(text).ok())
+            .and_then(|text| crate::limits::json(text).ok())
             .ok_or_else(|| self.malformed("its manifest.json is not a docker save image list"))?;
         if saved.is_empty() {
             return Err(self.malformed("its manifest.json lists no image"));

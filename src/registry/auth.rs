@@ -6,7 +6,8 @@
 
 use super::http::{host_of, Http};
 use crate::error::Error;
-use miniserde::{json, Deserialize};
+use crate::limits::MAX_TOKEN_RESPONSE;
+use miniserde::Deserialize;
 
 /// What the user gave to log in with. `Debug` shows no secret.
 #[derive(Clone)]
@@ -199,17 +200,14 @@ struct TokenResponse {
 /// Extracts the token from a token service's JSON answer (`token` or `access_token`).
 pub fn parse_token_response(body: &[u8]) -> Result<String, String> {
     let text = std::str::from_utf8(body).map_err(|_| "the token response is not text")?;
-    let parsed: TokenResponse =
-        json::from_str(text).map_err(|_| "the token response is not the expected JSON")?;
+    let parsed: TokenResponse = crate::limits::json(text)
+        .map_err(|e| e.or("the token response is not the expected JSON"))?;
     parsed
         .token
         .or(parsed.access_token)
         .filter(|t| !t.is_empty())
         .ok_or_else(|| "the token response holds no token".to_string())
 }
-
-/// Token responses are small; a larger one is refused rather than buffered.
-const MAX_TOKEN_RESPONSE: u64 = 1 << 20;
 
 /// Exchanges a Bearer challenge for an `Authorization` header value, presenting `credentials`
 /// to the token service when there are some (anonymous otherwise, as Docker Hub allows). An

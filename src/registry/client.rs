@@ -7,20 +7,17 @@
 
 use super::auth::{self, Credentials};
 use super::http::{Http, Response};
+pub use crate::limits::{MAX_DOCUMENT, MAX_ERROR_BODY};
+
 use crate::digest::Digest;
 use crate::error::Error;
 use crate::locks::lock;
 use crate::manifest::{self, Descriptor};
 use crate::reference::Reference;
-use miniserde::{json, Deserialize};
+use miniserde::Deserialize;
 use std::io::{self, Read};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
-
-/// Manifests and configs larger than this are refused: real ones are a few KiB.
-pub const MAX_DOCUMENT: u64 = 4 << 20;
-/// How much of an error response is read to explain it.
-const MAX_ERROR_BODY: u64 = 64 << 10;
 
 pub struct Registry {
     /// Where requests go, tried in this order: the mirrors, then the registry itself, always
@@ -343,28 +340,42 @@ impl Registry {
     }
 
     /// Every tag of the repository, following the `Link: <…>; rel="next"` pages to the end.
-    pub fn tags(&self) -> Result<Vec<String>, Error> {
+    pub fn tags(&self, each: &mut dyn FnMut(&str) -> Result<(), Error>) -> Result<(), Error> {
+        use crate::limits::{MAX_TAGS, MAX_TAG_PAGES, TAGS_PAGE};
         let what = format!("the tag list of {}", self.repository);
-        let mut path = format!("/v2/{}/tags/list", self.repository);
-        let mut tags = Vec::new();
-        // Bounded: a registry that links pages in a circle must not keep us forever.
-        for _ in 0..100_000 {
+        // Pages of a bounded size, each handed on before the next is asked for: memory is
+        // one page, however many tags there are.
+        let mut path = format!("/v2/{}/tags/list?n={TAGS_PAGE}", self.repository);
+        let mut count = 0;
+        // Bounded: a registry that links pages in a circle, or without end, must stop.
+        for _ in 0..MAX_TAG_PAGES {
             let response = self.get_authorized(&path, None, &what)?;
             let next = response
                 .headers_all("link")
                 .iter()
                 .find_map(|l| next_page(l));
             let body = response.read_limited(MAX_DOCUMENT, &what)?;
-            let page: TagList = std::str::from_utf8(&body)
-                .ok()
-                .and_then(|text| json::from_str(text).ok())
-                .ok_or_else(|| Error::Invalid {
-                    what: what.clone(),
-                    detail: "it is not a JSON tag list".into(),
-                })?;
-            tags.extend(page.tags.unwrap_or_default());
+            let text = std::str::from_utf8(&body).map_err(|_| Error::Invalid {
+                what: what.clone(),
+                detail: "it is not UTF-8 text".into(),
+            })?;
+            let page: TagList = crate::limits::json(text).map_err(|e| Error::Invalid {
+                what: what.clone(),
+                detail: e.or("it is not a JSON tag list"),
+            })?;
+            drop(body);
+            for tag in page.tags.unwrap_or_default() {
+                count += 1;
+                if count > MAX_TAGS {
+                    return Err(Error::Invalid {
+                        what,
+                        detail: format!("it lists more than the {MAX_TAGS} tags dockersave prints"),
+                    });
+                }
+                each(&tag)?;
+            }
             match next {
-                None => return Ok(tags),
+                None => return Ok(()),
                 Some(next) => {
                     path = same_origin_path(&next, &self.endpoint().base).ok_or_else(|| {
                         Error::Invalid {
@@ -377,7 +388,7 @@ impl Registry {
         }
         Err(Error::Invalid {
             what,
-            detail: "its pages do not end".into(),
+            detail: format!("its pages do not end (more than {MAX_TAG_PAGES})"),
         })
     }
 
@@ -917,7 +928,7 @@ struct ErrorEntry {
 /// The registry's own explanation from an error body (`{"errors":[{"code","message"}]}`),
 /// made safe to print on one line.
 fn registry_error_detail(body: &[u8]) -> Option<String> {
-    let parsed: ErrorBody = json::from_str(std::str::from_utf8(body).ok()?).ok()?;
+    let parsed: ErrorBody = crate::limits::json(std::str::from_utf8(body).ok()?).ok()?;
     let first = parsed.errors.into_iter().next()?;
     let text = match (first.code, first.message) {
         (Some(code), Some(message)) => format!("{code}: {message}"),

@@ -8,7 +8,7 @@
 
 use super::auth::{base64_decode, Credentials};
 use crate::error::Error;
-use miniserde::{json, Deserialize};
+use miniserde::Deserialize;
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::Path;
@@ -63,8 +63,8 @@ pub fn server_key(registry: &str) -> &str {
 /// Finds `registry` in the text of a `config.json`. Keys match by host, whatever scheme or path
 /// they were written with (`https://host/v1/`, `host`).
 pub fn find(config_json: &str, registry: &str) -> Result<Found, String> {
-    let config: DockerConfig = json::from_str(config_json)
-        .map_err(|_| "it is not valid JSON of Docker's config format".to_string())?;
+    let config: DockerConfig = crate::limits::json(config_json)
+        .map_err(|e| e.or("it is not valid JSON of Docker's config format"))?;
     let wanted = normalize(server_key(registry));
     let matches = |key: &str| {
         let key = normalize(key);
@@ -109,7 +109,7 @@ fn normalize(key: &str) -> String {
 
 /// Parses a helper's answer; `<token>` as the user name means the secret is an identity token.
 pub fn parse_helper_answer(stdout: &[u8]) -> Option<Credentials> {
-    let answer: HelperAnswer = json::from_str(std::str::from_utf8(stdout).ok()?).ok()?;
+    let answer: HelperAnswer = crate::limits::json(std::str::from_utf8(stdout).ok()?).ok()?;
     let secret = answer.secret.filter(|s| !s.is_empty())?;
     match answer.username.as_deref() {
         Some("<token>") => Some(Credentials::IdentityToken(secret)),

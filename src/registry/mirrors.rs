@@ -7,7 +7,7 @@
 //! never the registry's.
 
 use crate::reference::DOCKER_HUB;
-use miniserde::{json, Deserialize};
+use miniserde::Deserialize;
 use std::path::PathBuf;
 
 /// One mirror of one registry.
@@ -138,7 +138,7 @@ struct DaemonConfig {
 /// setting in it is left alone.
 pub fn from_daemon_json(text: &str) -> Result<Vec<Mirror>, String> {
     let config: DaemonConfig =
-        json::from_str(text).map_err(|_| "it is not valid JSON".to_string())?;
+        crate::limits::json(text).map_err(|e| e.or("it is not valid JSON"))?;
     config
         .registry_mirrors
         .unwrap_or_default()

@@ -16,6 +16,8 @@
 //! stand-ins of their parents. It never buffers file data: memory is one node per directory
 //! and one record per file whose links are still to come (at most `MAX_LINKED`).
 
+pub use crate::limits::{MAX_DIRS, MAX_LINKED};
+
 use crate::error::Error;
 use crate::layer_tar::{Entry, Kind, TreePath};
 use crate::paths::{PathMap, ROOT};
@@ -52,16 +54,6 @@ pub struct Summary {
     /// Entries whose extended attributes were left out (newc has no place for them).
     pub dropped_xattrs: u64,
 }
-
-/// Files with hard links an archive may hold. The kernel keeps a 4 KiB record for each while
-/// it unpacks (256 MiB at this count), and the writer and the counting one entry each, so a
-/// layer of links cannot make either grow without bound. Real images have a few hundred.
-pub const MAX_LINKED: usize = 65_536;
-
-/// Directories an archive may hold: the writer keeps one node each (about 60 bytes) to know
-/// which it wrote, so this caps it near 8 MiB (below the size at which its table doubles).
-/// Real images have thousands.
-pub const MAX_DIRS: usize = 100_000;
 
 /// The error for an image over `MAX_LINKED`.
 pub fn too_many_linked(layer: &str) -> Error {

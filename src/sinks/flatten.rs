@@ -22,6 +22,7 @@
 use super::cpio::{self, Newc, Summary, MAX_LINKED};
 use crate::error::Error;
 use crate::layer_tar::{self, Change, Entry, Kind, TreePath, PATH_MAX};
+use crate::limits::MAX_HELD_LINKS;
 use crate::paths::{Node, PathMap, ROOT};
 use std::collections::HashMap;
 use std::ffi::OsStr;
@@ -44,6 +45,9 @@ pub struct Flatten<'w> {
     link_counts: HashMap<TreePath, u32>,
     /// The layer being merged, for messages.
     layer_name: String,
+    /// Bytes held for `layer_links` and `pending` (see `hold`).
+    link_bytes: usize,
+    pending_bytes: usize,
 }
 
 /// What the merged entries are written as.
@@ -63,6 +67,24 @@ struct Marks {
     opaque: At,
     /// The highest layer that wrote something below this path.
     below: At,
+}
+
+/// What a kept name costs besides its bytes: the map's entry, the allocation's header.
+const HELD_OVERHEAD: usize = 96;
+
+/// What a hard link waiting for its target holds: the entry, its names and attributes.
+fn cost(entry: &Entry) -> usize {
+    let target = match &entry.kind {
+        Kind::Hardlink(t) => t.as_bytes().len(),
+        Kind::Symlink(t) => t.len(),
+        _ => 0,
+    };
+    let xattrs: usize = entry
+        .xattrs
+        .iter()
+        .map(|(n, v)| n.len() + v.len() + 48)
+        .sum();
+    entry.path.as_bytes().len() + target + xattrs + HELD_OVERHEAD + std::mem::size_of::<Entry>()
 }
 
 /// A layer index plus one, 0 for none: two bytes where `Option<usize>` takes sixteen.
@@ -110,6 +132,8 @@ impl<'w> Flatten<'w> {
             layer_links: PathMap::new(),
             link_counts: HashMap::new(),
             layer_name: String::new(),
+            link_bytes: 0,
+            pending_bytes: 0,
         }
     }
 
@@ -126,7 +150,7 @@ impl<'w> Flatten<'w> {
     /// target. Memory is one count per file that has links, at most `cpio::MAX_LINKED`,
     /// whatever the number of links.
     pub fn count_links(&mut self, tar: &mut dyn Read, name: &str) -> Result<(), Error> {
-        self.layer_links.clear();
+        self.forget_layer_links();
         self.link_counts.clear();
         layer_tar::read_layer(tar, name, &mut |change, _| {
             let Change::Add(entry) = change else {
@@ -143,8 +167,7 @@ impl<'w> Flatten<'w> {
             };
             match &entry.kind {
                 Kind::Symlink(target) => {
-                    let node = self.layer_links.insert(&path);
-                    *self.layer_links.get_mut(node) = Some(target.clone());
+                    self.keep_layer_link(&path, target, name)?;
                 }
                 Kind::Hardlink(target) => {
                     let target = match self.layer_links.is_empty() {
@@ -164,7 +187,7 @@ impl<'w> Flatten<'w> {
             }
             Ok(())
         })?;
-        self.layer_links.clear();
+        self.forget_layer_links();
         Ok(())
     }
 
@@ -175,7 +198,7 @@ impl<'w> Flatten<'w> {
                 "the image has over {MAX_LAYERS} layers; --flatten handles fewer"
             )));
         }
-        self.layer_links.clear();
+        self.forget_layer_links();
         name.clone_into(&mut self.layer_name);
         layer_tar::read_layer(tar, name, &mut |change, data| {
             let (path, whiteout) = match change {
@@ -240,17 +263,21 @@ impl<'w> Flatten<'w> {
         }
         let visible = !self.hidden(&entry.path, index);
         let waiting = self.pending.remove(&entry.path);
+        if let Some(links) = &waiting {
+            self.pending_bytes -= links.iter().map(cost).sum::<usize>();
+        }
         if visible {
             self.check(&entry, index, layer)?;
             if index > 0 {
                 self.record(&entry, index);
             }
             if let Kind::Symlink(target) = &entry.kind {
-                let node = self.layer_links.insert(&entry.path);
-                *self.layer_links.get_mut(node) = Some(target.clone());
+                self.keep_layer_link(&entry.path, target, layer)?;
             }
             match &entry.kind {
                 Kind::Hardlink(target) if self.needs_wait(target, index) => {
+                    self.pending_bytes += cost(&entry);
+                    self.hold(layer)?;
                     self.pending
                         .entry(target.clone())
                         .or_default()
@@ -276,6 +303,37 @@ impl<'w> Flatten<'w> {
             self.resolve(entry, visible, links, data, index, layer)?;
         }
         Ok(())
+    }
+
+    /// Records a symlink of the current layer, within what may be held.
+    fn keep_layer_link(
+        &mut self,
+        path: &TreePath,
+        target: &[u8],
+        layer: &str,
+    ) -> Result<(), Error> {
+        self.link_bytes += path.as_bytes().len() + target.len() + HELD_OVERHEAD;
+        self.hold(layer)?;
+        let node = self.layer_links.insert(path);
+        *self.layer_links.get_mut(node) = Some(target.to_vec());
+        Ok(())
+    }
+
+    fn forget_layer_links(&mut self) {
+        self.layer_links.clear();
+        self.link_bytes = 0;
+    }
+
+    /// Refuses a layer whose links would hold more than the table allows: memory follows the
+    /// bytes of the names kept, never what a layer claims (`limits::MAX_HELD_LINKS`).
+    fn hold(&self, layer: &str) -> Result<(), Error> {
+        if self.link_bytes + self.pending_bytes <= MAX_HELD_LINKS {
+            return Ok(());
+        }
+        Err(Error::Unsupported(format!(
+            "{layer}: its symlinks and the hard links waiting for their targets hold more than the {} MiB of names --flatten and --initramfs keep in memory; use --rootfs DIR",
+            MAX_HELD_LINKS >> 20
+        )))
     }
 
     /// Finishes the tar or cpio (for a cpio, says what it holds). Fails if a hard link's
@@ -447,6 +505,8 @@ impl<'w> Flatten<'w> {
             Kind::Hardlink(next) => {
                 // A link to a link: wait for the final target instead.
                 if self.needs_wait(next, index) {
+                    self.pending_bytes += links.iter().map(cost).sum::<usize>();
+                    self.hold(layer)?;
                     self.pending.entry(next.clone()).or_default().extend(links);
                     return Ok(());
                 }
