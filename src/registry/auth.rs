@@ -211,18 +211,30 @@ pub fn parse_token_response(body: &[u8]) -> Result<String, String> {
 
 /// Exchanges a Bearer challenge for an `Authorization` header value, presenting `credentials`
 /// to the token service when there are some (anonymous otherwise, as Docker Hub allows). An
-/// identity token is exchanged with an OAuth2 `refresh_token` POST, as Docker does.
+/// identity token is exchanged with an OAuth2 `refresh_token` POST, as Docker does. A registry
+/// reached over HTTPS (`secure`) may not send the credentials to a plain-HTTP token service.
 pub fn bearer_authorization(
     http: &Http,
     challenge: &Challenge,
     scopes: &[String],
     credentials: Option<&Credentials>,
+    secure: bool,
 ) -> Result<String, Error> {
     let url = token_url(challenge, scopes).map_err(|detail| Error::Invalid {
         what: "the registry's auth challenge".into(),
         detail,
     })?;
     let token_host = host_of(&url);
+    if secure
+        && url
+            .get(..7)
+            .is_some_and(|s| s.eq_ignore_ascii_case("http://"))
+    {
+        return Err(Error::Auth {
+            host: token_host,
+            detail: "the registry, reached over HTTPS, names this token service at plain http://: a login or token would cross the network in clear text, so dockersave does not ask it (only a registry reached with --insecure may)".into(),
+        });
+    }
     let response = match credentials {
         Some(Credentials::IdentityToken(refresh)) => {
             let realm = challenge.param("realm").unwrap_or_default();

@@ -573,6 +573,7 @@ impl Registry {
                 bearer,
                 &self.scopes,
                 endpoint.credentials.as_ref(),
+                endpoint.base.starts_with("https://"),
             )?;
             *lock(&endpoint.authorization) = Some(header);
             return Ok(());

@@ -1,12 +1,18 @@
 //! The only place dockersave speaks HTTP: the `ureq` agents (one per route: direct or through a
-//! proxy), trust roots, and the request/response types the
-//! rest of the registry client uses.
+//! proxy, and one per host a `certs.d` directory names), trust roots, redirects, and the
+//! request/response types the rest of the registry client uses.
 //!
 //! Why ureq (blocking, rustls with ring): its TLS config takes extra trust anchors, its proxy
-//! support honours `NO_PROXY`, it drops `Authorization` on redirects to other hosts, and it keeps
-//! C code (aws-lc) out of the static cross builds. Keeping every ureq type inside this file makes
-//! that choice a one-file decision. This module knows nothing of registries, tokens or digests,
-//! and never logs a header (headers carry credentials).
+//! support honours `NO_PROXY`, and it keeps C code (aws-lc) out of the static cross builds.
+//! Keeping every ureq type inside this file makes that choice a one-file decision.
+//!
+//! Redirects are followed here, hop by hop, not by ureq: each hop is sent with the agent of its
+//! own host (its certs.d CA and client certificate, never the first host's), an
+//! `Authorization` header goes only to the host it was meant for, and a hop from HTTPS to plain
+//! HTTP is refused unless `--insecure`. Every response is read against a deadline besides the
+//! per-read timeout (`Paced`): a server that trickles bytes cannot hold a run forever. This
+//! module knows nothing of registries, tokens or digests, and never logs a header (headers
+//! carry credentials).
 
 use super::certs;
 use super::proxy::ProxySettings;
@@ -83,7 +89,19 @@ struct Host {
 pub struct Response {
     host: String,
     inner: ureq::http::Response<ureq::Body>,
+    /// How long its body may take before the average pace is judged (see `Paced`).
+    grace: Duration,
 }
+
+/// Why a request (with its redirects) failed: in ureq, or refused here before it was sent.
+enum Failure {
+    /// The host the failing hop went to, and what ureq said.
+    Ureq(String, ureq::Error),
+    Refused(Error),
+}
+
+/// Redirects one request may go through, as browsers and Go allow.
+const MAX_REDIRECTS: usize = 10;
 
 impl Http {
     pub fn new(settings: &Settings, progress: Arc<Progress>) -> Result<Http, Error> {
@@ -137,9 +155,9 @@ impl Http {
         }
     }
 
-    /// GETs `url`. `host` names the server in error messages. Redirects are followed; an
-    /// `Authorization` header is never sent to the redirect target. Dropped connections,
-    /// timeouts, 5xx and 429 answers are retried with backoff (see `backoff`).
+    /// GETs `url`. `host` names the server in error messages. Redirects are followed (see the
+    /// module). Dropped connections, timeouts, 5xx and 429 answers are retried with backoff
+    /// (see `backoff`).
     pub fn get(&self, url: &str, host: &str, headers: &[(&str, &str)]) -> Result<Response, Error> {
         self.request("GET", url, host, headers, &[])
     }
@@ -154,19 +172,86 @@ impl Http {
         headers: &[(&str, &str)],
         body: &[u8],
     ) -> Result<Response, Error> {
-        let agent = self.agent_for(url)?;
         self.with_retries(method, url, host, || {
-            let mut request = ureq::http::Request::builder().method(method).uri(url);
+            self.follow(method, url, headers, body)
+        })
+    }
+
+    /// Sends one request and follows the redirects it meets, each hop with its own host's
+    /// agent; `Authorization` only to the first URL's host, HTTPS never downgraded to HTTP
+    /// (unless `--insecure`), at most `MAX_REDIRECTS` hops.
+    fn follow(
+        &self,
+        method: &'static str,
+        url: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Result<(String, ureq::http::Response<ureq::Body>), Failure> {
+        let origin = host_of(url);
+        let (mut method, mut url, mut body) = (method, url.to_string(), body);
+        for _ in 0..=MAX_REDIRECTS {
+            let host = host_of(&url);
+            let agent = self.agent_for(&url).map_err(Failure::Refused)?;
+            let mut request = ureq::http::Request::builder().method(method).uri(&url);
             for (name, value) in headers {
+                if host != origin && name.eq_ignore_ascii_case("authorization") {
+                    continue;
+                }
                 request = request.header(*name, *value);
             }
-            // No body at all rather than an empty one: GET and HEAD must not announce one.
-            if body.is_empty() {
-                agent.run(request.body(())?)
-            } else {
-                agent.run(request.body(body)?)
+            let started = Instant::now();
+            let sent = match body.is_empty() {
+                // No body at all rather than an empty one: GET and HEAD must not announce one.
+                true => request
+                    .body(())
+                    .map_err(ureq::Error::from)
+                    .and_then(|r| agent.run(r)),
+                false => request
+                    .body(body)
+                    .map_err(ureq::Error::from)
+                    .and_then(|r| agent.run(r)),
+            };
+            let response = sent.map_err(|e| Failure::Ureq(host.clone(), e))?;
+            let status = response.status().as_u16();
+            let location = response
+                .headers()
+                .get("location")
+                .and_then(|v| v.to_str().ok())
+                .filter(|_| matches!(status, 301 | 302 | 303 | 307 | 308));
+            let Some(location) = location else {
+                return Ok((url, response));
+            };
+            self.progress
+                .request(method, &url, Some(status), None, started.elapsed());
+            let next = resolve_location(&url, location).ok_or_else(|| {
+                Failure::Refused(Error::Invalid {
+                    what: format!("the redirect from {host}"),
+                    detail: "its Location is not an http(s) URL".into(),
+                })
+            })?;
+            if url.starts_with("https://") && next.starts_with("http://") && !self.insecure {
+                return Err(Failure::Refused(Error::Network {
+                    host: host.clone(),
+                    detail: format!(
+                        "it redirects to plain HTTP ({}); dockersave does not leave TLS (--insecure allows it)",
+                        host_of(&next)
+                    ),
+                }));
             }
-        })
+            let _ = io::copy(
+                &mut response.into_body().into_reader().take(MAX_DISCARD),
+                &mut io::sink(),
+            );
+            // 303, and 301/302 after a POST, are asked again with GET, as browsers and Go do.
+            if status == 303 || (matches!(status, 301 | 302) && method == "POST") {
+                (method, body) = ("GET", &[]);
+            }
+            url = next;
+        }
+        Err(Failure::Refused(Error::Network {
+            host: origin,
+            detail: format!("more than {MAX_REDIRECTS} redirects"),
+        }))
     }
 
     /// PATCHes a body read from `body` as it goes (chunked: its length is not known ahead), for
@@ -192,6 +277,7 @@ impl Http {
             Ok(inner) => Ok(Response {
                 host: host.to_string(),
                 inner,
+                grace: self.timeout.saturating_mul(2),
             }),
             Err(error) => Err(self.explain(host, error)),
         }
@@ -199,13 +285,8 @@ impl Http {
 
     /// POSTs a form (`application/x-www-form-urlencoded`), for OAuth2 token requests.
     pub fn post_form(&self, url: &str, host: &str, form: &str) -> Result<Response, Error> {
-        let agent = self.agent_for(url)?;
-        self.with_retries("POST", url, host, || {
-            agent
-                .post(url)
-                .header("Content-Type", "application/x-www-form-urlencoded")
-                .send(form)
-        })
+        let headers = [("Content-Type", "application/x-www-form-urlencoded")];
+        self.request("POST", url, host, &headers, form.as_bytes())
     }
 
     /// How often a failed request or broken download is tried again.
@@ -218,23 +299,29 @@ impl Http {
         method: &str,
         url: &str,
         host: &str,
-        call: impl Fn() -> Result<ureq::http::Response<ureq::Body>, ureq::Error>,
+        call: impl Fn() -> Result<(String, ureq::http::Response<ureq::Body>), Failure>,
     ) -> Result<Response, Error> {
         let mut attempt = 0;
         loop {
             let started = Instant::now();
             let (reason, retry_after) = match call() {
-                Ok(inner) => {
+                Ok((answered, inner)) => {
                     let response = Response {
-                        host: host.to_string(),
+                        host: host_of(&answered),
                         inner,
+                        grace: self.timeout.saturating_mul(2),
                     };
                     let status = response.status();
                     let length = response
                         .header("content-length")
                         .and_then(|l| l.parse().ok());
-                    self.progress
-                        .request(method, url, Some(status), length, started.elapsed());
+                    self.progress.request(
+                        method,
+                        &answered,
+                        Some(status),
+                        length,
+                        started.elapsed(),
+                    );
                     if status != 429 && !(500..600).contains(&status) {
                         return Ok(response);
                     }
@@ -245,11 +332,17 @@ impl Http {
                     }
                     (format!("HTTP {status}"), retry_after)
                 }
-                Err(error) => {
+                Err(Failure::Refused(error)) => return Err(error),
+                Err(Failure::Ureq(at, error)) => {
                     self.progress
                         .request(method, url, None, None, started.elapsed());
+                    let shown = if at == host_of(url) {
+                        host
+                    } else {
+                        at.as_str()
+                    };
                     if attempt >= self.retries || !is_transient(&error) {
-                        return Err(self.explain(host, error));
+                        return Err(self.explain(shown, error));
                     }
                     (error.to_string(), None)
                 }
@@ -331,7 +424,9 @@ impl Http {
             }
             let mut tls = TlsConfig::builder().root_certs(RootCerts::new_with_certs(&roots));
             if let Some(client) = &files.client {
-                tls = tls.client_cert(Some(client_cert(client)?));
+                tls = tls
+                    .client_cert(Some(client_cert(client)?))
+                    .unversioned_rustls_crypto_provider(opaque_keys::provider());
                 known.client_cert = Some(client.cert.clone());
             }
             let proxy = match self.proxy.for_target("https", host) {
@@ -426,6 +521,55 @@ fn client_cert(files: &certs::ClientFiles) -> Result<ClientCert, Error> {
     Ok(ClientCert::new_with_certs(&chain, key))
 }
 
+/// A client certificate is only sent, never verified by the client: the server judges it, as
+/// Docker leaves it to judge. rustls, though, parses the certificate to compare it with the key,
+/// and its parser refuses X.509 v1 certificates (what `openssl x509 -req` makes without an
+/// extensions file, and Docker accepts), which made ureq panic. Keys loaded through this
+/// provider do not say their public half, so rustls skips that comparison; a key that does not
+/// match its certificate is then refused by the server, which `Http::explain` reports.
+mod opaque_keys {
+    use rustls::crypto::{CryptoProvider, KeyProvider};
+    use rustls::pki_types::PrivateKeyDer;
+    use rustls::sign::{Signer, SigningKey};
+    use rustls::{SignatureAlgorithm, SignatureScheme};
+    use std::sync::Arc;
+
+    /// ring's provider, with this module's key loader.
+    pub fn provider() -> Arc<CryptoProvider> {
+        Arc::new(CryptoProvider {
+            key_provider: &Keys,
+            ..rustls::crypto::ring::default_provider()
+        })
+    }
+
+    #[derive(Debug)]
+    struct Keys;
+
+    impl KeyProvider for Keys {
+        fn load_private_key(
+            &self,
+            key: PrivateKeyDer<'static>,
+        ) -> Result<Arc<dyn SigningKey>, rustls::Error> {
+            let ring = rustls::crypto::ring::default_provider();
+            Ok(Arc::new(Opaque(ring.key_provider.load_private_key(key)?)))
+        }
+    }
+
+    /// A key that signs as ring's does and keeps its public half to itself.
+    #[derive(Debug)]
+    struct Opaque(Arc<dyn SigningKey>);
+
+    impl SigningKey for Opaque {
+        fn choose_scheme(&self, offered: &[SignatureScheme]) -> Option<Box<dyn Signer>> {
+            self.0.choose_scheme(offered)
+        }
+
+        fn algorithm(&self) -> SignatureAlgorithm {
+            self.0.algorithm()
+        }
+    }
+}
+
 /// The TLS alert by which a server refused to go on without a (good) client certificate.
 fn certificate_alert(error: &ureq::Error) -> Option<String> {
     use rustls::AlertDescription as A;
@@ -461,7 +605,8 @@ fn agent(tls: TlsConfig, proxy: Option<ureq::Proxy>, timeout: Duration) -> ureq:
         .timeout_recv_response(Some(timeout))
         // A stalled transfer must not hang the tool forever.
         .timeout_per_read(Some(timeout))
-        .max_redirects(10)
+        // Followed by `Http::follow`, hop by hop, each with its own host's TLS settings.
+        .max_redirects(0)
         // Every connection holds one of each (128 KiB by default); smaller ones only mean more
         // system calls, and keep memory low with several transfers at once.
         .input_buffer_size(64 * 1024)
@@ -494,6 +639,29 @@ pub fn host_of(url: &str) -> String {
         .next()
         .unwrap_or(authority)
         .to_string()
+}
+
+/// Where a redirect's `Location` leads from `base`: an absolute URL, a scheme-relative one
+/// (`//host/path`), an absolute path or a relative one. `None` for anything but http(s).
+fn resolve_location(base: &str, location: &str) -> Option<String> {
+    let location = location.trim();
+    if let Some((scheme, rest)) = location.split_once("://") {
+        let scheme = scheme.to_ascii_lowercase();
+        return matches!(scheme.as_str(), "http" | "https").then(|| format!("{scheme}://{rest}"));
+    }
+    let (scheme, rest) = base.split_once("://")?;
+    if let Some(authority) = location.strip_prefix("//") {
+        return Some(format!("{scheme}://{authority}"));
+    }
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let origin = &base[..scheme.len() + 3 + authority_end];
+    if location.starts_with('/') {
+        return Some(format!("{origin}{location}"));
+    }
+    let path = &rest[authority_end..];
+    let path = path.split(['?', '#']).next().unwrap_or("");
+    let dir = path.rfind('/').map_or("/", |at| &path[..=at]);
+    Some(format!("{origin}{dir}{location}"))
 }
 
 /// The most of an unwanted body read to keep its connection.
@@ -637,9 +805,49 @@ impl Response {
         let _ = io::copy(&mut self.into_reader().take(MAX_DISCARD), &mut io::sink());
     }
 
-    /// The body as a stream, for blobs.
+    /// The body as a stream, read against the deadline `Paced` keeps.
     pub fn into_reader(self) -> impl Read + Send + 'static {
-        self.inner.into_body().into_reader()
+        Paced {
+            inner: self.inner.into_body().into_reader(),
+            started: None,
+            received: 0,
+            grace: self.grace,
+        }
+    }
+}
+
+/// A body that must keep an average pace: after a grace of twice `--timeout`, a transfer that
+/// has averaged less than `limits::MIN_BLOB_RATE` since its first read is given up (as a
+/// timeout, so a blob download resumes it a bounded number of times). The per-read timeout
+/// catches a server that stops; this catches one that trickles a byte at a time, whatever
+/// the body's size. The clock starts at the first read: a response asked for ahead waits for
+/// its reader without counting.
+struct Paced<R> {
+    inner: R,
+    started: Option<Instant>,
+    received: u64,
+    grace: Duration,
+}
+
+impl<R: Read> Read for Paced<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let started = *self.started.get_or_insert_with(Instant::now);
+        let n = self.inner.read(buf)?;
+        self.received += n as u64;
+        let allowed =
+            self.grace + Duration::from_secs(self.received / crate::limits::MIN_BLOB_RATE);
+        if started.elapsed() > allowed {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!(
+                    "the transfer averaged less than {} KiB/s ({} bytes in {} s)",
+                    crate::limits::MIN_BLOB_RATE >> 10,
+                    self.received,
+                    started.elapsed().as_secs()
+                ),
+            ));
+        }
+        Ok(n)
     }
 }
 
@@ -666,6 +874,25 @@ mod tests {
         assert_eq!(parse_retry_after(" 3 "), Some(Duration::from_secs(3)));
         assert_eq!(parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"), None);
         assert_eq!(parse_retry_after("-1"), None);
+    }
+
+    #[test]
+    fn redirects_resolve_as_browsers_resolve_them() {
+        let base = "https://r.example:5000/v2/a/blobs/sha256:1?x=1";
+        for (location, expected) in [
+            ("https://cdn.example/b?sig=2", "https://cdn.example/b?sig=2"),
+            ("//cdn.example/b", "https://cdn.example/b"),
+            ("/v2/other", "https://r.example:5000/v2/other"),
+            ("next?y", "https://r.example:5000/v2/a/blobs/next?y"),
+            ("HTTP://plain.example/", "http://plain.example/"),
+        ] {
+            assert_eq!(resolve_location(base, location).as_deref(), Some(expected));
+        }
+        assert_eq!(resolve_location(base, "file:///etc/passwd"), None);
+        assert_eq!(
+            resolve_location("http://h", "x").as_deref(),
+            Some("http://h/x")
+        );
     }
 
     #[test]
