@@ -11,20 +11,21 @@ use miniserde::Deserialize;
 /// One manifest, index or image config, and a page of a tag list. Real ones are a few KiB;
 /// containerd refuses more than 4 MiB too.
 pub const MAX_DOCUMENT: u64 = 4 << 20;
-/// The JSON values (objects, arrays, strings, numbers, ...) one document may hold: what
-/// the structures parsed from it keep grows with them, not with its bytes (a 4 MiB config of
-/// 1.4 million empty `history` entries took 88 MiB). Real configs hold a few hundred.
+/// JSON values (objects, arrays, strings, numbers) in one document. What is parsed from a
+/// document grows with its values, not its bytes (a 4 MiB config of 1.4 million empty
+/// `history` entries took 88 MiB); real configs hold a few hundred.
 pub const MAX_JSON_VALUES: usize = 32_768;
 /// How deep a JSON document may nest.
 pub const MAX_JSON_DEPTH: usize = 64;
 /// A token service's answer.
 pub const MAX_TOKEN_RESPONSE: u64 = 1 << 20;
-/// An error body kept for its message.
+/// An error body, kept for its message.
 pub const MAX_ERROR_BODY: u64 = 64 << 10;
-/// The tags one `--tags` run prints, and the tags asked for a page (`?n=`).
+/// Tags one `--tags` run prints, and tags asked for a page (`?n=`), each page printed before
+/// the next is asked for.
 pub const MAX_TAGS: usize = 1_000_000;
 pub const TAGS_PAGE: usize = 1_000;
-/// Pages of a tag list (a registry that links them in a circle).
+/// Pages of one tag list (a registry that links them in a circle).
 pub const MAX_TAG_PAGES: usize = 10_000;
 /// Images in one `--images-from` list, and its bytes.
 pub const MAX_LISTED_IMAGES: usize = 10_000;
@@ -34,30 +35,30 @@ pub const MAX_MEMBERS: usize = 64;
 pub const MAX_MEMBER_BYTES: usize = 8 << 20;
 /// Entries of one platform weighed against each other (gzip and zstd twins).
 pub const MAX_TWINS: usize = 4;
-/// Bytes of image configs one run holds (several images, a bundle).
-pub const MAX_HELD_CONFIGS: usize = 8 << 20;
+/// Bytes of image configs one run holds until its archive is written (several images, a
+/// bundle).
+pub const MAX_HELD_CONFIGS: usize = 4 << 20;
 /// Bytes of attestations (manifests, configs, layers) an archive keeps unopened.
 pub const MAX_UNOPENED: u64 = 8 << 20;
 /// cosign signatures looked at per image, and the size of each signature document.
 pub const MAX_SIGNATURES: usize = 32;
 pub const MAX_SIGNATURE_DOCUMENT: usize = 256 << 10;
-/// A tar extension header (PAX, GNU long name) of a layer.
+/// Bytes of JSON documents (`manifest.json`, indexes, configs) `--push` holds from one archive.
+pub const MAX_ARCHIVE_DOCUMENTS: u64 = 8 << 20;
+/// A tar extension header (PAX record, GNU long name) in a layer or a `--push` archive.
 pub const MAX_EXTENSION: u64 = 1 << 20;
-/// `--flatten`/`--initramfs`: bytes of names and link targets held for the current layer's
-/// symlinks and the hard links waiting for their targets (a clone each, before this cap:
-/// 100,000 long-named links in a 2.7 MB layer took 389 MiB).
+/// Bytes of names and targets `--flatten` and `--initramfs` hold for the current layer's
+/// symlinks and the hard links waiting for their targets (before this cap, 100,000
+/// long-named links in a 2.7 MB layer took 389 MiB).
 pub const MAX_HELD_LINKS: usize = 8 << 20;
-/// `--initramfs`: hard-linked files, and directories, one image may hold.
+/// Hard-linked files, and directories, one `--initramfs` image may hold.
 pub const MAX_LINKED: usize = 65_536;
 pub const MAX_DIRS: usize = 100_000;
-/// The push record (`pushed-blobs`) is cut back to its newer half beyond this.
+/// Bytes of the push record (`pushed-blobs`), beyond which it is cut to its newer half.
 pub const MAX_RECORD: usize = 1 << 20;
-/// The longest any one request may take to answer with a small document (a manifest, a
-/// config, a token, a tag page), whatever pace the bytes come at; `--timeout` bounds each
-/// stall besides. Blobs get this plus the time their size takes at `MIN_BLOB_RATE`.
-pub const DOCUMENT_DEADLINE_SECS: u64 = 300;
-/// The slowest average rate a blob download may keep (bytes per second) before it is given up
-/// as stalled: a link slower than a 64 kbit/s modem is not a link.
+/// The slowest average pace (bytes a second) any response body may keep, after a grace of
+/// twice `--timeout`, besides `--timeout` for each stall: a server that trickles a byte at a
+/// time cannot hold a run, and a link slower than a 64 kbit/s modem is not a link.
 pub const MIN_BLOB_RATE: u64 = 8 << 10;
 
 /// Parses a JSON document after checking its shape: at most `MAX_JSON_VALUES` values and
@@ -162,6 +163,93 @@ mod tests {
         let doc: Doc = json(r#"{"a": [1, 2, 3], "b": {"c": "x,y:[{"}}"#).unwrap();
         assert_eq!(doc.a, [1, 2, 3]);
         assert_eq!(json::<Doc>("not json").unwrap_err(), JsonError::Malformed);
+    }
+
+    /// docs/security.md prints this file's table, rendered from the constants and their
+    /// first doc line; `DOCKERSAVE_WRITE_DOCS=1` rewrites it there.
+    #[test]
+    fn the_security_document_prints_this_table() {
+        let source = include_str!("limits.rs");
+        let mut rows = vec![
+            "| cap | value | what it bounds |".to_string(),
+            "| --- | --- | --- |".to_string(),
+        ];
+        let mut doc: Vec<&str> = Vec::new();
+        let mut after_const = false;
+        for line in source.split("#[cfg(test)]").next().unwrap().lines() {
+            let line = line.trim();
+            if let Some(text) = line.strip_prefix("///") {
+                if std::mem::take(&mut after_const) {
+                    doc.clear();
+                }
+                doc.push(text.trim());
+                continue;
+            }
+            after_const = line.starts_with("pub const");
+            if let Some(rest) = line.strip_prefix("pub const ") {
+                let (name, value) = rest.split_once(':').unwrap();
+                let value = value
+                    .split_once('=')
+                    .unwrap()
+                    .1
+                    .trim()
+                    .trim_end_matches(';');
+                // The first sentence of its comment, or the comment above a pair of consts.
+                let sentence = doc.join(" ");
+                let sentence = sentence
+                    .split(". ")
+                    .next()
+                    .unwrap_or("")
+                    .trim_end_matches('.');
+                rows.push(format!("| `{name}` | {} | {sentence} |", shown(value)));
+            }
+            if !line.starts_with("pub const") {
+                doc.clear();
+            }
+        }
+        let table = rows.join("\n") + "\n";
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/security.md");
+        let text = std::fs::read_to_string(path).unwrap();
+        let (start, end) = (
+            "<!-- limits table -->\n",
+            "<!-- end of the limits table -->",
+        );
+        let (before, rest) = text.split_once(start).expect("the table's start marker");
+        let (current, after) = rest.split_once(end).expect("the table's end marker");
+        if std::env::var_os("DOCKERSAVE_WRITE_DOCS").is_some() {
+            std::fs::write(path, format!("{before}{start}{table}{end}{after}")).unwrap();
+            return;
+        }
+        assert_eq!(
+            current, table,
+            "docs/security.md's limits table is stale: DOCKERSAVE_WRITE_DOCS=1 cargo test --lib the_security_document_prints_this_table"
+        );
+    }
+
+    /// `4 << 20` as `4 MiB`, `1_000` as `1,000`.
+    fn shown(value: &str) -> String {
+        let number = |n: &str| -> String {
+            let digits: String = n.chars().filter(char::is_ascii_digit).collect();
+            let mut out = String::new();
+            for (i, c) in digits.chars().enumerate() {
+                if i > 0 && (digits.len() - i) % 3 == 0 {
+                    out.push(',');
+                }
+                out.push(c);
+            }
+            out
+        };
+        match value.split_once("<<") {
+            Some((n, shift)) => {
+                let unit = match shift.trim() {
+                    "10" => "KiB",
+                    "20" => "MiB",
+                    other => panic!("a shift of {other}"),
+                };
+                format!("{} {unit}", number(n.trim()))
+            }
+            None => number(value),
+        }
     }
 
     #[test]

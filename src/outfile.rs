@@ -224,7 +224,13 @@ impl Dir {
         ) {
             Ok(fd) => fd,
             Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(None),
-            Err(e) => return Err(self.refusal(name, e)),
+            Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+                return Err(Error::Local(format!(
+                    "{} is a symbolic link, not a regular file of this user: dockersave does not use it; remove it",
+                    self.join(name).display()
+                )))
+            }
+            Err(e) => return Err(Error::io(&self.join(name), e)),
         };
         let stat = fstat(fd.as_fd()).map_err(|e| Error::io(&self.join(name), e))?;
         if stat.st_mode & libc::S_IFMT != libc::S_IFREG || stat.st_uid != euid() {

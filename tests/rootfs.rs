@@ -196,6 +196,16 @@ fn rootfs_without_root_matches_umoci_rootless() {
                 [8, 232, 7, 16, 232, 7],
                 "the owner it should have, as umoci records it"
             );
+            // bin/su is setuid and belongs to nobody: no other user may reach it.
+            assert_eq!(tree["bin/su"].mode, 0o4755);
+            use std::os::unix::fs::PermissionsExt;
+            let root_mode = fs::metadata(&ours).unwrap().permissions().mode() & 0o7777;
+            assert_eq!(root_mode, 0o700, "{out}");
+            assert!(
+                out.stderr
+                    .contains("1 setuid/setgid files of the image belong to you"),
+                "{out}"
+            );
         }
         let differences = compare(
             &snapshot(&ours),

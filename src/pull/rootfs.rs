@@ -115,7 +115,7 @@ pub(super) fn save(
     let private = setid > 0 && outfile::euid() != 0;
     if private {
         image.progress().warn(&format!(
-            "{setid} setuid or setgid files are owned by you, not root (that needs root): {} stays 0700, so that no other user can run them as you; chmod it if that is what you want",
+            "{setid} setuid/setgid files of the image belong to you (giving them to root needs root): {} stays 0700, so that no other user can run them as you; chmod it if that is what you want",
             dir.display()
         ));
     }

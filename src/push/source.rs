@@ -11,16 +11,13 @@ use crate::decompress::{Decompressor, Format};
 use crate::digest::Digest;
 use crate::error::Error;
 use crate::layer_tar::Extensions;
-use crate::limits::MAX_DOCUMENT;
+use crate::limits::{MAX_ARCHIVE_DOCUMENTS as MAX_DOCUMENTS, MAX_DOCUMENT};
 use crate::manifest::{self, Fetched, Platform, Platforms};
 use miniserde::Deserialize;
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
-
-/// All JSON documents of one archive together.
-const MAX_DOCUMENTS: u64 = 32 << 20;
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Wrap {

@@ -364,18 +364,20 @@ impl Registry {
                 detail: e.or("it is not a JSON tag list"),
             })?;
             drop(body);
+            let too_many = || Error::Invalid {
+                what: what.clone(),
+                detail: format!("it lists more than the {MAX_TAGS} tags dockersave prints"),
+            };
             for tag in page.tags.unwrap_or_default() {
                 count += 1;
                 if count > MAX_TAGS {
-                    return Err(Error::Invalid {
-                        what,
-                        detail: format!("it lists more than the {MAX_TAGS} tags dockersave prints"),
-                    });
+                    return Err(too_many());
                 }
                 each(&tag)?;
             }
             match next {
                 None => return Ok(()),
+                Some(_) if count >= MAX_TAGS => return Err(too_many()),
                 Some(next) => {
                     path = same_origin_path(&next, &self.endpoint().base).ok_or_else(|| {
                         Error::Invalid {

@@ -217,9 +217,8 @@ def tricks(ours):
         return e
 
     def index(repo, entries):
-        body = json.dumps({"schemaVersion": 2, "mediaType": OCI_INDEX,
-                           "manifests": entries}).encode()
-        push_manifest(repo, "latest", body, OCI_INDEX)
+        push_manifest(repo, "latest", {"schemaVersion": 2, "mediaType": OCI_INDEX,
+                                       "manifests": entries}, OCI_INDEX)
 
     def base(repo):
         body, media_type = registry.get_manifest(repo, "base")
@@ -231,13 +230,11 @@ def tricks(ours):
                                                 "subject": [{"digest": {"sha256": subject[7:]}}],
                                                 "predicateType": "https://spdx.dev/Document",
                                                 "predicate": {}}).encode())
-        body = json.dumps({
+        digest, body = push_manifest(repo, "attestation", {
             "schemaVersion": 2, "mediaType": OCI_MANIFEST,
             "config": {"mediaType": "application/vnd.oci.image.config.v1+json", **config},
             "layers": [{"mediaType": "application/vnd.in-toto+json", **statement}],
-        }).encode()
-        digest = digest_of(body)
-        push_manifest(repo, digest, body, OCI_MANIFEST)
+        }, OCI_MANIFEST)
         return entry(digest, len(body), OCI_MANIFEST, {"os": "unknown", "architecture": "unknown"},
                      {"vnd.docker.reference.type": "attestation-manifest",
                       "vnd.docker.reference.digest": subject})
