@@ -468,6 +468,30 @@ fn a_64_kib_path_is_refused_in_little_memory() {
     }
 }
 
+#[test]
+fn what_flatten_holds_for_links_is_bounded() {
+    let dir = Scratch::new("long-links");
+    let image = push_built_image("long-links", &format!("long-links-{}", pid()), None);
+    let binary = release_binary();
+    for args in [["--flatten", "flat.tar"], ["--initramfs", "boot.cpio.gz"]] {
+        let all = ["--insecure", args[0], args[1], &image];
+        let (out, peak, _) = run_measured(&binary, &all, dir.path(), false);
+        assert_eq!(out.code, 6, "{args:?}: {out}");
+        one_error_line(&out, "hold more than the 8 MiB of names");
+        assert!(peak < PEAK_KIB, "{args:?}: peak RSS {peak} KiB");
+        assert!(dir.names().is_empty(), "{:?}", dir.names());
+    }
+    // --rootfs holds nothing for them: the same image unpacks.
+    let all = ["--insecure", "-q", "--rootfs", "tree", &image];
+    let (out, peak, _) = run_measured(&binary, &all, dir.path(), false);
+    assert_eq!(out.code, 0, "{out}");
+    assert!(peak < PEAK_KIB, "--rootfs: peak RSS {peak} KiB");
+    assert_eq!(
+        fs::read_dir(dir.path().join("tree/s")).unwrap().count(),
+        10_000
+    );
+}
+
 /// Writes archives for `--push` that claim more than they should make anyone read.
 const HOSTILE_ARCHIVES: &str = r#"
 import io, os, sys, tarfile, zlib

@@ -10,7 +10,7 @@ use common::*;
 use std::fs;
 use std::io::Write;
 use std::net::TcpListener;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 /// The requests the pull-through cache logged (combined log format), e.g.
@@ -486,6 +486,78 @@ fn mutual_tls_with_the_client_certificate_of_certs_d() {
     assert!(
         out.stderr.contains("refused the client certificate") && out.stderr.contains("client.cert"),
         "{out}"
+    );
+}
+
+#[test]
+fn an_x509_v1_client_certificate_is_sent_as_docker_sends_it() {
+    // What `openssl x509 -req` makes without an extensions file: version 1, no extensions.
+    // rustls cannot parse it; it is only sent, so it must work (it used to abort the run).
+    let registry = env("DS_MTLS_REGISTRY");
+    let dir = Scratch::new("mtls-v1");
+    let (key, csr, cert) = (
+        dir.path().join("v1.key"),
+        dir.path().join("v1.csr"),
+        dir.path().join("v1.cert"),
+    );
+    let ca = PathBuf::from(env("DS_TEST_CA"));
+    let ca_key = ca.with_file_name("ca.key");
+    let path = |p: &PathBuf| p.to_str().unwrap().to_string();
+    for args in [
+        vec![
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            "/CN=v1-client",
+            "-keyout",
+            &path(&key),
+            "-out",
+            &path(&csr),
+        ],
+        vec![
+            "x509",
+            "-req",
+            "-in",
+            &path(&csr),
+            "-CA",
+            &path(&ca),
+            "-CAkey",
+            &path(&ca_key),
+            "-CAcreateserial",
+            "-days",
+            "1",
+            "-out",
+            &path(&cert),
+        ],
+    ] {
+        let made = run("openssl", &args, dir.path(), None);
+        assert_eq!(made.code, 0, "{made}");
+    }
+    let text = run(
+        "openssl",
+        &["x509", "-in", &path(&cert), "-noout", "-text"],
+        dir.path(),
+        None,
+    );
+    assert!(text.stdout.contains("Version: 1 (0x0)"), "{text}");
+    let certs = certs_d(
+        dir.path(),
+        &registry,
+        &[
+            ("ca.crt", env("DS_TEST_CA")),
+            ("client.cert", path(&cert)),
+            ("client.key", path(&key)),
+        ],
+    );
+    let image = format!("{registry}/busybox:latest");
+    let out = dockersave(dir.path(), &["--certs-d", &certs, "-o", "out.tar", &image]);
+    assert_eq!(out.code, 0, "{out}");
+    load(
+        &dir.path().join("out.tar"),
+        Some(&image),
+        &config_digest(&format!("{}/busybox:latest", env("DS_REGISTRY")), &[]),
     );
 }
 

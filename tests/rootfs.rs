@@ -203,7 +203,7 @@ fn rootfs_without_root_matches_umoci_rootless() {
             assert_eq!(root_mode, 0o700, "{out}");
             assert!(
                 out.stderr
-                    .contains("1 setuid/setgid files of the image belong to you"),
+                    .contains("setuid/setgid files of the image belong to you"),
                 "{out}"
             );
         }

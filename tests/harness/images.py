@@ -248,6 +248,16 @@ def many_links(files, links):
     return [entries]
 
 
+def long_links(count):
+    """What --flatten holds for a layer's links: `count` long-named symlinks with long targets,
+    and as many long-named hard links to a file of the layer below, waiting for it."""
+    name = "n" * 150
+    top = [d("s/"), d("h/")]
+    top += [sym("s/%s%06d" % (name, i), "t" * 1000) for i in range(count)]
+    top += [hard("h/%s%06d" % (name, i), "base/target") for i in range(count)]
+    return [[d("base/"), f("base/target", "the target")], top]
+
+
 def git_filter(canary):
     return ('[filter "p"]\n\tclean = sh -c \'echo pwned >' + canary + '; cat\'\n'
             '\tsmudge = cat\n\trequired\n')
@@ -313,6 +323,8 @@ def main():
         layers = many_links(1, 100_000)
     elif name == "linked-files":
         layers = many_links(70_000, 1)
+    elif name == "long-links":
+        layers = long_links(10_000)
     elif name == "bootable-arm":
         layers = bootable(os.path.join(os.environ["DS_ARM_BOOT"], "bin/busybox"))
         write_layout(layout, name, layers, "arm")
