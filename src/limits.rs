@@ -69,6 +69,151 @@ pub fn json<T: Deserialize>(text: &str) -> Result<T, JsonError> {
     miniserde::json::from_str(text).map_err(|_| JsonError::Malformed)
 }
 
+/// Calls `each` with every string of the array under the key `key` of the JSON object `text`,
+/// one at a time, building nothing else: a tag page of a million names (a registry that
+/// ignores `?n=` sends every tag at once) costs one name's memory. `null` or a missing key is
+/// an empty array; anything else that is not an array of strings is `Malformed`.
+pub fn each_string<E>(
+    text: &str,
+    key: &str,
+    each: &mut dyn FnMut(String) -> Result<(), E>,
+) -> Result<Result<(), E>, JsonError> {
+    let mut scan = Scan {
+        bytes: text.as_bytes(),
+        at: 0,
+    };
+    scan.expect(b'{')?;
+    if scan.peek() == Some(b'}') {
+        return Ok(Ok(()));
+    }
+    loop {
+        let name = scan.string()?;
+        scan.expect(b':')?;
+        if name == key && scan.peek() == Some(b'[') {
+            scan.expect(b'[')?;
+            if scan.peek() != Some(b']') {
+                loop {
+                    if let Err(e) = each(scan.string()?) {
+                        return Ok(Err(e));
+                    }
+                    if scan.next()? == b']' {
+                        break;
+                    }
+                    scan.back(b',')?;
+                }
+            } else {
+                scan.expect(b']')?;
+            }
+        } else {
+            scan.skip_value()?;
+        }
+        match scan.next()? {
+            b'}' => return Ok(Ok(())),
+            b',' => {}
+            _ => return Err(JsonError::Malformed),
+        }
+    }
+}
+
+/// A cursor over a JSON text for `each_string`.
+struct Scan<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl Scan<'_> {
+    /// The next byte that is not white space, left in place.
+    fn peek(&mut self) -> Option<u8> {
+        while self.bytes.get(self.at).is_some_and(u8::is_ascii_whitespace) {
+            self.at += 1;
+        }
+        self.bytes.get(self.at).copied()
+    }
+
+    fn next(&mut self) -> Result<u8, JsonError> {
+        let byte = self.peek().ok_or(JsonError::Malformed)?;
+        self.at += 1;
+        Ok(byte)
+    }
+
+    fn expect(&mut self, byte: u8) -> Result<(), JsonError> {
+        match self.next()? == byte {
+            true => Ok(()),
+            false => Err(JsonError::Malformed),
+        }
+    }
+
+    /// Checks that the byte just taken was `byte`.
+    fn back(&self, byte: u8) -> Result<(), JsonError> {
+        match self.bytes.get(self.at - 1) == Some(&byte) {
+            true => Ok(()),
+            false => Err(JsonError::Malformed),
+        }
+    }
+
+    /// A string token, decoded by miniserde (escapes and all).
+    fn string(&mut self) -> Result<String, JsonError> {
+        if self.peek() != Some(b'"') {
+            return Err(JsonError::Malformed);
+        }
+        let start = self.at;
+        self.at += 1;
+        let mut escaped = false;
+        loop {
+            let byte = *self.bytes.get(self.at).ok_or(JsonError::Malformed)?;
+            self.at += 1;
+            match (escaped, byte) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => break,
+                _ => {}
+            }
+        }
+        let token =
+            std::str::from_utf8(&self.bytes[start..self.at]).map_err(|_| JsonError::Malformed)?;
+        miniserde::json::from_str(token).map_err(|_| JsonError::Malformed)
+    }
+
+    /// Passes over one value of any kind, nested or not, without building it.
+    fn skip_value(&mut self) -> Result<(), JsonError> {
+        match self.peek().ok_or(JsonError::Malformed)? {
+            b'"' => self.string().map(drop),
+            b'{' | b'[' => {
+                let mut depth = 0usize;
+                loop {
+                    match self.peek().ok_or(JsonError::Malformed)? {
+                        b'"' => {
+                            self.string()?;
+                        }
+                        b'{' | b'[' => {
+                            depth += 1;
+                            self.at += 1;
+                        }
+                        b'}' | b']' => {
+                            depth -= 1;
+                            self.at += 1;
+                            if depth == 0 {
+                                return Ok(());
+                            }
+                        }
+                        _ => self.at += 1,
+                    }
+                }
+            }
+            _ => {
+                while self
+                    .bytes
+                    .get(self.at)
+                    .is_some_and(|b| !matches!(b, b',' | b'}' | b']') && !b.is_ascii_whitespace())
+                {
+                    self.at += 1;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
 /// Why a JSON document was refused.
 #[derive(Debug, PartialEq, Eq)]
 pub enum JsonError {
@@ -250,6 +395,43 @@ mod tests {
             }
             None => number(value),
         }
+    }
+
+    #[test]
+    fn strings_of_an_array_come_one_at_a_time() {
+        let collect = |text: &str| {
+            let mut got = Vec::new();
+            let result = each_string::<()>(text, "tags", &mut |t| {
+                got.push(t);
+                Ok(())
+            });
+            result.map(|inner| inner.map(|()| got))
+        };
+        let page = r#"{"name":"a/b","x":{"y":[1,"]}"]},"tags":["1.0","la\"test"],"z":null}"#;
+        assert_eq!(collect(page), Ok(Ok(vec!["1.0".into(), "la\"test".into()])));
+        assert_eq!(collect(r#"{"name":"a","tags":null}"#), Ok(Ok(vec![])));
+        assert_eq!(collect(r#" { } "#), Ok(Ok(vec![])));
+        assert_eq!(collect(r#"{"tags":[]}"#), Ok(Ok(vec![])));
+        for bad in [
+            r#"{"tags":[1]}"#,
+            r#"{"tags":["a""b"]}"#,
+            "[]",
+            r#"{"tags":["a"#,
+            "",
+        ] {
+            assert_eq!(collect(bad), Err(JsonError::Malformed), "{bad}");
+        }
+        // The caller can stop it.
+        let mut n = 0;
+        let stopped = each_string(r#"{"tags":["a","b","c"]}"#, "tags", &mut |_| {
+            n += 1;
+            if n == 2 {
+                Err("enough")
+            } else {
+                Ok(())
+            }
+        });
+        assert_eq!(stopped, Ok(Err("enough")));
     }
 
     #[test]

@@ -359,22 +359,22 @@ impl Registry {
                 what: what.clone(),
                 detail: "it is not UTF-8 text".into(),
             })?;
-            let page: TagList = crate::limits::json(text).map_err(|e| Error::Invalid {
-                what: what.clone(),
-                detail: e.or("it is not a JSON tag list"),
-            })?;
-            drop(body);
             let too_many = || Error::Invalid {
                 what: what.clone(),
                 detail: format!("it lists more than the {MAX_TAGS} tags dockersave prints"),
             };
-            for tag in page.tags.unwrap_or_default() {
+            // One tag at a time: a registry that ignores `n` sends every tag in one page.
+            let page = crate::limits::each_string(text, "tags", &mut |tag| {
                 count += 1;
                 if count > MAX_TAGS {
                     return Err(too_many());
                 }
-                each(&tag)?;
-            }
+                each(&tag)
+            });
+            page.map_err(|e| Error::Invalid {
+                what: what.clone(),
+                detail: e.or("it is not a JSON tag list"),
+            })??;
             match next {
                 None => return Ok(()),
                 Some(_) if count >= MAX_TAGS => return Err(too_many()),
@@ -813,11 +813,6 @@ impl BlobReader<'_> {
         }
         Ok(())
     }
-}
-
-#[derive(Deserialize)]
-struct TagList {
-    tags: Option<Vec<String>>,
 }
 
 /// The target of a `Link` header's `rel="next"` entry (`</v2/x/tags/list?last=b&n=2>;

@@ -19,7 +19,7 @@ Scenarios (each also serves a small valid image where the scenario needs one):
   cmd-bomb             the config's Cmd is a million one-character strings
   configs-bundle       an index of 64 platforms whose configs weigh 3.9 MiB each
   endless-tags         every tag page links to another
-  tag-bomb             one tag page of a million one-character tags
+  tag-bomb             one tag page of a million one-character tags (under 4 MiB)
   wrong-digest         the manifest's Docker-Content-Digest lies; by digest, other bytes
   twins                an index listing linux/amd64 10,000 times
   nested               an index whose entry is an index whose entry is an index, ...
