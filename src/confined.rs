@@ -14,7 +14,7 @@
 //! open directory at a time, whatever their depth. This module knows nothing of layers or
 //! whiteouts; it must never take a path as a `&Path` of the host.
 
-use crate::layer_tar::{is_component, TreePath};
+use crate::layer_tar::{is_component, Time, TreePath};
 use std::collections::VecDeque;
 use std::ffi::CString;
 use std::fs::File;
@@ -615,23 +615,27 @@ pub fn set_owner_at(dir: BorrowedFd, name: &[u8], uid: u32, gid: u32) -> io::Res
 // libc marks `time_t` deprecated on musl because it will follow musl 1.2's 64-bit time_t on
 // 32-bit targets; until then a 32-bit target clamps times past 2038, which is what we want.
 #[allow(deprecated)]
-fn timespecs(mtime: u64) -> [libc::timespec; 2] {
-    let seconds = libc::time_t::try_from(mtime).unwrap_or(libc::time_t::MAX);
+fn timespecs(mtime: Time) -> [libc::timespec; 2] {
+    let seconds = libc::time_t::try_from(mtime.seconds).unwrap_or(if mtime.seconds < 0 {
+        libc::time_t::MIN
+    } else {
+        libc::time_t::MAX
+    });
     let time = libc::timespec {
         tv_sec: seconds,
-        tv_nsec: 0,
+        tv_nsec: mtime.nanos.min(999_999_999).into(),
     };
     [time, time]
 }
 
-pub fn set_mtime(fd: BorrowedFd, mtime: u64) -> io::Result<()> {
+pub fn set_mtime(fd: BorrowedFd, mtime: Time) -> io::Result<()> {
     let times = timespecs(mtime);
     cvt(unsafe { libc::futimens(fd.as_raw_fd(), times.as_ptr()) })?;
     Ok(())
 }
 
 /// Access and modification time of `dir/name` itself, a symlink included.
-pub fn set_mtime_at(dir: BorrowedFd, name: &[u8], mtime: u64) -> io::Result<()> {
+pub fn set_mtime_at(dir: BorrowedFd, name: &[u8], mtime: Time) -> io::Result<()> {
     let cname = component(name)?;
     let times = timespecs(mtime);
     cvt(unsafe {
@@ -822,7 +826,7 @@ pub(crate) mod tests {
         let sub = make_dir(root.fd(), b"d").unwrap();
         assert!(link_at(root.fd(), b"d", root.fd(), b"dl").is_err());
         symlink_at(b"/etc/passwd", sub.as_fd(), b"s").unwrap();
-        set_mtime_at(sub.as_fd(), b"s", 1234).unwrap();
+        set_mtime_at(sub.as_fd(), b"s", Time::at(1234)).unwrap();
         assert_eq!(
             fs::symlink_metadata(root_path.join("d/s")).unwrap().mtime(),
             1234

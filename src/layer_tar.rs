@@ -4,14 +4,14 @@
 //! Parsing only: it reads a tar stream and hands each change, with its data, to a callback; it
 //! never touches the disk. It is where untrusted paths become `TreePath`s, so it refuses what
 //! could name something outside the tree (absolute paths, `..`) for entries, hard link targets
-//! and whiteouts alike; where a path leads once symlinks on disk are involved is `confined`'s
-//! business. Extension records (GNU long names, PAX) are read by this module, with a size limit,
-//! rather than by the `tar` crate, which would read any size into memory.
+//! and whiteouts alike, and what Docker would not unpack (a type it does not know); where a path
+//! leads once symlinks on disk are involved is `confined`'s business. The bytes are read by
+//! `tar_reader`, as Go's `archive/tar` reads them.
 
 use crate::error::{shown_name, Error};
-use crate::limits::MAX_EXTENSION;
+use crate::tar_reader;
 use std::fmt;
-use std::io::{self, Read};
+use std::io::Read;
 
 /// A path inside the image's tree: components joined by `/`, none empty, `.` or `..`. The root
 /// is the empty path.
@@ -148,12 +148,27 @@ pub struct Entry {
     pub mode: u32,
     pub uid: u64,
     pub gid: u64,
-    /// Seconds since the epoch.
-    pub mtime: u64,
+    pub mtime: Time,
     /// Extended attributes from PAX `SCHILY.xattr.` records: name, value.
     pub xattrs: Vec<(Vec<u8>, Vec<u8>)>,
-    /// Bytes of data (regular files only).
+    /// Bytes of content (regular files only), holes included.
     pub size: u64,
+    /// For a sparse file, where its data is: (offset, length) regions; the rest is holes.
+    pub sparse: Option<Vec<(u64, u64)>>,
+}
+
+/// A modification time: seconds since the epoch (before it, negative) and nanoseconds.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Time {
+    pub seconds: i64,
+    pub nanos: u32,
+}
+
+impl Time {
+    #[cfg(test)]
+    pub fn at(seconds: i64) -> Time {
+        Time { seconds, nanos: 0 }
+    }
 }
 
 pub enum Change {
@@ -169,7 +184,10 @@ const WHITEOUT: &[u8] = b".wh.";
 const OPAQUE: &[u8] = b".wh..wh..opq";
 
 /// Reads the tar stream `tar` of the layer called `layer` (for messages) and calls `each` with
-/// every change, in order, and a reader of the entry's data (empty but for regular files).
+/// every change, in order, and a reader of the entry's content (empty but for regular files;
+/// a sparse file's with its holes as zeros, `Entry::sparse` saying where they are). The tar is
+/// read as Go's `archive/tar` reads it (`tar_reader`), and what Docker would not unpack is
+/// refused here, once, for every output.
 pub fn read_layer(
     tar: &mut dyn Read,
     layer: &str,
@@ -179,19 +197,9 @@ pub fn read_layer(
         what: format!("the tar of {layer}"),
         detail,
     };
-    let mut archive = tar::Archive::new(tar);
-    let entries = archive
-        .entries()
-        .map_err(|e| malformed(e.to_string()))?
-        .raw(true);
-    let mut extensions = Extensions::default();
-    for entry in entries {
-        let mut entry = entry.map_err(|e| malformed(e.to_string()))?;
-        if extensions.read(&mut entry).map_err(&malformed)? {
-            continue;
-        }
-        let fields = extensions.take();
-        let change = classify(&entry, fields).map_err(|reason| match reason {
+    let mut reader = tar_reader::Reader::new(tar);
+    while let Some(header) = reader.next().map_err(|e| malformed(e.to_string()))? {
+        let change = classify(header).map_err(|reason| match reason {
             Refusal::Unsafe { path, reason } => Error::Unsafe {
                 layer: layer.to_string(),
                 entry: path,
@@ -199,111 +207,14 @@ pub fn read_layer(
             },
             Refusal::Malformed(detail) => malformed(detail),
             Refusal::Unsupported(detail) => Error::Unsupported(format!(
-                "{layer} holds {detail}, which dockersave does not support"
+                "{layer} holds {detail}, which dockersave does not unpack (nor does Docker)"
             )),
         })?;
         if let Some(change) = change {
-            each(change, &mut entry)?;
+            each(change, &mut reader.data())?;
         }
     }
     Ok(())
-}
-
-/// The extension records (GNU long name and link, PAX) that apply to the next entry of a tar
-/// read raw: each is refused before it is read when it claims more than `MAX_EXTENSION`, so
-/// no header can make a reader hold more. `push::source` reads archives with it too.
-#[derive(Default)]
-pub(crate) struct Extensions {
-    long_name: Option<Vec<u8>>,
-    long_link: Option<Vec<u8>>,
-    pax: Option<Vec<u8>>,
-}
-
-impl Extensions {
-    /// Whether `entry` is an extension record; if so, it is read and kept for the next entry.
-    pub(crate) fn read<R: Read>(&mut self, entry: &mut tar::Entry<R>) -> Result<bool, String> {
-        let kind = entry.header().entry_type();
-        let slot = if kind.is_gnu_longname() {
-            &mut self.long_name
-        } else if kind.is_gnu_longlink() {
-            &mut self.long_link
-        } else if kind.is_pax_local_extensions() {
-            &mut self.pax
-        } else {
-            // Global PAX records change nothing dockersave reads; their data is skipped.
-            return Ok(kind.is_pax_global_extensions());
-        };
-        if entry.size() > MAX_EXTENSION {
-            return Err(format!(
-                "an extension record claims {} bytes, over the {} KiB allowed",
-                entry.size(),
-                MAX_EXTENSION >> 10
-            ));
-        }
-        let mut bytes = Vec::new();
-        entry
-            .take(MAX_EXTENSION)
-            .read_to_end(&mut bytes)
-            .map_err(|e| e.to_string())?;
-        if !kind.is_pax_local_extensions() {
-            // GNU long names end in NUL.
-            while bytes.last() == Some(&0) {
-                bytes.pop();
-            }
-        }
-        *slot = Some(bytes);
-        Ok(true)
-    }
-
-    /// The records for the entry just read, leaving none for the next.
-    pub(crate) fn take(&mut self) -> Fields {
-        Fields {
-            long_name: self.long_name.take(),
-            long_link: self.long_link.take(),
-            pax: self.pax.take(),
-        }
-    }
-}
-
-pub(crate) struct Fields {
-    long_name: Option<Vec<u8>>,
-    long_link: Option<Vec<u8>>,
-    pax: Option<Vec<u8>>,
-}
-
-impl Fields {
-    /// The entry's path and link name as its header and the records before it give them
-    /// (PAX over GNU over the header).
-    pub(crate) fn names<R: Read>(&self, entry: &tar::Entry<R>) -> (Vec<u8>, Option<Vec<u8>>) {
-        let mut path = self
-            .long_name
-            .clone()
-            .unwrap_or_else(|| entry.path_bytes().into_owned());
-        let mut link = self
-            .long_link
-            .clone()
-            .or_else(|| entry.link_name_bytes().map(|l| l.into_owned()));
-        for record in self.pax_records().flatten() {
-            match record.key_bytes() {
-                b"path" => path = record.value_bytes().to_vec(),
-                b"linkpath" => link = Some(record.value_bytes().to_vec()),
-                _ => {}
-            }
-        }
-        (path, link)
-    }
-
-    fn pax_records(&self) -> tar::PaxExtensions<'_> {
-        tar::PaxExtensions::new(self.pax.as_deref().unwrap_or_default())
-    }
-
-    /// The size a PAX record gives, where it differs from the header's (a file over 8 GiB).
-    pub(crate) fn pax_size(&self) -> Option<Vec<u8>> {
-        self.pax_records()
-            .flatten()
-            .find(|r| r.key_bytes() == b"size")
-            .map(|r| r.value_bytes().to_vec())
-    }
 }
 
 enum Refusal {
@@ -312,58 +223,10 @@ enum Refusal {
     Unsupported(String),
 }
 
-/// Turns one tar entry (and the extension records before it) into a change; `None` for entries
-/// that change nothing (aufs bookkeeping, volume labels).
-fn classify(entry: &tar::Entry<&mut dyn Read>, fields: Fields) -> Result<Option<Change>, Refusal> {
-    let header = entry.header();
-    let old = header.as_old();
-    // An empty numeric field reads as 0, as Go's archive/tar (Docker's reader) takes it.
-    let number = |r: io::Result<u64>, raw: &[u8], what: &str| match r {
-        Ok(n) => Ok(n),
-        Err(_) if raw.iter().all(|&b| b == 0 || b == b' ') => Ok(0),
-        Err(e) => Err(Refusal::Malformed(format!("bad {what} field: {e}"))),
-    };
-    let (raw_path, raw_link) = fields.names(entry);
-    let mut uid = number(header.uid(), &old.uid, "uid")?;
-    let mut gid = number(header.gid(), &old.gid, "gid")?;
-    let mut mtime = number(header.mtime(), &old.mtime, "mtime")?;
-    let mut xattrs = Vec::new();
-    let size = number(header.size(), &old.size, "size")?;
-    if fields.pax.is_some() {
-        for record in fields.pax_records() {
-            let record = record.map_err(|e| Refusal::Malformed(format!("bad PAX record: {e}")))?;
-            let (key, value) = (record.key_bytes(), record.value_bytes());
-            let decimal = || {
-                std::str::from_utf8(value)
-                    .ok()
-                    .and_then(|v| v.split('.').next())
-                    .and_then(|v| v.parse::<u64>().ok())
-                    .ok_or_else(|| {
-                        Refusal::Malformed(format!(
-                            "bad PAX {} value {:?}",
-                            String::from_utf8_lossy(key),
-                            String::from_utf8_lossy(value)
-                        ))
-                    })
-            };
-            match key {
-                b"path" | b"linkpath" => {}
-                b"uid" => uid = decimal()?,
-                b"gid" => gid = decimal()?,
-                b"mtime" => mtime = decimal()?,
-                b"size" if decimal()? != size => {
-                    return Err(Refusal::Unsupported(
-                        "a file over 8 GiB (PAX size record)".into(),
-                    ))
-                }
-                _ => {
-                    if let Some(name) = key.strip_prefix(b"SCHILY.xattr.") {
-                        xattrs.push((name.to_vec(), value.to_vec()));
-                    }
-                }
-            }
-        }
-    }
+/// Turns one entry into a change; `None` for entries that change nothing (aufs bookkeeping).
+/// What Docker's unpacker would refuse (a type it does not know, a contiguous file) is refused.
+fn classify(header: tar_reader::Header) -> Result<Option<Change>, Refusal> {
+    let raw_path = header.name;
     let shown = || shown_name(&raw_path);
     let path = TreePath::parse(&raw_path).map_err(|reason| Refusal::Unsafe {
         path: shown(),
@@ -387,21 +250,36 @@ fn classify(entry: &tar::Entry<&mut dyn Read>, fields: Fields) -> Result<Option<
             return Ok(Some(Change::Whiteout(parent.join(target))));
         }
     }
-    let device = || -> Result<(u32, u32), Refusal> {
-        let major = header
-            .device_major()
-            .map_err(|e| Refusal::Malformed(e.to_string()))?;
-        let minor = header
-            .device_minor()
-            .map_err(|e| Refusal::Malformed(e.to_string()))?;
-        Ok((major.unwrap_or(0), minor.unwrap_or(0)))
+    let id = |value: i64, what: &str| {
+        u32::try_from(value).map(u64::from).map_err(|_| {
+            Refusal::Malformed(format!(
+                "{}: its {what} {value} is not a 32-bit id",
+                shown()
+            ))
+        })
     };
-    use tar::EntryType as T;
-    let kind = match header.entry_type() {
-        T::Regular | T::Continuous => Kind::File,
-        T::Directory => Kind::Dir,
-        T::Symlink => {
-            let target = raw_link.unwrap_or_default();
+    let (uid, gid) = (id(header.uid, "uid")?, id(header.gid, "gid")?);
+    let device = || -> Result<(u32, u32), Refusal> {
+        match (
+            u32::try_from(header.devmajor),
+            u32::try_from(header.devminor),
+        ) {
+            (Ok(major), Ok(minor)) => Ok((major, minor)),
+            _ => Err(Refusal::Malformed(format!(
+                "{}: its device number {}:{} is out of range",
+                shown(),
+                header.devmajor,
+                header.devminor
+            ))),
+        }
+    };
+    let kind = match header.typeflag {
+        // GNU's old sparse form: Docker refuses it, GNU tar and bsdtar extract it; its content
+        // is unambiguous, so it is unpacked as they do.
+        b'0' | b'S' => Kind::File,
+        b'5' => Kind::Dir,
+        b'2' => {
+            let target = header.linkname;
             if target.len() >= PATH_MAX {
                 return Err(Refusal::Unsafe {
                     path: shown(),
@@ -414,8 +292,8 @@ fn classify(entry: &tar::Entry<&mut dyn Read>, fields: Fields) -> Result<Option<
             }
             Kind::Symlink(target)
         }
-        T::Link => {
-            let raw = raw_link.unwrap_or_default();
+        b'1' => {
+            let raw = header.linkname;
             let target = TreePath::parse(&raw).map_err(|reason| Refusal::Unsafe {
                 path: shown(),
                 reason: format!(
@@ -431,19 +309,43 @@ fn classify(entry: &tar::Entry<&mut dyn Read>, fields: Fields) -> Result<Option<
             }
             Kind::Hardlink(target)
         }
-        T::Char => {
+        b'3' => {
             let (major, minor) = device()?;
             Kind::CharDevice(major, minor)
         }
-        T::Block => {
+        b'4' => {
             let (major, minor) = device()?;
             Kind::BlockDevice(major, minor)
         }
-        T::Fifo => Kind::Fifo,
-        T::GNUSparse => return Err(Refusal::Unsupported("a sparse file".into())),
-        // Volume labels and other records that are not files.
-        _ => return Ok(None),
+        b'6' => Kind::Fifo,
+        b'7' => {
+            return Err(Refusal::Unsupported(format!(
+                "{} of type '7' (a contiguous file)",
+                shown()
+            )))
+        }
+        other => {
+            return Err(Refusal::Unsupported(format!(
+                "{} of type {}",
+                shown(),
+                match other {
+                    b'D' => "'D' (a GNU directory dump)".to_string(),
+                    b'V' => "'V' (a GNU volume label)".to_string(),
+                    b'M' => "'M' (a GNU multi-volume continuation)".to_string(),
+                    b' '..=b'~' => format!("'{}'", other as char),
+                    _ => format!("{other}"),
+                }
+            )))
+        }
     };
+    for (name, _) in &header.xattrs {
+        if name.is_empty() || name.contains(&0) {
+            return Err(Refusal::Malformed(format!(
+                "{}: an extended attribute of no valid name",
+                shown()
+            )));
+        }
+    }
     if path.is_root() && kind != Kind::Dir {
         // `tar -x` of a flattened tar would replace the directory it extracts into.
         return Err(Refusal::Unsafe {
@@ -451,22 +353,27 @@ fn classify(entry: &tar::Entry<&mut dyn Read>, fields: Fields) -> Result<Option<
             reason: "it names the root of the tree, which can only be a directory".into(),
         });
     }
-    let mode = number(header.mode().map(u64::from), &old.mode, "mode")? as u32 & 0o7777;
+    let file = kind == Kind::File;
     Ok(Some(Change::Add(Entry {
-        size: if kind == Kind::File { size } else { 0 },
+        size: if file { header.size as u64 } else { 0 },
+        sparse: if file { header.sparse } else { None },
         path,
         kind,
-        mode,
+        mode: (header.mode & 0o7777) as u32,
         uid,
         gid,
-        mtime,
-        xattrs,
+        mtime: Time {
+            seconds: header.mtime,
+            nanos: header.mtime_nsec,
+        },
+        xattrs: header.xattrs,
     })))
 }
 
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use crate::limits::MAX_EXTENSION;
 
     #[test]
     fn normalises_and_refuses_paths() {
@@ -620,7 +527,12 @@ pub(crate) mod tests {
         assert_eq!(entries[0].path.as_bytes(), long.as_bytes());
         assert_eq!((entries[0].mode, entries[0].size), (0o4755, 3));
         assert_eq!(entries[1].uid, 1000);
-        assert_eq!(entries[1].mtime, 1_700_000_000);
+        // The fraction is kept, as Go keeps it.
+        let half = Time {
+            seconds: 1_700_000_000,
+            nanos: 500_000_000,
+        };
+        assert_eq!(entries[1].mtime, half);
         assert_eq!(
             entries[1].xattrs,
             [(b"security.capability".to_vec(), b"\x01\x00".to_vec())]

@@ -91,6 +91,7 @@ mod rules;
 mod signature;
 mod sinks;
 mod source;
+mod tar_reader;
 
 pub use client::Client;
 pub use error::{Error, ErrorKind};

@@ -47,6 +47,8 @@ pub const MAX_SIGNATURE_DOCUMENT: usize = 256 << 10;
 pub const MAX_ARCHIVE_DOCUMENTS: u64 = 8 << 20;
 /// A tar extension header (PAX record, GNU long name) in a layer or a `--push` archive.
 pub const MAX_EXTENSION: u64 = 1 << 20;
+/// Regions of one sparse file's map (16 bytes each held).
+pub const MAX_SPARSE_ENTRIES: usize = 65_536;
 /// Bytes of names and targets `--flatten` and `--initramfs` hold for the current layer's
 /// symlinks and the hard links waiting for their targets (before this cap, 100,000
 /// long-named links in a 2.7 MB layer took 389 MiB).

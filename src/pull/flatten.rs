@@ -13,7 +13,7 @@ use super::Options;
 use super::{size, Image, SpoolDir};
 use crate::error::Error;
 use crate::fetch;
-use crate::layer_tar::{Entry, Kind, TreePath};
+use crate::layer_tar::{Entry, Kind, Time, TreePath};
 use crate::outfile::{self, NewFile};
 use crate::pipeline::{CopyingReader, LayerLabel, LayerReader, LayerStats};
 use crate::sinks::archive::Compressor;
@@ -235,7 +235,8 @@ fn init_link(image: &Image, init: &Init) -> Result<Entry, Error> {
         mode: 0o777,
         uid: 0,
         gid: 0,
-        mtime: 0,
+        mtime: Time::default(),
+        sparse: None,
         xattrs: Vec::new(),
         size: 0,
     })

@@ -12,6 +12,7 @@ use super::{size, Image, SpoolDir};
 use crate::confined;
 use crate::error::Error;
 use crate::fetch;
+use crate::layer_tar::Time;
 use crate::outfile::{self, NewDir};
 use crate::partial::{self, Undo};
 use crate::pipeline::{CopyingReader, LayerReader};
@@ -220,7 +221,7 @@ impl Target {
     /// Puts the tree in place, then gives its root the image's mode and mtime (`root`; a new
     /// tree whose image names no root gets 0755, as `mkdir` would have made it). `private`
     /// keeps the root 0700 whatever the image says (see `save`).
-    fn complete(&mut self, root: Option<(u32, u64)>, private: bool) -> Result<(), Error> {
+    fn complete(&mut self, root: Option<(u32, Time)>, private: bool) -> Result<(), Error> {
         let is_new = matches!(self.kind, TargetKind::New(_));
         let root = match (is_new, root) {
             (_, Some((mode, mtime))) => Some((mode, Some(mtime))),

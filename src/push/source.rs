@@ -10,7 +10,7 @@
 use crate::decompress::{Decompressor, Format};
 use crate::digest::Digest;
 use crate::error::Error;
-use crate::layer_tar::Extensions;
+use crate::limits::MAX_EXTENSION;
 use crate::limits::{MAX_ARCHIVE_DOCUMENTS as MAX_DOCUMENTS, MAX_DOCUMENT};
 use crate::manifest::{self, Fetched, Platform, Platforms};
 use miniserde::Deserialize;
@@ -555,7 +555,7 @@ impl Source {
     }
 
     /// Reads the whole tar once: where each file is, its links, JSON documents kept. Read raw:
-    /// long-name and PAX records go through `layer_tar::Extensions`, which refuses one that
+    /// long-name and PAX records go through `Extensions`, which refuses one that
     /// claims more than a name needs before reading it.
     fn index(&mut self) -> io::Result<()> {
         let Kind::Tar { path, wrap } = &self.kind else {
@@ -705,6 +705,103 @@ fn read_up_to(reader: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
         }
     }
     Ok(filled)
+}
+
+/// The extension records (GNU long name and link, PAX) that apply to the next entry of a tar
+/// read raw: each is refused before it is read when it claims more than `MAX_EXTENSION`, so
+/// no header can make a reader hold more. Archives are read with the `tar` crate (docker save writes plain USTAR and PAX; layers, read as Go reads them, go through `tar_reader`).
+#[derive(Default)]
+struct Extensions {
+    long_name: Option<Vec<u8>>,
+    long_link: Option<Vec<u8>>,
+    pax: Option<Vec<u8>>,
+}
+
+impl Extensions {
+    /// Whether `entry` is an extension record; if so, it is read and kept for the next entry.
+    fn read<R: Read>(&mut self, entry: &mut tar::Entry<R>) -> Result<bool, String> {
+        let kind = entry.header().entry_type();
+        let slot = if kind.is_gnu_longname() {
+            &mut self.long_name
+        } else if kind.is_gnu_longlink() {
+            &mut self.long_link
+        } else if kind.is_pax_local_extensions() {
+            &mut self.pax
+        } else {
+            // Global PAX records change nothing dockersave reads; their data is skipped.
+            return Ok(kind.is_pax_global_extensions());
+        };
+        if entry.size() > MAX_EXTENSION {
+            return Err(format!(
+                "an extension record claims {} bytes, over the {} KiB allowed",
+                entry.size(),
+                MAX_EXTENSION >> 10
+            ));
+        }
+        let mut bytes = Vec::new();
+        entry
+            .take(MAX_EXTENSION)
+            .read_to_end(&mut bytes)
+            .map_err(|e| e.to_string())?;
+        if !kind.is_pax_local_extensions() {
+            // GNU long names end in NUL.
+            while bytes.last() == Some(&0) {
+                bytes.pop();
+            }
+        }
+        *slot = Some(bytes);
+        Ok(true)
+    }
+
+    /// The records for the entry just read, leaving none for the next.
+    fn take(&mut self) -> Fields {
+        Fields {
+            long_name: self.long_name.take(),
+            long_link: self.long_link.take(),
+            pax: self.pax.take(),
+        }
+    }
+}
+
+struct Fields {
+    long_name: Option<Vec<u8>>,
+    long_link: Option<Vec<u8>>,
+    pax: Option<Vec<u8>>,
+}
+
+impl Fields {
+    /// The entry's path and link name as its header and the records before it give them
+    /// (PAX over GNU over the header).
+    fn names<R: Read>(&self, entry: &tar::Entry<R>) -> (Vec<u8>, Option<Vec<u8>>) {
+        let mut path = self
+            .long_name
+            .clone()
+            .unwrap_or_else(|| entry.path_bytes().into_owned());
+        let mut link = self
+            .long_link
+            .clone()
+            .or_else(|| entry.link_name_bytes().map(|l| l.into_owned()));
+        for record in self.pax_records().flatten() {
+            match record.key_bytes() {
+                b"path" => path = record.value_bytes().to_vec(),
+                b"linkpath" => link = Some(record.value_bytes().to_vec()),
+                _ => {}
+            }
+        }
+        (path, link)
+    }
+
+    fn pax_records(&self) -> tar::PaxExtensions<'_> {
+        tar::PaxExtensions::new(self.pax.as_deref().unwrap_or_default())
+    }
+
+    /// The size a PAX record gives, where it differs from the header's (a file over 8 GiB).
+    fn pax_size(&self) -> Option<Vec<u8>> {
+        self.pax_records()
+            .flatten()
+            .find(|r| r.key_bytes() == b"size")
+            .map(|r| r.value_bytes().to_vec())
+    }
 }
 
 #[cfg(test)]

@@ -137,7 +137,8 @@ impl<W: Write> Newc<W> {
             uid,
             gid,
             nlink: 1,
-            mtime: u32::try_from(entry.mtime).unwrap_or(u32::MAX),
+            // newc's field is unsigned: a time before 1970 is 1970.
+            mtime: u32::try_from(entry.mtime.seconds.max(0)).unwrap_or(u32::MAX),
             size: 0,
             rdev: (0, 0),
             name: name_of(&entry.path),
@@ -399,6 +400,7 @@ pub fn read(bytes: &[u8]) -> Result<Vec<Member>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::layer_tar::Time;
 
     fn entry(path: &str, kind: Kind, size: u64) -> Entry {
         Entry {
@@ -407,7 +409,8 @@ mod tests {
             mode: 0o4755,
             uid: 1234,
             gid: 5,
-            mtime: 7,
+            mtime: Time::at(7),
+            sparse: None,
             xattrs: Vec::new(),
             size,
         }

@@ -21,7 +21,7 @@
 
 use super::cpio::{self, Newc, Summary, MAX_LINKED};
 use crate::error::Error;
-use crate::layer_tar::{self, Change, Entry, Kind, TreePath, PATH_MAX};
+use crate::layer_tar::{self, Change, Entry, Kind, Time, TreePath, PATH_MAX};
 use crate::limits::MAX_HELD_LINKS;
 use crate::paths::{Node, PathMap, ROOT};
 use std::collections::HashMap;
@@ -586,7 +586,7 @@ fn tar_entry(
     header.set_mode(entry.mode);
     header.set_uid(entry.uid);
     header.set_gid(entry.gid);
-    header.set_mtime(entry.mtime);
+    header.set_mtime(u64::try_from(entry.mtime.seconds).unwrap_or(0));
     header.set_size(0);
     use tar::EntryType as T;
     let (kind, link): (T, Option<&[u8]>) = match &entry.kind {
@@ -613,6 +613,11 @@ fn tar_entry(
             )
         })
         .collect();
+    // A time before 1970, or with a fraction, goes in a PAX record, as Go and GNU tar write it.
+    let time = pax_time(entry.mtime);
+    if let Some(time) = &time {
+        records.push(("mtime".into(), time.as_bytes()));
+    }
     if let Some(target) = link {
         // Verbatim: the tar crate's set_link_name would rewrite `/` as `//` and refuse an
         // empty target. A long one goes in a PAX record, as the path does.
@@ -635,6 +640,31 @@ fn tar_entry(
         return out.append_data(&mut header, path, &mut data.take(entry.size));
     }
     out.append_data(&mut header, path, io::empty())
+}
+
+/// A PAX `mtime` value for a time a header cannot hold: negative, or with nanoseconds.
+fn pax_time(time: Time) -> Option<String> {
+    if time.seconds >= 0 && time.nanos == 0 {
+        return None;
+    }
+    if time.nanos == 0 {
+        return Some(time.seconds.to_string());
+    }
+    // -2 s and 0.25 s is -1.75 s.
+    let (seconds, nanos) = match time.seconds < 0 {
+        true => (time.seconds + 1, 1_000_000_000 - time.nanos),
+        false => (time.seconds, time.nanos),
+    };
+    let sign = if time.seconds < 0 && seconds == 0 {
+        "-"
+    } else {
+        ""
+    };
+    let fraction = format!("{nanos:09}");
+    Some(format!(
+        "{sign}{seconds}.{}",
+        fraction.trim_end_matches('0')
+    ))
 }
 
 fn write_error(e: io::Error) -> Error {

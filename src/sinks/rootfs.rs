@@ -12,7 +12,7 @@
 
 use crate::confined::{self, Fault, Root, Visit};
 use crate::error::Error;
-use crate::layer_tar::{self, Change, Entry, Kind, TreePath};
+use crate::layer_tar::{self, Change, Entry, Kind, Time, TreePath};
 use crate::paths::{Node, PathMap, ROOT};
 use std::collections::BTreeMap;
 use std::io::{self, Read};
@@ -266,7 +266,10 @@ impl Rootfs {
         match &entry.kind {
             Kind::File => {
                 let mut file = confined::create_file(parent, name)?;
-                io::copy(&mut data.take(entry.size), &mut file)?;
+                match &entry.sparse {
+                    None => drop(io::copy(&mut data.take(entry.size), &mut file)?),
+                    Some(regions) => write_sparse(&mut file, data, regions, entry.size)?,
+                }
                 self.finish_fd(file.as_fd(), entry, uid, gid)?;
                 confined::set_mtime(file.as_fd(), entry.mtime)?;
             }
@@ -388,7 +391,7 @@ impl Rootfs {
     /// Gives every directory an entry made its mode and mtime, now that nothing more is
     /// written into them; the root's, which the caller applies once the tree is in place (a
     /// new tree stays 0700 until then), is returned.
-    pub fn finish(mut self) -> Result<Option<(u32, u64)>, Error> {
+    pub fn finish(mut self) -> Result<Option<(u32, Time)>, Error> {
         let root = self
             .dirs
             .remove(&TreePath::root())
@@ -445,10 +448,30 @@ fn remove_below(
     }
 }
 
+/// Writes a sparse file's content as the image has it, holes as holes: each data region at its
+/// offset, what lies between read (zeros) and passed over, the size set last.
+fn write_sparse(
+    file: &mut std::fs::File,
+    data: &mut dyn Read,
+    regions: &[(u64, u64)],
+    size: u64,
+) -> io::Result<()> {
+    use std::io::{Seek, SeekFrom};
+    let mut at = 0;
+    for &(offset, length) in regions {
+        io::copy(&mut data.take(offset - at), &mut io::sink())?;
+        file.seek(SeekFrom::Start(offset))?;
+        io::copy(&mut data.take(length), file)?;
+        at = offset + length;
+    }
+    io::copy(&mut data.take(size - at), &mut io::sink())?;
+    file.set_len(size)
+}
+
 /// A directory an entry made: what `finish` gives it, and which layer made it.
 struct Made {
     mode: u32,
-    mtime: u64,
+    mtime: Time,
     layer: u32,
 }
 
