@@ -46,13 +46,16 @@ apt_install() {
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >&2
 }
 
-# unpack_debs GROUP DIR: the packages of GROUP unpacked into DIR (their data, by dpkg-deb),
-# never installed: another architecture's files that the tests read (an ARM kernel and busybox). A
-# linux-image metapackage brings the kernel package it depends on. DIR is kept between runs and
-# remade when the group's list changes.
+# unpack_debs GROUP DIR [PATTERN...]: the packages of GROUP unpacked into DIR (their data, by
+# dpkg-deb), never installed: another architecture's files that the tests read (an ARM kernel and
+# busybox), or test data of other projects (tar archives). With PATTERNs (tar wildcards, such as
+# './usr/share/go-*/src/archive/tar/testdata/*'), only what they match. A linux-image
+# metapackage brings the kernel package it depends on. DIR is kept between runs and remade when
+# the group's list changes.
 unpack_debs() {
   local group=$1 dir=$2 pkg kernel deb stamp
-  stamp=$dir/.unpacked-$(debs_of "$group" | sha256sum | cut -c1-16)
+  shift 2
+  stamp=$dir/.unpacked-$(printf '%s\n' "$(debs_of "$group")" "$@" | sha256sum | cut -c1-16)
   [ -e "$stamp" ] && return 0
   rm -rf "$dir" && mkdir -p "$dir/.debs"
   for pkg in $(debs_of "$group"); do
@@ -71,7 +74,13 @@ unpack_debs() {
   done
   # A kernel's modules (about 300 MB) are left out: nothing boots with them from here.
   for deb in "$dir"/.debs/*.deb; do
-    dpkg-deb --fsys-tarfile "$deb" | tar -x -C "$dir" --exclude=./lib/modules
+    if [ $# -gt 0 ]; then
+      # A package holds what some of the patterns match, not all: tar's complaint about the
+      # others is no failure (tests/packages.rs checks that each group's file is there).
+      dpkg-deb --fsys-tarfile "$deb" | { tar -x -C "$dir" --wildcards "$@" 2>/dev/null || true; }
+    else
+      dpkg-deb --fsys-tarfile "$deb" | tar -x -C "$dir" --exclude=./lib/modules
+    fi
   done
   rm -rf "$dir/.debs"
   touch "$stamp"

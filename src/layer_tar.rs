@@ -184,8 +184,9 @@ const WHITEOUT: &[u8] = b".wh.";
 const OPAQUE: &[u8] = b".wh..wh..opq";
 
 /// Reads the tar stream `tar` of the layer called `layer` (for messages) and calls `each` with
-/// every change, in order, and a reader of the entry's content (empty but for regular files;
-/// a sparse file's with its holes as zeros, `Entry::sparse` saying where they are). The tar is
+/// every change, in order, and a reader of the entry's data (empty but for regular files; for
+/// a sparse file its data regions one after the other, which `Entry::sparse` places and
+/// `tar_reader::Expanded` turns into the content). The tar is
 /// read as Go's `archive/tar` reads it (`tar_reader`), and what Docker would not unpack is
 /// refused here, once, for every output.
 pub fn read_layer(

@@ -76,31 +76,20 @@ fn malformed<T>(why: impl Into<String>) -> Result<T, Failure> {
 }
 
 pub struct Reader<R> {
-    inner: R,
+    inner: Counting<R>,
     /// Bytes of the current entry's data not read yet, and the padding after them.
     remaining: u64,
     pad: u64,
-    /// The current entry's holes, when it is sparse.
-    sparse: Option<Sparse>,
     /// Set once the end (or a failure) is reached: nothing more is read.
     done: bool,
-}
-
-/// The position of a sparse entry's reader in its logical content.
-struct Sparse {
-    regions: Vec<(u64, u64)>,
-    size: u64,
-    pos: u64,
-    next: usize,
 }
 
 impl<R: Read> Reader<R> {
     pub fn new(inner: R) -> Reader<R> {
         Reader {
-            inner,
+            inner: Counting { inner, at: 0 },
             remaining: 0,
             pad: 0,
-            sparse: None,
             done: false,
         }
     }
@@ -118,8 +107,14 @@ impl<R: Read> Reader<R> {
         result
     }
 
-    /// The current entry's content: its data, or for a sparse file its data with the holes
-    /// read as zeros. Empty for every type but regular files.
+    /// Where in the stream the current entry's data starts (or, before any is read, where the
+    /// reader is): an archive read again later seeks there.
+    pub fn position(&self) -> u64 {
+        self.inner.at
+    }
+
+    /// The current entry's data as stored: for a sparse file, its data regions one after the
+    /// other (`Expanded` puts the holes back). Empty for every type but regular files.
     pub fn data(&mut self) -> Data<'_, R> {
         Data { reader: self }
     }
@@ -177,7 +172,6 @@ impl<R: Read> Reader<R> {
 
     /// Reads and drops what is left of the current entry, and its padding.
     fn skip_rest(&mut self) -> io::Result<()> {
-        self.sparse = None;
         let left = self.remaining + self.pad;
         (self.remaining, self.pad) = (0, 0);
         let skipped = io::copy(&mut (&mut self.inner).take(left), &mut io::sink())?;
@@ -243,7 +237,7 @@ impl<R: Read> Reader<R> {
     }
 
     /// A reader of at most `n` of the current entry's data bytes.
-    fn physical(&mut self, n: u64) -> Result<io::Take<&mut R>, Failure> {
+    fn physical(&mut self, n: u64) -> Result<io::Take<&mut Counting<R>>, Failure> {
         Ok((&mut self.inner).take(n.min(self.remaining)))
     }
 
@@ -299,13 +293,14 @@ impl<R: Read> Reader<R> {
             }
             end = stop;
         }
-        header.sparse = Some(regions.clone());
-        self.sparse = Some(Sparse {
-            regions,
-            size,
-            pos: 0,
-            next: 0,
-        });
+        let stored: u64 = regions.iter().map(|(_, length)| length).sum();
+        if stored != self.remaining {
+            return malformed(format!(
+                "a sparse map placing {stored} bytes of data, not the {} the entry holds",
+                self.remaining
+            ));
+        }
+        header.sparse = Some(regions);
         Ok(())
     }
 
@@ -392,57 +387,87 @@ impl<R: Read> Reader<R> {
         }
         Ok(regions)
     }
+}
 
-    fn read_sparse(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let Some(sparse) = &mut self.sparse else {
-            return Ok(0);
-        };
-        if sparse.pos >= sparse.size || buf.is_empty() {
-            if sparse.pos >= sparse.size && self.remaining > 0 {
-                return Err(io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    "a sparse file holds data its map does not place",
-                ));
-            }
-            return Ok(0);
-        }
-        while sparse
-            .regions
-            .get(sparse.next)
-            .is_some_and(|&(offset, length)| offset + length <= sparse.pos)
-        {
-            sparse.next += 1;
-        }
-        match sparse.regions.get(sparse.next).copied() {
-            Some((offset, length)) if offset <= sparse.pos => {
-                let want = (buf.len() as u64).min(offset + length - sparse.pos) as usize;
-                let n = self.read_physical(&mut buf[..want])?;
-                if let Some(sparse) = &mut self.sparse {
-                    sparse.pos += n as u64;
-                }
-                Ok(n)
-            }
-            next => {
-                let hole_end = next.map_or(sparse.size, |(offset, _)| offset);
-                let n = (buf.len() as u64).min(hole_end - sparse.pos) as usize;
-                buf[..n].fill(0);
-                sparse.pos += n as u64;
-                Ok(n)
-            }
-        }
+/// The stream, counting what is read from it.
+struct Counting<R> {
+    inner: R,
+    at: u64,
+}
+
+impl<R: Read> Read for Counting<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.at += n as u64;
+        Ok(n)
     }
 }
 
-/// An entry's content (see `Reader::data`).
+/// An entry's data as stored (see `Reader::data`).
 pub struct Data<'a, R> {
     reader: &'a mut Reader<R>,
 }
 
 impl<R: Read> Read for Data<'_, R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        match self.reader.sparse {
-            Some(_) => self.reader.read_sparse(buf),
-            None => self.reader.read_physical(buf),
+        self.reader.read_physical(buf)
+    }
+}
+
+/// A sparse file's content from its stored data regions (`data`) and its map: the regions at
+/// their offsets, holes read as zeros, `size` bytes in all.
+pub struct Expanded<'a> {
+    data: &'a mut dyn Read,
+    regions: &'a [(u64, u64)],
+    size: u64,
+    pos: u64,
+    next: usize,
+}
+
+impl<'a> Expanded<'a> {
+    pub fn new(data: &'a mut dyn Read, regions: &'a [(u64, u64)], size: u64) -> Expanded<'a> {
+        Expanded {
+            data,
+            regions,
+            size,
+            pos: 0,
+            next: 0,
+        }
+    }
+}
+
+impl Read for Expanded<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.pos >= self.size || buf.is_empty() {
+            return Ok(0);
+        }
+        while self
+            .regions
+            .get(self.next)
+            .is_some_and(|&(offset, length)| offset + length <= self.pos)
+        {
+            self.next += 1;
+        }
+        match self.regions.get(self.next).copied() {
+            Some((offset, length)) if offset <= self.pos => {
+                let want = (buf.len() as u64).min(offset + length - self.pos) as usize;
+                let n = self.data.read(&mut buf[..want])?;
+                if n == 0 {
+                    return Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "a sparse file's data ends before its map does",
+                    ));
+                }
+                self.pos += n as u64;
+                Ok(n)
+            }
+            next => {
+                let hole_end = next.map_or(self.size, |(offset, _)| offset);
+                let n = (buf.len() as u64).min(hole_end - self.pos) as usize;
+                buf[..n].fill(0);
+                self.pos += n as u64;
+                Ok(n)
+            }
         }
     }
 }
@@ -544,7 +569,8 @@ fn parse_block(block: &[u8; BLOCK]) -> Result<Raw, Failure> {
         let prefix = match format {
             Format::Ustar => until_nul(block[345..500].to_vec()),
             Format::Star => until_nul(block[345..476].to_vec()),
-            _ => Vec::new(),
+            Format::Gnu => gnu_prefix(block),
+            Format::V7 => Vec::new(),
         };
         if !prefix.is_empty() {
             let mut name = prefix;
@@ -554,6 +580,21 @@ fn parse_block(block: &[u8; BLOCK]) -> Result<Raw, Failure> {
         }
     }
     Ok(Raw { typeflag, header })
+}
+
+/// GNU headers have no prefix, but Go before 1.8 wrote one there, over the access and change
+/// times: when those do not read as numbers and the field reads as ASCII, Go takes it as the
+/// prefix (golang.org/issue/12594, 21005), and so does this reader.
+fn gnu_prefix(block: &[u8; BLOCK]) -> Vec<u8> {
+    let time = |field: &[u8]| field[0] == 0 || numeric(field, "time").is_ok();
+    if time(&block[345..357]) && time(&block[357..369]) {
+        return Vec::new();
+    }
+    let prefix = until_nul(block[345..500].to_vec());
+    match prefix.is_ascii() {
+        true => prefix,
+        false => Vec::new(),
+    }
 }
 
 /// A string field, up to its first NUL.
@@ -899,7 +940,14 @@ mod tests {
         let mut out = Vec::new();
         while let Some(header) = reader.next()? {
             let mut data = Vec::new();
-            reader.data().read_to_end(&mut data)?;
+            match &header.sparse {
+                None => reader.data().read_to_end(&mut data)?,
+                Some(regions) => {
+                    let mut stored = reader.data();
+                    Expanded::new(&mut stored, regions, header.size as u64)
+                        .read_to_end(&mut data)?
+                }
+            };
             out.push((header, data));
         }
         Ok(out)

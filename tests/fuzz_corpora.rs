@@ -69,3 +69,8 @@ fn hostile_corpus() {
 fn signature_corpus() {
     replay("signature", dockersave::fuzzing::signature);
 }
+
+#[test]
+fn tar_roundtrip_corpus() {
+    replay("tar_roundtrip", dockersave::fuzzing::tar_roundtrip);
+}

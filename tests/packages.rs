@@ -129,8 +129,9 @@ fn owner(path: &str) -> Option<String> {
         .map(|(packages, _)| bare(packages.split(", ").next().unwrap_or(packages)).to_string())
 }
 
-/// The group whose packages `tests/run.sh` unpacks (`unpack_debs`) instead of installing.
-const UNPACKED: &str = "boot-arm";
+/// The groups whose packages `tests/run.sh` unpacks (`unpack_debs`) instead of installing, and
+/// the variable naming the tree each goes to.
+const UNPACKED: [(&str, &str); 2] = [("boot-arm", "DS_ARM_BOOT"), ("tar-corpus", "DS_TAR_CORPUS")];
 
 /// The groups `tests/run.sh` installs or unpacks (the bench's own packages are not part of the
 /// suite).
@@ -140,11 +141,8 @@ fn suite_groups() -> Vec<String> {
         &["-c", "DS_ROOT=$PWD; . cross/targets.sh; echo $DS_TARGETS"],
     );
     assert!(ok, "{targets}");
-    let mut groups = vec![
-        "build".to_string(),
-        "test".to_string(),
-        UNPACKED.to_string(),
-    ];
+    let mut groups = vec!["build".to_string(), "test".to_string()];
+    groups.extend(UNPACKED.iter().map(|(group, _)| group.to_string()));
     groups.extend(targets.split_whitespace().map(str::to_string));
     groups
 }
@@ -162,13 +160,13 @@ fn every_declared_package_is_installed_and_owns_its_file() {
         if d.group == "bench" {
             continue;
         }
-        if d.group == UNPACKED {
+        if let Some((_, variable)) = UNPACKED.iter().find(|(group, _)| d.group == *group) {
             // Not installed: apt must know it, and run.sh's tree must hold its file.
             let (known, text) = output("apt-cache", &["show", &d.package]);
             if !known {
                 problems.push(format!("{}: apt does not know it: {text}", d.package));
             }
-            if let Ok(tree) = std::env::var("DS_ARM_BOOT") {
+            if let Ok(tree) = std::env::var(variable) {
                 if !Path::new(&format!("{tree}{}", d.path)).exists() {
                     problems.push(format!("{} unpacked holds no {}", d.package, d.path));
                 }

@@ -17,6 +17,10 @@ ensure_debs test
 # An ARM kernel and busybox, unpacked rather than installed, for booting an ARM initramfs.
 export DS_ARM_BOOT=${CARGO_TARGET_DIR:-$root/target}/boot-arm
 unpack_debs boot-arm "$DS_ARM_BOOT"
+# Other projects' tar test archives (Go's archive/tar testdata, CPython's testtar.tar).
+export DS_TAR_CORPUS=${CARGO_TARGET_DIR:-$root/target}/tar-corpus
+unpack_debs tar-corpus "$DS_TAR_CORPUS" './usr/share/go-*/src/archive/tar/testdata/*' \
+  './usr/lib/python3*/test/testtar.tar' './usr/lib/python3*/test/testtar.tar.xz' 
 # The static release binaries for every target (tests/static_builds.rs runs them).
 export DS_DIST=$root/dist
 "$root/build/release.sh"

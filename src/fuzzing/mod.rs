@@ -102,6 +102,94 @@ pub fn zstd(data: &[u8]) {
     layer(&stream);
 }
 
+/// The tar reader against a model: the input chooses entries (names long and short, with
+/// newlines, types, sizes up to 64 KiB, ids and times beyond what octal holds, extended
+/// attributes with any bytes), the `tar` crate writes them as GNU headers with PAX records and
+/// base-256 numbers, and `tar_reader` must read back
+/// exactly what was written: names, types, sizes, data, ids, times and attributes.
+pub fn tar_roundtrip(data: &[u8]) {
+    use crate::tar_reader::Reader;
+    let mut input = data.iter().copied();
+    let mut byte = || input.next().unwrap_or(0);
+    let mut builder = tar::Builder::new(Vec::new());
+    let mut written = Vec::new();
+    let count = byte() % 8;
+    for i in 0..count {
+        let shape = byte();
+        let name_len = usize::from(byte()) * usize::from(shape % 4 + 1);
+        let mut name: Vec<u8> = (0..name_len.max(1))
+            .map(|n| match (byte(), n % 37) {
+                (_, 0) if n > 0 => b'/',
+                (b, _) if shape & 0x10 != 0 && b % 17 == 0 => b'\n',
+                (b, _) => b'a' + b % 26,
+            })
+            .collect();
+        name.extend_from_slice(format!("-{i}").as_bytes());
+        let typeflag = [b'0', b'5', b'2', b'1', b'6', b'3'][usize::from(shape >> 5) % 6];
+        let size = if typeflag == b'0' {
+            usize::from(byte()) * usize::from(byte()) % (64 << 10)
+        } else {
+            0
+        };
+        let content: Vec<u8> = (0..size).map(|n| (n as u8).wrapping_mul(shape)).collect();
+        let uid = u64::from(byte()) << (byte() % 40);
+        let mtime = u64::from(byte()) << (byte() % 40);
+        let xattr_value: Vec<u8> = (0..usize::from(byte() % 40)).map(|_| byte()).collect();
+        let mut header = tar::Header::new_gnu();
+        header.set_entry_type(tar::EntryType::new(typeflag));
+        header.set_mode(0o640);
+        header.set_size(size as u64);
+        let mut records: Vec<(String, Vec<u8>)> = Vec::new();
+        // Beyond what octal holds, the crate writes base-256 into a GNU header; every other
+        // entry also says it in a PAX record, which wins.
+        header.set_uid(uid);
+        header.set_mtime(mtime);
+        if shape & 1 == 1 {
+            records.push(("uid".into(), uid.to_string().into_bytes()));
+            records.push(("mtime".into(), mtime.to_string().into_bytes()));
+        }
+        if !xattr_value.is_empty() {
+            records.push(("SCHILY.xattr.user.fuzz".into(), xattr_value.clone()));
+        }
+        let link = b"target".to_vec();
+        if matches!(typeflag, b'1' | b'2') {
+            header
+                .set_link_name_literal(&link)
+                .expect("a short link name");
+        }
+        records.push(("path".into(), name.clone()));
+        builder
+            .append_pax_extensions(records.iter().map(|(k, v)| (k.as_str(), v.as_slice())))
+            .expect("PAX records in memory");
+        header.set_path("placeholder").expect("a short name");
+        header.set_cksum();
+        builder
+            .append(&header, &content[..])
+            .expect("a tar in memory");
+        written.push((name, typeflag, content, uid, mtime, xattr_value));
+    }
+    let tar = builder.into_inner().expect("a tar in memory");
+    let mut reader = Reader::new(&tar[..]);
+    for (name, typeflag, content, uid, mtime, xattr) in written {
+        let header = reader
+            .next()
+            .expect("a tar the crate wrote")
+            .expect("an entry");
+        assert_eq!(header.name, name);
+        assert_eq!(header.typeflag, typeflag);
+        assert_eq!((header.uid as u64, header.mtime as u64), (uid, mtime));
+        let mut data = Vec::new();
+        std::io::Read::read_to_end(&mut reader.data(), &mut data).expect("the entry's data");
+        assert_eq!(data, content);
+        let expected: Vec<(Vec<u8>, Vec<u8>)> = match xattr.is_empty() {
+            true => Vec::new(),
+            false => vec![(b"user.fuzz".to_vec(), xattr)],
+        };
+        assert_eq!(header.xattrs, expected);
+    }
+    assert!(reader.next().expect("the end").is_none());
+}
+
 /// Layer tars as `--rootfs` and `--flatten` read them: every change's paths must be valid
 /// (no `..`, no absolute path, single components), and flattening the input as two layers (it
 /// over itself) must end in a tar, a cpio or an error.

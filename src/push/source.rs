@@ -10,9 +10,9 @@
 use crate::decompress::{Decompressor, Format};
 use crate::digest::Digest;
 use crate::error::Error;
-use crate::limits::MAX_EXTENSION;
 use crate::limits::{MAX_ARCHIVE_DOCUMENTS as MAX_DOCUMENTS, MAX_DOCUMENT};
 use crate::manifest::{self, Fetched, Platform, Platforms};
+use crate::tar_reader;
 use miniserde::Deserialize;
 use std::collections::HashMap;
 use std::fs::File;
@@ -554,9 +554,8 @@ impl Source {
         Ok(real)
     }
 
-    /// Reads the whole tar once: where each file is, its links, JSON documents kept. Read raw:
-    /// long-name and PAX records go through `Extensions`, which refuses one that
-    /// claims more than a name needs before reading it.
+    /// Reads the whole tar once, as `tar_reader` (Go's rules) reads it: where each file is, its
+    /// links, JSON documents kept. Extension records are bounded by the reader.
     fn index(&mut self) -> io::Result<()> {
         let Kind::Tar { path, wrap } = &self.kind else {
             return Ok(());
@@ -570,60 +569,48 @@ impl Source {
             Wrap::Gzip => Box::new(Decompressor::new(Box::new(file) as Box<dyn Read + Send>)),
             Wrap::Xz => Box::new(lzma_rust2::XzReader::new(file, true)),
         };
-        let mut archive = tar::Archive::new(stream);
-        let mut extensions = Extensions::default();
-        for entry in archive.entries()?.raw(true) {
-            let mut entry = entry?;
-            if extensions.read(&mut entry).map_err(io::Error::other)? {
-                continue;
-            }
-            let fields = extensions.take();
-            if fields
-                .pax_size()
-                .is_some_and(|size| size != entry.size().to_string().into_bytes())
-            {
-                return Err(io::Error::other(
-                    "it holds an entry over 8 GiB (a PAX size record)",
-                ));
-            }
-            let (name, link) = fields.names(&entry);
-            self.note(entry, &name, link, &mut kept)?;
+        let mut reader = tar_reader::Reader::new(stream);
+        let failed = |e: tar_reader::Failure| match e {
+            tar_reader::Failure::Io(e) => e,
+            tar_reader::Failure::Malformed(why) => io::Error::other(why),
+        };
+        while let Some(header) = reader.next().map_err(failed)? {
+            let offset = reader.position();
+            self.note(header, &mut reader.data(), offset, &mut kept)?;
         }
         Ok(())
     }
 
     fn note(
         &mut self,
-        mut entry: tar::Entry<Box<dyn Read + Send>>,
-        name: &[u8],
-        link: Option<Vec<u8>>,
+        header: tar_reader::Header,
+        data: &mut dyn Read,
+        offset: u64,
         kept: &mut u64,
     ) -> io::Result<()> {
-        let Some(name) = std::str::from_utf8(name).ok().and_then(clean) else {
+        let Some(name) = std::str::from_utf8(&header.name).ok().and_then(clean) else {
             return Ok(());
         };
-        let kind = entry.header().entry_type();
-        if kind.is_symlink() || kind.is_hard_link() {
-            if let Some(target) = link {
-                let target = String::from_utf8_lossy(&target).into_owned();
-                // A symlink is relative to its directory; a hard link names the entry itself.
-                let joined = match (kind.is_symlink(), name.rsplit_once('/')) {
-                    (true, Some((dir, _))) => format!("{dir}/{target}"),
-                    _ => target,
-                };
-                if let Some(joined) = clean(&joined) {
-                    self.links.insert(name, joined);
-                }
+        let (symlink, hard_link) = (header.typeflag == b'2', header.typeflag == b'1');
+        if symlink || hard_link {
+            let target = String::from_utf8_lossy(&header.linkname).into_owned();
+            // A symlink is relative to its directory; a hard link names the entry itself.
+            let joined = match (symlink, name.rsplit_once('/')) {
+                (true, Some((dir, _))) => format!("{dir}/{target}"),
+                _ => target,
+            };
+            if let Some(joined) = clean(&joined) {
+                self.links.insert(name, joined);
             }
             return Ok(());
         }
-        if !kind.is_file() {
+        // A sparse file is no part of an image archive.
+        if header.typeflag != b'0' || header.sparse.is_some() {
             return Ok(());
         }
-        let size = entry.size();
-        let offset = entry.raw_file_position();
+        let size = header.size as u64;
         let mut head = [0u8; 4];
-        let n = read_up_to(&mut entry, &mut head)?;
+        let n = read_up_to(data, &mut head)?;
         let is_json_name = name.ends_with(".json") || name.starts_with("blobs/");
         if is_json_name && size <= MAX_DOCUMENT && n > 0 && matches!(head[0], b'{' | b'[') {
             *kept += size;
@@ -633,7 +620,7 @@ impl Source {
                 ));
             }
             let mut bytes = head[..n].to_vec();
-            entry.read_to_end(&mut bytes)?;
+            data.read_to_end(&mut bytes)?;
             self.documents.insert(name.clone(), bytes);
         }
         self.entries.insert(name, At { offset, size, head });
@@ -694,7 +681,7 @@ fn claimed_digest(name: &str) -> Option<Digest> {
     Digest::parse(&format!("sha256:{hex}")).ok()
 }
 
-fn read_up_to(reader: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+fn read_up_to(reader: &mut (impl Read + ?Sized), buf: &mut [u8]) -> io::Result<usize> {
     let mut filled = 0;
     while filled < buf.len() {
         match reader.read(&mut buf[filled..]) {
@@ -705,103 +692,6 @@ fn read_up_to(reader: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
         }
     }
     Ok(filled)
-}
-
-/// The extension records (GNU long name and link, PAX) that apply to the next entry of a tar
-/// read raw: each is refused before it is read when it claims more than `MAX_EXTENSION`, so
-/// no header can make a reader hold more. Archives are read with the `tar` crate (docker save writes plain USTAR and PAX; layers, read as Go reads them, go through `tar_reader`).
-#[derive(Default)]
-struct Extensions {
-    long_name: Option<Vec<u8>>,
-    long_link: Option<Vec<u8>>,
-    pax: Option<Vec<u8>>,
-}
-
-impl Extensions {
-    /// Whether `entry` is an extension record; if so, it is read and kept for the next entry.
-    fn read<R: Read>(&mut self, entry: &mut tar::Entry<R>) -> Result<bool, String> {
-        let kind = entry.header().entry_type();
-        let slot = if kind.is_gnu_longname() {
-            &mut self.long_name
-        } else if kind.is_gnu_longlink() {
-            &mut self.long_link
-        } else if kind.is_pax_local_extensions() {
-            &mut self.pax
-        } else {
-            // Global PAX records change nothing dockersave reads; their data is skipped.
-            return Ok(kind.is_pax_global_extensions());
-        };
-        if entry.size() > MAX_EXTENSION {
-            return Err(format!(
-                "an extension record claims {} bytes, over the {} KiB allowed",
-                entry.size(),
-                MAX_EXTENSION >> 10
-            ));
-        }
-        let mut bytes = Vec::new();
-        entry
-            .take(MAX_EXTENSION)
-            .read_to_end(&mut bytes)
-            .map_err(|e| e.to_string())?;
-        if !kind.is_pax_local_extensions() {
-            // GNU long names end in NUL.
-            while bytes.last() == Some(&0) {
-                bytes.pop();
-            }
-        }
-        *slot = Some(bytes);
-        Ok(true)
-    }
-
-    /// The records for the entry just read, leaving none for the next.
-    fn take(&mut self) -> Fields {
-        Fields {
-            long_name: self.long_name.take(),
-            long_link: self.long_link.take(),
-            pax: self.pax.take(),
-        }
-    }
-}
-
-struct Fields {
-    long_name: Option<Vec<u8>>,
-    long_link: Option<Vec<u8>>,
-    pax: Option<Vec<u8>>,
-}
-
-impl Fields {
-    /// The entry's path and link name as its header and the records before it give them
-    /// (PAX over GNU over the header).
-    fn names<R: Read>(&self, entry: &tar::Entry<R>) -> (Vec<u8>, Option<Vec<u8>>) {
-        let mut path = self
-            .long_name
-            .clone()
-            .unwrap_or_else(|| entry.path_bytes().into_owned());
-        let mut link = self
-            .long_link
-            .clone()
-            .or_else(|| entry.link_name_bytes().map(|l| l.into_owned()));
-        for record in self.pax_records().flatten() {
-            match record.key_bytes() {
-                b"path" => path = record.value_bytes().to_vec(),
-                b"linkpath" => link = Some(record.value_bytes().to_vec()),
-                _ => {}
-            }
-        }
-        (path, link)
-    }
-
-    fn pax_records(&self) -> tar::PaxExtensions<'_> {
-        tar::PaxExtensions::new(self.pax.as_deref().unwrap_or_default())
-    }
-
-    /// The size a PAX record gives, where it differs from the header's (a file over 8 GiB).
-    fn pax_size(&self) -> Option<Vec<u8>> {
-        self.pax_records()
-            .flatten()
-            .find(|r| r.key_bytes() == b"size")
-            .map(|r| r.value_bytes().to_vec())
-    }
 }
 
 #[cfg(test)]

@@ -24,6 +24,7 @@ use crate::error::Error;
 use crate::layer_tar::{self, Change, Entry, Kind, Time, TreePath, PATH_MAX};
 use crate::limits::MAX_HELD_LINKS;
 use crate::paths::{Node, PathMap, ROOT};
+use crate::tar_reader::Expanded;
 use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::io::{self, Read, Write};
@@ -239,6 +240,17 @@ impl<'w> Flatten<'w> {
         index: usize,
         layer: &str,
     ) -> Result<(), Error> {
+        // A sparse file goes out whole, its holes as zeros: neither a tar nor a cpio of ours
+        // marks holes.
+        if let Some(regions) = entry.sparse.take() {
+            let size = entry.size;
+            return self.add(
+                entry,
+                &mut Expanded::new(data, &regions, size),
+                index,
+                layer,
+            );
+        }
         let refuse = |entry: &Entry, reason: String| Error::Unsafe {
             layer: layer.to_string(),
             entry: entry.path.to_string(),

@@ -448,8 +448,9 @@ fn remove_below(
     }
 }
 
-/// Writes a sparse file's content as the image has it, holes as holes: each data region at its
-/// offset, what lies between read (zeros) and passed over, the size set last.
+/// Writes a sparse file as the image has it, holes as holes: each stored data region (`data`
+/// holds them one after the other) at its offset, the size set last. Nothing is written, nor
+/// read, for a hole, whatever its size.
 fn write_sparse(
     file: &mut std::fs::File,
     data: &mut dyn Read,
@@ -457,14 +458,16 @@ fn write_sparse(
     size: u64,
 ) -> io::Result<()> {
     use std::io::{Seek, SeekFrom};
-    let mut at = 0;
     for &(offset, length) in regions {
-        io::copy(&mut data.take(offset - at), &mut io::sink())?;
         file.seek(SeekFrom::Start(offset))?;
-        io::copy(&mut data.take(length), file)?;
-        at = offset + length;
+        let copied = io::copy(&mut data.take(length), file)?;
+        if copied != length {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "a sparse file's data ends before its map does",
+            ));
+        }
     }
-    io::copy(&mut data.take(size - at), &mut io::sink())?;
     file.set_len(size)
 }
 

@@ -794,7 +794,6 @@ pub struct Node {
 
 /// Every path below `dir` (not `dir` itself), lstat'ed: symlinks are not followed.
 pub fn snapshot(dir: &Path) -> std::collections::BTreeMap<String, Node> {
-    use sha2::Digest as _;
     use std::os::unix::fs::{FileTypeExt, MetadataExt};
     let mut out = std::collections::BTreeMap::new();
     let mut todo = vec![dir.to_path_buf()];
@@ -817,10 +816,7 @@ pub fn snapshot(dir: &Path) -> std::collections::BTreeMap<String, Node> {
             } else {
                 '-'
             };
-            let sha256 = (kind == '-').then(|| {
-                let bytes = std::fs::read(&path).unwrap();
-                format!("{:x}", sha2::Sha256::digest(&bytes))
-            });
+            let sha256 = (kind == '-').then(|| content_digest(&path));
             let link =
                 (kind == 'l').then(|| std::fs::read_link(&path).unwrap().display().to_string());
             let rel = path.strip_prefix(dir).unwrap().display().to_string();
@@ -868,6 +864,42 @@ fn xattrs(path: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
         out.insert(String::from_utf8_lossy(name).into_owned(), value);
     }
     out
+}
+
+/// A file's content as a digest that does not depend on how it is stored: its size, and every
+/// 4 KiB block that is not all zeros with its index. Holes are found with SEEK_DATA and never
+/// read, so a sparse file of 60 GB costs its data, and one with written zeros in place of holes
+/// digests the same.
+pub fn content_digest(path: &Path) -> String {
+    use sha2::Digest as _;
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::FileExt;
+    const BLOCK: u64 = 4096;
+    let file = std::fs::File::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let size = file.metadata().unwrap().len();
+    let mut hasher = sha2::Sha256::new();
+    let mut block = vec![0u8; BLOCK as usize];
+    let mut at: u64 = 0;
+    while at < size {
+        let data = unsafe { libc::lseek(file.as_raw_fd(), at as libc::off_t, libc::SEEK_DATA) };
+        if data < 0 {
+            break; // ENXIO: only a hole is left
+        }
+        let hole = unsafe { libc::lseek(file.as_raw_fd(), data, libc::SEEK_HOLE) } as u64;
+        let mut offset = data as u64 / BLOCK * BLOCK;
+        while offset < hole.min(size) {
+            let n = (size - offset).min(BLOCK) as usize;
+            file.read_exact_at(&mut block[..n], offset).unwrap();
+            if block[..n].iter().any(|&b| b != 0) {
+                hasher.update((offset / BLOCK).to_le_bytes());
+                hasher.update(&block[..n]);
+            }
+            offset += BLOCK;
+        }
+        at = hole.max(offset);
+    }
+    hasher.update(size.to_le_bytes());
+    format!("{:x}", hasher.finalize())
 }
 
 /// What `compare` looks at.

@@ -18,7 +18,7 @@ Scenarios (each also serves a small valid image where the scenario needs one):
   history-bomb         the config holds 1.3 million empty history entries (under 4 MiB)
   cmd-bomb             the config's Cmd is a million one-character strings
   configs-bundle       an index of 64 platforms whose configs weigh 3.9 MiB each
-  endless-tags         every tag page links to another
+  endless-tags         every tag page (10,000 tags, whatever `n` says) links to another
   tag-bomb             one tag page of a million one-character tags (under 4 MiB)
   wrong-digest         the manifest's Docker-Content-Digest lies; by digest, other bytes
   twins                an index listing linux/amd64 10,000 times
@@ -271,8 +271,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return self.send(200, body)
         if scenario == "endless-tags":
             last = int(dict(p.split("=", 1) for p in query.split("&") if "=" in p).get("last", "0"))
-            tags = [str(last + i + 1) for i in range(1000)]
-            link = f'</v2/{scenario}/tags/list?n=1000&last={last + 1000}>; rel="next"'
+            # Pages of 10,000 whatever `n` asks for, as a registry that ignores it sends.
+            tags = [str(last + i + 1) for i in range(10_000)]
+            link = f'</v2/{scenario}/tags/list?n=1000&last={last + 10_000}>; rel="next"'
             return self.send(200, json.dumps({"name": scenario, "tags": tags}).encode(),
                              headers=[("Link", link)])
         return self.send(200, json.dumps({"name": scenario, "tags": ["latest"]}).encode())

@@ -5,10 +5,12 @@ in awkward orders, device nodes, hard links across layers, and hostile entries (
 paths, symlinks that leave the tree) aimed at a canary outside the target directory.
 
     images.py NAME LAYOUT [CANARY]
+    images.py --tar NAME LAYOUT TARFILE
 
 writes image NAME (see IMAGES) into the OCI layout directory LAYOUT, tagged NAME. CANARY is the
 absolute path of the file the hostile images aim at; the tests put it outside the directory they
-unpack into, three levels up: DIR = <scratch>/a/b/rootfs, CANARY = <scratch>/canary.
+unpack into, three levels up: DIR = <scratch>/a/b/rootfs, CANARY = <scratch>/canary. With
+--tar, the image's one layer is TARFILE as it is (another project's test archive), gzipped.
 """
 import gzip
 import hashlib
@@ -275,7 +277,7 @@ def write_layout(layout, tag, layers, architecture="amd64"):
 
     descriptors, diff_ids = [], []
     for entries in layers:
-        tar = layer_tar(entries)
+        tar = entries if isinstance(entries, bytes) else layer_tar(entries)
         diff_ids.append("sha256:" + hashlib.sha256(tar).hexdigest())
         blob = gzip.compress(tar, mtime=0)
         descriptors.append(dict(mediaType="application/vnd.oci.image.layer.v1.tar+gzip", **put(blob)))
@@ -310,6 +312,11 @@ def write_layout(layout, tag, layers, architecture="amd64"):
 
 
 def main():
+    if sys.argv[1] == "--tar":
+        name, layout, tarfile_path = sys.argv[2:5]
+        with open(tarfile_path, "rb") as raw:
+            write_layout(layout, name, [raw.read()])
+        return
     name, layout = sys.argv[1], sys.argv[2]
     if name == "rich":
         layers = rich()
