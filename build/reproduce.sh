@@ -1,28 +1,33 @@
 #!/usr/bin/env bash
-# Checks that a release is reproducible: the x86_64 and ARMv5TE builds of HEAD come out
-# byte-identical from two clones at different paths, one with a fresh target directory, built
-# as another user (another home, cargo home, toolchain path, user name and umask), and one
-# whose target directory already holds a host release build, a test build and the armv7
-# build-std build. Prints the sha256 of each and fails naming the target that differs.
+# Checks that a release is reproducible: the x86_64 and ARMv5TE binaries of HEAD, built again
+# in a fresh clone at another path by another user (another home, cargo home, toolchain path,
+# user name and umask), must come out byte-identical to those of DIST.
 #
-#   build/reproduce.sh            (CI runs it before the suite; about 12 minutes on 2 cores)
+#   build/reproduce.sh DIST    DIST holds this checkout's release (build/release.sh wrote it;
+#                              tests/run.sh does, and .ci/run calls this after the suite, so the
+#                              builds the tests ran are the ones checked)
+#   build/reproduce.sh         builds this checkout's release first, into a fresh directory
+#
+# Two targets, one of each way the binaries are built: x86_64 with rustup's prebuilt std (as
+# aarch64), ARMv5TE with std built from source by -Z build-std (as armv7), the one that needs
+# cross/targets.sh's path remapping of the rust-src tree. The checkout's own builds share a
+# target directory with every other target's build and the test build, so the comparison
+# also shows that what else was built there changes nothing. Prints the sha256 of each and
+# fails naming the target that differs.
 set -euo pipefail
 DS_ROOT=$(cd "$(dirname "$0")/.." && pwd)
 targets="x86_64-unknown-linux-musl armv5te-unknown-linux-musleabi"
 work=$(mktemp -d /tmp/dockersave-reproduce.XXXXXX)
 trap 'rm -rf "$work"' EXIT
-git clone --quiet "$DS_ROOT" "$work/a"
-git clone --quiet "$DS_ROOT" "$work/second/clone/at/another/path"
-b=$work/second/clone/at/another/path
 unset CARGO_TARGET_DIR
-(
-  cd "$b"
-  cargo build --release --locked --quiet
-  cargo test --no-run --locked --quiet 2>/dev/null
-  DS_DIST=$b/dist build/release.sh armv7-unknown-linux-musleabihf >/dev/null
+if [ $# -ge 1 ]; then
+  ours=$(cd "$1" && pwd)
+else
+  ours=$work/ours
   # shellcheck disable=SC2086 # a word list
-  DS_DIST=$b/dist build/release.sh $targets >/dev/null
-)
+  DS_DIST=$ours "$DS_ROOT/build/release.sh" $targets >/dev/null
+fi
+git clone --quiet "$DS_ROOT" "$work/a"
 # The fresh clone is built as another user would build it: another home, so other paths for
 # cargo's registry and the toolchain (hard-linked copies of this user's: the same crates and
 # the same rustc), another user name, and a umask that lets nobody else read what it writes.
@@ -42,11 +47,16 @@ status=0
 for target in $targets; do
   name=$(cd "$work/a/dist" && ls dockersave-*-"$target")
   one=$(sha256sum "$work/a/dist/$name" | cut -d' ' -f1)
-  two=$(sha256sum "$b/dist/$name" | cut -d' ' -f1)
+  if [ ! -e "$ours/$name" ]; then
+    echo "$target: $ours holds no $name to compare with" >&2
+    status=1
+    continue
+  fi
+  two=$(sha256sum "$ours/$name" | cut -d' ' -f1)
   if [ "$one" = "$two" ]; then
     echo "$target: reproducible, sha256 $one"
   else
-    echo "$target: NOT reproducible: $one (fresh clone, another user) and $two (clone with other builds)" >&2
+    echo "$target: NOT reproducible: $one (fresh clone, another user) and $two ($ours)" >&2
     status=1
   fi
 done

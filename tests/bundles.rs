@@ -14,13 +14,6 @@ fn plain(image: &str) -> String {
     format!("{}/{image}:latest", env("DS_REGISTRY"))
 }
 
-/// Tests that load images into the one Docker engine under the same names take turns.
-static ENGINE: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn engine() -> std::sync::MutexGuard<'static, ()> {
-    ENGINE.lock().unwrap_or_else(|p| p.into_inner())
-}
-
 fn unique(name: &str) -> String {
     format!("{name}-{}", std::process::id())
 }

@@ -65,6 +65,7 @@ fn arch_of(platform: &str) -> &str {
 
 #[test]
 fn docker_schema2_busybox_loads_and_runs() {
+    let _engine = engine();
     let (_dir, tag) = pull_and_load("busybox", "busybox-latest.tar", &[]);
     assert_eq!(docker_run(&tag, &["/bin/busybox", "echo", "ok"]), "ok\n");
     assert_eq!(
@@ -75,12 +76,14 @@ fn docker_schema2_busybox_loads_and_runs() {
 
 #[test]
 fn oci_manifest_image_loads_and_runs() {
+    let _engine = engine();
     let (_dir, tag) = pull_and_load("busybox-oci:latest", "busybox-oci-latest.tar", &[]);
     assert_eq!(docker_run(&tag, &["/bin/busybox", "echo", "ok"]), "ok\n");
 }
 
 #[test]
 fn three_layers_with_whiteout_and_opaque_directory() {
+    let _engine = engine();
     let mut tag = String::new();
     for (format, layer_paths) in [("docker", "\"blobs/sha256/"), ("legacy", "/layer.tar\"")] {
         // Streamed: layers go straight into the archive as their turn comes.
@@ -110,6 +113,7 @@ fn three_layers_with_whiteout_and_opaque_directory() {
 
 #[test]
 fn index_gives_the_requested_platform() {
+    let _engine = engine();
     for (platform, arch) in [
         ("linux/arm64", "arm64"),
         ("linux/arm/v7", "arm"),
@@ -148,6 +152,7 @@ fn index_gives_the_requested_platform() {
 
 #[test]
 fn index_defaults_to_host_platform_and_arch_shorthand() {
+    let _engine = engine();
     let (_dir, tag) = pull_and_load("multi", "multi-latest.tar", &[]);
     assert_eq!(
         docker(&["image", "inspect", "--format", "{{.Architecture}}", &tag]).trim(),
@@ -200,6 +205,7 @@ fn missing_platform_lists_available_ones_and_leaves_nothing() {
 
 #[test]
 fn pull_by_digest_verifies_and_names_archive_after_digest() {
+    let _engine = engine();
     let tagged = format!("{}/busybox:latest", registry());
     let digest = manifest_digest(&tagged);
     let by_digest = format!("{}/busybox@{digest}", registry());
@@ -240,6 +246,7 @@ fn unknown_tag_and_repository_are_not_found() {
 
 #[test]
 fn token_auth_asks_for_a_pull_scope_and_loads() {
+    let _engine = engine();
     let registry = env("DS_TOKEN_REGISTRY");
     let reference = format!("{registry}/busybox:latest");
     let log_before = fs::read_to_string(env("DS_TOKEN_LOG")).unwrap().len();
@@ -316,6 +323,7 @@ fn token_auth_sends_credentials_to_the_token_service() {
 
 #[test]
 fn basic_auth_registry() {
+    let _engine = engine();
     let registry = env("DS_BASIC_REGISTRY");
     let (user, password) = (env("DS_BASIC_USER"), env("DS_BASIC_PASSWORD"));
     let reference = format!("{registry}/busybox-oci:latest");
@@ -370,6 +378,7 @@ fn corrupted_layer_is_a_digest_mismatch_and_leaves_nothing() {
 
 #[test]
 fn no_tar_leaves_the_directory_and_no_rm_keeps_both() {
+    let _engine = engine();
     let reference = format!("{}/busybox", registry());
     let dir = Scratch::new("notar");
     dockersave_ok(

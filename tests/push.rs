@@ -211,7 +211,14 @@ fn a_second_push_uploads_nothing_and_another_repository_mounts() {
     let other = format!("{}/{second}:1", env("DS_PUSH_REGISTRY"));
     let out = push(dir.path(), &record, &["l.tar", &other]);
     assert_eq!(out.code, 0, "{out}");
+    // Nothing uploaded: no PATCH, and no PUT that closes an upload (a monolithic upload is a
+    // POST then a PUT with the digest, without a PATCH).
     assert!(logged("PATCH", &second).is_empty(), "mounted, not uploaded");
+    assert!(
+        logged("PUT", &second).iter().all(|r| !r.contains("/blobs/uploads/")),
+        "no upload closed: {:?}",
+        logged("PUT", &second)
+    );
     let mounts: Vec<String> = logged("POST", &second)
         .into_iter()
         .filter(|l| l.contains("mount=") && l.contains("http.response.status=201"))

@@ -51,13 +51,22 @@ fn tls_with_a_private_ca_needs_cacert_or_ssl_cert_file() {
         fs::read(dir.path().join("b.tar")).unwrap()
     );
 
-    // Plain HTTP to a TLS port is a clear failure, never a silent downgrade or success.
+    // Plain HTTP to a TLS port is a clear failure, never a silent downgrade or success: a
+    // network failure (exit 3) on one line naming the host.
     let out = dockersave(
         dir.path(),
         &["--insecure", "--tarname", "c.tar", &reference],
     );
-    assert_ne!(out.code, 0, "{out}");
+    assert_eq!(out.code, 3, "{out}");
+    let errors: Vec<&str> = out.stderr.lines().filter(|l| l.contains("error")).collect();
+    assert_eq!(errors.len(), 1, "{out}");
+    assert!(errors[0].contains(&registry_host(&reference)), "{out}");
     assert!(!dir.path().join("c.tar").exists());
+}
+
+/// `host:port` of a reference.
+fn registry_host(reference: &str) -> String {
+    reference.split('/').next().unwrap_or_default().to_string()
 }
 
 #[test]

@@ -69,15 +69,14 @@ pub fn run_env(
     envs: &[(&str, &str)],
 ) -> Output {
     let mut command = Command::new(program);
-    if program == env!("CARGO_BIN_EXE_dockersave") || program.contains("dockersave-") {
-        for name in ISOLATED {
-            command.env_remove(name);
-        }
-        // No stored Docker credentials, and no mirrors of this machine's Docker, unless a test
-        // provides them.
-        command.env("DOCKER_CONFIG", "/nonexistent/dockersave-tests");
-        command.env("DOCKERSAVE_DAEMON_JSON", "/nonexistent/dockersave-tests");
+    // Every program the tests run (dockersave by any name, under qemu, through a shell, and
+    // the tools beside it): no proxy of this machine's, no stored Docker credentials and no
+    // mirrors of this machine's Docker, unless a test provides them.
+    for name in ISOLATED {
+        command.env_remove(name);
     }
+    command.env("DOCKER_CONFIG", "/nonexistent/dockersave-tests");
+    command.env("DOCKERSAVE_DAEMON_JSON", "/nonexistent/dockersave-tests");
     command.envs(envs.iter().copied());
     let mut child = command
         .args(args)
@@ -126,6 +125,13 @@ pub fn dockersave_ok(cwd: &Path, args: &[&str]) -> Output {
     let out = dockersave(cwd, args);
     assert_eq!(out.code, 0, "dockersave {args:?} failed:\n{out}");
     out
+}
+
+/// Tests of one binary that load images into the one Docker engine, perhaps under the same
+/// names, take turns: hold this from the load to the last `docker run` of what was loaded.
+pub fn engine() -> std::sync::MutexGuard<'static, ()> {
+    static ENGINE: Mutex<()> = Mutex::new(());
+    ENGINE.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Runs the docker client against the harness's engine and insists it succeeded.
