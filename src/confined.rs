@@ -623,7 +623,8 @@ fn timespecs(mtime: Time) -> [libc::timespec; 2] {
     });
     let time = libc::timespec {
         tv_sec: seconds,
-        tv_nsec: mtime.nanos.min(999_999_999).into(),
+        // c_long is 32 bits on the ARM targets, where no u32 converts; below 10^9 always fits.
+        tv_nsec: mtime.nanos.min(999_999_999) as libc::c_long,
     };
     [time, time]
 }
