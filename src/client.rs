@@ -156,6 +156,9 @@ impl Client {
     }
 
     /// Accepts an image only if a cosign signature by this public key (PEM) names it.
+    ///
+    /// Needs the `verify` cargo feature (in the default set); a build without it returns a usage
+    /// error ([`ErrorKind::Usage`](crate::ErrorKind::Usage)) naming the feature.
     pub fn verify_key(mut self, path: impl Into<PathBuf>) -> Client {
         self.verify_keys.push(path.into());
         self
@@ -243,6 +246,9 @@ impl Client {
     /// Pushes the one image of a `docker save` archive (or `--no-tar` directory) to `image`
     /// (every platform of an archived index, or those [`Client::platforms`] names); returns
     /// `REGISTRY/REPOSITORY@sha256:…` of what was stored.
+    ///
+    /// Needs the `push` cargo feature (in the default set); a build without it returns a usage
+    /// error ([`ErrorKind::Usage`](crate::ErrorKind::Usage)) naming the feature.
     pub fn push(&self, archive: &Path, image: &str) -> Result<Vec<String>, Error> {
         let options = push::Options {
             source: archive.to_path_buf(),
@@ -261,6 +267,9 @@ impl Client {
 
     /// Copies `image` from its registry to `destination` with nothing on disk, every platform
     /// and digest kept; returns `REGISTRY/REPOSITORY@sha256:…`.
+    ///
+    /// Needs the `push` cargo feature (in the default set); a build without it returns a usage
+    /// error ([`ErrorKind::Usage`](crate::ErrorKind::Usage)) naming the feature.
     pub fn copy(&self, image: &str, destination: &str) -> Result<Vec<String>, Error> {
         let options = copy::Options {
             images: vec![reference(image)?],

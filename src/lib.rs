@@ -32,6 +32,14 @@
 //! # Ok::<(), dockersave::Error>(())
 //! ```
 //!
+//! What a build can do is chosen with cargo features, all in the default set: `push`
+//! ([`Client::push`], [`Client::copy`]), `verify` ([`Client::verify_key`]), `initramfs`
+//! ([`Output::initramfs`]), `git` (one commit per layer under [`Output::Rootfs`]), `xz`
+//! ([`Compression::Xz`]) and `zstd` (zstd layers). Without them (`default-features = false`)
+//! the crate pulls to archives, root filesystems, flattened tars and single layers, with
+//! gzip, TLS, credentials and mirrors; the items keep their signatures, and what needs a
+//! missing feature returns a usage error naming it.
+//!
 //! Everything downloaded is verified against its digest, layers stream through fixed buffers
 //! (memory does not grow with the image), and nothing appears under its final name until it is
 //! complete. A failure is an [`Error`]: its message is the one line the command prints, and
@@ -62,6 +70,8 @@ mod decompress;
 mod digest;
 #[doc(hidden)]
 pub mod error;
+#[doc(hidden)]
+pub mod features;
 mod fetch;
 #[doc(hidden)]
 pub mod fuzzing;
@@ -88,6 +98,7 @@ mod reference;
 mod registry;
 #[cfg(test)]
 mod rules;
+#[cfg_attr(not(feature = "verify"), path = "signature_off.rs")]
 mod signature;
 mod sinks;
 mod source;

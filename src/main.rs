@@ -46,8 +46,12 @@ fn run() -> Result<(), Error> {
         Command::Help => print!("{}", cli::help()),
         Command::Version => {
             // The build, and the platform this machine pulls by default, for bug reports.
+            let features = match dockersave::features::BUILT {
+                [] => "none".to_string(),
+                built => built.join(", "),
+            };
             println!(
-                "dockersave {} ({}, commit {}; this machine: {})",
+                "dockersave {} ({}, commit {}; features: {features}; this machine: {})",
                 env!("CARGO_PKG_VERSION"),
                 env!("DOCKERSAVE_TARGET"),
                 env!("DOCKERSAVE_COMMIT"),

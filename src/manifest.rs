@@ -7,7 +7,7 @@
 //! bytes behind it are verified when they are downloaded).
 
 use crate::digest::Digest;
-use miniserde::{json, Deserialize};
+use miniserde::Deserialize;
 use std::collections::BTreeMap;
 
 pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
@@ -54,7 +54,9 @@ pub struct IndexEntry {
     /// Marked as the zstd twin of a gzip entry for the same platform (containers' annotation
     /// `io.github.containers.compression.zstd`, which podman and buildah write).
     pub zstd: bool,
-    /// The image name containerd's annotation gives the entry (an archive's `index.json`).
+    /// The image name containerd's annotation gives the entry (an archive's `index.json`,
+    /// which `--push` reads).
+    #[cfg_attr(not(feature = "push"), allow(dead_code))]
     pub name: Option<String>,
 }
 
@@ -87,6 +89,7 @@ pub struct Config {
 }
 
 #[derive(Clone, Debug, Default)]
+#[cfg_attr(not(feature = "git"), allow(dead_code))] // commit messages of --git
 pub struct LayerHistory {
     pub created: Option<String>,
     pub created_by: Option<String>,
@@ -311,6 +314,7 @@ impl Platform {
 }
 
 /// One entry of an index being written: a manifest (media type, digest, size) and its platform.
+#[cfg(feature = "push")]
 pub struct Listed<'a> {
     pub media_type: &'a str,
     pub digest: &'a Digest,
@@ -320,8 +324,9 @@ pub struct Listed<'a> {
 
 /// An OCI index of `entries`, in Go's field order: what a bundle gets when the index as served
 /// no longer describes what was kept (some platforms only, or manifests written anew).
+#[cfg(feature = "push")]
 pub fn index_json(entries: &[Listed]) -> Vec<u8> {
-    let text = |t: &str| json::to_string(t);
+    let text = |t: &str| miniserde::json::to_string(t);
     let entries: Vec<String> = entries
         .iter()
         .map(|e| {

@@ -88,6 +88,7 @@ impl<T: Default> PathMap<T> {
     }
 
     /// How many nodes, the root included (what the memory figures count).
+    #[cfg_attr(not(feature = "initramfs"), allow(dead_code))]
     pub fn len(&self) -> usize {
         self.values.len()
     }

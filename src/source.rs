@@ -53,6 +53,7 @@ impl<'a> Reach<'a> {
         })
     }
 
+    #[cfg(feature = "push")]
     pub(crate) fn http(&self) -> &Http {
         &self.http
     }
@@ -596,6 +597,7 @@ fn unverified_reason(error: &Error) -> String {
 /// `--push --verify-key`: checks, before `top` is stored under the tag (and the `members` it
 /// lists by digest), that a signature in the destination `registry` covers them, by the same
 /// rule as a pull: the top document's own signature, or, for an index, each member's.
+#[cfg(feature = "push")]
 pub(crate) fn check_push(
     registry: &Registry,
     name: &str,

@@ -50,6 +50,7 @@ fn layer_tar_corpus() {
     replay("layer_tar", dockersave::fuzzing::layer_tar);
 }
 
+#[cfg(feature = "push")]
 #[test]
 fn archive_corpus() {
     replay("archive", dockersave::fuzzing::archive);
@@ -65,6 +66,7 @@ fn hostile_corpus() {
     replay("hostile", dockersave::fuzzing::hostile);
 }
 
+#[cfg(feature = "verify")]
 #[test]
 fn signature_corpus() {
     replay("signature", dockersave::fuzzing::signature);

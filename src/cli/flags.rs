@@ -365,7 +365,8 @@ pub const SECTIONS: &[Section] = &[
                 long: "verify-key",
                 short: None,
                 value: Some("FILE"),
-                help: "accept the image only if a cosign signature by this PEM public key\n(cosign.pub: ECDSA P-256; Ed25519 and RSA too) names its digest, checked\nbefore any layer is fetched or anything written (repeatable: any one key\nwill do). With --push, the pushed image is checked afterwards",
+                help: "accept the image only if a cosign signature by this PEM public key\n(cosign.pub: ECDSA P-256; Ed25519 and RSA too) names its digest, checked\nbefore any layer is fetched or anything written (repeatable: any one key\nwill do). With --push, a signature in the destination must cover the
+image before its tag is stored",
                 set: |given, value| {
                     given.verify_keys.push(value.path()?);
                     Ok(())

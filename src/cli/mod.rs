@@ -200,6 +200,9 @@ fn build(
             (image, more, Vec::new())
         }
     };
+    if let Some((feature, flag)) = lacking(&given) {
+        return Err(crate::features::missing(feature, flag));
+    }
     let kind = kind(&mut given)?;
     let several = !more_images.is_empty() || given.images_from.is_some();
     if let Some(problem) = conflicts(&given, &kind, several)
@@ -651,6 +654,22 @@ fn listed_images(
     Ok((images, at))
 }
 
+/// The first flag given that needs a feature this build lacks: (feature, flag).
+fn lacking(g: &Given) -> Option<(&'static str, &'static str)> {
+    let needs = [
+        (g.push.is_some(), "push", "--push"),
+        (g.copy_to.is_some(), "push", "--copy-to"),
+        (!g.verify_keys.is_empty(), "verify", "--verify-key"),
+        (g.initramfs.is_some(), "initramfs", "--initramfs"),
+        (g.git, "git", "--git"),
+        (g.xz, "xz", "--xz"),
+    ];
+    needs
+        .into_iter()
+        .find(|(given, feature, _)| *given && !crate::features::BUILT.contains(feature))
+        .map(|(_, feature, flag)| (feature, flag))
+}
+
 /// `--user` and `--ilogin` with `--images-from`: the credentials go to one registry, and a list
 /// is often someone else's file, so every line must name that registry; a list that spans
 /// several would send them wherever its first line points.
@@ -669,5 +688,46 @@ fn usage(error: lexopt::Error) -> Error {
     Error::Usage(error.to_string())
 }
 
-#[cfg(test)]
+// The command line's tests name every flag: they run on a build with every feature.
+#[cfg(all(
+    test,
+    feature = "push",
+    feature = "xz",
+    feature = "verify",
+    feature = "initramfs",
+    feature = "git"
+))]
 mod tests;
+
+#[cfg(test)]
+mod feature_tests {
+    use super::*;
+
+    /// A flag whose feature this build lacks is a usage error naming the feature; with the
+    /// feature it parses. Runs on every build (`cargo test --no-default-features` too).
+    #[test]
+    fn a_flag_needing_a_missing_feature_is_a_usage_error() {
+        for (args, feature) in [
+            (&["--push", "a.tar", "r/x"][..], "push"),
+            (&["--copy-to", "r/y", "x"][..], "push"),
+            (&["--verify-key", "k.pub", "x"][..], "verify"),
+            (&["--initramfs", "i.cpio", "x"][..], "initramfs"),
+            (&["--rootfs", "d", "--git", "x"][..], "git"),
+            (&["--xz", "x"][..], "xz"),
+        ] {
+            let argv = std::iter::once("dockersave")
+                .chain(args.iter().copied())
+                .map(std::ffi::OsString::from);
+            let parsed = parse(argv, |_| None, |_| Ok(String::new()));
+            let built = crate::features::BUILT.contains(&feature);
+            match parsed {
+                Err(Error::Usage(message)) if !built => assert!(
+                    message.contains(&format!("built without the \"{feature}\" feature")),
+                    "{args:?}: {message}"
+                ),
+                Ok(_) if built => {}
+                other => panic!("{args:?} (built: {built}): {other:?}"),
+            }
+        }
+    }
+}

@@ -455,6 +455,7 @@ mod tests {
     }
 
     /// `data` as one zstd frame, through libzstd's own encoder.
+    #[cfg(feature = "zstd")]
     fn zstd_frame(data: &[u8], level: i32) -> Vec<u8> {
         let mut out = vec![0; zstd_safe::compress_bound(data.len())];
         let n = zstd_safe::compress(&mut out[..], data, level).unwrap();
@@ -462,6 +463,7 @@ mod tests {
         out
     }
 
+    #[cfg(feature = "zstd")]
     fn skippable(magic_low: u8, payload: &[u8]) -> Vec<u8> {
         let mut out = vec![0x50 | magic_low, 0x2a, 0x4d, 0x18];
         out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
@@ -469,6 +471,7 @@ mod tests {
         out
     }
 
+    #[cfg(feature = "zstd")]
     #[test]
     fn decodes_zstd_frames_and_passes_skippable_ones_over() {
         let data = sample();
@@ -488,6 +491,7 @@ mod tests {
         }
     }
 
+    #[cfg(feature = "zstd")]
     #[test]
     fn rejects_truncated_corrupt_and_trailing_zstd() {
         let frame = zstd_frame(&sample(), 3);
@@ -510,6 +514,7 @@ mod tests {
         assert!(decode(&corrupt, 100).map_or(true, |out| out != sample()));
     }
 
+    #[cfg(feature = "zstd")]
     #[test]
     fn many_tiny_frames_cost_little() {
         let empty = zstd_frame(b"", 1);

@@ -9,9 +9,7 @@
 //! decoded at the same time share `WINDOW_BUDGET` (a larger one waits until it is alone), so
 //! three layers compressed at level 19 do not hold 24 MiB at once.
 
-use crate::locks::lock;
 use std::io;
-use std::sync::{Condvar, Mutex};
 
 /// The magic number of a zstd frame.
 pub const MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
@@ -25,6 +23,7 @@ pub const WINDOW_CAP: u64 = 1 << 27;
 
 /// The window memory all layers being decoded at once may hold together: one 8 MiB window
 /// (level 19) or several smaller ones; a frame asking for more waits until it is alone.
+#[cfg(feature = "zstd")]
 const WINDOW_BUDGET: u64 = 8 << 20;
 
 /// What the header at the start of a frame says.
@@ -130,81 +129,118 @@ fn mebibytes(bytes: u64) -> String {
     }
 }
 
-/// libzstd's decoder for the frames of one layer, one at a time, with its share of the window
-/// budget. It is kept from frame to frame (a layer of a million tiny frames must not cost a
-/// million decoders: that took 13 s for 9 MB) and replaced only by a frame with a larger
-/// window.
-pub struct Decoder {
-    context: zstd_safe::DCtx<'static>,
-    grant: Grant,
-}
+#[cfg(feature = "zstd")]
+pub use libzstd::Decoder;
 
-impl Decoder {
-    /// A decoder for the frame whose header passed `check`: this one, reset, if its window is
-    /// large enough, else a new one (the old one's window given back first, so that two layers
-    /// growing at once cannot each hold what the other waits for). Waits for window memory if
-    /// layers being decoded at the same time hold it.
-    pub fn for_frame(previous: Option<Decoder>, window: u64) -> io::Result<Decoder> {
-        if let Some(mut decoder) = previous {
-            if decoder.grant.0 >= window {
-                decoder
-                    .context
-                    .reset(zstd_safe::ResetDirective::SessionOnly)
-                    .map_err(zstd_error)?;
-                return Ok(decoder);
+#[cfg(feature = "zstd")]
+mod libzstd {
+    use super::WINDOW_BUDGET;
+    use crate::locks::lock;
+    use std::io;
+    use std::sync::{Condvar, Mutex};
+
+    /// libzstd's decoder for the frames of one layer, one at a time, with its share of the window
+    /// budget. It is kept from frame to frame (a layer of a million tiny frames must not cost a
+    /// million decoders: that took 13 s for 9 MB) and replaced only by a frame with a larger
+    /// window.
+    pub struct Decoder {
+        context: zstd_safe::DCtx<'static>,
+        grant: Grant,
+    }
+
+    impl Decoder {
+        /// A decoder for the frame whose header passed `check`: this one, reset, if its window is
+        /// large enough, else a new one (the old one's window given back first, so that two layers
+        /// growing at once cannot each hold what the other waits for). Waits for window memory if
+        /// layers being decoded at the same time hold it.
+        pub fn for_frame(previous: Option<Decoder>, window: u64) -> io::Result<Decoder> {
+            if let Some(mut decoder) = previous {
+                if decoder.grant.0 >= window {
+                    decoder
+                        .context
+                        .reset(zstd_safe::ResetDirective::SessionOnly)
+                        .map_err(zstd_error)?;
+                    return Ok(decoder);
+                }
             }
+            let grant = Grant::take(window);
+            let mut context = zstd_safe::DCtx::try_create()
+                .ok_or_else(|| io::Error::new(io::ErrorKind::OutOfMemory, "no memory for zstd"))?;
+            // The same cap, enforced by libzstd too.
+            context
+                .set_parameter(zstd_safe::DParameter::WindowLogMax(27))
+                .map_err(zstd_error)?;
+            Ok(Decoder { context, grant })
         }
-        let grant = Grant::take(window);
-        let mut context = zstd_safe::DCtx::try_create()
-            .ok_or_else(|| io::Error::new(io::ErrorKind::OutOfMemory, "no memory for zstd"))?;
-        // The same cap, enforced by libzstd too.
-        context
-            .set_parameter(zstd_safe::DParameter::WindowLogMax(27))
-            .map_err(zstd_error)?;
-        Ok(Decoder { context, grant })
-    }
 
-    /// Decodes from `input` into `output`; returns the bytes consumed and written, and whether
-    /// the frame is complete and fully written out.
-    pub fn decode(&mut self, input: &[u8], output: &mut [u8]) -> io::Result<(usize, usize, bool)> {
-        let mut input = zstd_safe::InBuffer::around(input);
-        let mut output = zstd_safe::OutBuffer::around(output);
-        let hint = self
-            .context
-            .decompress_stream(&mut output, &mut input)
-            .map_err(zstd_error)?;
-        Ok((input.pos(), output.pos(), hint == 0))
-    }
-}
-
-fn zstd_error(code: usize) -> io::Error {
-    io::Error::new(
-        io::ErrorKind::InvalidData,
-        format!("corrupt zstd data ({})", zstd_safe::get_error_name(code)),
-    )
-}
-
-/// Window bytes taken from the budget; given back when dropped.
-struct Grant(u64);
-
-static WINDOWS: Mutex<u64> = Mutex::new(0);
-static RETURNED: Condvar = Condvar::new();
-
-impl Grant {
-    fn take(window: u64) -> Grant {
-        let mut used = lock(&WINDOWS);
-        while *used > 0 && *used + window > WINDOW_BUDGET {
-            used = RETURNED.wait(used).unwrap_or_else(|p| p.into_inner());
+        /// Decodes from `input` into `output`; returns the bytes consumed and written, and whether
+        /// the frame is complete and fully written out.
+        pub fn decode(
+            &mut self,
+            input: &[u8],
+            output: &mut [u8],
+        ) -> io::Result<(usize, usize, bool)> {
+            let mut input = zstd_safe::InBuffer::around(input);
+            let mut output = zstd_safe::OutBuffer::around(output);
+            let hint = self
+                .context
+                .decompress_stream(&mut output, &mut input)
+                .map_err(zstd_error)?;
+            Ok((input.pos(), output.pos(), hint == 0))
         }
-        *used += window;
-        Grant(window)
+    }
+
+    fn zstd_error(code: usize) -> io::Error {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("corrupt zstd data ({})", zstd_safe::get_error_name(code)),
+        )
+    }
+
+    /// Window bytes taken from the budget; given back when dropped.
+    pub(super) struct Grant(u64);
+
+    static WINDOWS: Mutex<u64> = Mutex::new(0);
+    static RETURNED: Condvar = Condvar::new();
+
+    impl Grant {
+        pub(super) fn take(window: u64) -> Grant {
+            let mut used = lock(&WINDOWS);
+            while *used > 0 && *used + window > WINDOW_BUDGET {
+                used = RETURNED.wait(used).unwrap_or_else(|p| p.into_inner());
+            }
+            *used += window;
+            Grant(window)
+        }
+    }
+
+    impl Drop for Grant {
+        fn drop(&mut self) {
+            *lock(&WINDOWS) -= self.0;
+            RETURNED.notify_all();
+        }
     }
 }
 
-impl Drop for Grant {
-    fn drop(&mut self) {
-        *lock(&WINDOWS) -= self.0;
-        RETURNED.notify_all();
+/// A build without the "zstd" feature has no decoder: a zstd layer is refused, naming it.
+#[cfg(not(feature = "zstd"))]
+pub enum Decoder {}
+
+#[cfg(not(feature = "zstd"))]
+impl Decoder {
+    pub fn for_frame(_previous: Option<Decoder>, _window: u64) -> io::Result<Decoder> {
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "the layer is zstd-compressed, and this dockersave was built without the \"zstd\" feature; use a full build (dockersave rather than dockersave-minimal)",
+        ))
+    }
+
+    pub fn decode(
+        &mut self,
+        _input: &[u8],
+        _output: &mut [u8],
+    ) -> io::Result<(usize, usize, bool)> {
+        match *self {}
     }
 }
 
@@ -277,8 +313,10 @@ mod tests {
         assert!(check(1024, 3).is_err());
     }
 
+    #[cfg(feature = "zstd")]
     #[test]
     fn windows_share_the_budget() {
+        use super::libzstd::Grant;
         let first = Grant::take(6 << 20);
         let (sender, receiver) = std::sync::mpsc::channel();
         let waiter = std::thread::spawn(move || {

@@ -31,6 +31,7 @@ pub fn www_authenticate(data: &[u8]) {
 /// in-toto statements inside them. Whatever parses must be usable: a key checks a signature
 /// (the input's own bytes, which must not verify as a signature over them), a DSSE bundle's
 /// pre-authentication encoding holds its payload.
+#[cfg(feature = "verify")]
 pub fn signature(data: &[u8]) {
     use crate::signature::{
         pae, parse_bundle, parse_payload, parse_public_key, parse_statement, verifies, Bundle,
@@ -219,6 +220,7 @@ pub fn layer_tar(data: &[u8]) {
 /// Archives given to `--push`: a tar (plain, gzip or xz) whose `manifest.json` and
 /// `index.json` name configs and layers. Reading it must end in images or an error, and every
 /// layer the images name must open as a stream inside the archive.
+#[cfg(feature = "push")]
 pub fn archive(data: &[u8]) {
     // The reader takes a path, as --push does: the input goes to a file of this process's.
     let path = std::env::temp_dir().join(format!("dockersave-fuzz-{}.tar", std::process::id()));
@@ -317,7 +319,7 @@ pub fn hostile(data: &[u8]) {
 fn flattened(layers: &[Vec<u8>], cpio: bool, out: &mut Vec<u8>) -> Result<(), crate::Error> {
     use crate::sinks::flatten::Flatten;
     let mut flat = match cpio {
-        true => Flatten::cpio(out),
+        true => Flatten::cpio(out)?,
         false => Flatten::tar(out),
     };
     for (index, tar) in layers.iter().enumerate().rev() {
@@ -443,7 +445,15 @@ fn tar_members(tar: &[u8]) -> Vec<Member> {
     members
 }
 
+/// The members of a newc cpio; it must be whole. (Without the "initramfs" feature no cpio is
+/// written, and there are none.)
+#[cfg(not(feature = "initramfs"))]
+fn cpio_members(_cpio: &[u8]) -> Vec<Member> {
+    Vec::new()
+}
+
 /// The members of a newc cpio; it must be whole.
+#[cfg(feature = "initramfs")]
 fn cpio_members(cpio: &[u8]) -> Vec<Member> {
     const TYPE: u32 = 0o170000;
     let members = crate::sinks::cpio::read(cpio).expect("the cpio written is whole");

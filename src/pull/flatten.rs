@@ -111,7 +111,7 @@ fn merge(
     // The writer type of archives (`pull::archive`), so the compressors are compiled once.
     let out: Box<dyn Write + '_> = Box::new(out);
     let mut packed = Compressor::for_kernel(out, initramfs.compression).map_err(failed)?;
-    let mut flat = Flatten::cpio(&mut packed);
+    let mut flat = Flatten::cpio(&mut packed)?;
     if let Some(init) = &initramfs.init {
         flat.above(init_link(image, init)?, layers)?;
     }

@@ -58,12 +58,13 @@ pub enum Output {
         dir: PathBuf,
         /// Apply the image over a directory that is not empty (`--force`).
         force: bool,
-        /// One git commit per layer (`--git`).
+        /// One git commit per layer (`--git`). Needs the `git` cargo feature (default).
         git: bool,
     },
     /// The merged filesystem as a tar; `-` is stdout.
     Flatten(PathBuf),
-    /// The merged filesystem as an initramfs the kernel unpacks (`--initramfs`).
+    /// The merged filesystem as an initramfs the kernel unpacks (`--initramfs`). Needs the
+    /// `initramfs` cargo feature (default).
     Initramfs(Initramfs),
     /// One layer, as dlgrab exported it (`--layer`).
     Layer {
@@ -106,6 +107,9 @@ impl Output {
 
     /// The merged filesystem as an initramfs at `path` (relative to the client's working
     /// directory): gzip-compressed, or a plain newc cpio when the name ends in `.cpio`.
+    ///
+    /// Needs the `initramfs` cargo feature (in the default set); a build without it returns a usage
+    /// error ([`ErrorKind::Usage`](crate::ErrorKind::Usage)) naming the feature.
     pub fn initramfs(path: impl Into<PathBuf>) -> Output {
         let file = path.into();
         Output::Initramfs(Initramfs {

@@ -348,7 +348,7 @@ impl Source {
                     Wrap::Gzip => Box::new(Decompressor::new(
                         Box::new(io::BufReader::new(file)) as Box<dyn Read + Send>
                     )),
-                    Wrap::Xz => Box::new(lzma_rust2::XzReader::new(io::BufReader::new(file), true)),
+                    Wrap::Xz => xz(io::BufReader::new(file)).map_err(|e| self.unreadable(e))?,
                 };
                 let skipped = io::copy(&mut (&mut stream).take(at.offset), &mut io::sink())
                     .map_err(|e| self.unreadable(e))?;
@@ -567,7 +567,7 @@ impl Source {
         let stream: Box<dyn Read + Send> = match wrap {
             Wrap::Plain => Box::new(file),
             Wrap::Gzip => Box::new(Decompressor::new(Box::new(file) as Box<dyn Read + Send>)),
-            Wrap::Xz => Box::new(lzma_rust2::XzReader::new(file, true)),
+            Wrap::Xz => xz(file)?,
         };
         let mut reader = tar_reader::Reader::new(stream);
         let failed = |e: tar_reader::Failure| match e {
@@ -679,6 +679,19 @@ fn claimed_digest(name: &str) -> Option<Digest> {
         return None;
     }
     Digest::parse(&format!("sha256:{hex}")).ok()
+}
+
+/// An xz archive's tar; in a build without the "xz" feature, the error that names it.
+fn xz(file: impl Read + Send + 'static) -> io::Result<Box<dyn Read + Send>> {
+    #[cfg(feature = "xz")]
+    return Ok(Box::new(lzma_rust2::XzReader::new(file, true)));
+    #[cfg(not(feature = "xz"))]
+    {
+        drop(file);
+        Err(io::Error::other(
+            crate::features::missing("xz", "an xz-compressed archive").to_string(),
+        ))
+    }
 }
 
 fn read_up_to(reader: &mut (impl Read + ?Sized), buf: &mut [u8]) -> io::Result<usize> {

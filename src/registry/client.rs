@@ -121,6 +121,7 @@ impl Registry {
 
     /// As `for_pull`, for pushing to `reference`'s repository and mounting blobs from the
     /// repositories `mount_from` (on the same registry).
+    #[cfg(feature = "push")]
     pub fn for_push(
         http: Http,
         reference: &Reference,
@@ -175,6 +176,7 @@ impl Registry {
     }
 
     /// As `manifest`, for one that may not exist (a signature's tag): `None` on 404.
+    #[cfg(feature = "verify")]
     pub fn lookup_manifest(&self, reference: &str) -> Result<Option<FetchedManifest>, Error> {
         let path = format!("/v2/{}/manifests/{reference}", self.repository);
         let what = format!("{reference} of {}", self.repository);
@@ -194,6 +196,7 @@ impl Registry {
 
     /// The OCI 1.1 referrers of `digest` (an image index), or `None` when the registry has no
     /// referrers API (a 404, or another 4xx from registries that do not know the path).
+    #[cfg(feature = "verify")]
     pub fn referrers(&self, digest: &Digest) -> Result<Option<Vec<u8>>, Error> {
         let path = format!("/v2/{}/referrers/{digest}", self.repository);
         let what = format!("the referrers of {digest}");
@@ -404,6 +407,7 @@ impl Registry {
         self.http().retries()
     }
 
+    #[cfg(feature = "push")]
     pub fn repository(&self) -> &str {
         &self.repository
     }
@@ -490,6 +494,7 @@ impl Registry {
 
     /// Sends a request on the endpoint in use (a push has only the registry), answering a
     /// 401 by authenticating and sending it once more; the caller judges the final status.
+    #[cfg(feature = "push")]
     pub(super) fn authorized(
         &self,
         method: &'static str,
@@ -541,12 +546,14 @@ impl Registry {
     }
 
     /// A full URL for an API path, or the URL itself when the registry gave an absolute one.
+    #[cfg(feature = "push")]
     pub(super) fn url(&self, path_or_url: &str) -> String {
         self.endpoint().url(path_or_url)
     }
 
     /// The `Authorization` value for `url`: the one in use when the URL is on this registry,
     /// none for any other host.
+    #[cfg(feature = "push")]
     pub(super) fn authorization_for(&self, url: &str) -> Option<String> {
         self.endpoint().authorization_for(url)
     }
@@ -557,6 +564,7 @@ impl Registry {
     }
 
     /// Answers a 401 of the endpoint in use.
+    #[cfg(feature = "push")]
     pub(super) fn authenticate(&self, response: &Response) -> Result<(), Error> {
         self.authenticate_on(self.endpoint(), response)
     }

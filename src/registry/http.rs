@@ -257,6 +257,7 @@ impl Http {
     /// PATCHes a body read from `body` as it goes (chunked: its length is not known ahead), for
     /// blob uploads. Never retried here: the bytes are gone, so the upload resumes or restarts
     /// (see `registry::upload`).
+    #[cfg(feature = "push")]
     pub fn patch_stream(
         &self,
         url: &str,

@@ -8,6 +8,7 @@ pub mod credentials;
 pub mod http;
 pub mod mirrors;
 pub mod proxy;
+#[cfg(feature = "push")]
 pub mod upload;
 
 pub use client::Registry;

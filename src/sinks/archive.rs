@@ -325,7 +325,7 @@ pub enum Compression {
     None,
     /// `.tar.gz`.
     Gzip,
-    /// `.tar.xz`.
+    /// `.tar.xz`. Needs the `xz` cargo feature (default).
     Xz,
 }
 
@@ -333,39 +333,55 @@ pub enum Compression {
 pub enum Compressor<W: Write> {
     Plain(W),
     Gzip(Box<crate::gzip::GzipWriter<W>>),
+    #[cfg(feature = "xz")]
     Xz(Box<lzma_rust2::XzWriter<W>>),
+}
+
+/// The integrity check an xz stream carries: CRC64 (xz's default), or CRC32 (the kernel's).
+#[derive(Clone, Copy)]
+enum Check {
+    Crc64,
+    Crc32,
 }
 
 /// xz preset 1: 1 MiB dictionary, hash-chain match finder, about 10 MiB of encoder state. The
 /// higher presets' binary-tree finders need 100 MiB and more, too much for a router; and
 /// layers are mostly compressed already by what built them, so their gain is small.
+#[cfg(feature = "xz")]
 const XZ_PRESET: u32 = 1;
 
 impl<W: Write> Compressor<W> {
     pub fn new(out: W, compression: Compression) -> io::Result<Compressor<W>> {
-        Compressor::checked(out, compression, lzma_rust2::CheckType::Crc64)
+        Compressor::checked(out, compression, Check::Crc64)
     }
 
     /// For the kernel (`--initramfs`): its xz decoder takes CRC32 checks only, and refuses
     /// xz's default CRC64.
     pub fn for_kernel(out: W, compression: Compression) -> io::Result<Compressor<W>> {
-        Compressor::checked(out, compression, lzma_rust2::CheckType::Crc32)
+        Compressor::checked(out, compression, Check::Crc32)
     }
 
-    fn checked(
-        out: W,
-        compression: Compression,
-        check: lzma_rust2::CheckType,
-    ) -> io::Result<Compressor<W>> {
+    fn checked(out: W, compression: Compression, check: Check) -> io::Result<Compressor<W>> {
         Ok(match compression {
             Compression::None => Compressor::Plain(out),
             // Level 6, as gzip's default (incompressible stretches stored: see `gzip`); the
             // header carries no name and no time, so the same images give the same bytes.
             Compression::Gzip => Compressor::Gzip(Box::new(crate::gzip::GzipWriter::new(out, 6))),
+            #[cfg(feature = "xz")]
             Compression::Xz => {
                 let mut options = lzma_rust2::XzOptions::with_preset(XZ_PRESET);
-                options.set_check_sum_type(check);
+                options.set_check_sum_type(match check {
+                    Check::Crc64 => lzma_rust2::CheckType::Crc64,
+                    Check::Crc32 => lzma_rust2::CheckType::Crc32,
+                });
                 Compressor::Xz(Box::new(lzma_rust2::XzWriter::new(out, options)?))
+            }
+            #[cfg(not(feature = "xz"))]
+            Compression::Xz => {
+                let _ = check;
+                return Err(io::Error::other(
+                    crate::features::missing("xz", "--xz").to_string(),
+                ));
             }
         })
     }
@@ -375,6 +391,7 @@ impl<W: Write> Compressor<W> {
         match self {
             Compressor::Plain(out) => Ok(out),
             Compressor::Gzip(gz) => gz.finish(),
+            #[cfg(feature = "xz")]
             Compressor::Xz(xz) => xz.finish(),
         }
     }
@@ -385,6 +402,7 @@ impl<W: Write> Write for Compressor<W> {
         match self {
             Compressor::Plain(out) => out.write(buf),
             Compressor::Gzip(gz) => gz.write(buf),
+            #[cfg(feature = "xz")]
             Compressor::Xz(xz) => xz.write(buf),
         }
     }
@@ -393,6 +411,7 @@ impl<W: Write> Write for Compressor<W> {
         match self {
             Compressor::Plain(out) => out.flush(),
             Compressor::Gzip(gz) => gz.flush(),
+            #[cfg(feature = "xz")]
             Compressor::Xz(xz) => xz.flush(),
         }
     }

@@ -54,6 +54,7 @@ pub struct Flatten<'w> {
 /// What the merged entries are written as.
 enum Out<'w> {
     Tar(tar::Builder<&'w mut dyn Write>),
+    #[cfg_attr(not(feature = "initramfs"), allow(dead_code))]
     Cpio(Newc<&'w mut dyn Write>),
 }
 
@@ -121,8 +122,14 @@ impl<'w> Flatten<'w> {
 
     /// Writes a newc cpio (`--initramfs`). Each layer must be read by `count_links` before
     /// `layer` merges it.
-    pub fn cpio(out: &'w mut dyn Write) -> Flatten<'w> {
-        Flatten::to(Out::Cpio(Newc::new(out)))
+    pub fn cpio(out: &'w mut dyn Write) -> Result<Flatten<'w>, Error> {
+        #[cfg(feature = "initramfs")]
+        return Ok(Flatten::to(Out::Cpio(Newc::new(out))));
+        #[cfg(not(feature = "initramfs"))]
+        {
+            let _ = out;
+            Err(crate::features::missing("initramfs", "--initramfs"))
+        }
     }
 
     fn to(out: Out<'w>) -> Flatten<'w> {

@@ -8,8 +8,10 @@
 //! - `git`: a `--rootfs` directory as a git repository, one commit per layer (`--git`).
 
 pub mod archive;
+#[cfg_attr(not(feature = "initramfs"), path = "cpio_off.rs")]
 pub mod cpio;
 pub mod flatten;
+#[cfg_attr(not(feature = "git"), path = "git_off.rs")]
 pub mod git;
 pub mod layout;
 pub mod rootfs;

@@ -1,60 +1,27 @@
-//! `--copy-to DEST IMAGE`: an image from its registry into another with nothing on disk, the
-//! way `crane copy` and `regctl image copy` do it, with `docker pull`'s digests kept.
-//!
-//! For each image: every blob (configs, layers) the destination lacks streams from the source
-//! straight into an upload, or is mounted when both repositories are on one registry; then the
-//! platforms' manifests, byte for byte, and last the index (byte for byte when every platform
-//! goes, trimmed to the platforms asked for otherwise) under the tag. Every blob is hashed on
-//! the way through and refused before the upload is closed if it is not the one the manifest
-//! names. Memory stays a few fixed buffers, whatever the image weighs.
-//!
-//! It never writes to the disk, and the credentials of one registry never go to the other
-//! (each `Registry` sends only its own).
+//! Running a copy, registry to registry (see the module above). Built with the "push" feature
+//! only: it shares the upload half of `--push`.
 
 use crate::digest::{Digest, HashingReader};
 use crate::error::Error;
 use crate::locks::lock;
-use crate::manifest::{self, Descriptor, IndexEntry, Manifest, Platform, Platforms};
+use crate::manifest::{self, Descriptor, IndexEntry, Manifest, Platforms};
 use crate::progress::{size, Progress, Step};
 use crate::pull::Logins;
 use crate::push::blob::is_transient;
 use crate::reference::Reference;
 use crate::registry::auth::Credentials;
 use crate::registry::client::FetchedManifest;
-use crate::registry::http::Settings;
-use crate::registry::mirrors::Source;
 use crate::registry::upload::Started;
 use crate::registry::Registry;
 use crate::source::{Keep, Prefer, Reach, Resolved};
 use std::io::Read;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
+use super::Options;
+
 /// Blobs copied at once, as a pull downloads them.
 const JOBS: usize = 3;
-
-/// What to copy where, as the command line put it together.
-#[derive(Debug)]
-pub struct Options {
-    /// The images, in order.
-    pub images: Vec<Reference>,
-    /// Where each image was listed (`--images-from`), in the order of `images`. When the images
-    /// come from a list, `destination` is a registry and path prefix: each image keeps its own
-    /// repository path and tag below it.
-    pub listed_at: Vec<String>,
-    pub destination: Reference,
-    pub http: Settings,
-    /// Mirrors serve the source side only.
-    pub mirrors: Source,
-    /// `--verify-key`: what every source image must be signed by before anything is copied.
-    pub verify_keys: Vec<PathBuf>,
-    /// `--platform os/arch`: only that platform's image (its manifest under the tag).
-    pub platform: Option<Platform>,
-    /// `--platform all|LIST`; without it and without `platform`, everything the reference
-    /// names is copied (every entry of an index).
-    pub platforms: Option<Platforms>,
-}
 
 /// Copies what `options` names; returns `REGISTRY/REPOSITORY@DIGEST` of each image copied.
 /// `destination` gives the credentials for a destination registry (the command line's only
