@@ -42,7 +42,8 @@
 #              `dockersave --rootfs DIR` as root, then `find . | cpio -o -H newc | gzip -1`, for
 #              rootfs, big and big2x; and `--initramfs --xz` against the same with `xz -1 -C crc32`.
 #
-#   build/bench.sh [RUNS]                      (DS_BENCH_SECTIONS="push" runs one section)
+#   build/bench.sh [RUNS]                      (DS_BENCH_SECTIONS="push" runs one section;
+#                                              DS_BENCH_MINIMAL=1 the minimal build)
 # As root it installs what it needs (Debian packages, rustup target).
 set -euo pipefail
 DS_ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -50,9 +51,12 @@ DS_ROOT=$(cd "$(dirname "$0")/.." && pwd)
 runs=${1:-5}
 ensure_debs test bench
 
-"$DS_ROOT/build/release.sh" x86_64-unknown-linux-musl >/dev/null
+"$DS_ROOT/build/release.sh" --minimal x86_64-unknown-linux-musl >/dev/null
 version=$(sed -n 's/^version = "\(.*\)"/\1/p' "$DS_ROOT/Cargo.toml" | head -n 1)
-dockersave=$DS_ROOT/dist/dockersave-$version-x86_64-unknown-linux-musl
+# DS_BENCH_MINIMAL=1 measures the minimal build instead (archives and unpacking: what it has).
+flavour=dockersave
+[ "${DS_BENCH_MINIMAL:-}" = 1 ] && flavour=dockersave-minimal
+dockersave=$DS_ROOT/dist/$flavour-$version-x86_64-unknown-linux-musl
 
 export DS_STATE
 DS_STATE=$(mktemp -d /tmp/dockersave-bench.XXXXXX)

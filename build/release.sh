@@ -1,17 +1,27 @@
 #!/usr/bin/env bash
-# Static release binaries: build/release.sh [TARGET...] (default: every target of cross/targets.sh).
-# Each lands in dist/dockersave-<version>-<target>; its size and sha256 are printed, and the
-# build fails if a binary is not static or exceeds its budget (3.5 MiB for x86_64, 3.25 MiB for
-# the ARM targets). dist/SHA256SUMS (for `sha256sum -c`) and dist/BUILDINFO (the commit, the
-# toolchain, each cross compiler's Debian version, the flags) describe the targets built. The
-# bytes depend only on those inputs and Cargo.lock (cross/targets.sh maps away the paths of the
-# checkout, the toolchain and cargo's registry); build/reproduce.sh checks it. As root it
-# installs the Debian cross compilers and rustup targets it needs (see cross/targets.sh).
+# Static release binaries: build/release.sh [--minimal[=TARGET,...]] [TARGET...] (default: every
+# target of cross/targets.sh). Each lands in dist/dockersave-<version>-<target>; with --minimal
+# (for every target built, or for those listed), the minimal build (--no-default-features:
+# pull to an archive, --rootfs, --flatten, --layer and inspection; see Cargo.toml's features)
+# lands beside it as dist/dockersave-minimal-<version>-<target>. Each binary's size and sha256 are printed, and the build fails if one is not static
+# or exceeds its budget: 3.5 MiB for x86_64, 3.25 MiB for the ARM targets, 2 MiB for any
+# minimal build. dist/SHA256SUMS (for `sha256sum -c`) and dist/BUILDINFO (the commit, the
+# toolchain, each cross compiler's Debian version, the flags and features) describe every
+# binary built. The bytes depend only on those inputs and Cargo.lock (cross/targets.sh maps
+# away the paths of the checkout, the toolchain and cargo's registry); build/reproduce.sh
+# checks it. As root it installs the Debian cross compilers and rustup targets it needs (see
+# cross/targets.sh).
 set -euo pipefail
 DS_ROOT=$(cd "$(dirname "$0")/.." && pwd)
 . "$DS_ROOT/cross/targets.sh"
 cd "$DS_ROOT"
 
+# Which targets get a minimal build besides the full one: none, all (--minimal) or a list.
+minimal_targets=""
+case ${1:-} in
+  --minimal) minimal_targets=all; shift ;;
+  --minimal=*) minimal_targets=$(echo "${1#--minimal=}" | tr , ' '); shift ;;
+esac
 targets=${*:-$DS_TARGETS}
 version=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
 dist=${DS_DIST:-$DS_ROOT/dist}
@@ -31,39 +41,51 @@ if cargo tree --locked --target all -i aws-lc-rs >/dev/null 2>&1; then
 fi
 for target in $targets; do
   cross_prepare "$target"
-  (
-    cross_env "$target"
-    # shellcheck disable=SC2086 # DS_CARGO_FLAGS is a word list
-    cargo build --release --locked --target "$target" $DS_CARGO_FLAGS
-  )
-  out="$dist/dockersave-$version-$target"
-  cp "${CARGO_TARGET_DIR:-target}/$target/release/dockersave" "$out"
-  case $target in
-    x86_64-*) budget=$((7 * 1024 * 1024 / 2)) budget_name="3.5 MiB" ;;
-    *) budget=$((13 * 1024 * 1024 / 4)) budget_name="3.25 MiB" ;;
+  flavours=full
+  case " $minimal_targets " in
+    " all " | *" $target "*) flavours="full minimal" ;;
   esac
-  kind=$(file -b "$out")
-  case $kind in
-    *"statically linked"* | *"static-pie linked"*) ;;
-    *) echo "$out is not static: $kind" >&2; exit 1 ;;
-  esac
-  if readelf -l "$out" | grep -q INTERP; then
-    echo "$out has a program interpreter: not static" >&2
-    exit 1
-  fi
-  size=$(stat -c %s "$out")
-  if [ "$size" -gt "$budget" ]; then
-    echo "$target: $out is $size bytes, over its budget of $budget_name ($budget bytes)" >&2
-    exit 1
-  fi
-  sum=$(sha256sum "$out" | cut -d' ' -f1)
-  printf '%-52s %9d bytes  sha256 %s\n' "$(basename "$out")" "$size" "$sum"
-  echo "$sum  $(basename "$out")" >>"$sums"
+  for flavour in $flavours; do
+    case $flavour in
+      full) cargo_args="--release" name=dockersave profile=release ;;
+      minimal) cargo_args="--profile minimal --no-default-features" name=dockersave-minimal profile=minimal ;;
+    esac
+    (
+      cross_env "$target"
+      # shellcheck disable=SC2086 # DS_CARGO_FLAGS and cargo_args are word lists
+      cargo build --locked --target "$target" $cargo_args $DS_CARGO_FLAGS
+    )
+    out="$dist/$name-$version-$target"
+    cp "${CARGO_TARGET_DIR:-target}/$target/$profile/dockersave" "$out"
+    case $flavour-$target in
+      minimal-*) budget=$((2 * 1024 * 1024)) budget_name="2 MiB" ;;
+      full-x86_64-*) budget=$((7 * 1024 * 1024 / 2)) budget_name="3.5 MiB" ;;
+      *) budget=$((13 * 1024 * 1024 / 4)) budget_name="3.25 MiB" ;;
+    esac
+    kind=$(file -b "$out")
+    case $kind in
+      *"statically linked"* | *"static-pie linked"*) ;;
+      *) echo "$out is not static: $kind" >&2; exit 1 ;;
+    esac
+    if readelf -l "$out" | grep -q INTERP; then
+      echo "$out has a program interpreter: not static" >&2
+      exit 1
+    fi
+    size=$(stat -c %s "$out")
+    if [ "$size" -gt "$budget" ]; then
+      echo "$target: $out is $size bytes, over its budget of $budget_name ($budget bytes)" >&2
+      exit 1
+    fi
+    sum=$(sha256sum "$out" | cut -d' ' -f1)
+    printf '%-60s %9d bytes  sha256 %s\n' "$(basename "$out")" "$size" "$sum"
+    echo "$sum  $(basename "$out")" >>"$sums"
+  done
   {
     echo "$target:"
     var=$(echo "$target" | tr 'a-z-' 'A-Z_')
     rustflags_var="CARGO_TARGET_${var}_RUSTFLAGS"
     echo "  flags: $(cross_env "$target"; echo "${!rustflags_var:-} ${DS_CARGO_FLAGS:-}")"
+    echo "  builds: $flavours (minimal: --profile minimal --no-default-features)"
     awk -v t="$target" '$2 == t { print $1 }' "$DS_ROOT/build/packages" | while read -r package; do
       echo "  $package: $(dpkg-query -W -f '${Version}' "$package" 2>/dev/null || echo 'not installed')"
     done

@@ -8,12 +8,12 @@
 #                              builds the tests ran are the ones checked)
 #   build/reproduce.sh         builds this checkout's release first, into a fresh directory
 #
-# Two targets, one of each way the binaries are built: x86_64 with rustup's prebuilt std (as
-# aarch64), ARMv5TE with std built from source by -Z build-std (as armv7), the one that needs
-# cross/targets.sh's path remapping of the rust-src tree. The checkout's own builds share a
-# target directory with every other target's build and the test build, so the comparison
-# also shows that what else was built there changes nothing. Prints the sha256 of each and
-# fails naming the target that differs.
+# Two targets, one of each way the binaries are linked: x86_64 with rustc's self-contained
+# musl (its C through musl-gcc), ARMv5TE with Debian's cross gcc and musl (as armv7). Both build
+# std from rust-src, whose paths cross/targets.sh remaps. The checkout's own builds share a
+# target directory with every other target's build, the minimal builds and the test build, so
+# the comparison also shows that what else was built there changes nothing. Prints the sha256
+# of each and fails naming the target that differs.
 set -euo pipefail
 DS_ROOT=$(cd "$(dirname "$0")/.." && pwd)
 targets="x86_64-unknown-linux-musl armv5te-unknown-linux-musleabi"

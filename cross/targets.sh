@@ -3,16 +3,16 @@
 # Debian packages of group T in build/packages, rustup target or rust-src) and `cross_env T`
 # exports the cargo/cc settings.
 #
-#   x86_64-unknown-linux-musl       rustup's std; musl-gcc (musl-tools) compiles ring's C
-#   aarch64-unknown-linux-musl      rustup's std; Debian's aarch64-linux-gnu-gcc as cc and linker,
+#   x86_64-unknown-linux-musl       rustup's musl; musl-gcc (musl-tools) compiles ring's C
+#   aarch64-unknown-linux-musl      rustup's musl; Debian's aarch64-linux-gnu-gcc as cc and linker,
 #                                   with the target's C headers from libc6-dev-arm64-cross
 #   armv7-unknown-linux-musleabihf  32-bit ARM, ARMv7 with hardware float (faster on v7 boards)
 #   armv5te-unknown-linux-musleabi  32-bit ARM, ARMv5TE soft-float: runs on every ARM board from
 #                                   v5 (Kirkwood routers and NAS) through v6 (Raspberry Pi 1 and
 #                                   Zero) to v7 and v8 running 32-bit
 #
-# Neither ARM target has a std from rustup (it answers 404), so std is built from the rust-src
-# component (-Z build-std); Debian's musl-dev:armhf / musl-dev:armel give the musl gcc wrapper
+# Every target's std is built from the rust-src component (-Z build-std; see cross_env), which
+# the ARM targets need anyway: rustup has no std for them (it answers 404). Debian's musl-dev:armhf / musl-dev:armel give the musl gcc wrapper
 # and libc.a; the unwinder comes from the gnueabi(hf) gcc's libgcc_eh.a, offered as libunwind.a.
 
 . "$DS_ROOT/build/apt.sh"
@@ -49,12 +49,11 @@ cross_prepare() {
   ensure_debs build "$target"
   case $target in
     x86_64-* | aarch64-*)
+      # Its self-contained musl start files and libc.a; std itself is built from rust-src.
       rustup target list --installed | grep -qx "$target" || rustup target add "$target" >&2
       ;;
-    *)
-      rustup component list --installed | grep -q '^rust-src' || rustup component add rust-src >&2
-      ;;
   esac
+  rustup component list --installed | grep -q '^rust-src' || rustup component add rust-src >&2
   local gcc eh dir
   gcc=$(cross_unwind_gcc "$target")
   if [ -n "$gcc" ]; then
@@ -80,35 +79,38 @@ cross_remap() {
 }
 
 # cross_env TARGET: exports the compiler, linker, runner and flags cargo needs for TARGET, and
-# sets DS_CARGO_FLAGS to the extra cargo arguments (build-std for the ARM targets).
+# sets DS_CARGO_FLAGS to the extra cargo arguments.
+#
+# Every release build compiles std from the rust-src component (-Z build-std; RUSTC_BOOTSTRAP
+# lets the stable toolchain accept it, and the ARM targets have no prebuilt std anyway) without
+# its "backtrace" feature and without unwind tables: the binaries are stripped and abort on
+# panic, so std's symboliser (gimli, addr2line, the demangler) could never name a frame and the
+# tables (.eh_frame) are never read. A panic still prints its message. Together about 500 KB
+# on x86_64 (docs/building.md, "Static builds").
 cross_env() {
   local target=$1 var cc
   var=$(echo "$target" | tr 'a-z-' 'A-Z_')
   cc=$(cross_cc "$target")
-  DS_CARGO_FLAGS=""
+  export RUSTC_BOOTSTRAP=1
+  DS_CARGO_FLAGS="-Z build-std=std,panic_abort -Z build-std-features="
   export "CC_$(echo "$target" | tr - _)=$cc"
   case $target in
     # Position-dependent, as Go builds skopeo, crane and regctl: a static-pie binary carries
-    # ~100 KB of relocations (.rela.dyn) that the 3 MiB budget has no room for (docs/building.md,
-    # "Static builds"). The ARM builds are far under the budget and stay static-pie.
-    # ring at opt-level "s" here only: on x86_64 its ciphers are assembly (AES-NI, AVX2), so
-    # this shrinks handshake and glue code alone, by about 130 KB, which the 3.25 MiB budget
-    # needs since client certificates and signature checks. The ARM builds have room, and
-    # run ring's C and Rust ciphers where a CPU lacks crypto instructions: they stay at 3.
+    # ~100 KB of relocations (.rela.dyn) (docs/building.md, "Static builds"). The other
+    # targets link that way by default.
     x86_64-*)
-      export "CARGO_TARGET_${var}_RUSTFLAGS=-C relocation-model=static $(cross_remap)"
-      DS_CARGO_FLAGS='--config profile.release.package.ring.opt-level="s"'
+      export "CARGO_TARGET_${var}_RUSTFLAGS=-C relocation-model=static -C force-unwind-tables=no $(cross_remap)"
       return 0
       ;;
   esac
   export "CARGO_TARGET_${var}_LINKER=$cc"
   export "CARGO_TARGET_${var}_RUNNER=$(cross_runner "$target")"
   case $target in
+    aarch64-*)
+      export "CARGO_TARGET_${var}_RUSTFLAGS=-C force-unwind-tables=no $(cross_remap)"
+      ;;
     arm*)
-      export "CARGO_TARGET_${var}_RUSTFLAGS=-C link-self-contained=no -L $(cross_dir "$target") $(cross_remap)"
-      # build-std is a nightly flag; RUSTC_BOOTSTRAP lets the stable toolchain accept it.
-      export RUSTC_BOOTSTRAP=1
-      DS_CARGO_FLAGS="-Z build-std=std,panic_abort"
+      export "CARGO_TARGET_${var}_RUSTFLAGS=-C link-self-contained=no -L $(cross_dir "$target") -C force-unwind-tables=no $(cross_remap)"
       ;;
   esac
 }

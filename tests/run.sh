@@ -21,9 +21,15 @@ unpack_debs boot-arm "$DS_ARM_BOOT"
 export DS_TAR_CORPUS=${CARGO_TARGET_DIR:-$root/target}/tar-corpus
 unpack_debs tar-corpus "$DS_TAR_CORPUS" './usr/share/go-*/src/archive/tar/testdata/*' \
   './usr/lib/python3*/test/testtar.tar' './usr/lib/python3*/test/testtar.tar.xz' 
-# The static release binaries for every target (tests/static_builds.rs runs them).
+# The static release binaries for every target, and the minimal (router) build for x86_64 and
+# ARMv5TE (tests/static_builds.rs runs them); release.sh fails a binary over its size budget.
 export DS_DIST=$root/dist
-"$root/build/release.sh"
+"$root/build/release.sh" --minimal=x86_64-unknown-linux-musl,armv5te-unknown-linux-musleabi
+# Every cargo feature compiles alone, without the others (the default set is the build above).
+cd "$root"
+for feature in $(sed -n '/^\[features\]/,/^\[/s/^\([a-z0-9-]*\) = .*/\1/p' Cargo.toml | grep -vx default); do
+  cargo check --quiet --locked --no-default-features --features "$feature"
+done
 
 export DS_STATE
 DS_STATE=$(mktemp -d /tmp/dockersave-test.XXXXXX)

@@ -1,7 +1,9 @@
 //! The static release binaries from `build/release.sh` (which `tests/run.sh` runs first): each is
 //! static with no program interpreter, reports its target, and — natively for x86_64, under
 //! qemu-user-static for aarch64 and the ARM builds, on the oldest CPU each is meant for — pulls
-//! from the loopback registry an archive that the host's Docker engine loads and runs.
+//! from the loopback registry an archive that the host's Docker engine loads and runs. The
+//! minimal builds (x86_64 and ARMv5TE, `--no-default-features`) do the same, unpack a root
+//! filesystem as the full build does, and refuse what they were built without.
 
 mod common;
 
@@ -10,7 +12,11 @@ use std::path::Path;
 
 /// `runner` is the emulator and its options (empty: run natively).
 fn check_static_binary(target: &str, runner: &[&str], extra: &[&str], image: &str) {
-    let binary = dist_binary(target);
+    check_binary(&dist_binary(target), target, runner, extra, image);
+}
+
+fn check_binary(binary: &str, target: &str, runner: &[&str], extra: &[&str], image: &str) {
+    let binary = binary.to_string();
 
     let file = run("file", &["-b", &binary], Path::new("/"), None);
     assert!(
@@ -132,11 +138,7 @@ fn armv5te_static_binary_speaks_tls_on_an_armv5_cpu() {
 /// v6 and v7 images: it must pick the CPU's own variant (read at run time), never a newer one.
 fn picks_the_cpu_variant(cpu: &str, variant: &str) {
     let target = "armv5te-unknown-linux-musleabi";
-    let binary = format!(
-        "{}/dockersave-{}-{target}",
-        env("DS_DIST"),
-        env!("CARGO_PKG_VERSION")
-    );
+    let binary = dist_binary(target);
     let dir = Scratch::new(&format!("arm-{cpu}"));
     let version = run(
         "qemu-arm-static",
@@ -208,4 +210,127 @@ fn an_armv7_cpu_gets_the_v7_image() {
 #[test]
 fn an_armv5_cpu_gets_the_v5_image() {
     picks_the_cpu_variant("arm926", "v5");
+}
+
+#[test]
+fn x86_64_minimal_binary_pulls_a_loadable_archive() {
+    let target = "x86_64-unknown-linux-musl";
+    check_binary(&minimal_binary(target), target, &[], &[], "busybox");
+}
+
+#[test]
+fn armv5te_minimal_binary_speaks_tls_on_an_armv5_cpu() {
+    // The router build: TLS with a private CA (--cacert) is part of it, as are credentials
+    // and mirrors; on the ARMv5 core the routers have.
+    let target = "armv5te-unknown-linux-musleabi";
+    check_binary(
+        &minimal_binary(target),
+        target,
+        &["qemu-arm-static", "-cpu", "arm926"],
+        &["--cacert", &env("DS_TEST_CA")],
+        "busybox",
+    );
+}
+
+#[test]
+fn minimal_rootfs_and_flatten_equal_the_full_builds() {
+    // rootfs.rs checks the full build's tree against umoci's; the minimal one must give the
+    // same tree, owners, modes, links, xattrs and all.
+    let target = "x86_64-unknown-linux-musl";
+    let reference = push_built_image("rich", "rootfs-rich", None);
+    let dir = Scratch::new("minimal-rootfs");
+    for (binary, tree, flat) in [
+        (dist_binary(target), "full", "full.tar"),
+        (minimal_binary(target), "minimal", "minimal.tar"),
+    ] {
+        for args in [
+            vec!["--insecure", "-q", "--rootfs", tree, &reference],
+            vec!["--insecure", "-q", "--flatten", flat, &reference],
+        ] {
+            let out = run(&binary, &args, dir.path(), None);
+            assert_eq!(out.code, 0, "{binary} {args:?}: {out}");
+        }
+    }
+    let differences = compare(
+        &snapshot(&dir.path().join("minimal")),
+        &snapshot(&dir.path().join("full")),
+        Compare {
+            owners: true,
+            hard_links: true,
+        },
+    );
+    assert!(
+        differences.is_empty(),
+        "the minimal build's --rootfs differs:\n{}",
+        differences.join("\n")
+    );
+    assert_eq!(
+        std::fs::read(dir.path().join("minimal.tar")).unwrap(),
+        std::fs::read(dir.path().join("full.tar")).unwrap(),
+        "the minimal build's --flatten differs"
+    );
+}
+
+#[test]
+fn minimal_binary_refuses_what_it_was_built_without() {
+    let target = "x86_64-unknown-linux-musl";
+    let binary = minimal_binary(target);
+    let dir = Scratch::new("minimal-refuses");
+    let version = run(&binary, &["--version"], dir.path(), None);
+    assert!(
+        version.stdout.contains("features: none"),
+        "--version lists the features built in: {version}"
+    );
+    let full = run(&dist_binary(target), &["--version"], dir.path(), None);
+    assert!(
+        full.stdout
+            .contains("features: push, zstd, xz, verify, initramfs, git"),
+        "{full}"
+    );
+    let registry = env("DS_REGISTRY");
+    let image = format!("{registry}/busybox");
+    let destination = format!("{registry}/minimal-copy");
+    let key = format!("{}/ours.pub", env("DS_SIGN_KEYS"));
+    for (feature, args) in [
+        (
+            "push",
+            vec!["--insecure", "--push", "busybox.tar", &destination],
+        ),
+        (
+            "push",
+            vec!["--insecure", "--copy-to", &destination, &image],
+        ),
+        ("verify", vec!["--insecure", "--verify-key", &key, &image]),
+        (
+            "initramfs",
+            vec!["--insecure", "--initramfs", "i.cpio.gz", &image],
+        ),
+        ("git", vec!["--insecure", "--rootfs", "t", "--git", &image]),
+        ("xz", vec!["--insecure", "--xz", &image]),
+    ] {
+        let out = run(&binary, &args, dir.path(), None);
+        assert_eq!(out.code, 2, "{args:?} is a usage error: {out}");
+        assert!(
+            out.stderr.contains(&format!(
+                "this dockersave was built without the \"{feature}\" feature"
+            )),
+            "{args:?} names the feature: {out}"
+        );
+        assert_eq!(out.stderr.lines().count(), 1, "one line: {out}");
+        assert!(dir.names().is_empty(), "{args:?} wrote something: {out}");
+    }
+    // A zstd image is found out at its first layer: an error naming the feature, no archive.
+    let zstd = format!("{registry}/zstd");
+    let out = run(
+        &binary,
+        &["--insecure", "-o", "z.tar", &zstd],
+        dir.path(),
+        None,
+    );
+    assert_ne!(out.code, 0, "{out}");
+    assert!(
+        out.stderr.contains("built without the \"zstd\" feature"),
+        "{out}"
+    );
+    assert!(dir.names().is_empty(), "a zstd pull left something: {out}");
 }

@@ -1143,14 +1143,24 @@ pub fn release_binary() -> String {
 
 /// The static release binary for `target` in `$DS_DIST` (build/release.sh).
 pub fn dist_binary(target: &str) -> String {
+    built("dockersave", target, "build/release.sh")
+}
+
+/// The minimal build for `target` (`build/release.sh --minimal=…`; tests/run.sh builds it for
+/// x86_64 and ARMv5TE).
+pub fn minimal_binary(target: &str) -> String {
+    built("dockersave-minimal", target, "build/release.sh --minimal")
+}
+
+fn built(name: &str, target: &str, how: &str) -> String {
     let binary = format!(
-        "{}/dockersave-{}-{target}",
+        "{}/{name}-{}-{target}",
         env("DS_DIST"),
         env!("CARGO_PKG_VERSION")
     );
     assert!(
         Path::new(&binary).is_file(),
-        "{binary} was not built: run build/release.sh (tests/run.sh does)"
+        "{binary} was not built: run {how} (tests/run.sh does)"
     );
     binary
 }
