@@ -52,7 +52,8 @@ fn tls_with_a_private_ca_needs_cacert_or_ssl_cert_file() {
     );
 
     // Plain HTTP to a TLS port is a clear failure, never a silent downgrade or success: a
-    // network failure (exit 3) on one line naming the host.
+    // network failure (exit 3) on one line naming the host and what to change (the registry
+    // answers 400 in plain HTTP, which says it speaks HTTPS).
     let out = dockersave(
         dir.path(),
         &["--insecure", "--tarname", "c.tar", &reference],
@@ -61,6 +62,7 @@ fn tls_with_a_private_ca_needs_cacert_or_ssl_cert_file() {
     let errors: Vec<&str> = out.stderr.lines().filter(|l| l.contains("error")).collect();
     assert_eq!(errors.len(), 1, "{out}");
     assert!(errors[0].contains(&registry_host(&reference)), "{out}");
+    assert!(errors[0].contains("leave out --insecure"), "{out}");
     assert!(!dir.path().join("c.tar").exists());
 }
 

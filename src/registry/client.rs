@@ -658,6 +658,12 @@ impl Registry {
         let endpoint = self.endpoint();
         let host = endpoint.host.clone();
         match status {
+            // Go's and nginx's answers to plain HTTP on a TLS port (--insecure against an
+            // HTTPS registry): the connection is wrong, not the request.
+            400 if speaks_https(&body) => Error::Network {
+                host,
+                detail: "it speaks HTTPS, and --insecure asked for plain HTTP; leave out --insecure (with --cacert FILE for a private CA)".into(),
+            },
             401 | 403 => Error::Auth {
                 host,
                 detail: format!(
@@ -929,6 +935,13 @@ struct ErrorBody {
 struct ErrorEntry {
     code: Option<String>,
     message: Option<String>,
+}
+
+/// Whether a 400's body is a TLS server's answer to plain HTTP (Go's net/http, nginx).
+fn speaks_https(body: &[u8]) -> bool {
+    let body = String::from_utf8_lossy(body);
+    body.contains("HTTP request to an HTTPS server")
+        || body.contains("plain HTTP request was sent to HTTPS port")
 }
 
 /// The registry's own explanation from an error body (`{"errors":[{"code","message"}]}`),
