@@ -39,22 +39,45 @@ if cargo tree --locked --target all -i aws-lc-rs >/dev/null 2>&1; then
   echo "aws-lc-rs is in the dependency tree (cargo tree -i aws-lc-rs); keep TLS on ring" >&2
   exit 1
 fi
+# Which targets get the minimal build.
+minimal=""
 for target in $targets; do
   cross_prepare "$target"
-  flavours=full
   case " $minimal_targets " in
-    " all " | *" $target "*) flavours="full minimal" ;;
+    " all " | *" $target "*) minimal="$minimal $target" ;;
+  esac
+done
+
+# One cargo run per flavour builds every target at once: each target's settings are its own
+# variables (cross_env), and on two cores one target's link-time optimisation (one codegen
+# unit, one core) overlaps another's compiling.
+build() {
+  local flavour=$1 list=$2 cargo_args
+  case $flavour in
+    full) cargo_args="--release" ;;
+    minimal) cargo_args="--profile minimal --no-default-features" ;;
+  esac
+  (
+    for target in $list; do cross_env "$target"; done
+    # shellcheck disable=SC2086 # word lists
+    cargo build --locked $(printf -- '--target %s ' $list) $cargo_args $DS_CARGO_FLAGS
+  )
+}
+build full "$targets"
+if [ -n "$minimal" ]; then
+  build minimal "$minimal"
+fi
+
+for target in $targets; do
+  flavours=full
+  case " $minimal " in
+    *" $target "*) flavours="full minimal" ;;
   esac
   for flavour in $flavours; do
     case $flavour in
-      full) cargo_args="--release" name=dockersave profile=release ;;
-      minimal) cargo_args="--profile minimal --no-default-features" name=dockersave-minimal profile=minimal ;;
+      full) name=dockersave profile=release ;;
+      minimal) name=dockersave-minimal profile=minimal ;;
     esac
-    (
-      cross_env "$target"
-      # shellcheck disable=SC2086 # DS_CARGO_FLAGS and cargo_args are word lists
-      cargo build --locked --target "$target" $cargo_args $DS_CARGO_FLAGS
-    )
     out="$dist/$name-$version-$target"
     cp "${CARGO_TARGET_DIR:-target}/$target/$profile/dockersave" "$out"
     case $flavour-$target in
