@@ -42,11 +42,22 @@ impl TreePath {
             ));
         }
         let mut out = Vec::with_capacity(raw.len());
-        for component in raw.split(|&b| b == b'/') {
+        let last = raw
+            .split(|&b| b == b'/')
+            .enumerate()
+            .filter(|(_, c)| !c.is_empty() && *c != b".")
+            .last()
+            .map(|(at, _)| at);
+        for (at, component) in raw.split(|&b| b == b'/').enumerate() {
+            // The whiteout of a name of NAME_MAX bytes is 4 bytes longer, and is never created.
+            let limit = match Some(at) == last && component.starts_with(b".wh.") {
+                true => NAME_MAX + 4,
+                false => NAME_MAX,
+            };
             match component {
                 b"" | b"." => {}
                 b".." => return Err("it has a `..` component".into()),
-                name if name.len() > NAME_MAX => {
+                name if name.len() > limit => {
                     return Err(format!(
                         "it has a name of {} bytes, over Linux's limit of {NAME_MAX}",
                         name.len()
@@ -394,6 +405,19 @@ pub(crate) mod tests {
             );
         }
         for raw in ["/etc/passwd", "../x", "a/../../x", "a/..", "//x"] {
+            assert!(TreePath::parse(raw.as_bytes()).is_err(), "{raw}");
+        }
+    }
+
+    #[test]
+    fn a_whiteout_of_the_longest_name_is_four_bytes_longer() {
+        let long = "l".repeat(NAME_MAX);
+        assert!(TreePath::parse(format!("d/.wh.{long}/").as_bytes()).is_ok());
+        for raw in [
+            format!(".wh.{long}/x"),
+            format!("d/.wh.{long}x"),
+            format!("d/x{long}"),
+        ] {
             assert!(TreePath::parse(raw.as_bytes()).is_err(), "{raw}");
         }
     }
