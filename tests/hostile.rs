@@ -7,6 +7,10 @@
 //! tree outside the directory must be exactly as it was, the run must end in success or a
 //! refusal (exit 0 or 6, never a crash or a local error), its peak memory must stay under
 //! 16 MiB and its time under a few seconds, and a repository `--git` built must still be git's.
+//! Where the names alone decide, the outcome is checked too: an image with an absolute name,
+//! a `..` or an over-long name must be refused by every mode, and the legitimate images the
+//! generator adds (real images' tricks, no attack) accepted by every mode, so a dockersave
+//! that refused everything, or too much, fails here.
 //!
 //! `DS_HOSTILE_CASES` (default 240) and `DS_HOSTILE_SEED` (default 1) choose the images; every
 //! failing case is reported, the first of each kind first, with the plan that built it.
@@ -14,7 +18,9 @@
 mod common;
 
 use common::*;
-use dockersave::fuzzing::hostile::{hostile_image, Choices, Hostile, CANARY};
+use dockersave::fuzzing::hostile::{
+    hostile_image, legitimate_image, Choices, Expect, Hostile, CANARY,
+};
 use sha2::Digest as _;
 use std::collections::BTreeMap;
 use std::fs;
@@ -162,6 +168,9 @@ fn generated_hostile_images_leave_the_outside_untouched() {
     let outside = scratch.path().join("outside");
     fs::create_dir_all(&outside).unwrap();
     let outside = outside.canonicalize().unwrap();
+    // A sixth as many legitimate images, which every mode must accept, after the hostile ones
+    // (the library's unit test runs 400 of them through the sinks in process).
+    let legitimate = cases / 6;
     let images: Vec<Hostile> = (0..cases)
         .map(|n| {
             hostile_image(
@@ -169,7 +178,9 @@ fn generated_hostile_images_leave_the_outside_untouched() {
                 outside.to_str().unwrap(),
             )
         })
+        .chain((0..legitimate).map(|n| legitimate_image(&mut Choices::seeded(seed + n as u64))))
         .collect();
+    let cases = images.len();
     let archive = scratch.path().join("archive");
     fs::create_dir_all(&archive).unwrap();
     write_archive(&archive, &images);
@@ -194,6 +205,9 @@ fn generated_hostile_images_leave_the_outside_untouched() {
     let work = outside.join("a/b");
     let me = env!("CARGO_BIN_EXE_dockersave");
     let mut failures: Vec<Failure> = Vec::new();
+    // How many images each mode accepted, printed: what the names decide is checked per image
+    // below, so a dockersave that refused everything fails on the legitimate ones.
+    let mut accepted: BTreeMap<&str, usize> = BTreeMap::new();
     for (case, reference) in references.iter().copied().enumerate() {
         let mut fail = |kind: &str, detail: String| {
             failures.push(Failure {
@@ -235,8 +249,27 @@ fn generated_hostile_images_leave_the_outside_untouched() {
             }
             args.push(reference);
             let (out, peak, took) = run_measured(me, &args, &work, nobody);
+            *accepted.entry(how).or_default() += usize::from(out.code == 0);
             if !matches!(out.code, 0 | 6) {
                 fail(&format!("{how}: exit {}", out.code), out.to_string());
+            }
+            match &images[case].expect {
+                Expect::Legitimate if out.code != 0 => {
+                    fail(
+                        &format!("{how}: a legitimate image refused"),
+                        out.to_string(),
+                    );
+                }
+                Expect::Refused(why) if out.code != 6 => {
+                    fail(&format!("{how}: {why} accepted"), out.to_string());
+                }
+                Expect::RefusedWithGit if how == "git" && out.code != 6 => {
+                    fail(
+                        &format!("{how}: an entry in /.git accepted"),
+                        out.to_string(),
+                    );
+                }
+                _ => {}
             }
             if out.stderr.contains("panicked") {
                 fail(&format!("{how}: panic"), out.to_string());
@@ -363,6 +396,12 @@ fn generated_hostile_images_leave_the_outside_untouched() {
         }
     }
     remove(&outside.join("a"));
+    let judged = |want: fn(&Expect) -> bool| images.iter().filter(|i| want(&i.expect)).count();
+    println!(
+        "accepted of {cases} ({} legitimate, {} refused by name): {accepted:?}",
+        judged(|e| *e == Expect::Legitimate),
+        judged(|e| matches!(e, Expect::Refused(_))),
+    );
     if !failures.is_empty() {
         let mut first: BTreeMap<String, usize> = BTreeMap::new();
         for failure in &failures {

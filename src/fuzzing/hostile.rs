@@ -60,16 +60,35 @@ impl<'a> Choices<'a> {
 /// The canary's name in the directory the generator is told about.
 pub const CANARY: &str = "canary";
 
-/// A generated image: its layer tars (bottom first) and what each step did, for a failure
-/// message.
+/// A generated image: its layer tars (bottom first), what each step did (for a failure
+/// message), and what every unpacking must do with it where the names alone decide.
 pub struct Hostile {
     pub layers: Vec<Vec<u8>>,
     pub plan: Vec<String>,
+    pub expect: Expect,
+}
+
+/// What the generator knows an unpacking must do, from the entries' names alone. Links decide
+/// the rest at run time, so most hostile images are `Either`; what is `Refused` must be refused
+/// by every mode, and a `Legitimate` image (real images' tricks, no attack) accepted by every
+/// mode: a dockersave that refused everything, or refused too eagerly, fails on those.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Expect {
+    /// The outside must stay as it was; accepting or refusing are both right.
+    Either,
+    /// Every mode refuses: an absolute name, a `..` component, a name too long for any
+    /// filesystem, or something other than a directory at the root (the reason).
+    Refused(String),
+    /// `--git` refuses (an entry inside `/.git`); the other modes may accept it.
+    RefusedWithGit,
+    /// Every mode accepts it.
+    Legitimate,
 }
 
 enum Body {
     File(Vec<u8>, u32),
     Dir,
+    DirMode(u32),
     Symlink(Vec<u8>),
     Hardlink(Vec<u8>),
     Fifo,
@@ -77,6 +96,7 @@ enum Body {
 
 struct Maker<'c, 'a> {
     c: &'c mut Choices<'a>,
+    expect: Expect,
     /// The directory three levels above the unpacked tree, holding the canary.
     outside: String,
     links: Vec<Vec<u8>>,
@@ -90,6 +110,7 @@ struct Maker<'c, 'a> {
 pub fn hostile_image(c: &mut Choices, outside: &str) -> Hostile {
     let mut maker = Maker {
         c,
+        expect: Expect::Either,
         outside: outside.trim_end_matches('/').to_string(),
         links: Vec::new(),
         files: Vec::new(),
@@ -103,6 +124,7 @@ pub fn hostile_image(c: &mut Choices, outside: &str) -> Hostile {
         for _ in 0..1 + maker.c.below(4) {
             for (path, body) in maker.step() {
                 maker.describe(&path, &body);
+                maker.judge(&path, &body);
                 append(&mut tar, &path, &body);
             }
         }
@@ -112,6 +134,215 @@ pub fn hostile_image(c: &mut Choices, outside: &str) -> Hostile {
     Hostile {
         layers: tars,
         plan: maker.plan,
+        expect: maker.expect,
+    }
+}
+
+/// An image of one to three layers made only of what real images do and an over-eager unpacker
+/// might refuse: setuid, read-only, sticky and unreadable modes; names with spaces, newlines,
+/// non-ASCII bytes, leading dashes and dots, 255 bytes long; missing parent entries; symlinks
+/// absolute, relative, dangling and to directories, with entries of the same layer written
+/// through them; hard links within a layer and to a lower layer's file; FIFOs; paths 64
+/// levels deep; whiteouts, opaque directories and files and directories replacing each other
+/// across layers. Every mode must accept it.
+pub fn legitimate_image(c: &mut Choices) -> Hostile {
+    let mut legit = Legit {
+        c,
+        plan: Vec::new(),
+        fresh: 0,
+        lower_files: Vec::new(),
+        lower_dirs: Vec::new(),
+        files: Vec::new(),
+        dirs: Vec::new(),
+    };
+    let mut tars = Vec::new();
+    let layers = 1 + legit.c.below(3);
+    for layer in 0..layers {
+        legit.plan.push(format!("layer {}:", layer + 1));
+        let mut entries = Vec::new();
+        if layer == 0 {
+            for dir in ["usr", "usr/bin", "usr/lib", "etc"] {
+                entries.push((dir.as_bytes().to_vec(), Body::Dir));
+            }
+            entries.extend([
+                (
+                    b"usr/bin/busybox".to_vec(),
+                    Body::File(b"#!/bin/sh\n".to_vec(), 0o755),
+                ),
+                (b"bin".to_vec(), Body::Symlink(b"usr/bin".to_vec())),
+                (b"lib".to_vec(), Body::Symlink(b"/usr/lib".to_vec())),
+                (
+                    b"etc/mtab".to_vec(),
+                    Body::Symlink(b"/proc/self/mounts".to_vec()),
+                ),
+            ]);
+        }
+        for _ in 0..1 + legit.c.below(4) {
+            entries.extend(legit.step(layer > 0));
+        }
+        let mut tar = Vec::new();
+        for (path, body) in &entries {
+            legit.plan.push(format!("  {}", describe(path, body)));
+            append(&mut tar, path, body);
+        }
+        tar.extend_from_slice(&[0; 1024]);
+        tars.push(tar);
+        // What this layer made, an upper layer may hide or replace.
+        legit.lower_files.append(&mut legit.files);
+        legit.lower_dirs.append(&mut legit.dirs);
+    }
+    Hostile {
+        layers: tars,
+        plan: legit.plan,
+        expect: Expect::Legitimate,
+    }
+}
+
+struct Legit<'c, 'a> {
+    c: &'c mut Choices<'a>,
+    plan: Vec<String>,
+    fresh: usize,
+    /// Files and directories of lower layers that nothing links to or into: an upper layer
+    /// may white them out or re-type them.
+    lower_files: Vec<(Vec<u8>, Vec<u8>)>,
+    lower_dirs: Vec<Vec<u8>>,
+    /// This layer's, as (parent, name) and paths.
+    files: Vec<(Vec<u8>, Vec<u8>)>,
+    dirs: Vec<Vec<u8>>,
+}
+
+impl Legit<'_, '_> {
+    /// A directory no other step uses, with its entry (real layer tars sometimes leave a
+    /// parent's entry out; unpackers make it).
+    fn fresh_dir(&mut self, entries: &mut Vec<(Vec<u8>, Body)>) -> Vec<u8> {
+        self.fresh += 1;
+        let dir = format!("s{}", self.fresh).into_bytes();
+        if self.c.below(3) > 0 {
+            entries.push((dir.clone(), Body::Dir));
+        }
+        dir
+    }
+
+    fn step(&mut self, upper: bool) -> Vec<(Vec<u8>, Body)> {
+        let join = |a: &[u8], b: &[u8]| [a, b"/", b].concat();
+        let mut entries = Vec::new();
+        let kind = self.c.below(9);
+        let kind = match kind {
+            6 if !upper || self.lower_files.is_empty() => 0,
+            8 if !upper || (self.lower_dirs.is_empty() && self.lower_files.is_empty()) => 7,
+            k => k,
+        };
+        match kind {
+            0 => {
+                let dir = self.fresh_dir(&mut entries);
+                let long = "l".repeat(255);
+                let names = [
+                    "plain",
+                    "sp ace",
+                    "\u{e9}t\u{e9}",
+                    "new\nline",
+                    "-dash",
+                    "..dots",
+                    ".hidden",
+                    &long,
+                ];
+                let name = self.c.pick(&names).as_bytes().to_vec();
+                let mode = self
+                    .c
+                    .pick(&[0o644, 0o755, 0o4755, 0o2755, 0o600, 0o444, 0o000]);
+                entries.push((join(&dir, &name), Body::File(b"data".to_vec(), mode)));
+                self.files.push((dir, name));
+            }
+            1 => {
+                let dir = self.fresh_dir(&mut Vec::new());
+                let mode = self.c.pick(&[0o700, 0o1777, 0o555, 0o2775]);
+                entries.push((dir.clone(), Body::DirMode(mode)));
+                entries.push((join(&dir, b"inside"), Body::File(b"in".to_vec(), 0o644)));
+            }
+            2 => {
+                let dir = self.fresh_dir(&mut entries);
+                let targets: [&[u8]; 4] = [
+                    b"../usr/bin/busybox",
+                    b"/usr/bin/busybox",
+                    b"/nonexistent/x",
+                    b"../etc",
+                ];
+                let target = self.c.pick(&targets).to_vec();
+                entries.push((join(&dir, b"link"), Body::Symlink(target)));
+                if self.c.below(2) == 0 {
+                    // Written through a link of its own layer: it lands under /usr/lib.
+                    entries.push((join(&dir, b"dirlink"), Body::Symlink(b"/usr/lib".to_vec())));
+                    let name = format!("dirlink/through-{}", self.fresh).into_bytes();
+                    entries.push((join(&dir, &name), Body::File(b"through".to_vec(), 0o644)));
+                }
+            }
+            3 => {
+                let dir = self.fresh_dir(&mut entries);
+                entries.push((join(&dir, b"orig"), Body::File(b"linked".to_vec(), 0o644)));
+                entries.push((join(&dir, b"hard"), Body::Hardlink(join(&dir, b"orig"))));
+                if upper {
+                    // A lower layer's file that no layer hides.
+                    entries.push((
+                        join(&dir, b"lower"),
+                        Body::Hardlink(b"usr/bin/busybox".to_vec()),
+                    ));
+                }
+            }
+            4 => {
+                let dir = self.fresh_dir(&mut entries);
+                entries.push((join(&dir, b"pipe"), Body::Fifo));
+            }
+            5 => {
+                let dir = self.fresh_dir(&mut entries);
+                let deep = "d/".repeat(64) + "f";
+                entries.push((
+                    join(&dir, deep.as_bytes()),
+                    Body::File(b"deep".to_vec(), 0o644),
+                ));
+            }
+            6 => {
+                let (dir, name) = self
+                    .lower_files
+                    .swap_remove(self.c.below(self.lower_files.len()));
+                entries.push((
+                    join(&dir, &[b".wh.", &name[..]].concat()),
+                    Body::File(Vec::new(), 0o644),
+                ));
+            }
+            7 => {
+                let dir = self.fresh_dir(&mut Vec::new());
+                entries.push((dir.clone(), Body::Dir));
+                entries.push((join(&dir, b"child"), Body::File(b"child".to_vec(), 0o644)));
+                self.dirs.push(dir);
+            }
+            _ => {
+                let pick_dir = !self.lower_dirs.is_empty()
+                    && (self.lower_files.is_empty() || self.c.below(2) == 0);
+                if pick_dir {
+                    let dir = self
+                        .lower_dirs
+                        .swap_remove(self.c.below(self.lower_dirs.len()));
+                    if self.c.below(2) == 0 {
+                        entries.push((join(&dir, b".wh..wh..opq"), Body::File(Vec::new(), 0o644)));
+                        entries.push((join(&dir, b"fresh"), Body::File(b"fresh".to_vec(), 0o644)));
+                        self.dirs.push(dir);
+                    } else {
+                        entries.push((dir, Body::File(b"was a directory".to_vec(), 0o644)));
+                    }
+                } else {
+                    let (dir, name) = self
+                        .lower_files
+                        .swap_remove(self.c.below(self.lower_files.len()));
+                    let path = join(&dir, &name);
+                    entries.push((path.clone(), Body::Dir));
+                    entries.push((
+                        join(&path, b"child"),
+                        Body::File(b"was a file".to_vec(), 0o644),
+                    ));
+                }
+            }
+        }
+        entries
     }
 }
 
@@ -337,24 +568,61 @@ impl Maker<'_, '_> {
         }
     }
 
-    fn describe(&mut self, path: &[u8], body: &Body) {
-        let shown = |b: &[u8]| {
-            let text = String::from_utf8_lossy(b);
-            if text.len() > 60 {
-                format!("{}…({} bytes)", &text[..40], text.len())
-            } else {
-                text.into_owned()
-            }
+    /// What the entry's name alone decides (see `Expect`); the first reason wins.
+    fn judge(&mut self, path: &[u8], body: &Body) {
+        if matches!(self.expect, Expect::Refused(_)) {
+            return;
+        }
+        let parts: Vec<&[u8]> = path
+            .split(|&b| b == b'/')
+            .filter(|p| !p.is_empty() && *p != b".")
+            .collect();
+        let refused = if path.first() == Some(&b'/') {
+            Some("an absolute name")
+        } else if parts.iter().any(|p| *p == b"..") {
+            Some("a `..` component")
+        } else if parts.iter().any(|p| p.len() > 255) {
+            Some("a name longer than 255 bytes")
+        } else if parts.is_empty() && !matches!(body, Body::Dir) {
+            Some("a root that is not a directory")
+        } else {
+            None
         };
-        let what = match body {
-            Body::File(data, _) => format!("file {:?}", shown(data)),
-            Body::Dir => "dir".into(),
-            Body::Symlink(t) => format!("symlink -> {}", shown(t)),
-            Body::Hardlink(t) => format!("hard link -> {}", shown(t)),
-            Body::Fifo => "fifo".into(),
-        };
-        self.plan.push(format!("  {} {what}", shown(path)));
+        if let Some(reason) = refused {
+            self.expect = Expect::Refused(reason.to_string());
+        } else if parts.first() == Some(&&b".git"[..]) {
+            self.expect = Expect::RefusedWithGit;
+        }
     }
+
+    fn describe(&mut self, path: &[u8], body: &Body) {
+        self.plan.push(format!("  {}", describe(path, body)));
+    }
+}
+
+/// One line of a plan: the path and what is there.
+fn describe(path: &[u8], body: &Body) -> String {
+    let shown = |b: &[u8]| {
+        let text = String::from_utf8_lossy(b);
+        if text.chars().count() > 60 {
+            format!(
+                "{}…({} bytes)",
+                text.chars().take(40).collect::<String>(),
+                text.len()
+            )
+        } else {
+            format!("{text:?}")
+        }
+    };
+    let what = match body {
+        Body::File(data, mode) => format!("file {mode:o} {}", shown(data)),
+        Body::Dir => "dir".into(),
+        Body::DirMode(mode) => format!("dir {mode:o}"),
+        Body::Symlink(t) => format!("symlink -> {}", shown(t)),
+        Body::Hardlink(t) => format!("hard link -> {}", shown(t)),
+        Body::Fifo => "fifo".into(),
+    };
+    format!("{} {what}", shown(path))
 }
 
 /// Appends one entry; a path or link over 100 bytes goes into a PAX record before it.
@@ -362,6 +630,7 @@ fn append(tar: &mut Vec<u8>, path: &[u8], body: &Body) {
     let (kind, link, data, mode): (u8, &[u8], &[u8], u32) = match body {
         Body::File(data, mode) => (b'0', b"", data, *mode),
         Body::Dir => (b'5', b"", b"", 0o755),
+        Body::DirMode(mode) => (b'5', b"", b"", *mode),
         Body::Symlink(target) => (b'2', target, b"", 0o777),
         Body::Hardlink(target) => (b'1', target, b"", 0o644),
         Body::Fifo => (b'6', b"", b"", 0o644),

@@ -499,6 +499,37 @@ mod tests {
         }
     }
 
+    /// What real images do is never refused: every legitimate image unpacks (with and without
+    /// `--git`'s guard) and flattens to a tar and a cpio. The suite runs a few through the
+    /// binary; this runs many, in process.
+    #[test]
+    fn legitimate_images_are_accepted_by_every_sink() {
+        use super::hostile::{legitimate_image, Choices};
+        let base = std::env::temp_dir().join(format!("dockersave-legit-{}", std::process::id()));
+        for seed in 0..400 {
+            let image = legitimate_image(&mut Choices::seeded(seed));
+            let plan = image.plan.join("\n");
+            for guard_git in [false, true] {
+                crate::partial::remove(&base);
+                std::fs::create_dir_all(&base).unwrap();
+                let mut rootfs = crate::sinks::rootfs::Rootfs::open(&base, guard_git).unwrap();
+                for (i, tar) in image.layers.iter().enumerate() {
+                    let layer = format!("layer {}", i + 1);
+                    if let Err(e) = rootfs.apply(&mut &tar[..], &layer) {
+                        panic!("seed {seed}, --git {guard_git}: {e}\n{plan}");
+                    }
+                }
+                rootfs.finish().unwrap();
+            }
+            for cpio in [false, true] {
+                if let Err(e) = super::flattened(&image.layers, cpio, &mut Vec::new()) {
+                    panic!("seed {seed}, cpio {cpio}: {e}\n{plan}");
+                }
+            }
+        }
+        crate::partial::remove(&base);
+    }
+
     #[test]
     fn the_naive_model_sees_escapes_through_links() {
         use crate::layer_tar::tests::tar_of;
