@@ -104,20 +104,38 @@ fn a_signed_index_vouches_for_its_platforms() {
 
 #[test]
 fn failing_images_write_nothing_and_fetch_no_layer() {
+    // Each with the key that would accept it were it right (bundles included: a check that
+    // ignored the bundle's signature, its key, its statement or its digest would pass one).
     let cases = [
-        ("unsigned", "no signature;"),
-        ("signed-other", "no signature by these keys;"),
-        ("signed-truncated", "no signature by these keys;"),
-        ("signed-copied", "the signature names another image"),
-        ("signed-notjson", "the signature names no image"),
+        ("unsigned", "ours", "no signature;"),
+        ("signed-other", "ours", "no signature by these keys;"),
+        ("signed-truncated", "ours", "no signature by these keys;"),
+        ("signed-copied", "ours", "the signature names another image"),
+        ("signed-notjson", "ours", "the signature names no image"),
+        ("signed-ed25519", "ours", "no signature by these keys;"),
+        ("signed-rsa", "ed25519", "no signature by these keys;"),
+        ("signed", "rsa", "no signature by these keys;"),
+        ("bundle-other", "ours", "no signature by these keys;"),
+        ("bundle-raw", "ours", "no signature by these keys;"),
+        (
+            "bundle-elsewhere",
+            "ours",
+            "the signature names another image",
+        ),
+        (
+            "bundle-digest",
+            "ours",
+            "its message digest is not that of the manifest",
+        ),
+        ("bundle-keyless", "ours", "no signature by these keys;"),
     ];
-    for (repo, reason) in cases {
+    for (repo, signer, reason) in cases {
         for output in ["archive", "rootfs"] {
             let faults = Faults::default();
             let front = forwarder(&env("DS_REGISTRY"), faults.clone());
             let dir = Scratch::new("unsigned");
             let reference = format!("{front}/{repo}:latest");
-            let ours = key("ours");
+            let ours = key(signer);
             let mut args = vec!["--insecure", "--verify-key", &ours];
             if output == "rootfs" {
                 args.extend(["--rootfs", "tree"]);

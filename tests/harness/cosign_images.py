@@ -28,6 +28,14 @@ ours.pub (ECDSA P-256, as `cosign generate-key-pair`), other.pub, ed25519.pub an
   signed-rsa        signed by the RSA key (PKCS#1 v1.5, SHA-256)
   signed-bundle     a cosign 3 bundle: DSSE in-toto statement signed by ours
   signed-message    a bundle with a message signature over the manifest, by ours
+  bundle-other      a DSSE bundle naming the image, signed by other
+  bundle-raw        a DSSE bundle naming the image, ours signing the statement itself rather
+                    than DSSE's pre-authentication encoding (PAE) of it
+  bundle-elsewhere  a DSSE bundle signed by ours whose statement names another image (layers)
+  bundle-digest     a message signature by ours over the manifest whose messageDigest is not
+                    the manifest's
+  bundle-keyless    a message signature by ours over the manifest, in a bundle whose
+                    verification material is a certificate (keyless), not a key
 
 Indexes that try to slip an unsigned image past a check (none of them is signed; REGISTRY
 holds busybox as `TRICK:base` in each): U is that busybox manifest, unsigned; S the same
@@ -183,26 +191,41 @@ def main():
         p = payload_for(repo, d)
         push_classic(repo, d, [(p, sign(key, p))])
 
-    d, body = digest("signed-bundle")
-    statement = json.dumps({
-        "_type": "https://in-toto.io/Statement/v1",
-        "subject": [{"name": f"{REGISTRY}/signed-bundle", "digest": {"sha256": d[7:]}}],
-        "predicateType": "https://sigstore.dev/cosign/sign/v1",
-        "predicate": {},
-    }).encode()
     payload_type = "application/vnd.in-toto+json"
-    pae = b"DSSEv1 %d %s %d %s" % (len(payload_type), payload_type.encode(), len(statement), statement)
-    push_bundle("signed-bundle", d, len(body), bundle_of(
-        {"publicKey": {"hint": "ours"}, "tlogEntries": []},
-        dsseEnvelope={"payload": b64(statement), "payloadType": payload_type,
-                      "signatures": [{"sig": b64(sign(ours, pae)), "keyid": ""}]}))
 
-    d, body = digest("signed-message")
-    push_bundle("signed-message", d, len(body), bundle_of(
-        {"publicKey": {"hint": "ours"}},
-        messageSignature={"messageDigest": {"algorithm": "SHA2_256",
-                                            "digest": b64(hashlib.sha256(body).digest())},
-                          "signature": b64(sign(ours, body))}))
+    def dsse(repo, key, names=None, raw=False):
+        d, body = digest(repo)
+        named = names or d
+        statement = json.dumps({
+            "_type": "https://in-toto.io/Statement/v1",
+            "subject": [{"name": f"{REGISTRY}/{repo}", "digest": {"sha256": named[7:]}}],
+            "predicateType": "https://sigstore.dev/cosign/sign/v1",
+            "predicate": {},
+        }).encode()
+        pae = b"DSSEv1 %d %s %d %s" % (len(payload_type), payload_type.encode(), len(statement),
+                                       statement)
+        push_bundle(repo, d, len(body), bundle_of(
+            {"publicKey": {"hint": "ours"}, "tlogEntries": []},
+            dsseEnvelope={"payload": b64(statement), "payloadType": payload_type,
+                          "signatures": [{"sig": b64(sign(key, statement if raw else pae)),
+                                          "keyid": ""}]}))
+
+    def message(repo, key, message_digest=None, material=None):
+        d, body = digest(repo)
+        push_bundle(repo, d, len(body), bundle_of(
+            material or {"publicKey": {"hint": "ours"}},
+            messageSignature={"messageDigest": {"algorithm": "SHA2_256", "digest": b64(
+                                  message_digest or hashlib.sha256(body).digest())},
+                              "signature": b64(sign(key, body))}))
+
+    dsse("signed-bundle", ours)
+    message("signed-message", ours)
+    dsse("bundle-other", other)
+    dsse("bundle-raw", ours, raw=True)
+    dsse("bundle-elsewhere", ours, names=elsewhere)
+    message("bundle-digest", ours, message_digest=hashlib.sha256(b"another manifest").digest())
+    message("bundle-keyless", ours, material={
+        "certificate": {"rawBytes": b64(b"a Fulcio certificate would be here")}})
     tricks(ours)
     print(f"signatures pushed to {REGISTRY}")
 

@@ -123,7 +123,8 @@ done
 # Signed images: busybox (and the multi index) copied under the names cosign_images.py signs;
 # the public keys go to $work/keys.
 for repo in signed signed-two unsigned signed-other signed-copied signed-notjson \
-  signed-truncated signed-ed25519 signed-rsa signed-bundle signed-message; do
+  signed-truncated signed-ed25519 signed-rsa signed-bundle signed-message bundle-other \
+  bundle-raw bundle-elsewhere bundle-digest bundle-keyless; do
   "${push[@]}" --src-tls-verify=false --preserve-digests "docker://$registry/busybox:latest" \
     "docker://$registry/$repo:latest"
 done
