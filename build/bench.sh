@@ -285,7 +285,7 @@ echo "   in front of a registry with token auth as Docker Hub's (anonymous, toke
 echo "   the same link): dockersave, skopeo copy docker-archive:, docker pull + docker save"
 token_port=$(free_port) tokened=$(free_port) link_port=$(free_port) link_token_port=$(free_port)
 start_bg token-server python3 "$DS_ROOT/tests/harness/token_server.py" "$token_port" \
-  "$DS_STATE/token.log" benchuser bench-password
+  "$DS_STATE/token.log" benchuser bench-password bench-refresh
 wait_port "$token_port" "$(cat "$DS_STATE/token-server.pid")" token-server "$DS_STATE/token-server.log"
 start_registry registry-token "$tokened" "auth:
   silly:

@@ -39,9 +39,9 @@ plain=$(free_port) token_port=$(free_port)
 start_registry registry "$plain"
 export DS_TOKEN_LOG=$DS_STATE/token.log
 : >"$DS_TOKEN_LOG"
-export DS_TOKEN_USER=tokenuser DS_TOKEN_PASSWORD=token-secret-42
+export DS_TOKEN_USER=tokenuser DS_TOKEN_PASSWORD=token-secret-42 DS_TOKEN_REFRESH=refresh-secret-77
 start_bg token-server python3 "$root/tests/harness/token_server.py" "$token_port" "$DS_TOKEN_LOG" \
-  "$DS_TOKEN_USER" "$DS_TOKEN_PASSWORD"
+  "$DS_TOKEN_USER" "$DS_TOKEN_PASSWORD" "$DS_TOKEN_REFRESH"
 wait_port "$token_port" "$(cat "$DS_STATE/token-server.pid")" token-server "$DS_STATE/token-server.log"
 tokened=$(free_port)
 start_registry registry-token "$tokened" "auth:

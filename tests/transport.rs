@@ -186,6 +186,59 @@ fn credentials_from_docker_config_json() {
 }
 
 #[test]
+fn an_identity_token_is_exchanged_with_a_refresh_token_post() {
+    // Docker's `identitytoken` (what `docker login` stores for an OAuth registry) goes to the
+    // token service as an OAuth2 refresh_token POST; the harness's token service only answers
+    // it for the right token, and logs the exchange.
+    let registry = env("DS_TOKEN_REGISTRY");
+    let refresh = env("DS_TOKEN_REFRESH");
+    let reference = format!("{registry}/busybox:latest");
+    let dir = Scratch::new("identity-token");
+    let log = || fs::read_to_string(env("DS_TOKEN_LOG")).unwrap();
+    let before = log().len();
+    let good = docker_config(&format!(
+        r#"{{"auths":{{"{registry}":{{"identitytoken":"{refresh}"}}}}}}"#
+    ));
+    let out = dockersave_env(
+        dir.path(),
+        &["--insecure", "-v", "--tarname", "a.tar", &reference],
+        &[("DOCKER_CONFIG", good.path().to_str().unwrap())],
+        None,
+    );
+    assert_eq!(out.code, 0, "{out}");
+    assert!(!out.all().contains(&refresh), "{out}");
+    let exchanged = log()[before..].to_string();
+    assert!(
+        exchanged.contains("scope=repository:busybox:pull user=refresh-token\n"),
+        "the pull's token came from the refresh token: {exchanged}"
+    );
+    load(
+        &dir.path().join("a.tar"),
+        Some(&reference),
+        &config_digest(&plain("busybox:latest"), &[]),
+    );
+
+    let before = log().len();
+    let bad = docker_config(&format!(
+        r#"{{"auths":{{"{registry}":{{"identitytoken":"stale-refresh-9"}}}}}}"#
+    ));
+    let out = dockersave_env(
+        dir.path(),
+        &["--insecure", "--tarname", "b.tar", &reference],
+        &[("DOCKER_CONFIG", bad.path().to_str().unwrap())],
+        None,
+    );
+    assert_eq!(out.code, 4, "{out}");
+    assert!(!out.all().contains("stale-refresh-9"), "{out}");
+    assert!(
+        log()[before..].contains("user=refresh-token(refused)"),
+        "{}",
+        log()
+    );
+    assert!(!dir.path().join("b.tar").exists());
+}
+
+#[test]
 fn credentials_from_a_credential_helper() {
     let registry = env("DS_BASIC_REGISTRY");
     let (user, password) = (env("DS_BASIC_USER"), env("DS_BASIC_PASSWORD"));

@@ -6,7 +6,12 @@ It refuses a scope that is not of that form (400), refuses wrong Basic credentia
 appends one line per request to LOG: "service=S scope=SCOPE user=USER|-" (never a password),
 so tests can check what dockersave asked for.
 
-usage: token_server.py PORT LOG USER PASSWORD
+POST /token with an OAuth2 form (grant_type=refresh_token, service, scope with the scopes
+space-separated, refresh_token), as Docker exchanges an identity token, answers the same way
+when the refresh token is REFRESH, and logs "user=refresh-token" (or "refresh-token(refused)"
+with a 401).
+
+usage: token_server.py PORT LOG USER PASSWORD REFRESH
 """
 import base64
 import http.server
@@ -16,7 +21,8 @@ import secrets
 import sys
 import urllib.parse
 
-PORT, LOG, USER, PASSWORD = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
+PORT, LOG, USER, PASSWORD, REFRESH = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4], \
+    sys.argv[5]
 SCOPE = re.compile(r"^repository:[a-z0-9._/-]+:(pull|push|pull,push|push,pull)$")
 
 
@@ -48,6 +54,25 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return self.answer(400, {"error": "bad scope"})
         token = secrets.token_hex(16)
         self.answer(200, {"token": token, "access_token": token, "expires_in": 300})
+
+    def do_POST(self):
+        length = int(self.headers.get("Content-Length", "0"))
+        if self.path != "/token" or not 0 < length <= 65536:
+            return self.answer(400, {"error": "a token form is expected"})
+        form = urllib.parse.parse_qs(self.rfile.read(length).decode())
+        field = lambda name: form.get(name, [""])[0]
+        service, scopes = field("service") or "-", field("scope").split()
+        if field("grant_type") != "refresh_token":
+            return self.answer(400, {"error": "unsupported_grant_type"})
+        if field("refresh_token") != REFRESH:
+            self.log_line(service, scopes, "refresh-token(refused)")
+            return self.answer(401, {"error": "invalid_grant"})
+        self.log_line(service, scopes, "refresh-token")
+        if not scopes or not all(SCOPE.match(s) for s in scopes):
+            return self.answer(400, {"error": "invalid_scope"})
+        token = secrets.token_hex(16)
+        self.answer(200, {"access_token": token, "expires_in": 300,
+                          "refresh_token": REFRESH})
 
     def log_line(self, service, scopes, user):
         with open(LOG, "a") as log:
