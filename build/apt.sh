@@ -46,19 +46,29 @@ apt_install() {
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >&2
 }
 
-# unpack_debs GROUP DIR [PATTERN...]: the packages of GROUP unpacked into DIR (their data, by
-# dpkg-deb), never installed: another architecture's files that the tests read (an ARM kernel and
-# busybox), or test data of other projects (tar archives). With PATTERNs (tar wildcards, such as
-# './usr/share/go-*/src/archive/tar/testdata/*'), only what they match. A linux-image
+# unpack_debs [--suite SUITE] GROUP DIR [PATTERN...]: the packages of GROUP unpacked into DIR
+# (their data, by dpkg-deb), never installed: another architecture's files that the tests read
+# (an ARM kernel and busybox), test data of other projects (tar archives), or another Debian
+# release's programs (Docker 26 from trixie). With PATTERNs (tar wildcards, such as
+# './usr/share/go-*/src/archive/tar/testdata/*'), only what they match. With --suite, the
+# packages come from that release of the mirror this machine's apt already uses, through lists
+# of its own under DIR/.apt: the system's sources and lists are not touched. A linux-image
 # metapackage brings the kernel package it depends on. DIR is kept between runs and remade when
 # the group's list changes.
 unpack_debs() {
-  local group=$1 dir=$2 pkg kernel deb stamp
+  local suite="" group dir pkg kernel deb stamp
+  if [ "$1" = --suite ]; then suite=$2; shift 2; fi
+  group=$1 dir=$2
   shift 2
-  stamp=$dir/.unpacked-$(printf '%s\n' "$(debs_of "$group")" "$@" | sha256sum | cut -c1-16)
+  stamp=$dir/.unpacked-$(printf '%s\n' "$suite" "$(debs_of "$group")" "$@" | sha256sum | cut -c1-16)
   [ -e "$stamp" ] && return 0
   rm -rf "$dir" && mkdir -p "$dir/.debs"
+  if [ -n "$suite" ]; then
+    # shellcheck disable=SC2046 # package names, one word each
+    fetch_from_suite "$suite" "$dir/.apt" "$dir/.debs" $(debs_of "$group")
+  fi
   for pkg in $(debs_of "$group"); do
+    [ -z "$suite" ] || break # fetched above
     # Nothing, and no failure under `set -e -o pipefail`, while apt does not know the package.
     kernel=$(apt-cache depends "$pkg" 2>/dev/null |
       awk '$1 == "Depends:" && $2 ~ /^linux-image-/ { print $2 }') || kernel=""
@@ -84,4 +94,35 @@ unpack_debs() {
   done
   rm -rf "$dir/.debs"
   touch "$stamp"
+}
+
+# suite_apt APT_DIR ARGS...: apt-get or apt-cache (the first of ARGS) with the sources and
+# lists under APT_DIR that fetch_from_suite wrote, and none of the system's.
+suite_apt() {
+  local apt=$1
+  shift
+  "$1" -o Dir::Etc::SourceList=/dev/null -o Dir::Etc::SourceParts="$apt/sources" \
+    -o Dir::State::Lists="$apt/lists" -o Dir::Cache::Archives="$apt/archives" \
+    -o Dir::Cache::pkgcache= -o Dir::Cache::srcpkgcache= "${@:2}"
+}
+
+# fetch_from_suite SUITE APT_DIR DEBS_DIR PACKAGE...: downloads the packages of Debian's SUITE
+# into DEBS_DIR, from the first Debian mirror the system's sources name (deb822 or one-line).
+fetch_from_suite() {
+  local suite=$1 apt=$2 debs=$3 mirror
+  shift 3
+  mirror=$(cat /etc/apt/sources.list.d/*.sources 2>/dev/null |
+    awk '$1 == "URIs:" && $2 ~ /\/debian\/?$/ { print $2; exit }')
+  [ -n "$mirror" ] || mirror=$(cat /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null |
+    awk '$1 == "deb" && $2 ~ /\/debian\/?$/ { print $2; exit }')
+  if [ -z "$mirror" ]; then
+    echo "no Debian mirror in /etc/apt/sources.list*: cannot fetch $* from $suite" >&2
+    return 1
+  fi
+  mkdir -p "$apt/sources" "$apt/lists/partial" "$apt/archives/partial"
+  printf '%s\n' "Types: deb" "URIs: $mirror" "Suites: $suite" "Components: main" \
+    "Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg" >"$apt/sources/$suite.sources"
+  suite_apt "$apt" apt-get update -qq >&2
+  # As root, apt drops to _apt to download; that user may not write here.
+  (cd "$debs" && suite_apt "$apt" apt-get download -qq -o APT::Sandbox::User=root "$@") >&2
 }

@@ -17,6 +17,9 @@ ensure_debs test
 # An ARM kernel and busybox, unpacked rather than installed, for booting an ARM initramfs.
 export DS_ARM_BOOT=${CARGO_TARGET_DIR:-$root/target}/boot-arm
 unpack_debs boot-arm "$DS_ARM_BOOT"
+# Docker 26 and containerd 1.7 from Debian 13, unpacked, for the engine tests (tests/engines.rs).
+export DS_DOCKER26=${CARGO_TARGET_DIR:-$root/target}/docker26
+unpack_debs --suite trixie docker26 "$DS_DOCKER26"
 # Other projects' tar test archives (Go's archive/tar testdata, CPython's testtar.tar).
 export DS_TAR_CORPUS=${CARGO_TARGET_DIR:-$root/target}/tar-corpus
 unpack_debs tar-corpus "$DS_TAR_CORPUS" './usr/share/go-*/src/archive/tar/testdata/*' \
@@ -80,6 +83,7 @@ export DS_MIRROR=127.0.0.1:$mirror DS_MIRROR_LOG=$DS_STATE/registry-mirror.log
 pushed=$(free_port)
 start_registry registry-push "$pushed" "" "  relativeurls: true" info
 start_dockerd
+start_docker26 "$DS_DOCKER26"
 
 "$root/tests/harness/fixtures.sh" "127.0.0.1:$plain" "$DS_STATE/fixtures"
 
@@ -87,6 +91,7 @@ export DS_REGISTRY=127.0.0.1:$plain DS_TOKEN_REGISTRY=127.0.0.1:$tokened DS_BASI
 export DS_TLS_REGISTRY=127.0.0.1:$tls DS_PUSH_REGISTRY=127.0.0.1:$pushed DS_MTLS_REGISTRY=127.0.0.1:$mtls
 export DS_PUSH_LOG=$DS_STATE/registry-push.log DS_SIGN_KEYS=$DS_STATE/fixtures/keys
 export DOCKER_HOST=unix://$DS_STATE/d.sock
+export DS_DOCKER26_HOST=unix://$DS_STATE/d26.sock DS_DOCKER26C_HOST=unix://$DS_STATE/d26c.sock
 cd "$root"
 # The library's documentation builds without a warning (a broken link, an undocumented item in
 # the front door); its examples are compiled by `cargo test` as doc tests.

@@ -178,6 +178,100 @@ pub fn docker_run(image: &str, command: &[&str]) -> String {
     docker(&args)
 }
 
+/// A Docker engine the harness runs: Debian 12's Docker 20.10 (the graph driver store, the
+/// legacy loader), or Debian 13's Docker 26 with either image store — the graph driver store,
+/// or the containerd image store that Docker makes the default from version 29.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Engine {
+    Docker20,
+    Docker26,
+    Docker26Containerd,
+}
+
+impl Engine {
+    pub const ALL: [Engine; 3] = [
+        Engine::Docker20,
+        Engine::Docker26,
+        Engine::Docker26Containerd,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Engine::Docker20 => "Docker 20.10",
+            Engine::Docker26 => "Docker 26 (graph driver store)",
+            Engine::Docker26Containerd => "Docker 26 (containerd store)",
+        }
+    }
+
+    /// Whether images are containerd's: an image's ID is then its manifest's (or index's)
+    /// digest, not its config's.
+    pub fn containerd_store(self) -> bool {
+        self == Engine::Docker26Containerd
+    }
+
+    /// The engine's own client (Docker 26's from its package) and its socket.
+    pub fn client_and_host(self) -> (String, String) {
+        match self {
+            Engine::Docker20 => ("docker".into(), env("DOCKER_HOST")),
+            Engine::Docker26 | Engine::Docker26Containerd => {
+                let client = format!("{}/usr/bin/docker", env("DS_DOCKER26"));
+                let host = match self {
+                    Engine::Docker26 => env("DS_DOCKER26_HOST"),
+                    _ => env("DS_DOCKER26C_HOST"),
+                };
+                (client, host)
+            }
+        }
+    }
+
+    /// Runs the engine's client, with standard input from a file if given.
+    pub fn try_docker(self, args: &[&str], stdin: Option<&Path>) -> Output {
+        let (client, host) = self.client_and_host();
+        let mut command = Command::new(&client);
+        command
+            .args(["-H", &host])
+            .args(args)
+            .env_remove("DOCKER_HOST");
+        if let Some(file) = stdin {
+            command.stdin(std::fs::File::open(file).unwrap());
+        }
+        let out = command
+            .output()
+            .unwrap_or_else(|e| panic!("{client} (from the harness) did not run: {e}"));
+        Output {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    /// Runs the engine's client and insists it succeeded.
+    pub fn docker(self, args: &[&str]) -> String {
+        let out = self.try_docker(args, None);
+        assert_eq!(
+            out.code,
+            0,
+            "{}: docker {args:?} failed:\n{out}",
+            self.name()
+        );
+        out.stdout
+    }
+
+    /// The ID the engine gives an image.
+    pub fn image_id(self, image: &str) -> String {
+        self.docker(&["image", "inspect", "--format", "{{.Id}}", image])
+            .trim()
+            .to_string()
+    }
+
+    /// Runs a command in a container of `image` with no network and returns its output.
+    pub fn run(self, image: &str, command: &[&str]) -> String {
+        let mut args = vec!["run", "--rm", "--network", "none", image];
+        args.extend_from_slice(command);
+        self.docker(&args)
+    }
+}
+
 /// The config digest of an image (for a platform of an index), computed here from the config
 /// bytes that skopeo, an independent client, fetches: the test does not take dockersave's word.
 pub fn config_digest(image: &str, platform_args: &[&str]) -> String {

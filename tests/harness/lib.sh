@@ -83,32 +83,78 @@ start_dockerd() {
   start_bg dockerd dockerd --storage-driver=vfs --iptables=false --bridge=none \
     -H "unix://$DS_STATE/d.sock" --data-root "$DS_STATE/docker-data" \
     --exec-root "$DS_STATE/docker-exec" --pidfile "$DS_STATE/docker.pid"
-  local i
+  wait_engine docker "$DS_STATE/d.sock" dockerd
+}
+
+# start_docker26 TREE: Docker 26 and containerd 1.7 unpacked in TREE (unpack_debs docker26),
+# with this machine's runc: one containerd, and one engine per image store — the graph driver
+# store (vfs) on d26.sock and the containerd store (containerd-snapshotter, the native
+# snapshotter) on d26c.sock, each in a containerd namespace of its own.
+start_docker26() {
+  local tree=$1 store
+  cat >"$DS_STATE/containerd26.toml" <<TOML
+version = 2
+root = "$DS_STATE/containerd26-root"
+state = "$DS_STATE/containerd26-state"
+disabled_plugins = ["io.containerd.grpc.v1.cri"]
+[grpc]
+  address = "$DS_STATE/containerd26.sock"
+TOML
+  # containerd finds its shim on PATH; dockerd finds runc there.
+  PATH=$tree/usr/bin:$PATH start_bg containerd26 "$tree/usr/bin/containerd" \
+    --config "$DS_STATE/containerd26.toml"
+  echo '{"features":{"containerd-snapshotter":true}}' >"$DS_STATE/d26c.json"
+  echo '{}' >"$DS_STATE/d26.json"
+  for store in d26:vfs d26c:native; do
+    PATH=$tree/usr/bin:$tree/usr/sbin:$PATH start_bg "${store%:*}" "$tree/usr/sbin/dockerd" \
+      --config-file "$DS_STATE/${store%:*}.json" --storage-driver="${store#*:}" \
+      --containerd "$DS_STATE/containerd26.sock" --containerd-namespace "${store%:*}" \
+      --containerd-plugins-namespace "${store%:*}-plugins" --iptables=false --bridge=none \
+      -H "unix://$DS_STATE/${store%:*}.sock" --data-root "$DS_STATE/${store%:*}-data" \
+      --exec-root "$DS_STATE/${store%:*}-exec" --pidfile "$DS_STATE/${store%:*}.pidfile"
+  done
+  for store in d26 d26c; do
+    wait_engine "$tree/usr/bin/docker" "$DS_STATE/$store.sock" "$store"
+  done
+}
+
+# wait_engine CLIENT SOCKET NAME: until the engine answers, or fail showing its log.
+wait_engine() {
+  local client=$1 socket=$2 name=$3 i
   for i in $(seq 1 150); do
-    if docker -H "unix://$DS_STATE/d.sock" version >/dev/null 2>&1; then return 0; fi
-    kill -0 "$(cat "$DS_STATE/dockerd.pid")" 2>/dev/null || break
+    if "$client" -H "unix://$socket" version >/dev/null 2>&1; then return 0; fi
+    kill -0 "$(cat "$DS_STATE/$name.pid")" 2>/dev/null || break
     sleep 0.2
   done
-  echo "dockerd did not start; its log:" >&2
-  tail -n 30 "$DS_STATE/dockerd.log" >&2
+  echo "$name did not start; its log:" >&2
+  tail -n 30 "$DS_STATE/$name.log" >&2
   return 1
 }
 
-# stop_all: every server this harness started, by pid; then the state directory.
+# stop_all: every server this harness started, by pid, the engines before the containerd they
+# use; then the state directory.
 stop_all() {
-  local pidfile pid
+  local pidfile first=()
   for pidfile in "$DS_STATE"/*.pid; do
-    [ -e "$pidfile" ] || continue
-    [ "$pidfile" = "$DS_STATE/docker.pid" ] && continue
-    pid=$(cat "$pidfile")
-    kill "$pid" 2>/dev/null || true
+    # docker.pid is dockerd's own copy of dockerd.pid.
+    case $pidfile in */docker.pid | */containerd26.pid) ;; *) first+=("$pidfile") ;; esac
   done
-  for pidfile in "$DS_STATE"/*.pid; do
+  stop_pids "${first[@]}"
+  stop_pids "$DS_STATE"/containerd26.pid
+  # vfs layers of containers may hold read-only files; the engine is gone, so this is ours.
+  rm -rf "$DS_STATE" 2>/dev/null || true
+}
+
+# stop_pids PIDFILE...: TERM to each, then KILL what is left after 10 seconds.
+stop_pids() {
+  local pidfile pid
+  for pidfile in "$@"; do
+    [ -e "$pidfile" ] && kill "$(cat "$pidfile")" 2>/dev/null || true
+  done
+  for pidfile in "$@"; do
     [ -e "$pidfile" ] || continue
     pid=$(cat "$pidfile")
     for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
     kill -9 "$pid" 2>/dev/null || true
   done
-  # vfs layers of containers may hold read-only files; the engine is gone, so this is ours.
-  rm -rf "$DS_STATE" 2>/dev/null || true
 }
