@@ -349,8 +349,10 @@ fn hard_link_counts_cost_no_memory_and_are_capped() {
     let args = ["--insecure", "-q", "--initramfs", "one.cpio", &one];
     let (out, peak_kib, _) = run_measured(&binary, &args, dir.path(), false);
     assert_eq!(out.code, 0, "{out}");
+    println!("100,000 links: peak RSS {peak_kib} KiB");
+    // docs/design.md gives 3.6 MiB (for 300,000 links); the margin is 0.9 MiB.
     assert!(
-        peak_kib < 8 * 1024,
+        peak_kib < 4 * 1024 + 512,
         "peak RSS {peak_kib} KiB for 100,000 links"
     );
     let archive = fs::read(dir.path().join("one.cpio")).unwrap();

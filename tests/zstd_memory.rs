@@ -25,8 +25,10 @@ fn eight_mib_windows_stay_within_sixteen_mib() {
         all.push(&reference);
         let (out, peak_kib, _) = run_measured(&binary, &all, dir.path(), false);
         assert_eq!(out.code, 0, "{args:?}: {out}");
+        println!("{args:?}: peak RSS {peak_kib} KiB");
+        // docs/performance.md gives 11.3 MiB; a tenth more is the margin.
         assert!(
-            peak_kib <= 16 * 1024,
+            peak_kib <= 12 * 1024 + 512,
             "{args:?}: peak RSS {peak_kib} KiB for three layers with 8 MiB windows"
         );
     }
