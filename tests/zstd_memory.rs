@@ -36,6 +36,50 @@ fn eight_mib_windows_stay_within_sixteen_mib() {
     assert!(text.len() >= 9_500_000, "{}", text.len());
 }
 
+/// The fixture is what the memory test needs: every layer a zstd frame with an 8 MiB window,
+/// as the zstd program reads the blobs the registry serves.
+#[test]
+fn the_big_fixture_has_eight_mib_windows() {
+    let dir = Scratch::new("zstd-windows");
+    let layout = dir.path().join("oci");
+    let out = run(
+        "skopeo",
+        &[
+            "copy",
+            "--quiet",
+            "--src-tls-verify=false",
+            &format!("docker://{}", image("zstd-big")),
+            &format!("oci:{}:big", layout.display()),
+        ],
+        dir.path(),
+        None,
+    );
+    assert_eq!(out.code, 0, "{out}");
+    let mut windows = Vec::new();
+    for blob in std::fs::read_dir(layout.join("blobs/sha256")).unwrap() {
+        let path = blob.unwrap().path();
+        let bytes = std::fs::read(&path).unwrap();
+        if !bytes.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+            continue;
+        }
+        let listed = run("zstd", &["-lv", path.to_str().unwrap()], dir.path(), None);
+        assert_eq!(listed.code, 0, "{listed}");
+        windows.push(
+            listed
+                .stdout
+                .lines()
+                .find(|l| l.starts_with("Window Size:"))
+                .unwrap_or_default()
+                .to_string(),
+        );
+    }
+    assert_eq!(windows.len(), 3, "three zstd layers: {windows:?}");
+    assert!(
+        windows.iter().all(|w| w.contains("(8388608 B)")),
+        "{windows:?}"
+    );
+}
+
 #[test]
 fn a_window_over_the_cap_is_refused_in_one_line() {
     let dir = Scratch::new("zstd-long");
