@@ -129,18 +129,6 @@ const ALL: Consumers = Consumers {
     ctr: true,
 };
 
-/// The names in a tar archive, in order.
-fn tar_names(archive: &Path) -> Vec<String> {
-    ok(at_root("tar", &["-tf", archive.to_str().unwrap()]))
-        .lines()
-        .map(str::to_string)
-        .collect()
-}
-
-fn tar_file(archive: &Path, name: &str) -> String {
-    ok(at_root("tar", &["-xOf", archive.to_str().unwrap(), name]))
-}
-
 #[test]
 fn the_default_archive_has_the_docker_25_layout_and_every_consumer_loads_it() {
     let tag = format!("{}/busybox:latest", registry());

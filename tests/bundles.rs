@@ -81,38 +81,14 @@ fn listed(index: &str) -> Vec<(String, String)> {
         .collect()
 }
 
-/// One file of a tar archive, read by GNU tar.
-fn entry(archive: &Path, name: &str) -> String {
-    let out = run(
-        "tar",
-        &["-xOf", archive.to_str().unwrap(), name],
-        Path::new("/"),
-        None,
-    );
-    assert_eq!(out.code, 0, "{name}: {out}");
-    out.stdout
-}
-
-/// The names of a tar archive's entries, one a line, as GNU tar lists them.
-fn entries(archive: &Path) -> String {
-    let out = run(
-        "tar",
-        &["-tf", archive.to_str().unwrap()],
-        Path::new("/"),
-        None,
-    );
-    assert_eq!(out.code, 0, "{out}");
-    out.stdout
-}
-
 /// The blob an archive's `index.json` names for its one bundle: (digest, bytes).
 fn bundle_index(archive: &Path) -> (String, String) {
-    let top = entry(archive, "index.json");
+    let top = tar_file(archive, "index.json");
     let entries = listed(&top);
     assert_eq!(entries.len(), 1, "one entry, the index: {top}");
     assert!(top.contains("image.index.v1+json"), "{top}");
     let digest = entries[0].0.clone();
-    let bytes = entry(archive, &format!("blobs/sha256/{}", &digest[7..]));
+    let bytes = tar_file(archive, &format!("blobs/sha256/{}", &digest[7..]));
     assert_eq!(sha256(bytes.as_bytes()), digest);
     (digest, bytes)
 }
@@ -161,11 +137,11 @@ fn every_platform_kept_as_served_keeps_the_index_digest_and_loads_everywhere() {
     let platforms = listed(&served);
     assert_eq!(platforms.len(), 3);
     // The platforms share busybox's layer: the index, 3 manifests, 3 configs and 3 layers.
-    let names = entries(&archive);
+    let names = tar_names(&archive).join("\n");
     assert_eq!(names.matches("blobs/sha256/").count() - 1, 10, "{names}");
     for (manifest, platform) in &platforms {
         let (expected, _) = raw(&format!("{}/multi@{manifest}", env("DS_REGISTRY")));
-        let kept = entry(&archive, &format!("blobs/sha256/{}", &manifest[7..]));
+        let kept = tar_file(&archive, &format!("blobs/sha256/{}", &manifest[7..]));
         assert_eq!(kept, expected, "{platform}'s manifest, byte for byte");
     }
 
@@ -230,7 +206,7 @@ fn a_list_of_platforms_trims_the_index_and_names_the_first_in_manifest_json() {
         ],
         "the source's manifests, in the order asked for"
     );
-    let manifest_json = entry(&archive, "manifest.json");
+    let manifest_json = tar_file(&archive, "manifest.json");
     let arm64 = config_digest(&source, &["--override-arch", "arm64"]);
     assert!(manifest_json.contains(&arm64[7..]), "{manifest_json}");
     assert_eq!(manifest_json.matches("\"Config\"").count(), 1);
@@ -286,7 +262,7 @@ fn a_list_of_images_goes_into_one_archive_with_shared_layers_once() {
     );
     assert_eq!(out.stdout.trim(), "site.tar", "{out}");
     let archive = dir.path().join("site.tar");
-    let manifest_json = entry(&archive, "manifest.json");
+    let manifest_json = tar_file(&archive, "manifest.json");
     // multi's amd64 image is busybox: one item with both names.
     assert_eq!(
         manifest_json.matches("\"Config\"").count(),
@@ -296,7 +272,7 @@ fn a_list_of_images_goes_into_one_archive_with_shared_layers_once() {
     let both = format!(r#"["{}","{}"]"#, plain("busybox"), plain("multi"));
     assert!(manifest_json.contains(&both), "{manifest_json}");
     // busybox, multi's amd64 image and layers' bottom layer are one layer: stored once.
-    let names = entries(&archive);
+    let names = tar_names(&archive).join("\n");
     let busybox_layer = &layer_digests(&plain("busybox"))[0];
     let _engine = engine();
     let out = docker(&["load", "-i", archive.to_str().unwrap()]);
@@ -331,7 +307,7 @@ fn a_list_of_images_goes_into_one_archive_with_shared_layers_once() {
     );
     assert_eq!(out.code, 0, "{out}");
     assert_eq!(
-        entry(&dir.path().join("stdin.tar"), "manifest.json"),
+        tar_file(&dir.path().join("stdin.tar"), "manifest.json"),
         manifest_json
     );
 }
@@ -432,7 +408,7 @@ fn an_archived_index_is_pushed_with_every_platform() {
     );
     assert_eq!(flat.code, 0);
     assert_eq!(
-        entry(&dir.path().join("arm.tar"), "etc/platform"),
+        tar_file(&dir.path().join("arm.tar"), "etc/platform"),
         "arm/v7\n"
     );
 }

@@ -22,22 +22,10 @@ fn pull(dir: &Path, args: &[&str]) -> Output {
     dockersave_ok(dir, &all)
 }
 
-/// A file of a tar archive, as GNU tar reads it.
-fn entry(archive: &Path, name: &str) -> String {
-    let out = run(
-        "tar",
-        &["-xOf", archive.to_str().unwrap(), name],
-        Path::new("/"),
-        None,
-    );
-    assert_eq!(out.code, 0, "{name}: {out}");
-    out.stdout
-}
-
 /// The digest `index.json` gives the image tagged `tag` (its `org.opencontainers.image.ref.name`
 /// or `io.containerd.image.name` annotation), or its only image.
 fn indexed_digest(archive: &Path, tag: &str) -> String {
-    let index = entry(archive, "index.json");
+    let index = tar_file(archive, "index.json");
     let manifests = index
         .split("\"manifests\"")
         .nth(1)
@@ -69,7 +57,7 @@ fn load(engine: Engine, archive: &Path, tag: &str, config: &str) {
     );
     let id = engine.image_id(tag);
     if engine.containerd_store() {
-        if entries(archive).lines().any(|l| l == "index.json") {
+        if tar_names(archive).iter().any(|l| l == "index.json") {
             assert_eq!(id, indexed_digest(archive, tag), "{}", engine.name());
         }
     } else {
@@ -80,17 +68,6 @@ fn load(engine: Engine, archive: &Path, tag: &str, config: &str) {
             engine.name()
         );
     }
-}
-
-fn entries(archive: &Path) -> String {
-    let out = run(
-        "tar",
-        &["-tf", archive.to_str().unwrap()],
-        Path::new("/"),
-        None,
-    );
-    assert_eq!(out.code, 0, "{out}");
-    out.stdout
 }
 
 fn forget(engine: Engine, tags: &[&str]) {

@@ -186,17 +186,7 @@ fn bundles_and_copies_in_code() {
             Output::archive("site.tar"),
         )
         .unwrap();
-    let index = run(
-        "tar",
-        &[
-            "-xOf",
-            dir.path().join("site.tar").to_str().unwrap(),
-            "index.json",
-        ],
-        std::path::Path::new("/"),
-        None,
-    )
-    .stdout;
+    let index = tar_file(&dir.path().join("site.tar"), "index.json");
     assert!(index.contains("image.index.v1+json"), "{index}");
     assert_eq!(
         index.matches("\"digest\"").count(),

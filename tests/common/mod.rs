@@ -272,6 +272,30 @@ impl Engine {
     }
 }
 
+/// The names in a tar archive, in order, as GNU tar lists them.
+pub fn tar_names(archive: &Path) -> Vec<String> {
+    let out = run(
+        "tar",
+        &["-tf", archive.to_str().unwrap()],
+        Path::new("/"),
+        None,
+    );
+    assert_eq!(out.code, 0, "tar -t {}: {out}", archive.display());
+    out.stdout.lines().map(str::to_string).collect()
+}
+
+/// A file of a tar archive, as GNU tar reads it.
+pub fn tar_file(archive: &Path, name: &str) -> String {
+    let out = run(
+        "tar",
+        &["-xOf", archive.to_str().unwrap(), name],
+        Path::new("/"),
+        None,
+    );
+    assert_eq!(out.code, 0, "{name} of {}: {out}", archive.display());
+    out.stdout
+}
+
 /// The config digest of an image (for a platform of an index), computed here from the config
 /// bytes that skopeo, an independent client, fetches: the test does not take dockersave's word.
 pub fn config_digest(image: &str, platform_args: &[&str]) -> String {
