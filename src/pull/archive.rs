@@ -166,18 +166,21 @@ pub(super) fn save(
 /// Kept in the default layout, they load into Docker 26 but not 20.10 (measured: its loader
 /// fails in ApplyLayer, "invalid tar header" or "unexpected EOF"), which the user is told.
 fn decompress_zstd(form: &ArchiveForm, images: &[Image]) -> bool {
+    // Each blob once: images of one archive may share layers.
     let zstd = images
         .iter()
         .flat_map(|image| &image.manifest.layers)
         .filter(|layer| layer.media_type.contains("zstd"))
-        .count();
+        .map(|layer| layer.digest.to_string())
+        .collect::<std::collections::BTreeSet<_>>()
+        .len();
     if zstd > 0 && form.for_old_engines() {
         images[0].progress().info(
             "--compressed --format legacy: the legacy layout has no zstd media type, and the engines that read it cannot decompress zstd; the layers are stored decompressed",
         );
         return true;
     }
-    if zstd > 0 && form.compressed_layers {
+    if zstd > 0 {
         images[0].progress().info(&format!(
             "--compressed keeps {zstd} zstd layer{} as served: Docker 26 loads them, Docker 20.10 cannot (its load fails in ApplyLayer); leave out --compressed for an archive every engine loads",
             if zstd == 1 { "" } else { "s" }
