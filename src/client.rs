@@ -261,6 +261,7 @@ impl Client {
                 let one = self.platform.clone()?;
                 Some(Platforms::List(vec![one]))
             }),
+            have: Vec::new(),
         };
         self.run_push(&options)
     }

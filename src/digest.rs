@@ -8,7 +8,7 @@ use sha2::{Digest as _, Sha256};
 use std::fmt;
 use std::io::{self, Read};
 
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Digest {
     hex: String,
 }

@@ -100,6 +100,21 @@ impl<'a> Reach<'a> {
         })
     }
 
+    /// The image manifest `reference` names for `platform`, unverified even with
+    /// `--verify-key`: for `--have`, whose images only decide which layers a thin archive
+    /// leaves out. The receiving engine looks those up by chain ID, which its content fixes,
+    /// so a lying image cannot put foreign bytes into what is loaded: at worst the load fails
+    /// naming the layer it lacks.
+    pub(crate) fn held(
+        &self,
+        registry: &Registry,
+        reference: &Reference,
+        platform: &Platform,
+    ) -> Result<(FetchedManifest, Manifest), Error> {
+        let top = fetch_document(registry, &reference.manifest_ref(), reference)?;
+        select(registry, top, platform, reference, true, Prefer::Smaller)
+    }
+
     /// What `reference` names (an index or a manifest) as served; with `--verify-key` its own
     /// signature must name it: what an index offers is vouched for by the index's signature.
     pub(crate) fn top(

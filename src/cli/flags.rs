@@ -297,6 +297,20 @@ pub const SECTIONS: &[Section] = &[
                 "keep the layers compressed (gzip or zstd) as the registry serves them\n(about half the size; still verified, and the manifest digest survives)",
                 compressed
             ),
+            Flag {
+                long: "have",
+                short: None,
+                value: Some("IMAGE|ARCHIVE"),
+                help: "a thin archive for a receiver that already holds IMAGE (a reference)\nor the images of ARCHIVE (an earlier one): the layers they have, on\nthe same layers below, are listed but left out, as docker load\nallows (repeatable; with --push: blobs to find on the destination)",
+                set: |given, value| {
+                    let text = value.string()?;
+                    if text.is_empty() {
+                        return Err(Error::Usage("--have needs an image or an archive".into()));
+                    }
+                    given.have.push(text);
+                    Ok(())
+                },
+            },
             switch!(
                 "gzip",
                 None,

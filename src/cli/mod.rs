@@ -95,6 +95,7 @@ pub struct Given {
     tarname: Option<String>,
     layout: Option<Layout>,
     compressed: bool,
+    have: Vec<String>,
     gzip: bool,
     xz: bool,
     gunzip: bool,
@@ -246,6 +247,7 @@ fn build(
                 platforms: given
                     .platforms
                     .or_else(|| given.platform.map(|p| Platforms::List(vec![p]))),
+                have: std::mem::take(&mut given.have),
             };
             return Ok(Command::Push(session, Box::new(options)));
         }
@@ -384,7 +386,7 @@ macro_rules! not_archive {
 
 /// Flags that do not go together, with what to tell the user; the first that applies is the
 /// error. `several` is whether more than one IMAGE was given.
-fn conflicts(g: &Given, kind: &Kind, several: bool) -> [(bool, &'static str); 35] {
+fn conflicts(g: &Given, kind: &Kind, several: bool) -> [(bool, &'static str); 36] {
     let archive = matches!(kind, Kind::Archive);
     let rootfs = matches!(kind, Kind::Rootfs(_));
     let layer = matches!(kind, Kind::Layer(_));
@@ -418,6 +420,7 @@ fn conflicts(g: &Given, kind: &Kind, several: bool) -> [(bool, &'static str); 35
         (other && !initramfs && g.xz, not_archive!("--xz")),
         (g.init.is_some() && !initramfs, goes_with!("--init", "--initramfs FILE")),
         (other && g.gunzip, not_archive!("--gunzip")),
+        (!g.have.is_empty() && !(archive || pushing), "--have names what the receiver of an archive already holds: it goes with an archive or --push ARCHIVE"),
         (other && g.no_tar, not_archive!("--no-tar")),
         (other && g.tarname.is_some(), not_archive!("--tarname")),
         (other && g.no_rm && !rootfs, not_archive!("--no-rm")),
@@ -533,6 +536,7 @@ fn archive_form(given: &mut Given) -> ArchiveForm {
         tarname: given.tarname.take(),
         no_tar: given.no_tar,
         gunzip: given.gunzip,
+        have: std::mem::take(&mut given.have),
     }
 }
 

@@ -8,7 +8,7 @@
 //! must be known before its bytes, which for an uncompressed layer is read from its gzip
 //! trailer and checked as the layer streams.
 
-use super::{size, Image};
+use super::{size, thin, Image};
 use super::{ArchiveForm, Options};
 use crate::error::Error;
 use crate::outfile::{self, Dir, NewDir, NewFile};
@@ -102,10 +102,18 @@ pub(super) fn save(
     form: &ArchiveForm,
     images: &[Image],
     bundles: Vec<layout::Bundle>,
+    held: Option<&thin::Held>,
 ) -> Result<Option<PathBuf>, Error> {
     let layout_images: Vec<layout::Image> = images.iter().map(Image::for_layout).collect();
     let compressed = form.compressed_layers && !decompress_zstd(form, images);
-    let plan = Plan::new(form.layout, compressed, &layout_images, bundles);
+    let leave_out = match held {
+        Some(held) => held.leave_out(images, form.layout, compressed)?,
+        None => layout::LeaveOut::default(),
+    };
+    let plan = Plan::thin(form.layout, compressed, &layout_images, bundles, &leave_out);
+    if held.is_some() {
+        say_thin(images, &plan);
+    }
     let layers: Vec<(String, u64)> = plan
         .layers
         .iter()
@@ -147,8 +155,12 @@ pub(super) fn save(
             names.push(name);
         }
     }
+    let left_out = match plan.left_out.len() {
+        0 => String::new(),
+        n => format!(", {n} left out"),
+    };
     images[0].progress().info(&format!(
-        "Saved {} ({} layers, {} downloaded, {} unpacked) to {}",
+        "Saved {} ({} layers{left_out}, {} downloaded, {} unpacked) to {}",
         names.join(", "),
         plan.layers.len(),
         size(compressed),
@@ -158,6 +170,23 @@ pub(super) fn save(
             .map_or("standard output".into(), |p| p.display().to_string())
     ));
     Ok(written)
+}
+
+/// Tells what a thin archive leaves out, and what its receiver must hold.
+fn say_thin(images: &[Image], plan: &Plan) {
+    let progress = images[0].progress();
+    if plan.left_out.is_empty() {
+        progress.info("--have: no layer can be left out (the images named hold none of these layers on the same layers below, or another image of the archive needs it); the archive is complete");
+        return;
+    }
+    let n = plan.left_out.len();
+    progress.info(&format!(
+        "Thin archive: {n} layer{} ({}) left out; load it only where {} {} already loaded (else the load fails naming a missing layer)",
+        if n == 1 { "" } else { "s" },
+        size(plan.left_out_bytes()),
+        plan.needs.join(" and "),
+        if plan.needs.len() == 1 { "is" } else { "are" },
+    ));
 }
 
 /// Whether `--compressed` must decompress zstd layers after all. The legacy layout has no media

@@ -14,6 +14,7 @@ pub mod inspect;
 mod layer;
 mod options;
 mod rootfs;
+mod thin;
 
 pub use options::{ArchiveForm, Init, Initramfs, Logins, Options, Output};
 
@@ -178,15 +179,24 @@ impl Image {
     /// (from the cache, or a 4-byte range request). A registry that ignores ranges gets the
     /// layer read once to count it (and cached, with --cache-dir). The stream checks the size.
     fn stored_size(&self, i: usize, compressed: bool, name: &str) -> Result<u64, Error> {
+        match self.known_size(i, compressed, name)? {
+            Some(size) => Ok(size),
+            None => self.count(i, name),
+        }
+    }
+
+    /// The size `stored_size` finds without reading the layer; `None` when only reading it
+    /// would tell.
+    fn known_size(&self, i: usize, compressed: bool, name: &str) -> Result<Option<u64>, Error> {
         let blob = &self.manifest.layers[i];
         let zstd = blob.media_type.contains("zstd");
         if compressed || !zstd && !blob.media_type.is_empty() && !blob.media_type.contains("gzip") {
-            return Ok(blob.size);
+            return Ok(Some(blob.size));
         }
         if zstd {
             // zstd keeps no total of what it decodes (a frame's content size is optional and
-            // per frame): the layer is read once to count it.
-            return self.count(i, name);
+            // per frame).
+            return Ok(None);
         }
         let mut trailer = [0u8; 4];
         let cached = self
@@ -202,13 +212,9 @@ impl Image {
             }
             _ => self.registry.blob_tail(&blob.digest, blob.size, 4, name)?,
         };
-        if let Some(size) = tail
+        Ok(tail
             .as_deref()
-            .and_then(|t| size_from_trailer(t, blob.size))
-        {
-            return Ok(size);
-        }
-        self.count(i, name)
+            .and_then(|t| size_from_trailer(t, blob.size)))
     }
 
     /// The uncompressed size of layer `i`, read once to count it (and cached, with a cache).
@@ -298,7 +304,11 @@ pub fn pull(
                 opened.map_err(|e| e.listed_at(at))?;
                 held_configs(&images, reference)?;
             }
-            archive::save(options, form, &images, bundles)
+            let held = match form.have.is_empty() {
+                true => None,
+                false => Some(thin::held(options, &reach, &form.have, &images)?),
+            };
+            archive::save(options, form, &images, bundles, held.as_ref())
         }
         // Each output checks what it can before the network is used.
         Output::Rootfs { dir, force, git } => {

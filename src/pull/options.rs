@@ -87,6 +87,7 @@ impl Output {
             tarname: None,
             no_tar: false,
             gunzip: false,
+            have: Vec::new(),
         })
     }
 
@@ -190,6 +191,9 @@ pub struct ArchiveForm {
     pub no_tar: bool,
     /// `--gunzip` was given (a no-op, noted).
     pub gunzip: bool,
+    /// `--have`: images the receiver already holds (references, or earlier archives), whose
+    /// layers the archive leaves out.
+    pub have: Vec<String>,
 }
 
 impl ArchiveForm {

@@ -39,6 +39,9 @@ pub struct Options {
     pub verify_keys: Vec<PathBuf>,
     /// `--platform all|LIST`: which platforms of an archived index go up (all without it).
     pub platforms: Option<manifest::Platforms>,
+    /// `--have IMAGE`: images on the destination's registry whose blobs a thin archive's
+    /// left-out layers may be (mounted from their repositories when need be).
+    pub have: Vec<String>,
 }
 
 /// Which images of a pushed archive go up.

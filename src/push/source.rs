@@ -68,6 +68,9 @@ pub struct ArchivedLayer {
     pub diff_id: Digest,
     /// The entry's size.
     pub size: u64,
+    /// Whether the archive holds the entry: a thin archive (`--have`) lists layers whose
+    /// files it leaves out, for a receiver that already holds them.
+    pub present: bool,
     /// Compressed in the archive, gzip or zstd (else a plain tar): it goes up as it is.
     pub compressed: bool,
     /// zstd-compressed: the manifest names it with zstd's media type.
@@ -386,7 +389,20 @@ impl Source {
         }
         let mut layers = Vec::new();
         for (entry, diff_id) in saved.layers.iter().zip(parsed.diff_ids) {
-            let (size, head) = self.size_and_head(entry)?;
+            let Some((size, head)) = self.size_and_head(entry)? else {
+                // Left out of a thin archive: a blob name still says which blob it was.
+                let digest = claimed_digest(entry).filter(|d| *d != diff_id);
+                layers.push(ArchivedLayer {
+                    compressed: digest.is_some(),
+                    digest,
+                    entry: entry.clone(),
+                    diff_id,
+                    size: 0,
+                    present: false,
+                    zstd: false,
+                });
+                continue;
+            };
             let format = Format::of(&head);
             let compressed = format != Format::Plain;
             layers.push(ArchivedLayer {
@@ -398,6 +414,7 @@ impl Source {
                 entry: entry.clone(),
                 diff_id,
                 size,
+                present: true,
                 compressed,
                 zstd: format == Format::Zstd,
             });
@@ -410,7 +427,8 @@ impl Source {
                         m.config.digest == config_digest
                             && m.layers.len() == layers.len()
                             && m.layers.iter().zip(&layers).all(|(d, l)| {
-                                l.digest.as_ref() == Some(&d.digest) && l.size == d.size
+                                l.digest.as_ref() == Some(&d.digest)
+                                    && (l.size == d.size || !l.present)
                             })
                     }
                     Fetched::Index(_) => false,
@@ -502,18 +520,85 @@ impl Source {
         }
     }
 
-    fn size_and_head(&self, name: &str) -> Result<(u64, [u8; 4]), Error> {
+    /// The size and first bytes of the entry `name`; `None` when the archive does not hold it.
+    fn size_and_head(&self, name: &str) -> Result<Option<(u64, [u8; 4])>, Error> {
         match &self.kind {
             Kind::Dir(dir) => {
+                let cleaned = clean(name).ok_or_else(|| self.outside(name))?;
+                if std::fs::symlink_metadata(dir.join(cleaned)).is_err() {
+                    return Ok(None);
+                }
                 let path = self.inside(dir, name)?;
                 let mut file = crate::outfile::open_regular(&path)?;
                 let size = file.metadata().map_err(|e| Error::io(&path, e))?.len();
                 let mut head = [0u8; 4];
                 read_up_to(&mut file, &mut head).map_err(|e| Error::io(&path, e))?;
-                Ok((size, head))
+                Ok(Some((size, head)))
             }
-            Kind::Tar { .. } => self.at(name).map(|at| (at.size, at.head)),
+            Kind::Tar { .. } => {
+                let target = self.resolve(name)?;
+                Ok(self.entries.get(&target).map(|at| (at.size, at.head)))
+            }
         }
+    }
+
+    /// What the archive's images are made of, for a thin archive's `--have`: each image's diff
+    /// IDs (those `manifest.json` lists, and the members of the indexes `index.json` names),
+    /// and the size of each uncompressed layer tar it stores or its OCI manifests list, by
+    /// diff ID. No layer data is read.
+    pub fn held(&self) -> Result<(Vec<Vec<Digest>>, HashMap<Digest, u64>), Error> {
+        let mut stacks = Vec::new();
+        let mut sizes = HashMap::new();
+        for image in self.images()? {
+            let diff_ids: Vec<Digest> = image.layers.iter().map(|l| l.diff_id.clone()).collect();
+            for layer in image.layers.iter().filter(|l| l.present && !l.compressed) {
+                sizes.insert(layer.diff_id.clone(), layer.size);
+            }
+            stacks.push(diff_ids);
+        }
+        let mut manifests = Vec::new();
+        if let Ok(top) = self.document("index.json") {
+            if let Ok(Fetched::Index(entries)) = manifest::parse(&top, Some(manifest::OCI_INDEX)) {
+                for entry in entries.iter().take(crate::limits::MAX_MEMBERS) {
+                    let Ok(bytes) = self.blob_document(&entry.descriptor.digest) else {
+                        continue;
+                    };
+                    match manifest::parse(&bytes, Some(&entry.descriptor.media_type)) {
+                        Ok(Fetched::Image(image)) => manifests.push(image),
+                        Ok(Fetched::Index(members)) => {
+                            for member in members.iter().take(crate::limits::MAX_MEMBERS) {
+                                let Ok(bytes) = self.blob_document(&member.descriptor.digest)
+                                else {
+                                    continue;
+                                };
+                                let media_type = Some(member.descriptor.media_type.as_str());
+                                if let Ok(Fetched::Image(image)) =
+                                    manifest::parse(&bytes, media_type)
+                                {
+                                    manifests.push(image);
+                                }
+                            }
+                        }
+                        Err(_) => {}
+                    }
+                }
+            }
+        }
+        for image in manifests {
+            let Ok(config) = self.blob_document(&image.config.digest) else {
+                continue;
+            };
+            let Ok(parsed) = manifest::parse_config(&config) else {
+                continue;
+            };
+            for layer in &image.layers {
+                if layer.media_type.ends_with(".tar") || layer.media_type.ends_with(".tar.v1") {
+                    sizes.insert(layer.digest.clone(), layer.size);
+                }
+            }
+            stacks.push(parsed.diff_ids);
+        }
+        Ok((stacks, sizes))
     }
 
     fn at(&self, name: &str) -> Result<At, Error> {

@@ -71,10 +71,25 @@ pub struct Plan {
     pub prelude: Vec<Entry>,
     /// Every layer stored, once each, in the order the images list them.
     pub layers: Vec<StoredLayer>,
-    /// For each image, for each of its layers, the index into `layers`.
+    /// Layers `manifest.json` lists whose files a thin archive leaves out (`--have`), with
+    /// their size as they would be stored.
+    pub left_out: Vec<(StoredLayer, u64)>,
+    /// For each image, for each of its layers, the index into `layers`, or past its end into
+    /// `left_out`.
     pub slots: Vec<Vec<usize>>,
     /// Images kept together with their index (`--platform all|LIST`).
     pub bundles: Vec<Bundle>,
+    /// The images a thin archive's receiver must already hold (`--have`), for `index.json`.
+    pub needs: Vec<String>,
+}
+
+/// What a thin archive leaves out: the layers, by chain ID, that the receiver already holds,
+/// each with its size as it would be stored (what the OCI manifest lists), and the images
+/// that hold them (named in `index.json`).
+#[derive(Default)]
+pub struct LeaveOut {
+    pub chains: BTreeMap<Digest, u64>,
+    pub needs: Vec<String>,
 }
 
 /// Images of one reference kept together with their index (`--platform all|LIST`): the members
@@ -102,17 +117,64 @@ const OCI_LAYOUT: &str = r#"{"imageLayoutVersion": "1.0.0"}"#;
 
 impl Plan {
     pub fn new(layout: Layout, compressed: bool, images: &[Image], bundles: Vec<Bundle>) -> Plan {
+        Plan::thin(layout, compressed, images, bundles, &LeaveOut::default())
+    }
+
+    /// A plan whose archive leaves out the files of the layers `leave_out` names by chain ID,
+    /// as `docker load` reads them: a layer is loaded from its file only when its chain ID is
+    /// not in the engine's layer store. A layer stored once for several images (or positions)
+    /// is left out only if every one of them is.
+    pub fn thin(
+        layout: Layout,
+        compressed: bool,
+        images: &[Image],
+        bundles: Vec<Bundle>,
+        leave_out: &LeaveOut,
+    ) -> Plan {
+        let name_of = |image: &Image, i: usize, id: &str| match layout {
+            Layout::Docker => blob_path(stored_digest(image, i, compressed)),
+            Layout::Legacy => format!("{id}/layer.tar"),
+        };
+        let mut needed = std::collections::BTreeSet::new();
+        let mut sizes: BTreeMap<String, u64> = BTreeMap::new();
+        for image in images {
+            let ids = layer_ids(&image.config.diff_ids);
+            for (i, chain) in chain_ids(&image.config.diff_ids).iter().enumerate() {
+                let name = name_of(image, i, &ids[i]);
+                match leave_out.chains.get(chain) {
+                    Some(&size) => drop(sizes.insert(name, size)),
+                    None => drop(needed.insert(name)),
+                }
+            }
+        }
         let mut layers: Vec<StoredLayer> = Vec::new();
+        let mut left_out: Vec<(StoredLayer, u64)> = Vec::new();
+        // Slots into `left_out` are offset by this, and fixed up once `layers` is complete.
+        const LEFT_OUT: usize = usize::MAX / 2;
         let mut by_name: BTreeMap<String, usize> = BTreeMap::new();
         let mut slots = Vec::with_capacity(images.len());
         for (image_index, image) in images.iter().enumerate() {
             let ids = layer_ids(&image.config.diff_ids);
             let mut image_slots = Vec::with_capacity(ids.len());
             for (i, id) in ids.iter().enumerate() {
-                let name = match layout {
-                    Layout::Docker => blob_path(stored_digest(image, i, compressed)),
-                    Layout::Legacy => format!("{id}/layer.tar"),
-                };
+                let name = name_of(image, i, id);
+                if !needed.contains(&name) {
+                    let size = sizes.get(&name).copied().unwrap_or(0);
+                    let slot = *by_name.entry(name.clone()).or_insert_with(|| {
+                        left_out.push((
+                            StoredLayer {
+                                before: Vec::new(),
+                                name,
+                                image: image_index,
+                                index: i,
+                            },
+                            size,
+                        ));
+                        LEFT_OUT + left_out.len() - 1
+                    });
+                    image_slots.push(slot);
+                    continue;
+                }
                 let slot = *by_name.entry(name.clone()).or_insert_with(|| {
                     let before = match layout {
                         Layout::Docker => Vec::new(),
@@ -143,6 +205,11 @@ impl Plan {
             }
             slots.push(image_slots);
         }
+        for slot in slots.iter_mut().flatten() {
+            if *slot >= LEFT_OUT {
+                *slot = *slot - LEFT_OUT + layers.len();
+            }
+        }
         let prelude = match layout {
             Layout::Docker => vec![
                 Entry::Dir("blobs/".into()),
@@ -155,9 +222,35 @@ impl Plan {
             compressed,
             prelude,
             layers,
+            left_out,
             slots,
             bundles,
+            needs: match leave_out.chains.is_empty() {
+                true => Vec::new(),
+                false => leave_out.needs.clone(),
+            },
         }
+    }
+
+    /// The name of the layer in `slot` (see `slots`).
+    fn slot_name(&self, slot: usize) -> &str {
+        match slot.checked_sub(self.layers.len()) {
+            None => &self.layers[slot].name,
+            Some(n) => &self.left_out[n].0.name,
+        }
+    }
+
+    /// The stored size of the layer in `slot`, given the sizes of the layers stored.
+    fn slot_size(&self, slot: usize, sizes: &[u64]) -> u64 {
+        match slot.checked_sub(self.layers.len()) {
+            None => sizes[slot],
+            Some(n) => self.left_out[n].1,
+        }
+    }
+
+    /// How many bytes the left-out layers would have taken.
+    pub fn left_out_bytes(&self) -> u64 {
+        self.left_out.iter().map(|(_, size)| size).sum()
     }
 
     /// The entries after the layers, once every stored layer's size (`sizes`, in bytes as
@@ -197,7 +290,9 @@ impl Plan {
                     .diff_ids
                     .iter()
                     .zip(&self.slots[n])
-                    .map(|(diff_id, &slot)| descriptor(OCI_LAYER_TAR, diff_id, sizes[slot], &[]))
+                    .map(|(diff_id, &slot)| {
+                        descriptor(OCI_LAYER_TAR, diff_id, self.slot_size(slot, sizes), &[])
+                    })
                     .collect();
                 let config = descriptor(
                     OCI_CONFIG,
@@ -271,7 +366,7 @@ impl Plan {
             }
             let layers: Vec<String> = self.slots[n]
                 .iter()
-                .map(|&slot| self.layers[slot].name.clone())
+                .map(|&slot| self.slot_name(slot).to_string())
                 .collect();
             add_manifest_item(
                 &mut manifest_json,
@@ -288,8 +383,12 @@ impl Plan {
                     .insert(tag.to_string(), top.hex().to_string());
             }
         }
+        let thin = match self.needs.is_empty() {
+            true => String::new(),
+            false => format!(",{}", thin_annotations(&self.needs, self.left_out.len())),
+        };
         let index = format!(
-            r#"{{"schemaVersion":2,"mediaType":"{OCI_INDEX}","manifests":[{}]}}"#,
+            r#"{{"schemaVersion":2,"mediaType":"{OCI_INDEX}","manifests":[{}]{thin}}}"#,
             index_entries.join(",")
         );
         files.push(Entry::File("index.json".into(), index.into_bytes()));
@@ -322,7 +421,7 @@ impl Plan {
             }
             let layers: Vec<String> = self.slots[n]
                 .iter()
-                .map(|&slot| self.layers[slot].name.clone())
+                .map(|&slot| self.slot_name(slot).to_string())
                 .collect();
             let top = layers
                 .last()
@@ -356,6 +455,38 @@ fn stored_digest<'a>(image: &'a Image, i: usize, compressed: bool) -> &'a Digest
     } else {
         &image.config.diff_ids[i]
     }
+}
+
+/// The annotations of a thin archive's `index.json`: what its receiver must already hold.
+fn thin_annotations(needs: &[String], left_out: usize) -> String {
+    let members = [
+        (THIN_NEEDS, json::to_string(&needs.join(", "))),
+        (THIN_LEFT_OUT, json::to_string(&left_out.to_string())),
+    ];
+    format!("\"annotations\":{}", object(&members))
+}
+
+/// The `index.json` annotations of a thin archive (`--have`): the images its receiver must
+/// already hold, and how many layers it leaves out.
+pub const THIN_NEEDS: &str = "dockersave.thin.needs";
+pub const THIN_LEFT_OUT: &str = "dockersave.thin.left-out";
+
+/// The chain IDs of a stack of layers (the OCI image spec's): the first layer's diff ID, then
+/// each the sha256 of the one below, a space, and its own diff ID. An engine's layer store is
+/// keyed by them, so a layer is the same only on the same layers below.
+pub fn chain_ids(diff_ids: &[Digest]) -> Vec<Digest> {
+    let mut chain: Option<Digest> = None;
+    diff_ids
+        .iter()
+        .map(|diff_id| {
+            let id = match &chain {
+                None => diff_id.clone(),
+                Some(below) => Digest::of_bytes(format!("{below} {diff_id}").as_bytes()),
+            };
+            chain = Some(id.clone());
+            id
+        })
+        .collect()
 }
 
 fn blob_path(digest: &Digest) -> String {

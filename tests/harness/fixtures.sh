@@ -6,6 +6,8 @@
 #   busybox:latest        runnable busybox, Docker schema-2 manifest (skopeo --format v2s2)
 #   busybox-oci:latest    the same image with an OCI manifest
 #   layers:latest         3 layers: busybox, files, then a deleted file and an opaque directory
+#   shifted:latest        busybox's layer on top of another one (same diff ID, other chain ID)
+#   shifted:2             shifted:latest and one layer more (its next version)
 #   multi:latest          OCI index: linux/amd64, linux/arm64, linux/arm/v7 (buildah manifest)
 #   multi-docker:latest   the same as a Docker manifest list
 #   multi-arm:latest      OCI index of 32-bit ARM only: linux/arm/v5, v6 and v7, to see which one
@@ -64,6 +66,33 @@ tar --owner=0 --group=0 --numeric-owner -C top -cf top.tar data
 umoci raw add-layer --image "$oci:layers" top.tar
 rm -rf top top.tar
 
+# shifted: busybox's layer above another layer: the same diff ID on other layers below, so
+# another chain ID (a thin archive must keep it for a receiver that holds busybox).
+busybox_blob=$(python3 -c '
+import json, sys
+layout = sys.argv[1]
+index = json.load(open(layout + "/index.json"))
+entry = next(m for m in index["manifests"]
+             if m["annotations"]["org.opencontainers.image.ref.name"] == "busybox")
+manifest = json.load(open(layout + "/blobs/sha256/" + entry["digest"].split(":")[1]))
+print(layout + "/blobs/sha256/" + manifest["layers"][0]["digest"].split(":")[1])' "$oci")
+mkdir -p marker/etc
+echo shifted > marker/etc/shifted
+tar --owner=0 --group=0 --numeric-owner -C marker -cf marker.tar etc
+gzip -dc "$busybox_blob" > busybox-layer.tar
+umoci new --image "$oci:shifted"
+umoci raw add-layer --image "$oci:shifted" marker.tar
+umoci raw add-layer --image "$oci:shifted" busybox-layer.tar
+umoci config --image "$oci:shifted" --os linux --architecture amd64 \
+  --config.cmd /bin/sh --config.env PATH=/bin
+rm -rf marker marker.tar busybox-layer.tar
+# shifted:2, the next version: one layer more. No other image has shifted's layers, so a thin
+# archive of it needs exactly shifted:latest on the receiving side.
+umoci unpack --image "$oci:shifted" bundle
+echo 2 > bundle/rootfs/etc/version
+umoci repack --image "$oci:shifted-2" bundle
+rm -rf bundle
+
 # Per-platform variants for the index: same files, their own config and a marker layer.
 for platform in arm64 arm/v7 arm/v6 arm/v5; do
   tag=busybox-${platform//\//-}
@@ -81,6 +110,8 @@ push=(skopeo copy --quiet --dest-tls-verify=false)
 "${push[@]}" --format oci "oci:$oci:busybox" "docker://$registry/busybox-oci:latest"
 "${push[@]}" --format v2s2 "oci:$oci:busybox" "docker://$registry/library/busybox:latest"
 "${push[@]}" "oci:$oci:layers" "docker://$registry/layers:latest"
+"${push[@]}" "oci:$oci:shifted" "docker://$registry/shifted:latest"
+"${push[@]}" "oci:$oci:shifted-2" "docker://$registry/shifted:2"
 
 # buildah keeps its own storage here, on vfs, so it needs nothing from the host's setup.
 bh=(buildah --root "$work/storage" --runroot "$work/run" --storage-driver vfs)

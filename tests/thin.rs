@@ -1,0 +1,304 @@
+//! Thin archives (`--have`): an archive of an image's next version that leaves out the layers the
+//! receiver already holds, as `docker load` allows (a layer's file is read only when its chain
+//! ID is not in the engine's layer store).
+//!
+//! The fixtures: `shifted:latest` is a marker layer with busybox's layer on top; `shifted:2` is
+//! that and one layer more. No other image has shifted's layers, so whether an engine holds them
+//! is up to these tests alone. Each engine the harness runs loads the thin archive of
+//! `shifted:2` where `shifted:latest` is loaded and runs it, and refuses it, naming the missing
+//! layer, where it is not.
+
+mod common;
+
+use common::*;
+use std::path::Path;
+
+fn image(name: &str) -> String {
+    format!("{}/{name}", env("DS_REGISTRY"))
+}
+
+fn pull(dir: &Path, args: &[&str]) -> Output {
+    let mut all = vec!["--insecure"];
+    all.extend_from_slice(args);
+    dockersave_ok(dir, &all)
+}
+
+/// The `Layers` that `manifest.json` lists for its first image.
+fn listed_layers(archive: &Path) -> Vec<String> {
+    let manifest = tar_file(archive, "manifest.json");
+    let layers = manifest
+        .split("\"Layers\":[")
+        .nth(1)
+        .and_then(|rest| rest.split(']').next())
+        .unwrap_or_else(|| panic!("manifest.json lists no layers: {manifest}"));
+    layers
+        .split(',')
+        .map(|l| l.trim_matches('"').to_string())
+        .collect()
+}
+
+/// The diff IDs of an image, from the config skopeo fetches (an independent client).
+fn diff_ids(reference: &str) -> Vec<String> {
+    let out = run(
+        "skopeo",
+        &[
+            "inspect",
+            "--tls-verify=false",
+            "--config",
+            &format!("docker://{reference}"),
+        ],
+        Path::new("/"),
+        None,
+    );
+    assert_eq!(out.code, 0, "skopeo inspect --config {reference}: {out}");
+    let rootfs = out.stdout.split("\"diff_ids\"").nth(1).expect("diff_ids");
+    let list = &rootfs[rootfs.find('[').unwrap() + 1..rootfs.find(']').unwrap()];
+    list.split(',')
+        .map(|d| d.trim().trim_matches('"').to_string())
+        .collect()
+}
+
+fn blob(digest: &str) -> String {
+    format!("blobs/sha256/{}", digest.trim_start_matches("sha256:"))
+}
+
+fn forget(engine: Engine, tags: &[&str]) {
+    for tag in tags {
+        let _ = engine.try_docker(&["image", "rm", "--force", tag], None);
+    }
+}
+
+#[test]
+fn a_thin_archive_loads_and_runs_where_the_earlier_version_is_and_fails_where_it_is_not() {
+    let dir = Scratch::new("thin-load");
+    let (v1, v2) = (image("shifted:latest"), image("shifted:2"));
+    let ids = diff_ids(&v2);
+    assert_eq!(ids.len(), 3, "shifted:2 has three layers: {ids:?}");
+    pull(dir.path(), &["-o", "v1.tar", &v1]);
+    let by_reference = pull(dir.path(), &["--have", &v1, "-o", "v2.tar", &v2]);
+    let by_archive = pull(dir.path(), &["--have", "v1.tar", "-o", "v2-a.tar", &v2]);
+    for (out, archive, needs) in [
+        (&by_reference, "v2.tar", v1.as_str()),
+        (&by_archive, "v2-a.tar", "v1.tar"),
+    ] {
+        let path = dir.path().join(archive);
+        assert!(
+            out.stderr.contains(&format!(
+                "Thin archive: 2 layers (2.0 MB) left out; load it only where {needs} is already loaded"
+            )),
+            "{out}"
+        );
+        assert!(out.stderr.contains("(1 layers, 2 left out,"), "{out}");
+        let names = tar_names(&path);
+        assert!(!names.contains(&blob(&ids[0])), "{names:?}");
+        assert!(!names.contains(&blob(&ids[1])), "{names:?}");
+        assert!(names.contains(&blob(&ids[2])), "{names:?}");
+        // manifest.json still lists every layer: the engine looks each one up by chain ID.
+        let listed: Vec<String> = ids.iter().map(|d| blob(d)).collect();
+        assert_eq!(listed_layers(&path), listed);
+        let index = tar_file(&path, "index.json");
+        assert!(
+            index.contains(&format!(
+                "\"annotations\":{{\"dockersave.thin.needs\":\"{needs}\",\"dockersave.thin.left-out\":\"2\"}}}}"
+            )),
+            "{index}"
+        );
+    }
+    // Both ways of naming what the receiver has give the same OCI manifest (the left-out
+    // layers' sizes agree): only the annotation differs.
+    let manifest_of = |archive: &str| {
+        let index = tar_file(&dir.path().join(archive), "index.json");
+        index.split("\"digest\":\"").nth(1).unwrap()[..71].to_string()
+    };
+    assert_eq!(manifest_of("v2.tar"), manifest_of("v2-a.tar"));
+
+    let _engine = engine();
+    for engine in Engine::ALL {
+        forget(engine, &[&v1, &v2]);
+        let v2_path = dir.path().join("v2.tar");
+        let refused = engine.try_docker(&["load", "-i", v2_path.to_str().unwrap()], None);
+        assert_ne!(refused.code, 0, "{}: {refused}", engine.name());
+        let missing = ids[0].trim_start_matches("sha256:");
+        assert!(
+            refused.stderr.contains(missing),
+            "{}: the failure names the missing layer {missing}: {refused}",
+            engine.name()
+        );
+        engine.docker(&["load", "-i", dir.path().join("v1.tar").to_str().unwrap()]);
+        for archive in ["v2.tar", "v2-a.tar"] {
+            let out = engine.docker(&["load", "-i", dir.path().join(archive).to_str().unwrap()]);
+            assert!(out.contains(&format!("Loaded image: {v2}")), "{out}");
+            let ran = engine.run(
+                &v2,
+                &["cat", "/etc/version", "/etc/shifted", "/etc/fixture"],
+            );
+            assert_eq!(ran, "2\nshifted\ndockersave fixture\n", "{}", engine.name());
+            forget(engine, &[&v2]);
+        }
+        forget(engine, &[&v1]);
+    }
+}
+
+#[test]
+fn the_legacy_layout_and_compressed_layers_leave_out_the_same_layers() {
+    let dir = Scratch::new("thin-forms");
+    let (v1, v2) = (image("shifted:latest"), image("shifted:2"));
+    pull(dir.path(), &["-o", "v1.tar", &v1]);
+    pull(
+        dir.path(),
+        &["--have", &v1, "--format", "legacy", "-o", "legacy.tar", &v2],
+    );
+    let layer_tars: Vec<String> = tar_names(&dir.path().join("legacy.tar"))
+        .into_iter()
+        .filter(|n| n.ends_with("/layer.tar"))
+        .collect();
+    assert_eq!(layer_tars.len(), 1, "{layer_tars:?}");
+    assert_eq!(
+        listed_layers(&dir.path().join("legacy.tar")).len(),
+        3,
+        "manifest.json lists all three"
+    );
+    let out = pull(
+        dir.path(),
+        &["--have", &v1, "--compressed", "-o", "compressed.tar", &v2],
+    );
+    assert!(
+        out.stderr
+            .contains("Thin archive: 2 layers (1.1 MB) left out"),
+        "{out}"
+    );
+    let blobs = layer_digests(&v2);
+    let names = tar_names(&dir.path().join("compressed.tar"));
+    assert!(!names.contains(&blob(&blobs[0])), "{names:?}");
+    assert!(!names.contains(&blob(&blobs[1])), "{names:?}");
+    assert!(names.contains(&blob(&blobs[2])), "{names:?}");
+
+    let _engine = engine();
+    for engine in Engine::ALL {
+        forget(engine, &[&v1, &v2]);
+        engine.docker(&["load", "-i", dir.path().join("v1.tar").to_str().unwrap()]);
+        for archive in ["legacy.tar", "compressed.tar"] {
+            let path = dir.path().join(archive);
+            if archive == "legacy.tar" && engine.containerd_store() {
+                // containerd turns a legacy archive into an image of its own before it looks
+                // at what it holds, and needs every layer's file for that.
+                let out = engine.try_docker(&["load", "-i", path.to_str().unwrap()], None);
+                assert_ne!(out.code, 0, "{out}");
+                assert!(
+                    out.stderr.contains("failed to resolve layers: layer")
+                        && out.stderr.contains("/layer.tar\" not found"),
+                    "{out}"
+                );
+                continue;
+            }
+            engine.docker(&["load", "-i", path.to_str().unwrap()]);
+            assert_eq!(engine.run(&v2, &["cat", "/etc/version"]), "2\n");
+            forget(engine, &[&v2]);
+        }
+        forget(engine, &[&v1]);
+    }
+}
+
+#[test]
+fn a_layer_held_on_other_layers_below_is_kept() {
+    let dir = Scratch::new("thin-shifted");
+    // busybox's layer is shifted's second: the same diff ID, another chain ID.
+    let busybox = image("busybox:latest");
+    let shifted = image("shifted:latest");
+    let ids = diff_ids(&shifted);
+    assert_eq!(
+        diff_ids(&busybox),
+        ids[1..],
+        "the fixture is what it claims"
+    );
+    let out = pull(dir.path(), &["--have", &busybox, "-o", "s.tar", &shifted]);
+    assert!(
+        out.stderr.contains("--have: no layer can be left out"),
+        "{out}"
+    );
+    let names = tar_names(&dir.path().join("s.tar"));
+    assert!(names.contains(&blob(&ids[0])) && names.contains(&blob(&ids[1])));
+    assert!(!tar_file(&dir.path().join("s.tar"), "index.json").contains("dockersave.thin"));
+
+    // In one archive with `layers` (busybox's layer at the bottom, which the receiver holds),
+    // the blob both share is stored once, for shifted, which needs it.
+    let list = format!("{}\n{shifted}\n", image("layers:latest"));
+    std::fs::write(dir.path().join("list"), list).unwrap();
+    let out = pull(
+        dir.path(),
+        &[
+            "--have",
+            &busybox,
+            "--images-from",
+            "list",
+            "-o",
+            "both.tar",
+        ],
+    );
+    assert!(
+        out.stderr.contains("--have: no layer can be left out"),
+        "{out}"
+    );
+    let names = tar_names(&dir.path().join("both.tar"));
+    assert!(names.contains(&blob(&ids[1])), "{names:?}");
+}
+
+#[test]
+fn an_every_platform_bundle_leaves_out_what_the_receiver_holds_for_each_platform() {
+    let dir = Scratch::new("thin-bundle");
+    // Each platform's image in `multi` is busybox's layer and a marker layer above it.
+    let busybox = image("busybox:latest");
+    let base = diff_ids(&busybox)[0].clone();
+    let out = pull(
+        dir.path(),
+        &[
+            "--have",
+            &busybox,
+            "--platform",
+            "all",
+            "-o",
+            "all.tar",
+            &image("multi:latest"),
+        ],
+    );
+    assert!(out.stderr.contains("Thin archive: 1 layer"), "{out}");
+    let names = tar_names(&dir.path().join("all.tar"));
+    assert!(!names.contains(&blob(&base)), "{names:?}");
+    let markers = names
+        .iter()
+        .filter(|n| n.starts_with("blobs/sha256/"))
+        .count();
+    assert!(
+        markers >= 3 + 3 + 3,
+        "three markers, configs and manifests: {names:?}"
+    );
+}
+
+#[test]
+fn have_is_refused_where_it_means_nothing_and_when_it_names_nothing() {
+    let dir = Scratch::new("thin-usage");
+    let out = dockersave(dir.path(), &["--have", "x", "--rootfs", "r", "busybox"]);
+    assert_eq!(out.code, 2, "{out}");
+    assert!(
+        out.stderr.contains("--have names what the receiver"),
+        "{out}"
+    );
+    let out = dockersave(
+        dir.path(),
+        &[
+            "--insecure",
+            "--have",
+            "no such:image",
+            "-o",
+            "x.tar",
+            &image("busybox:latest"),
+        ],
+    );
+    assert_eq!(out.code, 2, "{out}");
+    assert!(
+        out.stderr
+            .contains("--have \"no such:image\" is neither an archive here nor an image reference"),
+        "{out}"
+    );
+    assert!(!dir.path().join("x.tar").exists());
+}
