@@ -59,6 +59,7 @@
 
 #![warn(missing_docs)]
 
+mod archived;
 mod cache;
 #[doc(hidden)]
 pub mod cli;

@@ -420,7 +420,7 @@ fn conflicts(g: &Given, kind: &Kind, several: bool) -> [(bool, &'static str); 36
         (other && !initramfs && g.xz, not_archive!("--xz")),
         (g.init.is_some() && !initramfs, goes_with!("--init", "--initramfs FILE")),
         (other && g.gunzip, not_archive!("--gunzip")),
-        (!g.have.is_empty() && !(archive || pushing), "--have names what the receiver of an archive already holds: it goes with an archive or --push ARCHIVE"),
+        (!(g.have.is_empty() || archive || pushing), "--have names what the receiver of an archive already holds: it goes with an archive or --push ARCHIVE"),
         (other && g.no_tar, not_archive!("--no-tar")),
         (other && g.tarname.is_some(), not_archive!("--tarname")),
         (other && g.no_rm && !rootfs, not_archive!("--no-rm")),

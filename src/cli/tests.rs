@@ -180,6 +180,7 @@ fn archive_forms() {
             tarname: None,
             no_tar: false,
             gunzip: false,
+            have: Vec::new(),
         }
     );
     let o = pull(&[

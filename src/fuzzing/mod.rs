@@ -227,7 +227,7 @@ pub fn archive(data: &[u8]) {
     if std::fs::write(&path, data).is_err() {
         return;
     }
-    if let Ok(source) = crate::push::source::Source::open(&path) {
+    if let Ok(source) = crate::archived::Source::open(&path) {
         for image in source.images().unwrap_or_default() {
             for layer in &image.layers {
                 if let Ok(reader) = source.reader(&layer.entry) {

@@ -8,10 +8,10 @@
 //! archive (its documents are read, no layer data). This module decides; it writes nothing.
 
 use super::{Image, Options};
+use crate::archived::Source;
 use crate::digest::Digest;
 use crate::error::Error;
 use crate::manifest::Platform;
-use crate::push::source::Source;
 use crate::reference::Reference;
 use crate::sinks::layout::{self, LeaveOut};
 use crate::source::Reach;
@@ -49,11 +49,11 @@ pub(super) fn held(
         // Relative to the working directory, as the archive written is.
         let path = options.working_dir.join(value);
         if path.exists() {
-            let (stacks, sizes) = Source::open(&path)?.held()?;
-            for stack in stacks {
-                held.hold(&stack);
+            let archived = Source::open(&path)?.held()?;
+            for stack in &archived.stacks {
+                held.hold(stack);
             }
-            held.tar_sizes.extend(sizes);
+            held.tar_sizes.extend(archived.sizes);
             held.names.push(value.clone());
             continue;
         }

@@ -9,7 +9,7 @@
 //! compressed layer is never stored anywhere but the registry.
 
 use super::known::Known;
-use super::source::{ArchivedLayer, Source};
+use crate::archived::{ArchivedLayer, Source};
 use crate::decompress::Decompressor;
 use crate::digest::{Digest, Hasher};
 use crate::error::Error;

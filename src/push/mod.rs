@@ -12,8 +12,6 @@ pub mod blob;
 pub mod known;
 #[cfg(feature = "push")]
 mod run;
-#[cfg(feature = "push")]
-pub mod source;
 
 #[cfg(feature = "push")]
 pub use run::push;

@@ -4,8 +4,8 @@
 
 use super::blob::{self, Pushed, Slot};
 use super::known::Known;
-use super::source::{ArchivedBundle, ArchivedImage, Source};
 use super::{Choose, Options};
+use crate::archived::{ArchivedBundle, ArchivedImage, Source};
 use crate::digest::Digest;
 use crate::error::Error;
 use crate::locks::lock;

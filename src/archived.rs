@@ -1,11 +1,15 @@
-//! The archive a push reads: a `docker save` archive in either layout (from dockersave, Docker
-//! or `skopeo copy docker-archive:`), plain or wholly gzip/xz-compressed, or the directory
-//! `--no-tar` leaves. It finds the images (`manifest.json`, and `index.json` for the registry's
-//! own manifest) and opens any entry as a stream.
+//! A `docker save` archive read back, for `--push` and for `--have`: either layout (from
+//! dockersave, Docker or `skopeo copy docker-archive:`), plain or wholly gzip/xz-compressed, or
+//! the directory `--no-tar` leaves. It finds the images (`manifest.json`, and `index.json` for
+//! the registry's own manifest) and opens any entry as a stream. A thin archive's left-out
+//! layers are listed as absent.
 //!
 //! It reads; it never writes, and it never follows a name out of the archive: entry names from
 //! `manifest.json` are plain relative paths, and links inside the archive or directory must stay
 //! inside it. The small JSON documents are kept in memory (bounded); layers never are.
+
+// Without `--push` only what `--have` reads is used.
+#![cfg_attr(not(feature = "push"), allow(dead_code))]
 
 use crate::decompress::{Decompressor, Format};
 use crate::digest::Digest;
@@ -103,6 +107,14 @@ pub struct Unopened {
     pub manifest: Vec<u8>,
     pub media_type: String,
     pub blobs: Vec<(Digest, Vec<u8>)>,
+}
+
+/// What an archive's images are made of (`Source::held`).
+pub struct Held {
+    /// Each image's diff IDs, bottom first.
+    pub stacks: Vec<Vec<Digest>>,
+    /// The size of each uncompressed layer tar known, by diff ID.
+    pub sizes: HashMap<Digest, u64>,
 }
 
 pub struct Original {
@@ -546,7 +558,7 @@ impl Source {
     /// IDs (those `manifest.json` lists, and the members of the indexes `index.json` names),
     /// and the size of each uncompressed layer tar it stores or its OCI manifests list, by
     /// diff ID. No layer data is read.
-    pub fn held(&self) -> Result<(Vec<Vec<Digest>>, HashMap<Digest, u64>), Error> {
+    pub fn held(&self) -> Result<Held, Error> {
         let mut stacks = Vec::new();
         let mut sizes = HashMap::new();
         for image in self.images()? {
@@ -598,7 +610,7 @@ impl Source {
             }
             stacks.push(parsed.diff_ids);
         }
-        Ok((stacks, sizes))
+        Ok(Held { stacks, sizes })
     }
 
     fn at(&self, name: &str) -> Result<At, Error> {
