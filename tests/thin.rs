@@ -302,3 +302,118 @@ fn have_is_refused_where_it_means_nothing_and_when_it_names_nothing() {
     );
     assert!(!dir.path().join("x.tar").exists());
 }
+
+#[test]
+fn a_thin_archive_pushes_where_its_base_is_and_fails_before_tagging_where_it_is_not() {
+    let dir = Scratch::new("thin-push");
+    let (v1, v2) = (image("shifted:latest"), image("shifted:2"));
+    let push_registry = env("DS_PUSH_REGISTRY");
+    // Repositories of this run's own, and a record of pushed blobs of its own (the machine's
+    // could know where another run put these layers, and mount them).
+    let run_id = std::process::id();
+    let dest = |name: &str| format!("{push_registry}/thin-push-{run_id}-{name}");
+    let cache = dir.path().join("cache");
+    let cache = cache.to_str().unwrap();
+    let push = |args: &[&str]| {
+        let mut all = vec!["--insecure"];
+        all.extend_from_slice(args);
+        dockersave_env(dir.path(), &all, &[("XDG_CACHE_HOME", cache)], None)
+    };
+    pull(dir.path(), &["-o", "v1.tar", &v1]);
+    pull(dir.path(), &["--have", &v1, "-o", "v2.tar", &v2]);
+    pull(
+        dir.path(),
+        &["--have", &v1, "--compressed", "-o", "v2c.tar", &v2],
+    );
+
+    // Nothing of the base on the destination: refused, naming both left-out layers, and no
+    // tag written.
+    let out = push(&["--push", "v2.tar", &dest("nobase:2")]);
+    assert_ne!(out.code, 0, "{out}");
+    let ids = diff_ids(&v2);
+    assert!(
+        out.stderr.contains(&format!(
+            "the thin archive leaves out layer 1/3 ({}), layer 2/3 ({}), which",
+            ids[0], ids[1]
+        )),
+        "{out}"
+    );
+    let tags = run(
+        "skopeo",
+        &[
+            "list-tags",
+            "--tls-verify=false",
+            &format!("docker://{}", dest("nobase")),
+        ],
+        Path::new("/"),
+        None,
+    );
+    assert_ne!(tags.code, 0, "the repository must not exist: {tags}");
+
+    // The base pushed to another repository, named with --have: the left-out layers are
+    // mounted from there, and what is pulled back runs.
+    pull(dir.path(), &["--push", "v1.tar", &dest("base:1")]);
+    let out = pull(
+        dir.path(),
+        &[
+            "--have",
+            &dest("base:1"),
+            "--push",
+            "v2.tar",
+            &dest("app:2"),
+        ],
+    );
+    assert_eq!(
+        out.stderr
+            .matches("left out of the archive, found as")
+            .count(),
+        2,
+        "{out}"
+    );
+    pull(dir.path(), &["-o", "back.tar", &dest("app:2")]);
+    {
+        let _engine = engine();
+        let engine = Engine::Docker20;
+        forget(engine, &[&dest("app:2")]);
+        engine.docker(&["load", "-i", dir.path().join("back.tar").to_str().unwrap()]);
+        assert_eq!(
+            engine.run(&dest("app:2"), &["cat", "/etc/version", "/etc/shifted"]),
+            "2\nshifted\n"
+        );
+        forget(engine, &[&dest("app:2")]);
+    }
+
+    // A compressed thin archive keeps the registry's manifest: pushed where the original
+    // base blobs are (copied byte for byte), its digest survives.
+    pull(dir.path(), &["--copy-to", &dest("orig:1"), &v1]);
+    pull(
+        dir.path(),
+        &[
+            "--have",
+            &dest("orig:1"),
+            "--push",
+            "v2c.tar",
+            &dest("orig:2"),
+        ],
+    );
+    assert_eq!(manifest_digest(&dest("orig:2")), manifest_digest(&v2));
+
+    // --have on another registry than the destination cannot lend blobs: said so.
+    let out = dockersave(
+        dir.path(),
+        &[
+            "--insecure",
+            "--have",
+            &v1,
+            "--push",
+            "v2.tar",
+            &dest("elsewhere:2"),
+        ],
+    );
+    assert_eq!(out.code, 2, "{out}");
+    assert!(
+        out.stderr
+            .contains("is on another registry than the destination"),
+        "{out}"
+    );
+}

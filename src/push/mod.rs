@@ -9,6 +9,8 @@
 #[cfg(feature = "push")]
 pub mod blob;
 #[cfg(feature = "push")]
+mod held;
+#[cfg(feature = "push")]
 pub mod known;
 #[cfg(feature = "push")]
 mod run;

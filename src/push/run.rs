@@ -3,13 +3,14 @@
 //! feature only.
 
 use super::blob::{self, Pushed, Slot};
+use super::held;
 use super::known::Known;
 use super::{Choose, Options};
 use crate::archived::{ArchivedBundle, ArchivedImage, Source};
 use crate::digest::Digest;
 use crate::error::Error;
 use crate::locks::lock;
-use crate::manifest;
+use crate::manifest::{self, Platform};
 use crate::progress::Progress;
 use crate::reference::Reference;
 use crate::registry::auth::Credentials;
@@ -45,9 +46,18 @@ pub fn push(
     let http = Http::new(&options.http, progress.clone())?;
     for (image, target) in targets(&images, &options.choose, &options.destination, source)? {
         progress.info(&format!("Pushing {} to {target}", shown_name(image)));
-        let mount_from = mount_sources(image, &target, &known);
+        let mut mount_from = mount_sources(image, &target, &known);
+        for repository in held::repositories(&options.have, &target) {
+            if !mount_from.contains(&repository) {
+                mount_from.push(repository);
+            }
+        }
         let registry = Registry::for_push(http.clone(), &target, credentials(&target), &mount_from);
         let push = Push {
+            http: &http,
+            have: &options.have,
+            credentials,
+            target: &target,
             registry: &registry,
             archive: &archive,
             known: &known,
@@ -72,6 +82,11 @@ pub fn push(
 
 /// What every image of one push to one repository shares.
 struct Push<'a> {
+    http: &'a Http,
+    /// `--have`: images whose blobs a thin archive's left-out layers may be.
+    have: &'a [String],
+    credentials: &'a dyn Fn(&Reference) -> Option<Credentials>,
+    target: &'a Reference,
     registry: &'a Registry,
     archive: &'a Source,
     known: &'a Known,
@@ -222,6 +237,26 @@ impl Push<'_> {
             self.mount_from,
             self.progress,
         );
+        // A thin archive's left-out layers are found first: if one is nowhere, nothing goes up.
+        let left_out = match image.layers.iter().any(|l| !l.present) {
+            true => {
+                let platform = manifest::parse_config(&image.config)
+                    .ok()
+                    .and_then(|c| {
+                        Some(Platform::new(
+                            c.os.as_deref()?,
+                            c.architecture.as_deref()?,
+                            c.variant.as_deref(),
+                        ))
+                    })
+                    .unwrap_or_else(crate::host::platform);
+                let host = self.target.api_host();
+                let held =
+                    held::held_blobs(self.http, self.have, host, &platform, self.credentials)?;
+                held::find_left_out(registry, image, &held, known)?
+            }
+            false => vec![None; image.layers.len()],
+        };
         // The config first, alone: its first request meets the registry's challenge, so the
         // layer uploads that follow on several threads start with a token (one token request).
         blob::push_bytes(registry, &image.config, &image.config_digest)?;
@@ -250,6 +285,14 @@ impl Push<'_> {
                         progress,
                     };
                     let layer = &image.layers[index];
+                    if let Some(found) = &left_out[index] {
+                        progress.step(index, crate::progress::Step::Present);
+                        lock(&results)[index] = Some(Pushed {
+                            digest: found.digest.clone(),
+                            size: found.size,
+                        });
+                        continue;
+                    }
                     match blob::push_layer(
                         registry, archive, layer, known, mount_from, exact, &slot,
                     ) {
@@ -270,7 +313,12 @@ impl Push<'_> {
         Ok(match &image.original {
             Some(original) => (original.bytes.clone(), original.media_type.clone()),
             None => {
-                let zstd: Vec<bool> = image.layers.iter().map(|l| l.zstd).collect();
+                let zstd: Vec<bool> = image
+                    .layers
+                    .iter()
+                    .zip(&left_out)
+                    .map(|(l, found)| found.as_ref().map_or(l.zstd, |f| f.zstd))
+                    .collect();
                 rebuilt(&image.config_digest, image.config.len(), &layers, &zstd)
             }
         })
