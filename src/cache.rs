@@ -6,6 +6,12 @@
 //! corrupt download never leaves a bad entry under a digest name. Entries are hashed again before
 //! use; a corrupted one is removed with a warning and the blob is fetched again. The cache never
 //! decides what to fetch: `pull` asks it first.
+//!
+//! With a size limit (`--cache-max`), `prune` keeps it within the limit after a run, dropping
+//! the least recently used blobs first: an entry's modification time is set to the time it was
+//! last used, and a run holds a shared lock (`flock`) on every entry it has open, which the
+//! pruner's exclusive try-lock respects. Only digest-named regular files of this user are ever
+//! counted or removed.
 
 use crate::digest::{Digest, HashingReader};
 use crate::error::Error;
@@ -15,6 +21,9 @@ use crate::progress::Progress;
 use std::ffi::OsStr;
 use std::fs::File;
 use std::io::{self, Read, Write};
+use std::os::fd::AsRawFd;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -43,7 +52,16 @@ impl Cache {
     /// warning, never read or waited on.
     fn open_entry(&self, digest: &Digest) -> Option<File> {
         match self.blobs.open_owned(OsStr::new(digest.hex())) {
-            Ok(file) => file,
+            Ok(file) => {
+                if let Some(file) = &file {
+                    // In use: a concurrent pruner passes it over. The lock goes with the file.
+                    // SAFETY: flock on a descriptor this File owns.
+                    unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_SH | libc::LOCK_NB) };
+                    // Used now: the least recently used entries are pruned first.
+                    let _ = file.set_modified(std::time::SystemTime::now());
+                }
+                file
+            }
             Err(e) => {
                 self.progress
                     .warn(&format!("{e}; fetching the blob from the registry instead"));
@@ -113,6 +131,71 @@ impl Cache {
             progress: self.progress.clone(),
         })
     }
+}
+
+/// Keeps the cache at `dir` within `max` bytes: blobs larger than `max` go first, then the least
+/// recently used, an
+/// entry another run has open (its shared lock) is passed over, and `max` 0 empties it. Returns
+/// the bytes kept and removed. A failure to remove one entry is a warning, not the run's.
+pub fn prune(dir: &Path, max: u64, progress: &Progress) -> Result<(u64, u64), Error> {
+    let blobs = dir.join("blobs/sha256");
+    let listing = match std::fs::read_dir(&blobs) {
+        Ok(listing) => listing,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok((0, 0)),
+        Err(e) => return Err(Error::io(&blobs, e)),
+    };
+    let mut entries = Vec::new();
+    for entry in listing.flatten() {
+        let name = entry.file_name();
+        let is_digest = name.len() == 64
+            && name
+                .as_bytes()
+                .iter()
+                .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+        let Ok(meta) = entry.metadata() else { continue };
+        if !is_digest || !meta.file_type().is_file() || meta.uid() != outfile::euid() {
+            continue;
+        }
+        // A blob larger than the limit can never be kept: it goes first, whenever it was used.
+        entries.push((
+            meta.len() <= max,
+            meta.mtime(),
+            meta.mtime_nsec(),
+            name,
+            meta.len(),
+        ));
+    }
+    entries.sort();
+    let mut total: u64 = entries.iter().map(|e| e.4).sum();
+    let mut removed = 0;
+    let dir = Dir::open(&blobs)?;
+    for (_, _, _, name, size) in entries {
+        if total <= max {
+            break;
+        }
+        let Ok(Some(file)) = dir.open_owned(&name) else {
+            continue;
+        };
+        // SAFETY: flock on a descriptor this File owns.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+            progress.info(&format!(
+                "  cache: {} is in use by another run; kept",
+                name.to_string_lossy()
+            ));
+            continue;
+        }
+        match std::fs::remove_file(blobs.join(&name)) {
+            Ok(()) => {
+                total -= size;
+                removed += size;
+            }
+            Err(e) => progress.warn(&format!(
+                "cannot remove {} from the cache ({e})",
+                blobs.join(&name).display()
+            )),
+        }
+    }
+    Ok((total, removed))
 }
 
 /// A cache entry being written.
@@ -249,6 +332,49 @@ mod tests {
         fs::write(&entry, b"not the blob").unwrap();
         assert!(cache.get(&digest, 10).is_none());
         assert!(!entry.exists(), "the corrupt entry was removed");
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn prune_drops_the_least_recently_used_and_spares_entries_in_use() {
+        let dir = scratch("prune");
+        let cache = Cache::open(&dir, quiet()).unwrap();
+        let blobs: Vec<(Digest, Vec<u8>)> = (0..4u8)
+            .map(|n| {
+                let bytes = vec![n; 1000];
+                (Digest::of_bytes(&bytes), bytes)
+            })
+            .collect();
+        for (i, (digest, bytes)) in blobs.iter().enumerate() {
+            cache.put_bytes(digest, bytes);
+            let path = dir.join("blobs/sha256").join(digest.hex());
+            let when = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1000 + i as u64);
+            fs::File::options()
+                .write(true)
+                .open(&path)
+                .unwrap()
+                .set_modified(when)
+                .unwrap();
+        }
+        // Using the oldest makes it the newest.
+        assert!(cache.get_bytes(&blobs[0].0, 1000).is_some());
+        // The second oldest is open in another run (here: held open and locked).
+        let in_use = cache.get(&blobs[1].0, 1000).unwrap();
+        let left = |d: &Digest| dir.join("blobs/sha256").join(d.hex()).exists();
+        assert_eq!(prune(&dir, 2500, &quiet()).unwrap(), (2000, 2000));
+        assert!(
+            left(&blobs[0].0) && left(&blobs[1].0),
+            "the two used last are kept"
+        );
+        assert!(!left(&blobs[2].0) && !left(&blobs[3].0));
+        assert_eq!(prune(&dir, 500, &quiet()).unwrap(), (1000, 1000));
+        assert!(
+            !left(&blobs[0].0) && left(&blobs[1].0),
+            "one in use is never removed"
+        );
+        drop(in_use);
+        assert_eq!(prune(&dir, 0, &quiet()).unwrap(), (0, 1000));
+        assert!(!left(&blobs[1].0));
         fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -217,6 +217,7 @@ impl Client {
             mirrors: self.mirrors.clone(),
             verify_keys: self.verify_keys.clone(),
             cache_dir: self.cache_dir.clone(),
+            cache_max: None,
             platform: self.platform.clone(),
             platforms: self.platforms.clone(),
             listed_at: Vec::new(),

@@ -6,7 +6,8 @@
 //! that and one layer more. No other image has shifted's layers, so whether an engine holds them
 //! is up to these tests alone. Each engine the harness runs loads the thin archive of
 //! `shifted:2` where `shifted:latest` is loaded and runs it, and refuses it, naming the missing
-//! layer, where it is not.
+//! layer, where it is not. And the blob cache that carries a site's images between updates
+//! stays within `--cache-max`.
 
 mod common;
 
@@ -416,4 +417,131 @@ fn a_thin_archive_pushes_where_its_base_is_and_fails_before_tagging_where_it_is_
             .contains("is on another registry than the destination"),
         "{out}"
     );
+}
+
+/// The cache's entries: (name, size).
+fn cached(dir: &Path) -> Vec<(String, u64)> {
+    let mut entries: Vec<(String, u64)> = std::fs::read_dir(dir.join("blobs/sha256"))
+        .unwrap()
+        .map(|e| e.unwrap())
+        .map(|e| {
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                e.metadata().unwrap().len(),
+            )
+        })
+        .collect();
+    entries.sort();
+    entries
+}
+
+#[test]
+fn the_cache_stays_within_its_limit_after_every_run() {
+    let dir = Scratch::new("cache-max");
+    let cache = dir.path().join("cache");
+    let c = cache.to_str().unwrap();
+    let v2 = image("shifted:2");
+    let busybox_blob = layer_digests(&image("busybox:latest"))[0].clone();
+    let busybox_blob = busybox_blob.trim_start_matches("sha256:");
+
+    pull(
+        dir.path(),
+        &["--cache-dir", c, "--cache-max", "10M", "-o", "a.tar", &v2],
+    );
+    let all = cached(&cache);
+    assert_eq!(all.len(), 4, "three layers and the config: {all:?}");
+    assert!(all.iter().map(|e| e.1).sum::<u64>() <= 10 << 20);
+    // shifted's second layer is busybox's blob, byte for byte (umoci compressed the same tar).
+    let big = all.iter().max_by_key(|e| e.1).unwrap().clone();
+    assert_eq!(big.0, busybox_blob, "{all:?}");
+
+    // A limit below the biggest blob: that one is used for the run and not kept; the rest fit.
+    let limit = (big.1 - 1).to_string();
+    let out = pull(
+        dir.path(),
+        &[
+            "--cache-dir",
+            c,
+            "--cache-max",
+            &limit,
+            "-o",
+            "b.tar",
+            &image("busybox:latest"),
+        ],
+    );
+    assert!(
+        out.stderr.contains("of least recently used blobs removed"),
+        "{out}"
+    );
+    let left = cached(&cache);
+    assert!(
+        left.iter().map(|e| e.1).sum::<u64>() <= big.1 - 1,
+        "{left:?}"
+    );
+    assert!(!left.iter().any(|e| e.0 == big.0), "{left:?}");
+    assert_eq!(
+        left.len(),
+        4,
+        "the small blobs stay (busybox's config joined): {left:?}"
+    );
+    assert!(tar_names(&dir.path().join("b.tar")).len() > 3);
+
+    // The least recently used go first: shifted:2, then busybox, then a limit that holds
+    // busybox's blob and config exactly keeps those and drops shifted's other blobs.
+    pull(dir.path(), &["--cache-dir", c, "-o", "c.tar", &v2]);
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    let busybox_config = config_digest(&image("busybox:latest"), &[]);
+    let busybox_config = busybox_config.trim_start_matches("sha256:").to_string();
+    let config_size = cached(&cache)
+        .into_iter()
+        .find(|e| e.0 == busybox_config)
+        .expect("busybox's config is cached")
+        .1;
+    let limit = (big.1 + config_size).to_string();
+    let out = dockersave_env(
+        dir.path(),
+        &[
+            "--insecure",
+            "--cache-dir",
+            c,
+            "-o",
+            "e.tar",
+            &image("busybox:latest"),
+        ],
+        &[("DOCKERSAVE_CACHE_MAX", &limit)],
+        None,
+    );
+    assert_eq!(out.code, 0, "{out}");
+    let left: Vec<String> = cached(&cache).into_iter().map(|e| e.0).collect();
+    let mut both = vec![busybox_blob.to_string(), busybox_config];
+    both.sort();
+    assert_eq!(left, both, "only busybox's blob and config fit");
+
+    // 0 empties it.
+    pull(
+        dir.path(),
+        &[
+            "--cache-dir",
+            c,
+            "--cache-max",
+            "0",
+            "-o",
+            "f.tar",
+            &image("busybox:latest"),
+        ],
+    );
+    assert!(cached(&cache).is_empty());
+
+    let out = dockersave(dir.path(), &["--cache-max", "1G", "busybox"]);
+    assert_eq!(out.code, 2, "{out}");
+    assert!(
+        out.stderr
+            .contains("--cache-max limits the blob cache: give --cache-dir"),
+        "{out}"
+    );
+    let out = dockersave(
+        dir.path(),
+        &["--cache-dir", c, "--cache-max", "lots", "busybox"],
+    );
+    assert_eq!(out.code, 2, "{out}");
 }

@@ -214,6 +214,22 @@ pub const SECTIONS: &[Section] = &[
 },
             },
             Flag {
+                long: "cache-max",
+                short: None,
+                value: Some("SIZE"),
+                help: "after the run, keep the cache within SIZE (bytes, or with K, M, G,\nT: KiB…), least recently used blobs dropped first, none in use by\nanother run; 0 empties it (default: $DOCKERSAVE_CACHE_MAX, else no limit)",
+                set: |given, value| {
+                    let flag = value.flag;
+                    let text = value.string()?;
+                    given.cache_max = Some(parse_size(&text).ok_or_else(|| {
+                        Error::Usage(format!(
+                            "--{flag} takes a size such as 500M, 2G or 1048576, not {text:?}"
+                        ))
+                    })?);
+                    Ok(())
+                },
+            },
+            Flag {
                 long: "retries",
                 short: None,
                 value: Some("N"),
@@ -586,4 +602,22 @@ pub fn find(long: Option<&str>, short: Option<char>) -> Option<&'static Flag> {
             (None, Some(short)) => flag.short == Some(short),
             (None, None) => false,
         })
+}
+
+/// A size in bytes: a whole number, with an optional binary suffix (`K`, `M`, `G`, `T`, also
+/// written `KiB`, `MB`, …: all powers of 1024, as `du -h` counts).
+pub fn parse_size(text: &str) -> Option<u64> {
+    let digits = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(digits);
+    let shift = match unit.trim_end_matches("iB").trim_end_matches('B') {
+        "" => 0,
+        "K" | "k" => 10,
+        "M" | "m" => 20,
+        "G" | "g" => 30,
+        "T" | "t" => 40,
+        _ => return None,
+    };
+    number.parse::<u64>().ok()?.checked_mul(1 << shift)
 }

@@ -158,6 +158,7 @@ pub fn man_page(version: &str) -> String {
     page.push_str("\n.SH ENVIRONMENT\n");
     for (name, what) in [
         ("DOCKERSAVE_CACHE", "the default of --cache-dir"),
+        ("DOCKERSAVE_CACHE_MAX", "the default of --cache-max"),
         ("HTTPS_PROXY, HTTP_PROXY, ALL_PROXY, NO_PROXY", "the proxy to use, and the hosts to reach directly (see --proxy)"),
         ("SSL_CERT_FILE", "another PEM file of CA certificates to trust (see --cacert)"),
         ("DOCKERSAVE_MIRRORS", "mirrors as --mirror takes them, separated by commas or spaces; used when no --mirror is given, and an empty value turns daemon.json's off"),

@@ -85,6 +85,7 @@ pub struct Given {
     password_stdin: bool,
     ilogin: bool,
     cache_dir: Option<PathBuf>,
+    cache_max: Option<u64>,
     platform: Option<Platform>,
     platforms: Option<Platforms>,
     images_from: Option<PathBuf>,
@@ -220,6 +221,23 @@ fn build(
             .filter(|d| !d.is_empty())
             .map(PathBuf::from)
     });
+    let cache_max = match given.cache_max {
+        Some(max) => Some(max),
+        None => match env("DOCKERSAVE_CACHE_MAX").filter(|v| !v.is_empty()) {
+            Some(text) => Some(flags::parse_size(&text).ok_or_else(|| {
+                Error::Usage(format!(
+                    "DOCKERSAVE_CACHE_MAX takes a size such as 500M, 2G or 1048576, not {text:?}"
+                ))
+            })?),
+            None => None,
+        },
+    };
+    if given.cache_max.is_some() && cache_dir.is_none() {
+        return Err(Error::Usage(
+            "--cache-max limits the blob cache: give --cache-dir DIR (or DOCKERSAVE_CACHE) too"
+                .into(),
+        ));
+    }
     let output = match kind {
         Kind::Inspect(kind) => {
             let options = inspect::Options {
@@ -292,6 +310,7 @@ fn build(
         mirrors,
         verify_keys: given.verify_keys,
         cache_dir,
+        cache_max,
         platform: given.platform,
         platforms: given.platforms,
         listed_at,

@@ -595,3 +595,17 @@ fn mirrors_and_certs_dirs() {
     let bad = with("DOCKERSAVE_MIRRORS", "https://m/path").unwrap_err();
     assert!(bad.to_string().starts_with("DOCKERSAVE_MIRRORS: "), "{bad}");
 }
+
+#[test]
+fn sizes_take_binary_suffixes() {
+    use super::flags::parse_size;
+    assert_eq!(parse_size("0"), Some(0));
+    assert_eq!(parse_size("1048576"), Some(1 << 20));
+    assert_eq!(parse_size("500M"), Some(500 << 20));
+    assert_eq!(parse_size("2G"), Some(2 << 30));
+    assert_eq!(parse_size("2GiB"), Some(2 << 30));
+    assert_eq!(parse_size("3KB"), Some(3 << 10));
+    for bad in ["", "M", "1.5G", "-1", "2X", "99999999T"] {
+        assert_eq!(parse_size(bad), None, "{bad:?}");
+    }
+}

@@ -266,6 +266,28 @@ pub fn pull(
     logins: &Logins,
     progress: Arc<Progress>,
 ) -> Result<Option<PathBuf>, Error> {
+    let result = pull_into(options, logins, progress.clone());
+    // After the run, failed or not: what it fetched counts as used.
+    if let (Some(dir), Some(max)) = (&options.cache_dir, options.cache_max) {
+        match cache::prune(dir, max, &progress) {
+            Ok((kept, 0)) => progress.info(&format!("Cache: {} kept", size(kept))),
+            Ok((kept, removed)) => progress.info(&format!(
+                "Cache: {} kept, {} of least recently used blobs removed (--cache-max {})",
+                size(kept),
+                size(removed),
+                size(max)
+            )),
+            Err(e) => progress.warn(&format!("cannot keep the cache within --cache-max: {e}")),
+        }
+    }
+    result
+}
+
+fn pull_into(
+    options: &Options,
+    logins: &Logins,
+    progress: Arc<Progress>,
+) -> Result<Option<PathBuf>, Error> {
     let reach = Reach::new(
         &options.http,
         &options.mirrors,

@@ -23,6 +23,9 @@ pub struct Options {
     pub verify_keys: Vec<PathBuf>,
     /// Where verified blobs are kept between pulls (`--cache-dir`, `DOCKERSAVE_CACHE`).
     pub cache_dir: Option<PathBuf>,
+    /// `--cache-max`, `DOCKERSAVE_CACHE_MAX`: the cache is pruned to this many bytes after
+    /// the run, least recently used blobs first.
+    pub cache_max: Option<u64>,
     /// `--platform` / `--arch`; without them the machine's own, read when a pull needs it.
     pub platform: Option<Platform>,
     /// `--platform all` or a list: an archive keeps these platforms of each image, and the
