@@ -38,6 +38,9 @@
 #              linux/arm64 and linux/arm/v7): `dockersave --platform all --compressed` (blobs kept,
 #              as skopeo keeps them) and `--platform all` (decompressed for every engine) against
 #              `skopeo copy --all docker://… oci-archive:…`;
+#   thin:      "big-v2" ("big" with one more, small layer): a full archive against a thin one
+#              (--have big:latest), time and bytes; and a pull of big-v2 through a --cache-dir
+#              that holds big (warm) against an empty one (cold);
 #   initramfs: `dockersave --initramfs FILE.cpio.gz` (no root) against the way without it:
 #              `dockersave --rootfs DIR` as root, then `find . | cpio -o -H newc | gzip -1`, for
 #              rootfs, big and big2x; and `--initramfs --xz` against the same with `xz -1 -C crc32`.
@@ -163,6 +166,14 @@ measure() { # measure TOOL IMAGE: one run, appends "wall rss_kb" to $DS_STATE/TO
                        "$registry/$image:latest") ;;
     skopeo-all) cmd=(skopeo copy --quiet --all --src-tls-verify=false "docker://$registry/$image:latest"
                      "oci-archive:$out/$image.tar:$image:latest") ;;
+    thin-full) cmd=("$dockersave" --insecure -q -o "$out/$image.tar" "$registry/$image:latest") ;;
+    thin) cmd=("$dockersave" --insecure -q --have "$registry/big:latest" -o "$out/$image.tar"
+               "$registry/$image:latest") ;;
+    cache-cold) cmd=("$dockersave" --insecure -q --cache-dir "$out/cache" -o "$out/$image.tar"
+                     "$registry/$image:latest") ;;
+    cache-warm) cp -al "$DS_STATE/big-cache" "$out/cache"
+                cmd=("$dockersave" --insecure -q --cache-dir "$out/cache" -o "$out/$image.tar"
+                     "$registry/$image:latest") ;;
     initramfs) cmd=("$dockersave" --insecure -q --initramfs "$out/$image.cpio.gz"
                     "$registry/$image:latest") ;;
     initramfs-xz) cmd=("$dockersave" --insecure -q --initramfs "$out/$image.cpio.xz" --xz
@@ -250,8 +261,8 @@ compare() {
   done
 }
 
-# DS_BENCH_SECTIONS picks sections (default: all ten).
-sections=${DS_BENCH_SECTIONS:-archives forms unpacking push link zstd fleet copy bundle initramfs}
+# DS_BENCH_SECTIONS picks sections (default: all eleven).
+sections=${DS_BENCH_SECTIONS:-archives forms unpacking push link zstd fleet copy bundle thin initramfs}
 mkdir -p "$sources"
 if [[ " $sections " == *" archives "* ]]; then
 echo "== archives: dockersave against skopeo copy docker-archive:"
@@ -436,6 +447,25 @@ bh=(buildah --root "$DS_STATE/buildah" --runroot "$DS_STATE/buildah-run" --stora
 "${bh[@]}" manifest push --quiet --all --format oci --tls-verify=false trio "docker://$registry/trio:latest"
 compare bundle skopeo-all trio
 compare bundle-plain skopeo-all trio
+echo
+fi
+if [[ " $sections " == *" thin "* ]]; then
+echo "== thin: big-v2 (big and one small layer more), full archive against thin (--have big),"
+echo "   and through a --cache-dir holding big (warm) against an empty one (cold)"
+skopeo copy --quiet --src-tls-verify=false "docker://$registry/big:latest" "oci:$DS_STATE/v2:img"
+mkdir -p "$DS_STATE/v2-top/etc" && echo 2 >"$DS_STATE/v2-top/etc/version"
+tar -C "$DS_STATE/v2-top" -cf "$DS_STATE/v2-top.tar" etc
+umoci raw add-layer --image "$DS_STATE/v2:img" "$DS_STATE/v2-top.tar"
+skopeo copy --quiet --dest-tls-verify=false "oci:$DS_STATE/v2:img" "docker://$registry/big-v2:latest"
+rm -rf "$DS_STATE/v2" "$DS_STATE/v2-top" "$DS_STATE/v2-top.tar" "$DS_STATE/big-cache"
+"$dockersave" --insecure -q --cache-dir "$DS_STATE/big-cache" -o /dev/null "$registry/big:latest" >/dev/null
+compare thin thin-full big-v2
+measure thin-full big-v2 && full_bytes=$(stat -c %s "$out/big-v2.tar")
+measure thin big-v2 && thin_bytes=$(stat -c %s "$out/big-v2.tar")
+printf 'big-v2   archive bytes: full %.1f MB, thin %.3f MB (%.4f of the full one)\n' \
+  "$(echo "$full_bytes / 1000000" | bc -l)" "$(echo "$thin_bytes / 1000000" | bc -l)" \
+  "$(echo "$thin_bytes / $full_bytes" | bc -l)"
+compare cache-warm cache-cold big-v2
 echo
 fi
 if [[ " $sections " == *" initramfs "* ]]; then

@@ -474,10 +474,7 @@ fn the_cache_stays_within_its_limit_after_every_run() {
         "{out}"
     );
     let left = cached(&cache);
-    assert!(
-        left.iter().map(|e| e.1).sum::<u64>() < big.1,
-        "{left:?}"
-    );
+    assert!(left.iter().map(|e| e.1).sum::<u64>() < big.1, "{left:?}");
     assert!(!left.iter().any(|e| e.0 == big.0), "{left:?}");
     assert_eq!(
         left.len(),

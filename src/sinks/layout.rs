@@ -764,6 +764,83 @@ mod tests {
     }
 
     #[test]
+    fn chain_ids_follow_the_image_spec() {
+        let (a, b, c) = (
+            Digest::of_bytes(b"a"),
+            Digest::of_bytes(b"b"),
+            Digest::of_bytes(b"c"),
+        );
+        let chains = chain_ids(&[a.clone(), b.clone(), c.clone()]);
+        assert_eq!(chains[0], a);
+        let ab = Digest::of_bytes(format!("{a} {b}").as_bytes());
+        assert_eq!(chains[1], ab);
+        assert_eq!(chains[2], Digest::of_bytes(format!("{ab} {c}").as_bytes()));
+        // The same layer on other layers below is another chain.
+        assert_ne!(chain_ids(&[b.clone()])[0], chains[1]);
+    }
+
+    #[test]
+    fn a_thin_plan_lists_every_layer_and_stores_only_what_is_not_held() {
+        let old = Owned::new("app:1", &[b"base", b"mid"]);
+        let new = Owned::new("app:2", &[b"base", b"mid", b"top"]);
+        let other = Owned::new("other:1", &[b"x", b"base"]);
+        let mut leave_out = LeaveOut::default();
+        for chain in chain_ids(&old.config.diff_ids) {
+            leave_out.chains.insert(chain, 4096);
+        }
+        leave_out.needs = vec!["app:1".into()];
+        let images = [new.image()];
+        let plan = Plan::thin(Layout::Docker, false, &images, Vec::new(), &leave_out);
+        assert_eq!(plan.layers.len(), 1);
+        assert_eq!(plan.left_out.len(), 2);
+        assert_eq!(plan.left_out_bytes(), 8192);
+        let files = plan.finish(&images, &[512]);
+        let manifest = file(&files, "manifest.json");
+        assert_eq!(manifest.matches("blobs/sha256/").count(), 4, "{manifest}");
+        let index = file(&files, "index.json");
+        assert!(
+            index.ends_with(
+                r#""annotations":{"dockersave.thin.needs":"app:1","dockersave.thin.left-out":"2"}}"#
+            ),
+            "{index}"
+        );
+        let oci = files
+            .iter()
+            .find_map(|e| match e {
+                Entry::File(_, b)
+                    if b.starts_with(
+                        b"{\"schemaVersion\":2,\"mediaType\":\"application/vnd.oci.image.manifest",
+                    ) =>
+                {
+                    Some(std::str::from_utf8(b).unwrap())
+                }
+                _ => None,
+            })
+            .unwrap();
+        assert_eq!(oci.matches("\"size\":4096").count(), 2, "{oci}");
+        assert_eq!(oci.matches("\"size\":512").count(), 1, "{oci}");
+
+        // `base` is held at the bottom but `other` needs it second: its one file is kept.
+        let images = [new.image(), other.image()];
+        let plan = Plan::thin(Layout::Docker, false, &images, Vec::new(), &leave_out);
+        let stored: Vec<&str> = plan.layers.iter().map(|l| l.name.as_str()).collect();
+        assert!(
+            stored.contains(&format!("blobs/sha256/{}", Digest::of_bytes(b"base").hex()).as_str())
+        );
+        assert_eq!(plan.left_out.len(), 1, "only mid");
+
+        // Nothing held: no annotation.
+        let plan = Plan::thin(
+            Layout::Docker,
+            false,
+            &[other.image()],
+            Vec::new(),
+            &LeaveOut::default(),
+        );
+        assert!(plan.left_out.is_empty() && plan.needs.is_empty());
+    }
+
+    #[test]
     fn docker_layout_matches_what_docker_25_writes() {
         let one = Owned::new("127.0.0.1:5000/team/app:v1", &[b"base", b"top"]);
         let images = [one.image()];
