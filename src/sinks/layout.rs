@@ -776,7 +776,7 @@ mod tests {
         assert_eq!(chains[1], ab);
         assert_eq!(chains[2], Digest::of_bytes(format!("{ab} {c}").as_bytes()));
         // The same layer on other layers below is another chain.
-        assert_ne!(chain_ids(&[b.clone()])[0], chains[1]);
+        assert_ne!(chain_ids(std::slice::from_ref(&b))[0], chains[1]);
     }
 
     #[test]
