@@ -8,9 +8,6 @@
 //! `manifest.json` are plain relative paths, and links inside the archive or directory must stay
 //! inside it. The small JSON documents are kept in memory (bounded); layers never are.
 
-// Without `--push` only what `--have` reads is used.
-#![cfg_attr(not(feature = "push"), allow(dead_code))]
-
 use crate::decompress::{Decompressor, Format};
 use crate::digest::Digest;
 use crate::error::Error;

@@ -59,6 +59,8 @@
 
 #![warn(missing_docs)]
 
+// The archive reader (--push, --have ARCHIVE): left out of the minimal build for its size.
+#[cfg(feature = "push")]
 mod archived;
 mod cache;
 #[doc(hidden)]

@@ -487,6 +487,7 @@ fn replacing_own<T>(
 /// Opens `path` for reading if it is a regular file: a FIFO or device named where a file is
 /// expected (an archive's `manifest.json`, say) would block or call a driver. `O_NONBLOCK` keeps
 /// the open itself from waiting on a FIFO; it changes nothing for a regular file.
+#[cfg(feature = "push")]
 pub fn open_regular(path: &Path) -> Result<File, Error> {
     let fd = open_at(
         libc::AT_FDCWD,

@@ -109,6 +109,7 @@ impl<R: Read> Reader<R> {
 
     /// Where in the stream the current entry's data starts (or, before any is read, where the
     /// reader is): an archive read again later seeks there.
+    #[cfg(feature = "push")]
     pub fn position(&self) -> u64 {
         self.inner.at
     }

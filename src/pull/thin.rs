@@ -8,7 +8,6 @@
 //! archive (its documents are read, no layer data). This module decides; it writes nothing.
 
 use super::{Image, Options};
-use crate::archived::Source;
 use crate::digest::Digest;
 use crate::error::Error;
 use crate::manifest::Platform;
@@ -49,11 +48,7 @@ pub(super) fn held(
         // Relative to the working directory, as the archive written is.
         let path = options.working_dir.join(value);
         if path.exists() {
-            let archived = Source::open(&path)?.held()?;
-            for stack in &archived.stacks {
-                held.hold(stack);
-            }
-            held.tar_sizes.extend(archived.sizes);
+            held.read_archive(&path)?;
             held.names.push(value.clone());
             continue;
         }
@@ -92,6 +87,23 @@ pub(super) fn held(
 }
 
 impl Held {
+    /// Takes in what an earlier archive's images hold.
+    #[cfg(feature = "push")]
+    fn read_archive(&mut self, path: &std::path::Path) -> Result<(), Error> {
+        let archived = crate::archived::Source::open(path)?.held()?;
+        for stack in &archived.stacks {
+            self.hold(stack);
+        }
+        self.tar_sizes.extend(archived.sizes);
+        Ok(())
+    }
+
+    /// The minimal build has no archive reader (the `push` feature's).
+    #[cfg(not(feature = "push"))]
+    fn read_archive(&mut self, _path: &std::path::Path) -> Result<(), Error> {
+        Err(crate::features::missing("push", "--have ARCHIVE"))
+    }
+
     /// Records the chain IDs of a stack of layers, held by the image named next.
     fn hold(&mut self, diff_ids: &[Digest]) {
         for chain in layout::chain_ids(diff_ids) {
