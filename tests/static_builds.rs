@@ -300,6 +300,11 @@ fn minimal_binary_refuses_what_it_was_built_without() {
             "push",
             vec!["--insecure", "--copy-to", &destination, &image],
         ),
+        // `/` exists: an archive to read, which needs the push feature's reader.
+        (
+            "push",
+            vec!["--insecure", "-q", "--have", "/", "-o", "x.tar", &image],
+        ),
         ("verify", vec!["--insecure", "--verify-key", &key, &image]),
         (
             "initramfs",
