@@ -171,12 +171,16 @@ fn place(registry: &Registry, candidates: &[HeldBlob]) -> Result<Option<HeldBlob
         if blob.repository == registry.repository() {
             continue;
         }
-        if let Started::Mounted = registry.start_upload(Some((&blob.digest, &blob.repository)))? {
-            let size = registry.blob_size(&blob.digest)?.unwrap_or(blob.size);
-            return Ok(Some(HeldBlob {
-                size,
-                ..blob.clone()
-            }));
+        match registry.start_upload(Some((&blob.digest, &blob.repository)))? {
+            Started::Mounted => {
+                let size = registry.blob_size(&blob.digest)?.unwrap_or(blob.size);
+                return Ok(Some(HeldBlob {
+                    size,
+                    ..blob.clone()
+                }));
+            }
+            // Not mountable: the session the registry opened instead is not wanted.
+            Started::Session(location) => registry.cancel_upload(&location),
         }
     }
     Ok(None)
