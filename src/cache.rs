@@ -184,16 +184,17 @@ pub fn prune(dir: &Path, max: u64, progress: &Progress) -> Result<(u64, u64), Er
             ));
             continue;
         }
-        match std::fs::remove_file(blobs.join(&name)) {
-            Ok(()) => {
-                total -= size;
-                removed += size;
-            }
-            Err(e) => progress.warn(&format!(
-                "cannot remove {} from the cache ({e})",
+        // Relative to the directory already opened, never through a path again.
+        dir.remove(&name);
+        if dir.stat(&name).is_some() {
+            progress.warn(&format!(
+                "cannot remove {} from the cache",
                 blobs.join(&name).display()
-            )),
+            ));
+            continue;
         }
+        total -= size;
+        removed += size;
     }
     Ok((total, removed))
 }
