@@ -14,16 +14,6 @@ mod common;
 use common::*;
 use std::path::Path;
 
-fn image(name: &str) -> String {
-    format!("{}/{name}", env("DS_REGISTRY"))
-}
-
-fn pull(dir: &Path, args: &[&str]) -> Output {
-    let mut all = vec!["--insecure"];
-    all.extend_from_slice(args);
-    dockersave_ok(dir, &all)
-}
-
 /// The `Layers` that `manifest.json` lists for its first image.
 fn listed_layers(archive: &Path) -> Vec<String> {
     let manifest = tar_file(archive, "manifest.json");
@@ -35,27 +25,6 @@ fn listed_layers(archive: &Path) -> Vec<String> {
     layers
         .split(',')
         .map(|l| l.trim_matches('"').to_string())
-        .collect()
-}
-
-/// The diff IDs of an image, from the config skopeo fetches (an independent client).
-fn diff_ids(reference: &str) -> Vec<String> {
-    let out = run(
-        "skopeo",
-        &[
-            "inspect",
-            "--tls-verify=false",
-            "--config",
-            &format!("docker://{reference}"),
-        ],
-        Path::new("/"),
-        None,
-    );
-    assert_eq!(out.code, 0, "skopeo inspect --config {reference}: {out}");
-    let rootfs = out.stdout.split("\"diff_ids\"").nth(1).expect("diff_ids");
-    let list = &rootfs[rootfs.find('[').unwrap() + 1..rootfs.find(']').unwrap()];
-    list.split(',')
-        .map(|d| d.trim().trim_matches('"').to_string())
         .collect()
 }
 
@@ -72,12 +41,12 @@ fn forget(engine: Engine, tags: &[&str]) {
 #[test]
 fn a_thin_archive_loads_and_runs_where_the_earlier_version_is_and_fails_where_it_is_not() {
     let dir = Scratch::new("thin-load");
-    let (v1, v2) = (image("shifted:latest"), image("shifted:2"));
+    let (v1, v2) = (fixture("shifted:latest"), fixture("shifted:2"));
     let ids = diff_ids(&v2);
     assert_eq!(ids.len(), 3, "shifted:2 has three layers: {ids:?}");
-    pull(dir.path(), &["-o", "v1.tar", &v1]);
-    let by_reference = pull(dir.path(), &["--have", &v1, "-o", "v2.tar", &v2]);
-    let by_archive = pull(dir.path(), &["--have", "v1.tar", "-o", "v2-a.tar", &v2]);
+    pull_insecure(dir.path(), &["-o", "v1.tar", &v1]);
+    let by_reference = pull_insecure(dir.path(), &["--have", &v1, "-o", "v2.tar", &v2]);
+    let by_archive = pull_insecure(dir.path(), &["--have", "v1.tar", "-o", "v2-a.tar", &v2]);
     for (out, archive, needs) in [
         (&by_reference, "v2.tar", v1.as_str()),
         (&by_archive, "v2-a.tar", "v1.tar"),
@@ -143,9 +112,9 @@ fn a_thin_archive_loads_and_runs_where_the_earlier_version_is_and_fails_where_it
 #[test]
 fn the_legacy_layout_and_compressed_layers_leave_out_the_same_layers() {
     let dir = Scratch::new("thin-forms");
-    let (v1, v2) = (image("shifted:latest"), image("shifted:2"));
-    pull(dir.path(), &["-o", "v1.tar", &v1]);
-    pull(
+    let (v1, v2) = (fixture("shifted:latest"), fixture("shifted:2"));
+    pull_insecure(dir.path(), &["-o", "v1.tar", &v1]);
+    pull_insecure(
         dir.path(),
         &["--have", &v1, "--format", "legacy", "-o", "legacy.tar", &v2],
     );
@@ -159,7 +128,7 @@ fn the_legacy_layout_and_compressed_layers_leave_out_the_same_layers() {
         3,
         "manifest.json lists all three"
     );
-    let out = pull(
+    let out = pull_insecure(
         dir.path(),
         &["--have", &v1, "--compressed", "-o", "compressed.tar", &v2],
     );
@@ -204,15 +173,15 @@ fn the_legacy_layout_and_compressed_layers_leave_out_the_same_layers() {
 fn a_layer_held_on_other_layers_below_is_kept() {
     let dir = Scratch::new("thin-shifted");
     // busybox's layer is shifted's second: the same diff ID, another chain ID.
-    let busybox = image("busybox:latest");
-    let shifted = image("shifted:latest");
+    let busybox = fixture("busybox:latest");
+    let shifted = fixture("shifted:latest");
     let ids = diff_ids(&shifted);
     assert_eq!(
         diff_ids(&busybox),
         ids[1..],
         "the fixture is what it claims"
     );
-    let out = pull(dir.path(), &["--have", &busybox, "-o", "s.tar", &shifted]);
+    let out = pull_insecure(dir.path(), &["--have", &busybox, "-o", "s.tar", &shifted]);
     assert!(
         out.stderr.contains("--have: no layer can be left out"),
         "{out}"
@@ -223,9 +192,9 @@ fn a_layer_held_on_other_layers_below_is_kept() {
 
     // In one archive with `layers` (busybox's layer at the bottom, which the receiver holds),
     // the blob both share is stored once, for shifted, which needs it.
-    let list = format!("{}\n{shifted}\n", image("layers:latest"));
+    let list = format!("{}\n{shifted}\n", fixture("layers:latest"));
     std::fs::write(dir.path().join("list"), list).unwrap();
-    let out = pull(
+    let out = pull_insecure(
         dir.path(),
         &[
             "--have",
@@ -248,9 +217,9 @@ fn a_layer_held_on_other_layers_below_is_kept() {
 fn an_every_platform_bundle_leaves_out_what_the_receiver_holds_for_each_platform() {
     let dir = Scratch::new("thin-bundle");
     // Each platform's image in `multi` is busybox's layer and a marker layer above it.
-    let busybox = image("busybox:latest");
+    let busybox = fixture("busybox:latest");
     let base = diff_ids(&busybox)[0].clone();
-    let out = pull(
+    let out = pull_insecure(
         dir.path(),
         &[
             "--have",
@@ -259,7 +228,7 @@ fn an_every_platform_bundle_leaves_out_what_the_receiver_holds_for_each_platform
             "all",
             "-o",
             "all.tar",
-            &image("multi:latest"),
+            &fixture("multi:latest"),
         ],
     );
     assert!(out.stderr.contains("Thin archive: 1 layer"), "{out}");
@@ -292,7 +261,7 @@ fn have_is_refused_where_it_means_nothing_and_when_it_names_nothing() {
             "no such:image",
             "-o",
             "x.tar",
-            &image("busybox:latest"),
+            &fixture("busybox:latest"),
         ],
     );
     assert_eq!(out.code, 2, "{out}");
@@ -307,7 +276,7 @@ fn have_is_refused_where_it_means_nothing_and_when_it_names_nothing() {
 #[test]
 fn a_thin_archive_pushes_where_its_base_is_and_fails_before_tagging_where_it_is_not() {
     let dir = Scratch::new("thin-push");
-    let (v1, v2) = (image("shifted:latest"), image("shifted:2"));
+    let (v1, v2) = (fixture("shifted:latest"), fixture("shifted:2"));
     let push_registry = env("DS_PUSH_REGISTRY");
     // Repositories of this run's own, and a record of pushed blobs of its own (the machine's
     // could know where another run put these layers, and mount them).
@@ -320,9 +289,9 @@ fn a_thin_archive_pushes_where_its_base_is_and_fails_before_tagging_where_it_is_
         all.extend_from_slice(args);
         dockersave_env(dir.path(), &all, &[("XDG_CACHE_HOME", cache)], None)
     };
-    pull(dir.path(), &["-o", "v1.tar", &v1]);
-    pull(dir.path(), &["--have", &v1, "-o", "v2.tar", &v2]);
-    pull(
+    pull_insecure(dir.path(), &["-o", "v1.tar", &v1]);
+    pull_insecure(dir.path(), &["--have", &v1, "-o", "v2.tar", &v2]);
+    pull_insecure(
         dir.path(),
         &["--have", &v1, "--compressed", "-o", "v2c.tar", &v2],
     );
@@ -353,8 +322,8 @@ fn a_thin_archive_pushes_where_its_base_is_and_fails_before_tagging_where_it_is_
 
     // The base pushed to another repository, named with --have: the left-out layers are
     // mounted from there, and what is pulled back runs.
-    pull(dir.path(), &["--push", "v1.tar", &dest("base:1")]);
-    let out = pull(
+    pull_insecure(dir.path(), &["--push", "v1.tar", &dest("base:1")]);
+    let out = pull_insecure(
         dir.path(),
         &[
             "--have",
@@ -371,7 +340,7 @@ fn a_thin_archive_pushes_where_its_base_is_and_fails_before_tagging_where_it_is_
         2,
         "{out}"
     );
-    pull(dir.path(), &["-o", "back.tar", &dest("app:2")]);
+    pull_insecure(dir.path(), &["-o", "back.tar", &dest("app:2")]);
     {
         let _engine = engine();
         let engine = Engine::Docker20;
@@ -386,8 +355,8 @@ fn a_thin_archive_pushes_where_its_base_is_and_fails_before_tagging_where_it_is_
 
     // A compressed thin archive keeps the registry's manifest: pushed where the original
     // base blobs are (copied byte for byte), its digest survives.
-    pull(dir.path(), &["--copy-to", &dest("orig:1"), &v1]);
-    pull(
+    pull_insecure(dir.path(), &["--copy-to", &dest("orig:1"), &v1]);
+    pull_insecure(
         dir.path(),
         &[
             "--have",
@@ -440,11 +409,11 @@ fn the_cache_stays_within_its_limit_after_every_run() {
     let dir = Scratch::new("cache-max");
     let cache = dir.path().join("cache");
     let c = cache.to_str().unwrap();
-    let v2 = image("shifted:2");
-    let busybox_blob = layer_digests(&image("busybox:latest"))[0].clone();
+    let v2 = fixture("shifted:2");
+    let busybox_blob = layer_digests(&fixture("busybox:latest"))[0].clone();
     let busybox_blob = busybox_blob.trim_start_matches("sha256:");
 
-    pull(
+    pull_insecure(
         dir.path(),
         &["--cache-dir", c, "--cache-max", "10M", "-o", "a.tar", &v2],
     );
@@ -457,7 +426,7 @@ fn the_cache_stays_within_its_limit_after_every_run() {
 
     // A limit below the biggest blob: that one is used for the run and not kept; the rest fit.
     let limit = (big.1 - 1).to_string();
-    let out = pull(
+    let out = pull_insecure(
         dir.path(),
         &[
             "--cache-dir",
@@ -466,7 +435,7 @@ fn the_cache_stays_within_its_limit_after_every_run() {
             &limit,
             "-o",
             "b.tar",
-            &image("busybox:latest"),
+            &fixture("busybox:latest"),
         ],
     );
     assert!(
@@ -485,9 +454,9 @@ fn the_cache_stays_within_its_limit_after_every_run() {
 
     // The least recently used go first: shifted:2, then busybox, then a limit that holds
     // busybox's blob and config exactly keeps those and drops shifted's other blobs.
-    pull(dir.path(), &["--cache-dir", c, "-o", "c.tar", &v2]);
+    pull_insecure(dir.path(), &["--cache-dir", c, "-o", "c.tar", &v2]);
     std::thread::sleep(std::time::Duration::from_millis(20));
-    let busybox_config = config_digest(&image("busybox:latest"), &[]);
+    let busybox_config = config_digest(&fixture("busybox:latest"), &[]);
     let busybox_config = busybox_config.trim_start_matches("sha256:").to_string();
     let config_size = cached(&cache)
         .into_iter()
@@ -503,7 +472,7 @@ fn the_cache_stays_within_its_limit_after_every_run() {
             c,
             "-o",
             "e.tar",
-            &image("busybox:latest"),
+            &fixture("busybox:latest"),
         ],
         &[("DOCKERSAVE_CACHE_MAX", &limit)],
         None,
@@ -515,7 +484,7 @@ fn the_cache_stays_within_its_limit_after_every_run() {
     assert_eq!(left, both, "only busybox's blob and config fit");
 
     // 0 empties it.
-    pull(
+    pull_insecure(
         dir.path(),
         &[
             "--cache-dir",
@@ -524,7 +493,7 @@ fn the_cache_stays_within_its_limit_after_every_run() {
             "0",
             "-o",
             "f.tar",
-            &image("busybox:latest"),
+            &fixture("busybox:latest"),
         ],
     );
     assert!(cached(&cache).is_empty());

@@ -120,6 +120,18 @@ pub fn dockersave_env(
     run_env(env!("CARGO_BIN_EXE_dockersave"), args, cwd, stdin, envs)
 }
 
+/// An image of the harness's plain registry: `DS_REGISTRY/name`.
+pub fn fixture(name: &str) -> String {
+    format!("{}/{name}", env("DS_REGISTRY"))
+}
+
+/// Runs dockersave with `--insecure` (the plain registry) and insists it succeeded.
+pub fn pull_insecure(dir: &Path, args: &[&str]) -> Output {
+    let mut all = vec!["--insecure"];
+    all.extend_from_slice(args);
+    dockersave_ok(dir, &all)
+}
+
 /// Runs dockersave and insists it succeeded.
 pub fn dockersave_ok(cwd: &Path, args: &[&str]) -> Output {
     let out = dockersave(cwd, args);
@@ -327,6 +339,27 @@ pub fn layer_digests(image: &str) -> Vec<String> {
     );
     assert_eq!(out.code, 0, "{out}");
     out.stdout.split_whitespace().map(str::to_string).collect()
+}
+
+/// The diff IDs of an image, from the config skopeo fetches (an independent client).
+pub fn diff_ids(reference: &str) -> Vec<String> {
+    let out = run(
+        "skopeo",
+        &[
+            "inspect",
+            "--tls-verify=false",
+            "--config",
+            &format!("docker://{reference}"),
+        ],
+        Path::new("/"),
+        None,
+    );
+    assert_eq!(out.code, 0, "skopeo inspect --config {reference}: {out}");
+    let rootfs = out.stdout.split("\"diff_ids\"").nth(1).expect("diff_ids");
+    let list = &rootfs[rootfs.find('[').unwrap() + 1..rootfs.find(']').unwrap()];
+    list.split(',')
+        .map(|d| d.trim().trim_matches('"').to_string())
+        .collect()
 }
 
 /// The manifest digest of a tag, from skopeo.
