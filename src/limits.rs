@@ -47,7 +47,7 @@ pub const MAX_SIGNATURE_DOCUMENT: usize = 256 << 10;
 pub const MAX_ARCHIVE_DOCUMENTS: u64 = 8 << 20;
 /// Layers `manifest.json` may list in all (Docker's limit is 127 per image): each costs its
 /// entry's description, whatever the archive holds.
-pub const MAX_ARCHIVED_LAYERS: usize = 1 << 16;
+pub const MAX_ARCHIVED_LAYERS: usize = 65_536;
 /// A tar extension header (PAX record, GNU long name) in a layer or a `--push` archive.
 pub const MAX_EXTENSION: u64 = 1 << 20;
 /// Regions of one sparse file's map (16 bytes each held).
