@@ -282,6 +282,7 @@ impl Client {
             verify_keys: self.verify_keys.clone(),
             platform: self.platform.clone(),
             platforms: self.platforms.clone(),
+            with_referrers: false,
         };
         self.run_copy(&options)
     }
@@ -319,6 +320,23 @@ impl Client {
     pub fn run_push(&self, options: &push::Options) -> Result<Vec<String>, Error> {
         let credentials = |r: &Reference| self.for_image(r, &options.destination);
         push::push(options, &credentials, self.progress.clone())
+    }
+
+    /// Runs an `--artifact` fetch the command line put together (`-`: the file to `out`).
+    #[doc(hidden)]
+    #[cfg(feature = "artifact")]
+    pub fn run_artifact(
+        &self,
+        options: &crate::artifact::Options,
+        out: &mut dyn std::io::Write,
+    ) -> Result<Vec<PathBuf>, Error> {
+        let registry = |r: &Reference| self.for_image(r, &options.image);
+        let mirror = |host: &str| self.stored(host);
+        let logins = Logins {
+            registry: &registry,
+            mirror: &mirror,
+        };
+        crate::artifact::fetch(options, &logins, self.progress.clone(), out)
     }
 
     /// Runs a copy the command line put together.

@@ -17,6 +17,8 @@ pub const BUILT: &[&str] = &[
     "initramfs",
     #[cfg(feature = "git")]
     "git",
+    #[cfg(feature = "artifact")]
+    "artifact",
 ];
 
 /// The usage error (exit 2) for `what` (a flag, or what an image holds), which needs `feature`.

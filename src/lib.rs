@@ -62,6 +62,9 @@
 // The archive reader (--push, --have ARCHIVE): left out of the minimal build for its size.
 #[cfg(feature = "push")]
 mod archived;
+#[cfg(feature = "artifact")]
+#[doc(hidden)]
+pub mod artifact;
 mod cache;
 #[doc(hidden)]
 pub mod cli;

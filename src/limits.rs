@@ -48,6 +48,12 @@ pub const MAX_ARCHIVE_DOCUMENTS: u64 = 8 << 20;
 /// Layers `manifest.json` may list in all (Docker's limit is 127 per image): each costs its
 /// entry's description, whatever the archive holds.
 pub const MAX_ARCHIVED_LAYERS: usize = 65_536;
+/// Layers one artifact may have (each becomes a file), and the bytes of one file's name.
+pub const MAX_ARTIFACT_FILES: usize = 1_000;
+pub const MAX_TITLE: usize = 4_096;
+/// Referrers of one image looked at, and the bytes of an annotation `--referrers` shows.
+pub const MAX_REFERRERS: usize = 1_000;
+pub const MAX_SHOWN_ANNOTATION: usize = 1_024;
 /// A tar extension header (PAX record, GNU long name) in a layer or a `--push` archive.
 pub const MAX_EXTENSION: u64 = 1 << 20;
 /// Regions of one sparse file's map (16 bytes each held).

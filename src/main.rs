@@ -77,6 +77,13 @@ fn run() -> Result<(), Error> {
                 println!("{copied}");
             }
         }
+        #[cfg(feature = "artifact")]
+        Command::Artifact(session, options) => {
+            let mut out = std::io::stdout().lock();
+            for written in client(&session)?.run_artifact(&options, &mut out)? {
+                println!("{}", written.display());
+            }
+        }
     }
     Ok(())
 }

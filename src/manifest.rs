@@ -33,11 +33,51 @@ pub struct Descriptor {
     pub size: u64,
 }
 
-/// An image manifest: one config and its layers, bottom first.
+/// An image manifest: one config and its layers, bottom first. An OCI artifact has the same
+/// shape (see `Manifest::artifact`).
 #[derive(Clone, Debug)]
 pub struct Manifest {
     pub config: Descriptor,
     pub layers: Vec<Descriptor>,
+    /// OCI 1.1's `artifactType`, when the manifest names one.
+    pub artifact_type: Option<String>,
+    /// What the layers' annotations say of them as files (ORAS's), in the layers' order.
+    #[cfg_attr(not(feature = "artifact"), allow(dead_code))]
+    pub files: Vec<FileNote>,
+}
+
+/// The annotations of an artifact's layer that say how it is kept as a file.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FileNote {
+    /// `org.opencontainers.image.title`: the file's name, as ORAS writes it.
+    pub title: Option<String>,
+    /// `io.deis.oras.content.unpack` is `true`: a gzipped tar of a directory named `title`.
+    pub unpack: bool,
+    /// `io.deis.oras.content.digest`: the digest of that tar, uncompressed.
+    pub tar_digest: Option<String>,
+}
+
+/// The media types of image configs; a manifest whose config is anything else is an artifact.
+const IMAGE_CONFIGS: [&str; 2] = [
+    "application/vnd.oci.image.config.v1+json",
+    "application/vnd.docker.container.image.v1+json",
+];
+pub const TITLE_ANNOTATION: &str = "org.opencontainers.image.title";
+const UNPACK_ANNOTATION: &str = "io.deis.oras.content.unpack";
+const TAR_DIGEST_ANNOTATION: &str = "io.deis.oras.content.digest";
+
+impl Manifest {
+    /// The artifact type when this is an OCI artifact rather than an image: its
+    /// `artifactType`, else its config's media type when that is no image config (the empty
+    /// descriptor `application/vnd.oci.empty.v1+json`, Helm's chart config, ...).
+    pub fn artifact(&self) -> Option<&str> {
+        let config = self.config.media_type.as_str();
+        match &self.artifact_type {
+            Some(kind) if !kind.is_empty() => Some(kind),
+            _ if config.is_empty() || IMAGE_CONFIGS.contains(&config) => None,
+            _ => Some(config),
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -111,6 +151,9 @@ struct RawDescriptor {
     platform: Option<RawPlatform>,
     urls: Option<Vec<String>>,
     annotations: Option<BTreeMap<String, String>>,
+    #[serde(rename = "artifactType")]
+    #[cfg_attr(not(feature = "artifact"), allow(dead_code))]
+    artifact_type: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -129,6 +172,8 @@ struct RawManifest {
     config: Option<RawDescriptor>,
     layers: Option<Vec<RawDescriptor>>,
     manifests: Option<Vec<RawDescriptor>>,
+    #[serde(rename = "artifactType")]
+    artifact_type: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -202,6 +247,17 @@ pub fn parse(bytes: &[u8], content_type: Option<&str>) -> Result<Fetched, String
     let (Some(config), Some(layers)) = (raw.config, raw.layers) else {
         return Err(format!("it has neither \"manifests\" nor \"config\" and \"layers\" (media type {media_type:?})"));
     };
+    let files = layers
+        .iter()
+        .map(|layer| {
+            let note = |key: &str| layer.annotations.as_ref().and_then(|a| a.get(key)).cloned();
+            FileNote {
+                title: note(TITLE_ANNOTATION),
+                unpack: note(UNPACK_ANNOTATION).is_some_and(|v| v == "true"),
+                tar_digest: note(TAR_DIGEST_ANNOTATION),
+            }
+        })
+        .collect();
     let layers = layers
         .into_iter()
         .map(descriptor)
@@ -209,7 +265,84 @@ pub fn parse(bytes: &[u8], content_type: Option<&str>) -> Result<Fetched, String
     Ok(Fetched::Image(Manifest {
         config: descriptor(config)?,
         layers,
+        artifact_type: raw.artifact_type,
+        files,
     }))
+}
+
+/// One entry of an image's referrers (the referrers API's index, or its fallback tag's): a
+/// manifest whose `subject` is the image, as the index describes it.
+#[cfg(feature = "artifact")]
+#[derive(Clone, Debug)]
+pub struct Referrer {
+    pub descriptor: Descriptor,
+    /// The entry's `artifactType` (the registry fills it in from the manifest's, or its config's
+    /// media type); empty when the index gives none.
+    pub artifact_type: String,
+    pub annotations: BTreeMap<String, String>,
+}
+
+/// The annotation a referrer's time of creation is in, which "newest" goes by.
+#[cfg(feature = "artifact")]
+pub const CREATED_ANNOTATION: &str = "org.opencontainers.image.created";
+
+/// Parses a referrers index: at most `limit` entries are taken, the rest said to exist by the
+/// count returned beside them.
+#[cfg(feature = "artifact")]
+pub fn parse_referrers(bytes: &[u8], limit: usize) -> Result<(Vec<Referrer>, usize), String> {
+    let text = std::str::from_utf8(bytes).map_err(|_| "it is not UTF-8 text".to_string())?;
+    let raw: RawManifest =
+        crate::limits::json(text).map_err(|e| e.or("it is not a JSON index of referrers"))?;
+    let entries = raw.manifests.unwrap_or_default();
+    let listed = entries.len();
+    let referrers = entries
+        .into_iter()
+        .take(limit)
+        .map(|mut raw| {
+            let artifact_type = raw.artifact_type.take().unwrap_or_default();
+            let annotations = raw.annotations.take().unwrap_or_default();
+            Ok(Referrer {
+                descriptor: descriptor(raw)?,
+                artifact_type,
+                annotations,
+            })
+        })
+        .collect::<Result<Vec<_>, String>>()?;
+    Ok((referrers, listed))
+}
+
+/// An OCI index of `referrers`, as a registry without the referrers API keeps them under the
+/// fallback tag (what `oras attach` writes there).
+#[cfg(all(feature = "artifact", feature = "push"))]
+pub fn referrers_json(referrers: &[Referrer]) -> Vec<u8> {
+    let text = |t: &str| miniserde::json::to_string(t);
+    let entries: Vec<String> = referrers
+        .iter()
+        .map(|r| {
+            let kind = match r.artifact_type.is_empty() {
+                true => String::new(),
+                false => format!(r#","artifactType":{}"#, text(&r.artifact_type)),
+            };
+            let annotations = match r.annotations.is_empty() {
+                true => String::new(),
+                false => format!(
+                    r#","annotations":{}"#,
+                    miniserde::json::to_string(&r.annotations)
+                ),
+            };
+            format!(
+                r#"{{"mediaType":{},"digest":"{}","size":{}{kind}{annotations}}}"#,
+                text(&r.descriptor.media_type),
+                r.descriptor.digest,
+                r.descriptor.size
+            )
+        })
+        .collect();
+    format!(
+        r#"{{"schemaVersion":2,"mediaType":"{OCI_INDEX}","manifests":[{}]}}"#,
+        entries.join(",")
+    )
+    .into_bytes()
 }
 
 /// No real blob comes near this; a larger size is an error in, or an attack through, the manifest.
@@ -572,6 +705,57 @@ impl LayerChoice {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn manifest_with(artifact_type: &str, config_type: &str) -> Manifest {
+        let hex = "a".repeat(64);
+        let text = format!(
+            r#"{{"schemaVersion":2{artifact_type},"config":{{"mediaType":"{config_type}","digest":"sha256:{hex}","size":2}},"layers":[]}}"#
+        );
+        match parse(text.as_bytes(), Some(OCI_MANIFEST)).unwrap() {
+            Fetched::Image(m) => m,
+            Fetched::Index(_) => panic!("an index"),
+        }
+    }
+
+    #[test]
+    fn artifacts_are_told_from_images_by_artifact_type_or_config() {
+        let image = manifest_with("", "application/vnd.oci.image.config.v1+json");
+        assert_eq!(image.artifact(), None);
+        let docker = manifest_with("", "application/vnd.docker.container.image.v1+json");
+        assert_eq!(docker.artifact(), None);
+        let oras = manifest_with(
+            r#","artifactType":"application/x.fw""#,
+            "application/vnd.oci.empty.v1+json",
+        );
+        assert_eq!(oras.artifact(), Some("application/x.fw"));
+        let helm = manifest_with("", "application/vnd.cncf.helm.config.v1+json");
+        assert_eq!(
+            helm.artifact(),
+            Some("application/vnd.cncf.helm.config.v1+json")
+        );
+        let empty = manifest_with("", "application/vnd.oci.empty.v1+json");
+        assert_eq!(empty.artifact(), Some("application/vnd.oci.empty.v1+json"));
+    }
+
+    #[cfg(all(feature = "artifact", feature = "push"))]
+    #[test]
+    fn a_referrers_index_round_trips_and_is_capped() {
+        let index = format!(
+            r#"{{"schemaVersion":2,"mediaType":"{OCI_INDEX}","manifests":[{{"mediaType":"{OCI_MANIFEST}","digest":"sha256:{}","size":5,"artifactType":"application/spdx+json","annotations":{{"k":"v\u001b"}}}},{{"mediaType":"{OCI_MANIFEST}","digest":"sha256:{}","size":6}}]}}"#,
+            "b".repeat(64),
+            "c".repeat(64)
+        );
+        let (referrers, listed) = parse_referrers(index.as_bytes(), 10).unwrap();
+        assert_eq!(listed, 2);
+        assert_eq!(referrers[0].artifact_type, "application/spdx+json");
+        assert_eq!(referrers[0].annotations["k"], "v\u{1b}");
+        let again = parse_referrers(&referrers_json(&referrers), 10).unwrap().0;
+        assert_eq!(again.len(), 2);
+        assert_eq!(again[0].annotations, referrers[0].annotations);
+        assert_eq!(again[1].artifact_type, "");
+        let (capped, listed) = parse_referrers(index.as_bytes(), 1).unwrap();
+        assert_eq!((capped.len(), listed), (1, 2));
+    }
 
     fn hex(c: char) -> String {
         std::iter::repeat_n(c, 64).collect()

@@ -247,9 +247,20 @@ impl Dir {
     /// is what may be replaced: a regular file (as `docker save -o` replaces one), or for a
     /// directory nothing at all.
     pub fn rename(&self, from: &OsStr, to: &OsStr, is_dir: bool) -> Result<(), Error> {
-        let dest = self.join(to);
+        self.rename_to(from, self, to, is_dir)
+    }
+
+    /// As `rename`, into the directory `target` (on the same filesystem).
+    pub fn rename_to(
+        &self,
+        from: &OsStr,
+        target: &Dir,
+        to: &OsStr,
+        is_dir: bool,
+    ) -> Result<(), Error> {
+        let dest = target.join(to);
         let cto = c_name(to).map_err(|e| Error::io(&dest, e))?;
-        match lstat_at(self.fd(), &cto) {
+        match lstat_at(target.fd(), &cto) {
             Ok(stat) if is_dir || stat.st_mode & libc::S_IFMT != libc::S_IFREG => {
                 return Err(Error::Local(format!(
                     "{} already exists as {}; dockersave replaces only a regular file there: remove it or choose another name",
@@ -266,7 +277,7 @@ impl Dir {
             libc::renameat(
                 self.fd.as_raw_fd(),
                 cfrom.as_ptr(),
-                self.fd.as_raw_fd(),
+                target.fd.as_raw_fd(),
                 cto.as_ptr(),
             )
         })

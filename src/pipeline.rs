@@ -216,6 +216,35 @@ impl<R: Read, W: Write> Read for CopyingReader<R, W> {
     }
 }
 
+/// Streams `body` (the blob described by `blob`) into `out` as it is, verifying its size and
+/// digest: an artifact's file. On error `out` holds garbage: the caller removes it (or, for
+/// standard output, says that what went out is not to be used).
+#[cfg(feature = "artifact")]
+pub fn copy_blob(
+    body: &mut dyn Read,
+    blob: &Descriptor,
+    out: &mut dyn Write,
+    label: &LayerLabel,
+) -> Result<u64, Error> {
+    let mut hashing = HashingReader::new(body.take(blob.size.saturating_add(1)));
+    let mut buf = vec![0u8; BUFFER];
+    loop {
+        let n = match hashing.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) => {
+                return Err(Error::Network {
+                    host: label.host.to_string(),
+                    detail: format!("download of {} broke off: {e}", label.name),
+                })
+            }
+        };
+        out.write_all(&buf[..n])
+            .map_err(|e| Error::io(label.out_path, e))?;
+    }
+    check_blob(hashing.finish(), blob, label)
+}
+
 fn check_blob(
     (digest, len): (Digest, u64),
     blob: &Descriptor,

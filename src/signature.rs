@@ -547,12 +547,8 @@ fn bundles(
     keys: &Keys,
     seen: &mut Vec<Seen>,
 ) -> Result<(), Error> {
-    let index = match registry.referrers(subject.digest)? {
-        Some(index) => index,
-        None => match registry.lookup_manifest(&format!("sha256-{}", subject.digest.hex()))? {
-            Some(fetched) => fetched.bytes,
-            None => return Ok(()),
-        },
+    let Some(index) = registry.referrers(subject.digest)? else {
+        return Ok(());
     };
     let what = format!("the referrers of {}", subject.digest);
     if index.len() > MAX_SIGNATURE_DOCUMENT {

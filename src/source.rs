@@ -521,6 +521,17 @@ pub(crate) fn resolve(
     }))
 }
 
+/// Refuses an OCI artifact (a Helm chart, firmware, an SBOM) where an image is needed: one
+/// line naming its type and the flag that fetches it, before its config is asked for.
+pub(crate) fn image_only(reference: &Reference, manifest: &Manifest) -> Result<(), Error> {
+    match manifest.artifact() {
+        None => Ok(()),
+        Some(kind) => Err(Error::Usage(format!(
+            "{reference} is an OCI artifact of type {kind:?}, not a container image: fetch its files with --artifact DIR (one file to standard output: --artifact -), list it with --metadata, or copy it with --copy-to"
+        ))),
+    }
+}
+
 /// What a refusal says became of the image.
 const NOTHING_WRITTEN: &str = "nothing was written";
 

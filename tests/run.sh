@@ -90,6 +90,7 @@ start_docker26 "$DS_DOCKER26"
 export DS_REGISTRY=127.0.0.1:$plain DS_TOKEN_REGISTRY=127.0.0.1:$tokened DS_BASIC_REGISTRY=127.0.0.1:$basic
 export DS_TLS_REGISTRY=127.0.0.1:$tls DS_PUSH_REGISTRY=127.0.0.1:$pushed DS_MTLS_REGISTRY=127.0.0.1:$mtls
 export DS_PUSH_LOG=$DS_STATE/registry-push.log DS_SIGN_KEYS=$DS_STATE/fixtures/keys
+export DS_ARTIFACTS=$DS_STATE/fixtures/artifacts
 export DOCKER_HOST=unix://$DS_STATE/d.sock
 export DS_DOCKER26_HOST=unix://$DS_STATE/d26.sock DS_DOCKER26C_HOST=unix://$DS_STATE/d26c.sock
 cd "$root"

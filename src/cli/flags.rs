@@ -493,6 +493,30 @@ symlink to PATH, or with `entrypoint` to the image's entrypoint",
         title: "Instead of pulling",
         flags: &[
             Flag {
+                long: "artifact",
+                short: None,
+                value: Some("DIR|-"),
+                help: "write an OCI artifact's files into DIR, named by their titles as\noras pull names them (a Helm chart: NAME-VERSION.tgz; no title:\nsha256-HEX); directory layers unpacked. `-`: its one file (or\n--layer N) to stdout",
+                set: |given, value| {
+    given.artifact = Some(value.path()?);
+    Ok(())
+},
+            },
+            Flag {
+                long: "artifact-type",
+                short: None,
+                value: Some("TYPE"),
+                help: "with --artifact: fetch the newest referrer of IMAGE of this type\n(e.g. an SBOM attached to the image) rather than IMAGE itself",
+                set: |given, value| {
+    let text = value.string()?;
+    if text.is_empty() {
+        return Err(Error::Usage("--artifact-type needs a media type, e.g. application/spdx+json".into()));
+    }
+    given.artifact_type = Some(text);
+    Ok(())
+},
+            },
+            Flag {
                 long: "push",
                 short: None,
                 value: Some("ARCHIVE|DIR"),
@@ -528,6 +552,12 @@ symlink to PATH, or with `entrypoint` to the image's entrypoint",
     Ok(())
 },
             },
+            switch!(
+                "with-referrers",
+                None,
+                "with --copy-to: copy what refers to the image too (signatures,\nSBOMs, attestations), under the referrers API or its fallback tag",
+                with_referrers
+            ),
         ],
     },
     Section {
@@ -564,6 +594,16 @@ symlink to PATH, or with `entrypoint` to the image's entrypoint",
 },
             },
             switch!("pretty", None, "with --metadata: indented", pretty),
+            Flag {
+                long: "referrers",
+                short: None,
+                value: None,
+                help: "what refers to the image (signatures, SBOMs, attestations): type,\ndigest, size and annotations (JSON), tab-separated, one a line",
+                set: |given, _| {
+    given.inspect.push(Inspect::Referrers);
+    Ok(())
+},
+            },
             Flag {
                 long: "platforms",
                 short: None,

@@ -41,6 +41,9 @@ pub enum Command {
     Push(Session, Box<push::Options>),
     /// `--copy-to DEST`: images from their registry into another, with nothing on disk.
     Copy(Session, Box<copy::Options>),
+    /// `--artifact DIR|-`: an OCI artifact's files.
+    #[cfg(feature = "artifact")]
+    Artifact(Session, Box<crate::artifact::Options>),
     Help,
     Version,
 }
@@ -111,6 +114,9 @@ pub struct Given {
     layer: Option<LayerChoice>,
     registry_format: bool,
     push: Option<PathBuf>,
+    artifact: Option<PathBuf>,
+    artifact_type: Option<String>,
+    with_referrers: bool,
     image: Option<String>,
     all: bool,
     inspect: Vec<Inspect>,
@@ -177,6 +183,8 @@ enum Kind {
     Inspect(Inspect),
     Push(PathBuf),
     Copy(String),
+    #[cfg_attr(not(feature = "artifact"), allow(dead_code))]
+    Artifact(PathBuf),
 }
 
 fn build(
@@ -286,9 +294,26 @@ fn build(
                 verify_keys: given.verify_keys,
                 platform: given.platform,
                 platforms: given.platforms,
+                with_referrers: given.with_referrers,
             };
             return Ok(Command::Copy(session, Box::new(options)));
         }
+        #[cfg(feature = "artifact")]
+        Kind::Artifact(dest) => {
+            let options = crate::artifact::Options {
+                image,
+                http,
+                mirrors,
+                verify_keys: given.verify_keys,
+                platform: given.platform,
+                dest,
+                layer: given.layer.take(),
+                artifact_type: given.artifact_type.take(),
+            };
+            return Ok(Command::Artifact(session, Box::new(options)));
+        }
+        #[cfg(not(feature = "artifact"))]
+        Kind::Artifact(_) => return Err(crate::features::missing("artifact", "--artifact")),
         Kind::Archive => Output::Archive(archive_form(&mut given)),
         Kind::Rootfs(dir) => Output::Rootfs {
             dir,
@@ -334,11 +359,17 @@ fn kind(given: &mut Given) -> Result<Kind, Error> {
         },
         other => other,
     });
+    // With --artifact, --layer picks the file for `-`.
+    let layer = match given.artifact {
+        Some(_) => None,
+        None => given.layer.take().map(Kind::Layer),
+    };
     let named = [
+        given.artifact.clone().map(Kind::Artifact),
         given.rootfs.take().map(Kind::Rootfs),
         given.flatten.take().map(Kind::Flatten),
         given.initramfs.take().map(Kind::Initramfs),
-        given.layer.take().map(Kind::Layer),
+        layer,
         inspect.map(Kind::Inspect),
     ];
     let mut named = named.into_iter().flatten();
@@ -350,10 +381,10 @@ fn kind(given: &mut Given) -> Result<Kind, Error> {
         (Some(source), None, None, _) => Ok(Kind::Push(source)),
         (None, Some(destination), None, _) => Ok(Kind::Copy(destination)),
         (Some(_), None, Some(_), _) | (None, Some(_), Some(_), _) => Err(Error::Usage(
-            "--push and --copy-to write to a registry; they do not go with --rootfs, --flatten, --initramfs, --layer or the inspection flags".into(),
+            "--push and --copy-to write to a registry; they do not go with --artifact, --rootfs, --flatten, --initramfs, --layer or the inspection flags".into(),
         )),
         (None, None, Some(_), Some(_)) => Err(Error::Usage(
-            "choose one of --rootfs, --flatten, --initramfs, --layer and the inspection flags (--tags, --sha, --metadata, --platforms)".into(),
+            "choose one of --artifact, --rootfs, --flatten, --initramfs, --layer and the inspection flags (--tags, --sha, --metadata, --platforms, --referrers)".into(),
         )),
         (None, None, Some(kind), None) => Ok(kind),
         (None, None, None, _) => Ok(Kind::Archive),
@@ -405,7 +436,7 @@ macro_rules! not_archive {
 
 /// Flags that do not go together, with what to tell the user; the first that applies is the
 /// error. `several` is whether more than one IMAGE was given.
-fn conflicts(g: &Given, kind: &Kind, several: bool) -> [(bool, &'static str); 36] {
+fn conflicts(g: &Given, kind: &Kind, several: bool) -> [(bool, &'static str); 40] {
     let archive = matches!(kind, Kind::Archive);
     let rootfs = matches!(kind, Kind::Rootfs(_));
     let layer = matches!(kind, Kind::Layer(_));
@@ -413,6 +444,7 @@ fn conflicts(g: &Given, kind: &Kind, several: bool) -> [(bool, &'static str); 36
     let pushing = matches!(kind, Kind::Push(_));
     let copying = matches!(kind, Kind::Copy(_));
     let one_image = !(archive || copying);
+    let artifact = matches!(kind, Kind::Artifact(_));
     let tags = matches!(kind, Kind::Inspect(Inspect::Tags));
     let initramfs = matches!(kind, Kind::Initramfs(_));
     let other = !archive;
@@ -426,6 +458,10 @@ fn conflicts(g: &Given, kind: &Kind, several: bool) -> [(bool, &'static str); 36
         (g.force && !rootfs, goes_with!("--force", "--rootfs DIR")),
         (g.git && !rootfs, goes_with!("--git", "--rootfs DIR")),
         (g.registry_format && !layer, goes_with!("--registry-format", "--layer N")),
+        (g.artifact_type.is_some() && !artifact, goes_with!("--artifact-type", "--artifact DIR|-")),
+        (g.with_referrers && !copying, goes_with!("--with-referrers", "--copy-to DEST")),
+        (g.cache_dir.is_some() && artifact, "--cache-dir keeps the layers of images; --artifact does not use it"),
+        (g.layer.is_some() && artifact && g.artifact.as_deref() != Some(Path::new("-")), "with --artifact, --layer chooses the one file --artifact - writes; a directory gets every file"),
         (g.images_from.is_some() && pushing, "--images-from names images to pull or copy; --push takes the images an archive holds (choose with --image or --all)"),
         (g.images_from.is_some() && one_image, "--images-from puts several images into one archive, or copies them with --copy-to; it does not go with --rootfs, --flatten, --layer or inspection"),
         (several && one_image, "several images go into one archive only (or are copied by --copy-to with --images-from); --rootfs, --flatten, --layer, --push and inspection take one IMAGE"),
@@ -686,6 +722,13 @@ fn lacking(g: &Given) -> Option<(&'static str, &'static str)> {
         (g.initramfs.is_some(), "initramfs", "--initramfs"),
         (g.git, "git", "--git"),
         (g.xz, "xz", "--xz"),
+        (g.artifact.is_some(), "artifact", "--artifact"),
+        (
+            g.inspect.contains(&Inspect::Referrers),
+            "artifact",
+            "--referrers",
+        ),
+        (g.with_referrers, "artifact", "--with-referrers"),
     ];
     needs
         .into_iter()
@@ -737,6 +780,8 @@ mod feature_tests {
             (&["--initramfs", "i.cpio", "x"][..], "initramfs"),
             (&["--rootfs", "d", "--git", "x"][..], "git"),
             (&["--xz", "x"][..], "xz"),
+            (&["--artifact", "d", "x"][..], "artifact"),
+            (&["--referrers", "x"][..], "artifact"),
         ] {
             let argv = std::iter::once("dockersave")
                 .chain(args.iter().copied())

@@ -43,6 +43,8 @@ pub struct Options {
     /// `--platform all|LIST`; without it and without `platform`, everything the reference
     /// names is copied (every entry of an index).
     pub platforms: Option<Platforms>,
+    /// `--with-referrers`: what refers to each image (signatures, SBOMs) goes along.
+    pub with_referrers: bool,
 }
 
 /// In a build without the "push" feature: the error that names it (the command line refuses

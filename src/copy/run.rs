@@ -74,6 +74,8 @@ fn target(options: &Options, source: &Reference) -> Reference {
 /// What goes up for one image: the manifests to store by digest, then the top document stored
 /// under the tag. Everything in it came verified from `source::Reach`.
 struct Plan {
+    /// The digest of what the source reference names (its referrers name it).
+    source_top: Digest,
     members: Vec<(FetchedManifest, Manifest)>,
     /// The index to store under the tag (bytes, media type); `None` when the top document is
     /// the one member's manifest.
@@ -98,6 +100,7 @@ fn copy_image(
                 chosen.served.digest
             ));
             Plan {
+                source_top: chosen.top.digest,
                 members: vec![(chosen.served, chosen.manifest)],
                 index: None,
             }
@@ -110,6 +113,7 @@ fn copy_image(
             };
             match reach.bundle(&from, source, &platforms, Prefer::Smaller, keep)? {
                 Resolved::Image(served, manifest) => Plan {
+                    source_top: served.digest.clone(),
                     members: vec![(served, manifest)],
                     index: None,
                 },
@@ -128,6 +132,7 @@ fn copy_image(
                         (index, manifest::OCI_INDEX.to_string())
                     };
                     Plan {
+                        source_top: bundle.index.digest.clone(),
                         members: bundle.members,
                         index: Some(index),
                     }
@@ -181,7 +186,96 @@ fn copy_image(
             });
         }
     }
+    if options.with_referrers {
+        let source_digest = plan.source_top.clone();
+        if source_digest != digest {
+            progress.warn(&format!(
+                "--with-referrers: the copy's digest ({digest}) is not the source's ({source_digest}), which its referrers name: none is copied (copy every platform to keep the digest)"
+            ));
+        } else {
+            copy_referrers(
+                &from,
+                &to,
+                source,
+                &digest,
+                mount_from.first().map(String::as_str),
+                progress,
+            )?;
+        }
+    }
     Ok(digest)
+}
+
+/// `--with-referrers`: the manifests that refer to `subject` (the API's list, else the
+/// fallback tag's), each verified against its digest, with their blobs; then, where the
+/// destination has no referrers API, its fallback tag lists them beside what it listed.
+#[cfg(feature = "artifact")]
+fn copy_referrers(
+    from: &Registry,
+    to: &Registry,
+    source: &Reference,
+    subject: &Digest,
+    mount_from: Option<&str>,
+    progress: &Progress,
+) -> Result<(), Error> {
+    let (referrers, listed) = crate::artifact::referrers(from, subject)?;
+    if listed > referrers.len() {
+        return Err(Error::Invalid {
+            what: format!("the referrers of {source}"),
+            detail: format!(
+                "{listed} are listed, more than the {} dockersave copies",
+                referrers.len()
+            ),
+        });
+    }
+    for referrer in &referrers {
+        let digest = referrer.descriptor.digest.to_string();
+        let document = crate::source::fetch_document(from, &digest, source)?;
+        let manifest::Fetched::Image(parsed) = document.parsed else {
+            return Err(Error::Unsupported(format!(
+                "a referrer of {source} ({digest}) is an index; dockersave copies referrers that are manifests"
+            )));
+        };
+        let member = [(document.fetched, parsed)];
+        copy_blobs(from, to, &blobs_of(&member), mount_from, progress)?;
+        let media_type = media_type(&member[0].0, manifest::OCI_MANIFEST);
+        to.put_manifest(&digest, &member[0].0.bytes, &media_type)?;
+    }
+    if to.referrers_api(subject)?.is_none() && !referrers.is_empty() {
+        let tag = crate::registry::client::fallback_tag(subject);
+        let mut kept = match to.lookup_manifest(&tag)? {
+            Some(existing) => {
+                manifest::parse_referrers(&existing.bytes, crate::limits::MAX_REFERRERS)
+                    .map(|(kept, _)| kept)
+                    .unwrap_or_default()
+            }
+            None => Vec::new(),
+        };
+        kept.retain(|k| {
+            !referrers
+                .iter()
+                .any(|r| r.descriptor.digest == k.descriptor.digest)
+        });
+        kept.extend(referrers.iter().cloned());
+        to.put_manifest(&tag, &manifest::referrers_json(&kept), manifest::OCI_INDEX)?;
+    }
+    progress.info(&format!(
+        "  {} referrers of {source} copied",
+        referrers.len()
+    ));
+    Ok(())
+}
+
+#[cfg(not(feature = "artifact"))]
+fn copy_referrers(
+    _: &Registry,
+    _: &Registry,
+    _: &Reference,
+    _: &Digest,
+    _: Option<&str>,
+    _: &Progress,
+) -> Result<(), Error> {
+    Err(crate::features::missing("artifact", "--with-referrers"))
 }
 
 /// A document's media type: as served, else what its JSON says, else `fallback`.

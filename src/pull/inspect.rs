@@ -42,6 +42,8 @@ pub enum Inspect {
     },
     /// `--platforms`: the platforms an index offers.
     Platforms,
+    /// `--referrers`: what refers to the image (OCI 1.1 referrers).
+    Referrers,
 }
 
 /// Asks the registry what `options.kind` names and writes the answer to `out` (the command's
@@ -91,6 +93,7 @@ pub fn inspect(
                     lines.extend(seen.into_iter().map(String::into_bytes));
                 }
                 Fetched::Image(manifest) => {
+                    crate::source::image_only(&options.image, &manifest)?;
                     let config =
                         parse_config(&registry.small_blob(&manifest.config, "the image config")?)?;
                     let (Some(os), Some(arch)) = (&config.os, &config.architecture) else {
@@ -104,6 +107,25 @@ pub fn inspect(
                 }
             }
         }
+        #[cfg(feature = "artifact")]
+        Inspect::Referrers => {
+            // Of the document the reference names, as `oras attach` and cosign attach them.
+            let top = reach.top(&registry, &options.image)?;
+            let (referrers, listed) = crate::artifact::referrers(&registry, &top.fetched.digest)?;
+            if listed > referrers.len() {
+                reach.progress().warn(&format!(
+                    "{} of the {listed} referrers listed are shown",
+                    referrers.len()
+                ));
+            }
+            lines.extend(
+                referrers
+                    .iter()
+                    .map(|r| crate::artifact::describe(r).into_bytes()),
+            );
+        }
+        #[cfg(not(feature = "artifact"))]
+        Inspect::Referrers => return Err(crate::features::missing("artifact", "--referrers")),
         Inspect::Sha | Inspect::Metadata { .. } => {
             let platform = platform(options.platform.as_ref());
             let given = options.platform.is_some();
@@ -121,7 +143,12 @@ pub fn inspect(
                     lines.push(top_fetched.bytes);
                 }
                 lines.push(chosen.bytes);
-                lines.push(registry.small_blob(&manifest.config, "the image config")?);
+                // An artifact's config is shown when it is JSON (Helm's chart metadata, the
+                // empty `{}`); its type, annotations and files are in the manifest above.
+                let config = &manifest.config;
+                if manifest.artifact().is_none() || config.media_type.ends_with("json") {
+                    lines.push(registry.small_blob(config, "the config")?);
+                }
                 if kind == (Inspect::Metadata { pretty: true }) {
                     for line in &mut lines {
                         let indented = pretty::indent(line).map_err(|detail| Error::Invalid {

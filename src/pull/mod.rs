@@ -445,6 +445,7 @@ fn with_config(
     manifest: Manifest,
     ahead: Ahead,
 ) -> Result<Image, Error> {
+    crate::source::image_only(reference, &manifest)?;
     let order: Vec<&manifest::Descriptor> = match ahead {
         Ahead::Bottom => manifest.layers.iter().collect(),
         Ahead::Top => manifest.layers.iter().rev().collect(),

@@ -176,7 +176,7 @@ impl Registry {
     }
 
     /// As `manifest`, for one that may not exist (a signature's tag): `None` on 404.
-    #[cfg(feature = "verify")]
+    #[cfg(any(feature = "verify", feature = "artifact"))]
     pub fn lookup_manifest(&self, reference: &str) -> Result<Option<FetchedManifest>, Error> {
         let path = format!("/v2/{}/manifests/{reference}", self.repository);
         let what = format!("{reference} of {}", self.repository);
@@ -194,10 +194,22 @@ impl Registry {
         }
     }
 
-    /// The OCI 1.1 referrers of `digest` (an image index), or `None` when the registry has no
-    /// referrers API (a 404, or another 4xx from registries that do not know the path).
-    #[cfg(feature = "verify")]
+    /// The OCI 1.1 referrers of `digest` (an image index): the referrers API's answer, else,
+    /// from a registry without the API (a 404, or another 4xx from registries that do not know
+    /// the path), the index its fallback tag `sha256-<hex>` names; `None` when neither exists.
+    #[cfg(any(feature = "verify", feature = "artifact"))]
     pub fn referrers(&self, digest: &Digest) -> Result<Option<Vec<u8>>, Error> {
+        match self.referrers_api(digest)? {
+            Some(index) => Ok(Some(index)),
+            None => Ok(self
+                .lookup_manifest(&fallback_tag(digest))?
+                .map(|f| f.bytes)),
+        }
+    }
+
+    /// The referrers API's answer for `digest`; `None` when the registry has no such API.
+    #[cfg(any(feature = "verify", feature = "artifact"))]
+    pub fn referrers_api(&self, digest: &Digest) -> Result<Option<Vec<u8>>, Error> {
         let path = format!("/v2/{}/referrers/{digest}", self.repository);
         let what = format!("the referrers of {digest}");
         let response = self.pulled(&path, &[], |s| s == 200 || (400..500).contains(&s))?;
@@ -831,6 +843,13 @@ impl BlobReader<'_> {
 
 /// The target of a `Link` header's `rel="next"` entry (`</v2/x/tags/list?last=b&n=2>;
 /// rel="next"`).
+/// The tag OCI 1.1 lists the referrers of `digest` under where the registry has no referrers
+/// API: `sha256-<hex>`.
+#[cfg(any(feature = "verify", feature = "artifact"))]
+pub fn fallback_tag(digest: &Digest) -> String {
+    format!("sha256-{}", digest.hex())
+}
+
 fn next_page(header: &str) -> Option<String> {
     header.split(',').find_map(|link| {
         let (target, params) = link.trim().split_once(';')?;

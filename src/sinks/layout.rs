@@ -718,6 +718,8 @@ mod tests {
                     size: config_bytes.len() as u64,
                 },
                 layers,
+                artifact_type: None,
+                files: Vec::new(),
             };
             let manifest_bytes = b"{\"served\":true}".to_vec();
             Owned {

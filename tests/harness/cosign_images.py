@@ -17,6 +17,7 @@ and `signed-index`, a copy of the multi-platform index. KEYDIR receives the publ
 ours.pub (ECDSA P-256, as `cosign generate-key-pair`), other.pub, ed25519.pub and rsa.pub.
 
   signed            signed by ours
+  signed-artifact   an OCI artifact (artifact_images.py) signed by ours
   signed-two        two signatures: the first by other, the second by ours
   signed-index      the index of a two-platform image signed (not its platform manifests)
   unsigned          no signature at all
@@ -168,6 +169,11 @@ def main():
     d, _ = digest("signed-index")
     p = payload_for("signed-index", d)
     push_classic("signed-index", d, [(p, sign(ours, p))])
+
+    # An OCI artifact (artifact_images.py) signed as an image is.
+    d, _ = digest("signed-artifact")
+    p = payload_for("signed-artifact", d)
+    push_classic("signed-artifact", d, [(p, sign(ours, p))])
 
     d, _ = digest("signed-other")
     p = payload_for("signed-other", d)

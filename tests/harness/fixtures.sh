@@ -27,6 +27,9 @@
 #                         (unknown/unknown entries; attested_images.py)
 #   signed*, unsigned     busybox (signed-index: multi) signed as cosign signs, by keys left in
 #                         $work/keys (cosign_images.py lists each case)
+#   artifacts/*, charts/demo  OCI artifacts as ORAS and Helm publish them, busybox with SBOMs
+#                         attached, and hostile ones; their files in $work/artifacts
+#                         (artifact_images.py)
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 registry=$1
@@ -165,6 +168,7 @@ for repo in trick-twice trick-platformless trick-mixed trick-attest-only; do
   "${push[@]}" --src-tls-verify=false --preserve-digests "docker://$registry/busybox:latest" \
     "docker://$registry/$repo:base"
 done
+python3 "$here/artifact_images.py" "$registry" "$work/artifacts"
 python3 "$here/cosign_images.py" "$registry" "$work/keys"
 python3 "$here/attested_images.py" "$registry"
 echo "fixtures pushed to $registry"
