@@ -41,6 +41,8 @@
 #   thin:      "big-v2" ("big" with one more, small layer): a full archive against a thin one
 #              (--have big:latest), time and bytes; and a pull of big-v2 through a --cache-dir
 #              that holds big (warm) against an empty one (cold);
+#   artifact:  "payload", an OCI artifact (as `oras push` writes it) of one 100 MB file:
+#              `dockersave --artifact DIR` against `curl` of the blob alone, the floor;
 #   initramfs: `dockersave --initramfs FILE.cpio.gz` (no root) against the way without it:
 #              `dockersave --rootfs DIR` as root, then `find . | cpio -o -H newc | gzip -1`, for
 #              rootfs, big and big2x; and `--initramfs --xz` against the same with `xz -1 -C crc32`.
@@ -174,6 +176,8 @@ measure() { # measure TOOL IMAGE: one run, appends "wall rss_kb" to $DS_STATE/TO
     cache-warm) cp -al "$DS_STATE/big-cache" "$out/cache"
                 cmd=("$dockersave" --insecure -q --cache-dir "$out/cache" -o "$out/$image.tar"
                      "$registry/$image:latest") ;;
+    artifact) cmd=("$dockersave" --insecure -q --artifact "$out/files" "$registry/$image:latest") ;;
+    curl-blob) cmd=(curl -sSf -o "$out/blob" "http://$registry/v2/$image/blobs/$(cat "$DS_STATE/$image.digest")") ;;
     initramfs) cmd=("$dockersave" --insecure -q --initramfs "$out/$image.cpio.gz"
                     "$registry/$image:latest") ;;
     initramfs-xz) cmd=("$dockersave" --insecure -q --initramfs "$out/$image.cpio.xz" --xz
@@ -261,8 +265,8 @@ compare() {
   done
 }
 
-# DS_BENCH_SECTIONS picks sections (default: all eleven).
-sections=${DS_BENCH_SECTIONS:-archives forms unpacking push link zstd fleet copy bundle thin initramfs}
+# DS_BENCH_SECTIONS picks sections (default: all twelve).
+sections=${DS_BENCH_SECTIONS:-archives forms unpacking push link zstd fleet copy bundle thin artifact initramfs}
 mkdir -p "$sources"
 if [[ " $sections " == *" archives "* ]]; then
 echo "== archives: dockersave against skopeo copy docker-archive:"
@@ -466,6 +470,31 @@ printf 'big-v2   archive bytes: full %.1f MB, thin %.3f MB (%.4f of the full one
   "$(echo "$full_bytes / 1000000" | bc -l)" "$(echo "$thin_bytes / 1000000" | bc -l)" \
   "$(echo "$thin_bytes / $full_bytes" | bc -l)"
 compare cache-warm cache-cold big-v2
+echo
+fi
+if [[ " $sections " == *" artifact "* ]]; then
+echo "== artifact: payload (one 100 MB file, as oras push writes it), --artifact DIR against"
+echo "   curl of the blob (the floor: one GET, no verification)"
+head -c 100000000 /dev/urandom >"$DS_STATE/payload.bin"
+PYTHONPATH="$DS_ROOT/tests/harness" python3 - "$registry" "$DS_STATE/payload.bin" \
+  >"$DS_STATE/payload.digest" <<'PY'
+import json, sys
+from registry_api import Registry
+registry, path = Registry(sys.argv[1]), sys.argv[2]
+with open(path, "rb") as f:
+    blob = registry.push_blob("payload", f.read())
+empty = registry.push_blob("payload", b"{}")
+manifest = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "artifactType": "application/vnd.example.payload",
+            "config": {"mediaType": "application/vnd.oci.empty.v1+json", **empty},
+            "layers": [{"mediaType": "application/octet-stream", **blob,
+                        "annotations": {"org.opencontainers.image.title": "payload.bin"}}]}
+registry.put_manifest("payload", "latest", json.dumps(manifest).encode(),
+                      "application/vnd.oci.image.manifest.v1+json")
+print(blob["digest"])
+PY
+rm -f "$DS_STATE/payload.bin"
+compare artifact curl-blob payload
 echo
 fi
 if [[ " $sections " == *" initramfs "* ]]; then

@@ -324,7 +324,6 @@ impl Client {
 
     /// Runs an `--artifact` fetch the command line put together (`-`: the file to `out`).
     #[doc(hidden)]
-    #[cfg(feature = "artifact")]
     pub fn run_artifact(
         &self,
         options: &crate::artifact::Options,

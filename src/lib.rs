@@ -62,7 +62,6 @@
 // The archive reader (--push, --have ARCHIVE): left out of the minimal build for its size.
 #[cfg(feature = "push")]
 mod archived;
-#[cfg(feature = "artifact")]
 #[doc(hidden)]
 pub mod artifact;
 mod cache;

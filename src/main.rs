@@ -77,7 +77,6 @@ fn run() -> Result<(), Error> {
                 println!("{copied}");
             }
         }
-        #[cfg(feature = "artifact")]
         Command::Artifact(session, options) => {
             let mut out = std::io::stdout().lock();
             for written in client(&session)?.run_artifact(&options, &mut out)? {

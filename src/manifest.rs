@@ -272,8 +272,8 @@ pub fn parse(bytes: &[u8], content_type: Option<&str>) -> Result<Fetched, String
 
 /// One entry of an image's referrers (the referrers API's index, or its fallback tag's): a
 /// manifest whose `subject` is the image, as the index describes it.
-#[cfg(feature = "artifact")]
 #[derive(Clone, Debug)]
+#[cfg_attr(not(feature = "artifact"), allow(dead_code))]
 pub struct Referrer {
     pub descriptor: Descriptor,
     /// The entry's `artifactType` (the registry fills it in from the manifest's, or its config's
@@ -283,12 +283,12 @@ pub struct Referrer {
 }
 
 /// The annotation a referrer's time of creation is in, which "newest" goes by.
-#[cfg(feature = "artifact")]
+#[cfg_attr(not(feature = "artifact"), allow(dead_code))]
 pub const CREATED_ANNOTATION: &str = "org.opencontainers.image.created";
 
 /// Parses a referrers index: at most `limit` entries are taken, the rest said to exist by the
 /// count returned beside them.
-#[cfg(feature = "artifact")]
+#[cfg_attr(not(feature = "artifact"), allow(dead_code))]
 pub fn parse_referrers(bytes: &[u8], limit: usize) -> Result<(Vec<Referrer>, usize), String> {
     let text = std::str::from_utf8(bytes).map_err(|_| "it is not UTF-8 text".to_string())?;
     let raw: RawManifest =
@@ -313,7 +313,7 @@ pub fn parse_referrers(bytes: &[u8], limit: usize) -> Result<(Vec<Referrer>, usi
 
 /// An OCI index of `referrers`, as a registry without the referrers API keeps them under the
 /// fallback tag (what `oras attach` writes there).
-#[cfg(all(feature = "artifact", feature = "push"))]
+#[cfg(feature = "push")]
 pub fn referrers_json(referrers: &[Referrer]) -> Vec<u8> {
     let text = |t: &str| miniserde::json::to_string(t);
     let entries: Vec<String> = referrers
@@ -737,7 +737,7 @@ mod tests {
         assert_eq!(empty.artifact(), Some("application/vnd.oci.empty.v1+json"));
     }
 
-    #[cfg(all(feature = "artifact", feature = "push"))]
+    #[cfg(feature = "push")]
     #[test]
     fn a_referrers_index_round_trips_and_is_capped() {
         let index = format!(

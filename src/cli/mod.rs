@@ -42,7 +42,6 @@ pub enum Command {
     /// `--copy-to DEST`: images from their registry into another, with nothing on disk.
     Copy(Session, Box<copy::Options>),
     /// `--artifact DIR|-`: an OCI artifact's files.
-    #[cfg(feature = "artifact")]
     Artifact(Session, Box<crate::artifact::Options>),
     Help,
     Version,
@@ -183,7 +182,6 @@ enum Kind {
     Inspect(Inspect),
     Push(PathBuf),
     Copy(String),
-    #[cfg_attr(not(feature = "artifact"), allow(dead_code))]
     Artifact(PathBuf),
 }
 
@@ -298,7 +296,6 @@ fn build(
             };
             return Ok(Command::Copy(session, Box::new(options)));
         }
-        #[cfg(feature = "artifact")]
         Kind::Artifact(dest) => {
             let options = crate::artifact::Options {
                 image,
@@ -312,8 +309,6 @@ fn build(
             };
             return Ok(Command::Artifact(session, Box::new(options)));
         }
-        #[cfg(not(feature = "artifact"))]
-        Kind::Artifact(_) => return Err(crate::features::missing("artifact", "--artifact")),
         Kind::Archive => Output::Archive(archive_form(&mut given)),
         Kind::Rootfs(dir) => Output::Rootfs {
             dir,

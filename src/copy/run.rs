@@ -209,7 +209,6 @@ fn copy_image(
 /// `--with-referrers`: the manifests that refer to `subject` (the API's list, else the
 /// fallback tag's), each verified against its digest, with their blobs; then, where the
 /// destination has no referrers API, its fallback tag lists them beside what it listed.
-#[cfg(feature = "artifact")]
 fn copy_referrers(
     from: &Registry,
     to: &Registry,
@@ -264,18 +263,6 @@ fn copy_referrers(
         referrers.len()
     ));
     Ok(())
-}
-
-#[cfg(not(feature = "artifact"))]
-fn copy_referrers(
-    _: &Registry,
-    _: &Registry,
-    _: &Reference,
-    _: &Digest,
-    _: Option<&str>,
-    _: &Progress,
-) -> Result<(), Error> {
-    Err(crate::features::missing("artifact", "--with-referrers"))
 }
 
 /// A document's media type: as served, else what its JSON says, else `fallback`.

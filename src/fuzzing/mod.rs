@@ -56,17 +56,39 @@ pub fn signature(data: &[u8]) {
     }
 }
 
-/// Manifests and indexes (with and without a Content-Type), platform choice, image configs.
+/// Manifests and indexes (with and without a Content-Type), platform choice, image configs;
+/// artifacts' file names, Helm chart configs and referrers indexes.
 pub fn manifest(data: &[u8]) {
     use crate::manifest::{choose, parse, parse_config, Fetched, Platform};
     for content_type in [None, Some(crate::manifest::OCI_INDEX)] {
-        if let Ok(Fetched::Index(entries)) = parse(data, content_type) {
-            let wanted = Platform::parse("linux/arm/v7").expect("valid platform");
-            if let Ok(choice) = choose(&entries, &wanted) {
-                let twins = crate::manifest::twins(&entries, &choice);
-                assert!(twins.iter().any(|t| std::ptr::eq(*t, choice.entry)));
+        match parse(data, content_type) {
+            Ok(Fetched::Index(entries)) => {
+                let wanted = Platform::parse("linux/arm/v7").expect("valid platform");
+                if let Ok(choice) = choose(&entries, &wanted) {
+                    let twins = crate::manifest::twins(&entries, &choice);
+                    assert!(twins.iter().any(|t| std::ptr::eq(*t, choice.entry)));
+                }
             }
+            Ok(Fetched::Image(manifest)) => {
+                let _ = manifest.artifact();
+                #[cfg(feature = "artifact")]
+                if let Ok(planned) = crate::artifact::names::plan(&manifest, None) {
+                    // Whatever the titles say, every name stays below the directory.
+                    for file in planned {
+                        assert!(file
+                            .path
+                            .iter()
+                            .all(|c| !c.is_empty() && c != ".." && c != "." && !c.contains('/')));
+                    }
+                }
+            }
+            Err(_) => {}
         }
+    }
+    #[cfg(feature = "artifact")]
+    {
+        let _ = crate::artifact::names::chart(data);
+        let _ = crate::manifest::parse_referrers(data, crate::limits::MAX_REFERRERS);
     }
     let _ = parse_config(data);
     let _ = crate::pretty::indent(data);

@@ -107,7 +107,6 @@ pub fn inspect(
                 }
             }
         }
-        #[cfg(feature = "artifact")]
         Inspect::Referrers => {
             // Of the document the reference names, as `oras attach` and cosign attach them.
             let top = reach.top(&registry, &options.image)?;
@@ -124,8 +123,6 @@ pub fn inspect(
                     .map(|r| crate::artifact::describe(r).into_bytes()),
             );
         }
-        #[cfg(not(feature = "artifact"))]
-        Inspect::Referrers => return Err(crate::features::missing("artifact", "--referrers")),
         Inspect::Sha | Inspect::Metadata { .. } => {
             let platform = platform(options.platform.as_ref());
             let given = options.platform.is_some();

@@ -176,7 +176,7 @@ impl Registry {
     }
 
     /// As `manifest`, for one that may not exist (a signature's tag): `None` on 404.
-    #[cfg(any(feature = "verify", feature = "artifact"))]
+    #[cfg(any(feature = "verify", feature = "artifact", feature = "push"))]
     pub fn lookup_manifest(&self, reference: &str) -> Result<Option<FetchedManifest>, Error> {
         let path = format!("/v2/{}/manifests/{reference}", self.repository);
         let what = format!("{reference} of {}", self.repository);
@@ -208,7 +208,7 @@ impl Registry {
     }
 
     /// The referrers API's answer for `digest`; `None` when the registry has no such API.
-    #[cfg(any(feature = "verify", feature = "artifact"))]
+    #[cfg(any(feature = "verify", feature = "artifact", feature = "push"))]
     pub fn referrers_api(&self, digest: &Digest) -> Result<Option<Vec<u8>>, Error> {
         let path = format!("/v2/{}/referrers/{digest}", self.repository);
         let what = format!("the referrers of {digest}");
@@ -845,7 +845,7 @@ impl BlobReader<'_> {
 /// rel="next"`).
 /// The tag OCI 1.1 lists the referrers of `digest` under where the registry has no referrers
 /// API: `sha256-<hex>`.
-#[cfg(any(feature = "verify", feature = "artifact"))]
+#[cfg(any(feature = "verify", feature = "artifact", feature = "push"))]
 pub fn fallback_tag(digest: &Digest) -> String {
     format!("sha256-{}", digest.hex())
 }
