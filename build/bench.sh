@@ -41,6 +41,9 @@
 #   thin:      "big-v2" ("big" with one more, small layer): a full archive against a thin one
 #              (--have big:latest), time and bytes; and a pull of big-v2 through a --cache-dir
 #              that holds big (warm) against an empty one (cold);
+#   cores:     the archive of big and big2x (`-o FILE`) against `-o /dev/null` of the same (the
+#              CPU work alone: inflate and two sha256 passes, nothing written), on both cores and
+#              pinned to one (`taskset -c 0`), and `--rootfs` pinned to one against both;
 #   artifact:  "payload", an OCI artifact (as `oras push` writes it) of one 100 MB file:
 #              `dockersave --artifact DIR` against `curl` of the blob alone, the floor;
 #   initramfs: `dockersave --initramfs FILE.cpio.gz` (no root) against the way without it:
@@ -176,6 +179,12 @@ measure() { # measure TOOL IMAGE: one run, appends "wall rss_kb" to $DS_STATE/TO
     cache-warm) cp -al "$DS_STATE/big-cache" "$out/cache"
                 cmd=("$dockersave" --insecure -q --cache-dir "$out/cache" -o "$out/$image.tar"
                      "$registry/$image:latest") ;;
+    archive) cmd=("$dockersave" --insecure -q -o "$out/$image.tar" "$registry/$image:latest") ;;
+    devnull) cmd=("$dockersave" --insecure -q -o /dev/null "$registry/$image:latest") ;;
+    archive-1core) cmd=(taskset -c 0 "$dockersave" --insecure -q -o "$out/$image.tar"
+                        "$registry/$image:latest") ;;
+    devnull-1core) cmd=(taskset -c 0 "$dockersave" --insecure -q -o /dev/null "$registry/$image:latest") ;;
+    rootfs-1core) cmd=(taskset -c 0 "$dockersave" --insecure --rootfs "$out/rootfs" "$registry/$image:latest") ;;
     artifact) cmd=("$dockersave" --insecure -q --artifact "$out/files" "$registry/$image:latest") ;;
     curl-blob) cmd=(curl -sSf -o "$out/blob" "http://$registry/v2/$image/blobs/$(cat "$DS_STATE/$image.digest")") ;;
     initramfs) cmd=("$dockersave" --insecure -q --initramfs "$out/$image.cpio.gz"
@@ -265,8 +274,8 @@ compare() {
   done
 }
 
-# DS_BENCH_SECTIONS picks sections (default: all twelve).
-sections=${DS_BENCH_SECTIONS:-archives forms unpacking push link zstd fleet copy bundle thin artifact initramfs}
+# DS_BENCH_SECTIONS picks sections (default: all thirteen).
+sections=${DS_BENCH_SECTIONS:-archives forms unpacking push link zstd fleet copy bundle thin cores artifact initramfs}
 mkdir -p "$sources"
 if [[ " $sections " == *" archives "* ]]; then
 echo "== archives: dockersave against skopeo copy docker-archive:"
@@ -470,6 +479,13 @@ printf 'big-v2   archive bytes: full %.1f MB, thin %.3f MB (%.4f of the full one
   "$(echo "$full_bytes / 1000000" | bc -l)" "$(echo "$thin_bytes / 1000000" | bc -l)" \
   "$(echo "$thin_bytes / $full_bytes" | bc -l)"
 compare cache-warm cache-cold big-v2
+echo
+fi
+if [[ " $sections " == *" cores "* ]]; then
+echo "== cores: the archive against -o /dev/null (the CPU work alone), on two cores and on one"
+compare archive devnull big big2x
+compare archive-1core devnull-1core big
+compare rootfs-1core rootfs big
 echo
 fi
 if [[ " $sections " == *" artifact "* ]]; then
