@@ -15,7 +15,7 @@ use std::fs::{self, File};
 use std::io::{self, Seek, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 /// Entries written as files and directories under `dir` (the `--no-tar` directory, private
@@ -44,6 +44,8 @@ pub struct ArchiveWriter {
     turn: AtomicUsize,
     /// Layers spooled completely before their turn, appended by whoever hands the turn on.
     waiting: Mutex<Vec<Option<Spooled>>>,
+    /// Bytes written into the archive since its writeback was last started.
+    unflushed: AtomicU64,
 }
 
 /// A layer's tar name, and the entries that precede it (a legacy layer directory).
@@ -77,7 +79,18 @@ impl ArchiveWriter {
             direct,
             turn: AtomicUsize::new(0),
             waiting: Mutex::new((0..layers).map(|_| None).collect()),
+            unflushed: AtomicU64::new(0),
         })
+    }
+
+    /// Counts `n` more bytes in the archive, starting their writeback every `WRITEBACK_STEP`:
+    /// the pages go to disk while the layers are still being inflated and hashed, not all at
+    /// the final `fsync`.
+    fn wrote(&self, n: u64) {
+        if self.unflushed.fetch_add(n, Ordering::Relaxed) + n >= crate::outfile::WRITEBACK_STEP {
+            self.unflushed.store(0, Ordering::Relaxed);
+            crate::outfile::start_writeback(&self.file);
+        }
     }
 
     /// Where layer `index`'s `layer.tar` goes: straight into the archive if it is its turn,
@@ -143,6 +156,7 @@ impl ArchiveWriter {
         out.write_all(header(&spooled.entries.name, len)?.as_bytes())?;
         copy_spool(&mut spool, &mut out, len)?;
         pad(&mut out, len)?;
+        self.wrote(len);
         self.discard_spool(&spooled.path)
     }
 
@@ -215,6 +229,7 @@ impl LayerSink<'_> {
         if let Some(mut spool) = self.spool.take() {
             spool.rewind()?;
             copy_spool(&mut spool, &mut out, self.len)?;
+            self.archive.wrote(self.len);
             drop(spool);
             self.archive.discard_spool(&self.spool_path)?;
         }
@@ -232,7 +247,11 @@ impl Write for LayerSink<'_> {
         }
         let n = match &mut self.spool {
             Some(spool) => spool.write(buf)?,
-            None => (&self.archive.file).write(buf)?,
+            None => {
+                let n = (&self.archive.file).write(buf)?;
+                self.archive.wrote(n as u64);
+                n
+            }
         };
         self.len += n as u64;
         Ok(n)
