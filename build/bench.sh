@@ -42,8 +42,10 @@
 #              (--have big:latest), time and bytes; and a pull of big-v2 through a --cache-dir
 #              that holds big (warm) against an empty one (cold);
 #   cores:     the archive of big and big2x (`-o FILE`) against `-o /dev/null` of the same (the
-#              CPU work alone: inflate and two sha256 passes, nothing written), on both cores and
-#              pinned to one (`taskset -c 0`), and `--rootfs` pinned to one against both;
+#              CPU work alone: inflate and two sha256 passes, nothing written), `-o - >FILE`
+#              against it, `--gzip` against the plain archive, the archive pinned to one core
+#              (`taskset -c 0`) against /dev/null pinned, and `--rootfs` and `--flatten` pinned
+#              against free;
 #   artifact:  "payload", an OCI artifact (as `oras push` writes it) of one 100 MB file:
 #              `dockersave --artifact DIR` against `curl` of the blob alone, the floor;
 #   initramfs: `dockersave --initramfs FILE.cpio.gz` (no root) against the way without it:
@@ -181,9 +183,13 @@ measure() { # measure TOOL IMAGE: one run, appends "wall rss_kb" to $DS_STATE/TO
                      "$registry/$image:latest") ;;
     archive) cmd=("$dockersave" --insecure -q -o "$out/$image.tar" "$registry/$image:latest") ;;
     devnull) cmd=("$dockersave" --insecure -q -o /dev/null "$registry/$image:latest") ;;
+    gzip) cmd=("$dockersave" --insecure -q --gzip -o "$out/$image.tar.gz" "$registry/$image:latest") ;;
     archive-1core) cmd=(taskset -c 0 "$dockersave" --insecure -q -o "$out/$image.tar"
                         "$registry/$image:latest") ;;
     devnull-1core) cmd=(taskset -c 0 "$dockersave" --insecure -q -o /dev/null "$registry/$image:latest") ;;
+    flatten) cmd=("$dockersave" --insecure -q --flatten "$out/$image.flat.tar" "$registry/$image:latest") ;;
+    flatten-1core) cmd=(taskset -c 0 "$dockersave" --insecure -q --flatten "$out/$image.flat.tar"
+                        "$registry/$image:latest") ;;
     rootfs-1core) cmd=(taskset -c 0 "$dockersave" --insecure --rootfs "$out/rootfs" "$registry/$image:latest") ;;
     artifact) cmd=("$dockersave" --insecure -q --artifact "$out/files" "$registry/$image:latest") ;;
     curl-blob) cmd=(curl -sSf -o "$out/blob" "http://$registry/v2/$image/blobs/$(cat "$DS_STATE/$image.digest")") ;;
@@ -484,8 +490,11 @@ fi
 if [[ " $sections " == *" cores "* ]]; then
 echo "== cores: the archive against -o /dev/null (the CPU work alone), on two cores and on one"
 compare archive devnull big big2x
+compare stdout devnull big
+compare gzip archive big
 compare archive-1core devnull-1core big
 compare rootfs-1core rootfs big
+compare flatten-1core flatten big
 echo
 fi
 if [[ " $sections " == *" artifact "* ]]; then

@@ -229,8 +229,8 @@ impl Write for Entry {
 pub fn filling<T>(
     cache: Option<&Cache>,
     digest: &Digest,
-    body: &mut dyn Read,
-    use_blob: impl FnOnce(&mut dyn Read) -> Result<T, Error>,
+    body: &mut (dyn Read + Send),
+    use_blob: impl FnOnce(&mut (dyn Read + Send)) -> Result<T, Error>,
 ) -> Result<T, Error> {
     let Some(cache) = cache else {
         return use_blob(body);

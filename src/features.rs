@@ -19,6 +19,8 @@ pub const BUILT: &[&str] = &[
     "git",
     #[cfg(feature = "artifact")]
     "artifact",
+    #[cfg(feature = "overlap")]
+    "overlap",
 ];
 
 /// The usage error (exit 2) for `what` (a flag, or what an image holds), which needs `feature`.

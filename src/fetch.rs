@@ -42,7 +42,7 @@ const CHUNK: usize = 64 * 1024;
 pub fn in_order(
     blobs: &Blobs,
     order: &[usize],
-    consume: &mut dyn FnMut(usize, &mut dyn Read) -> Result<(), Error>,
+    consume: &mut dyn FnMut(usize, &mut (dyn Read + Send)) -> Result<(), Error>,
 ) -> Result<(), Error> {
     let cached: Vec<Option<File>> = match blobs.cache {
         Some(cache) => order
@@ -113,7 +113,7 @@ fn consume_all(
     order: &[usize],
     mut cached: Vec<Option<File>>,
     shared: &Shared,
-    consume: &mut dyn FnMut(usize, &mut dyn Read) -> Result<(), Error>,
+    consume: &mut dyn FnMut(usize, &mut (dyn Read + Send)) -> Result<(), Error>,
 ) -> Result<(), Error> {
     for (position, &layer) in order.iter().enumerate() {
         lock(&shared.window).current = position;
@@ -131,7 +131,7 @@ fn consume_all(
             consume(layer, &mut io::BufReader::with_capacity(CHUNK, file))?;
             continue;
         }
-        let mut stream: Box<dyn Read + '_> = if !slot.claimed.swap(true, Ordering::SeqCst) {
+        let mut stream: Box<dyn Read + Send + '_> = if !slot.claimed.swap(true, Ordering::SeqCst) {
             Box::new(
                 blobs
                     .registry

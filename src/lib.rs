@@ -91,6 +91,8 @@ pub mod limits;
 mod locks;
 mod manifest;
 mod outfile;
+#[cfg_attr(not(feature = "overlap"), path = "overlap_off.rs")]
+mod overlap;
 mod partial;
 mod paths;
 mod pipeline;

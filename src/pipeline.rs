@@ -32,7 +32,7 @@ pub struct LayerLabel<'a> {
 /// blob against `blob` and the tar against `diff_id`. On error `out` holds garbage: the caller
 /// removes it.
 pub fn unpack_layer(
-    body: &mut dyn Read,
+    body: &mut (dyn Read + Send),
     blob: &Descriptor,
     diff_id: &Digest,
     out: &mut dyn Write,
@@ -57,7 +57,7 @@ pub fn unpack_layer(
 /// `finish` has compared both digests; a consumer that fails on the way asks `explain`, which
 /// prefers a digest mismatch (the real cause when bytes were corrupted) to the symptom.
 pub struct LayerReader<'a> {
-    layer: Decompressor<HashingReader<io::Take<&'a mut dyn Read>>>,
+    layer: Decompressor<HashingReader<io::Take<&'a mut (dyn Read + Send)>>>,
     tar: Hasher,
     blob: &'a Descriptor,
     diff_id: &'a Digest,
@@ -68,7 +68,7 @@ pub struct LayerReader<'a> {
 
 impl<'a> LayerReader<'a> {
     pub fn new(
-        body: &'a mut dyn Read,
+        body: &'a mut (dyn Read + Send),
         blob: &'a Descriptor,
         diff_id: &'a Digest,
         label: &'a LayerLabel<'a>,

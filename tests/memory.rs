@@ -5,10 +5,10 @@
 //!
 //! Each limit is the documented goal, and the measured figure it holds is in the message:
 //! archives, `-o -`, `--compressed`, `--rootfs`, `--flatten` and `--initramfs` within 4 MiB
-//! (measured here 2.8–3.1 MiB); `--push` of three compressible layers within 6.5 MiB
+//! (measured here 3.2–3.5 MiB, the second core's buffers included); `--push` of three compressible layers within 6.5 MiB
 //! (measured 6.0 MiB: a deflate state per upload); each of several processes sharing a cache within
-//! 3.5 MiB (documented: under 3 MiB; half a MiB of margin, as a fleet's runs differ in what
-//! they find cached). zstd's 8 MiB windows (11.3 MiB documented) and 100,000 hard links
+//! 4 MiB (documented: about 3.5 MiB, the write-behind buffers included; measured 3.3–3.7 MiB,
+//! as a fleet's runs differ in what they find cached). zstd's 8 MiB windows (11.3 MiB documented) and 100,000 hard links
 //! in an initramfs (3.6 MiB documented) are held in `tests/zstd_memory.rs` and
 //! `tests/initramfs.rs`, at 12.5 and 4.5 MiB.
 
@@ -18,7 +18,9 @@ use common::*;
 use std::path::Path;
 
 const GOAL_KIB: u64 = 4 * 1024;
-const FLEET_KIB: u64 = 3 * 1024 + 512;
+/// Each of a fleet: the 4 MiB of every way out (it was 3.5 before `-o -` declared 256 KiB of
+/// buffers for writing behind on the second core, src/overlap.rs): measured 3.3–3.7 MiB.
+const FLEET_KIB: u64 = GOAL_KIB;
 /// Three uploads deflating at once: zlib-rs's state at level 6 is about 1 MiB a stream, so
 /// three compressible layers measure 6.0 MiB (the 3.6 MiB in the push table is "big", whose
 /// random layer is stored, not deflated).

@@ -8,7 +8,8 @@ use crate::digest::Digest;
 use crate::error::Error;
 use crate::limits::{MAX_REFERRERS, MAX_SHOWN_ANNOTATION};
 use crate::manifest::{self, LayerChoice, Manifest, Referrer};
-use crate::outfile::{Dir, NewDir};
+use crate::outfile::{Dir, EarlyWriteback, NewDir};
+use crate::overlap;
 use crate::partial::Undo;
 use crate::pipeline::{self, LayerLabel, LayerReader};
 use crate::progress::{size, Progress};
@@ -157,8 +158,11 @@ fn stage(
     let mut body = registry.blob_stream(&blob.digest, blob.size, &name, Some(n))?;
     let progress = registry.progress();
     if !file.unpack {
-        let mut out = staging.dir().create_file(&temp)?;
-        pipeline::copy_blob(&mut body, blob, &mut out, &label)?;
+        let out = staging.dir().create_file(&temp)?;
+        // Hashing here, writing (its writeback started as it goes) on the other core.
+        overlap::write_behind(&mut EarlyWriteback::new(&out), &path, |to| {
+            pipeline::copy_blob(&mut body, blob, to, &label)
+        })?;
         use std::os::unix::fs::PermissionsExt;
         out.set_permissions(std::fs::Permissions::from_mode(0o644))
             .and_then(|()| out.sync_all())

@@ -15,6 +15,7 @@ use crate::error::Error;
 use crate::fetch;
 use crate::layer_tar::{Entry, Kind, Time, TreePath};
 use crate::outfile::{self, NewFile};
+use crate::overlap;
 use crate::pipeline::{CopyingReader, LayerLabel, LayerReader, LayerStats};
 use crate::sinks::archive::Compressor;
 use crate::sinks::cpio::Summary;
@@ -189,16 +190,17 @@ fn merge_layers(
 fn read(
     image: &Image,
     (i, name, label): (usize, &str, &LayerLabel),
-    body: &mut dyn Read,
+    body: &mut (dyn Read + Send),
     flat: &mut Flatten,
     count: bool,
 ) -> Result<LayerStats, Error> {
     let layers = &image.manifest.layers;
     let mut reader = LayerReader::new(body, &layers[i], &image.config.diff_ids[i], label);
-    let read = match count {
-        true => flat.count_links(&mut reader, name),
-        false => flat.layer(&mut reader, i, name),
-    };
+    // Inflated and hashed on the other core while the entries are merged.
+    let read = overlap::read_ahead(&mut reader, |tar| match count {
+        true => flat.count_links(tar, name),
+        false => flat.layer(tar, i, name),
+    });
     if let Err(e) = read {
         return Err(reader.explain(e));
     }

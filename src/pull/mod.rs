@@ -148,13 +148,13 @@ impl Image {
         i: usize,
         name: &str,
         out_path: &Path,
-        out: &mut dyn Write,
+        out: &mut (dyn Write + Send),
         keep: Keep,
         line: Option<usize>,
     ) -> Result<LayerStats, Error> {
         let (blob, diff_id) = (&self.manifest.layers[i], &self.config.diff_ids[i]);
         let label = self.label(name, out_path);
-        let mut run = |body: &mut dyn Read| match keep {
+        let mut run = |body: &mut (dyn Read + Send)| match keep {
             Keep::Tar => pipeline::unpack_layer(body, blob, diff_id, out, &label),
             Keep::Blob => {
                 let mut copy = CopyingReader::new(body, &mut *out);

@@ -14,6 +14,7 @@ use crate::error::Error;
 use crate::fetch;
 use crate::layer_tar::Time;
 use crate::outfile::{self, NewDir};
+use crate::overlap;
 use crate::partial::{self, Undo};
 use crate::pipeline::{CopyingReader, LayerReader};
 use crate::sinks::archive;
@@ -54,13 +55,14 @@ pub(super) fn save(
         let label = image.label(&name, target.work());
         let (blob, diff_id) = (&layers[i], &image.config.diff_ids[i]);
         let mut reader = LayerReader::new(body, blob, diff_id, &label);
+        // The layer is inflated and hashed on the other core while its files are made.
         let applied = match &kept {
             Some(kept) => kept.layer_file(i).and_then(|(file, path)| {
                 let mut copy = CopyingReader::new(&mut reader, file);
-                rootfs.apply(&mut copy, &name)?;
+                overlap::read_ahead(&mut copy, |tar| rootfs.apply(tar, &name))?;
                 copy.drain().map_err(|e| Error::io(&path, e))
             }),
-            None => rootfs.apply(&mut reader, &name),
+            None => overlap::read_ahead(&mut reader, |tar| rootfs.apply(tar, &name)),
         };
         if let Err(e) = applied {
             return Err(reader.explain(e));
