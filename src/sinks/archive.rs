@@ -15,7 +15,7 @@ use std::fs::{self, File};
 use std::io::{self, Seek, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 /// Entries written as files and directories under `dir` (the `--no-tar` directory, private
@@ -44,8 +44,9 @@ pub struct ArchiveWriter {
     turn: AtomicUsize,
     /// Layers spooled completely before their turn, appended by whoever hands the turn on.
     waiting: Mutex<Vec<Option<Spooled>>>,
-    /// Bytes written into the archive since its writeback was last started.
-    unflushed: AtomicU64,
+    /// Bytes written into the archive since its writeback was last started (a usize: ARMv5 has
+    /// no 64-bit atomics).
+    unflushed: AtomicUsize,
 }
 
 /// A layer's tar name, and the entries that precede it (a legacy layer directory).
@@ -79,7 +80,7 @@ impl ArchiveWriter {
             direct,
             turn: AtomicUsize::new(0),
             waiting: Mutex::new((0..layers).map(|_| None).collect()),
-            unflushed: AtomicU64::new(0),
+            unflushed: AtomicUsize::new(0),
         })
     }
 
@@ -87,7 +88,14 @@ impl ArchiveWriter {
     /// the pages go to disk while the layers are still being inflated and hashed, not all at
     /// the final `fsync`.
     fn wrote(&self, n: u64) {
-        if self.unflushed.fetch_add(n, Ordering::Relaxed) + n >= crate::outfile::WRITEBACK_STEP {
+        let n = usize::try_from(n).unwrap_or(usize::MAX);
+        let step = crate::outfile::WRITEBACK_STEP as usize;
+        if self
+            .unflushed
+            .fetch_add(n, Ordering::Relaxed)
+            .saturating_add(n)
+            >= step
+        {
             self.unflushed.store(0, Ordering::Relaxed);
             crate::outfile::start_writeback(&self.file);
         }
