@@ -230,7 +230,8 @@ fn place(file: &Planned, n: usize, staging: &NewDir, dir: &Dir) -> Result<PathBu
 /// may replace (a directory takes a free name only).
 fn check_place(file: &Planned, dir: &Dir) -> Result<(), Error> {
     let (parents, last) = file.path.split_at(file.path.len() - 1);
-    let mut at = Dir::open(dir.path())?;
+    // The directory already open, not its path again.
+    let mut at = dir.dirs_at(Path::new(""))?;
     for component in parents {
         let name = OsStr::new(component);
         match at.stat(name) {

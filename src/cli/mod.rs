@@ -431,7 +431,7 @@ macro_rules! not_archive {
 
 /// Flags that do not go together, with what to tell the user; the first that applies is the
 /// error. `several` is whether more than one IMAGE was given.
-fn conflicts(g: &Given, kind: &Kind, several: bool) -> [(bool, &'static str); 40] {
+fn conflicts(g: &Given, kind: &Kind, several: bool) -> [(bool, &'static str); 41] {
     let archive = matches!(kind, Kind::Archive);
     let rootfs = matches!(kind, Kind::Rootfs(_));
     let layer = matches!(kind, Kind::Layer(_));
@@ -455,6 +455,7 @@ fn conflicts(g: &Given, kind: &Kind, several: bool) -> [(bool, &'static str); 40
         (g.registry_format && !layer, goes_with!("--registry-format", "--layer N")),
         (g.artifact_type.is_some() && !artifact, goes_with!("--artifact-type", "--artifact DIR|-")),
         (g.with_referrers && !copying, goes_with!("--with-referrers", "--copy-to DEST")),
+        (g.with_referrers && !g.verify_keys.is_empty(), "--verify-key checks the image, and nothing checks its referrers (signatures and SBOMs are not signed themselves): copy them without --verify-key, or leave out --with-referrers"),
         (g.cache_dir.is_some() && artifact, "--cache-dir keeps the layers of images; --artifact does not use it"),
         (g.layer.is_some() && artifact && g.artifact.as_deref() != Some(Path::new("-")), "with --artifact, --layer chooses the one file --artifact - writes; a directory gets every file"),
         (g.images_from.is_some() && pushing, "--images-from names images to pull or copy; --push takes the images an archive holds (choose with --image or --all)"),

@@ -244,6 +244,13 @@ fn usage_errors() {
             "once",
         ),
         (&["--ilogin", "--user", "u", "a"], "--ilogin"),
+        (
+            &["--copy-to", "r/b", "--with-referrers", "--verify-key", "k.pub", "a"],
+            "nothing checks its referrers",
+        ),
+        (&["--with-referrers", "a"], "goes with --copy-to"),
+        (&["--artifact-type", "t", "a"], "goes with --artifact"),
+        (&["--artifact", "d", "--layer", "1", "a"], "--artifact - writes"),
         (&["--platform", "linux", "a"], "os/arch"),
         (&["--retries", "many", "a"], "whole number"),
         (&["--timeout", "0", "a"], "whole number"),
