@@ -743,6 +743,14 @@ fn stat_path(path: &Path) -> io::Result<libc::stat> {
     Ok(stat)
 }
 
+/// Whether `fd` is the null device (`/dev/null` by any name, or standard output sent there):
+/// what is written to it goes nowhere, so there is nothing to write behind.
+pub fn discards(fd: BorrowedFd) -> bool {
+    fstat(fd).is_ok_and(|stat| {
+        stat.st_mode & libc::S_IFMT == libc::S_IFCHR && stat.st_rdev == libc::makedev(1, 3)
+    })
+}
+
 fn fstat(fd: BorrowedFd) -> io::Result<libc::stat> {
     let mut stat: libc::stat = unsafe { std::mem::zeroed() };
     cvt(unsafe { libc::fstat(fd.as_raw_fd(), &mut stat) })?;
@@ -769,6 +777,18 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         dir
+    }
+
+    #[test]
+    fn only_the_null_device_discards() {
+        let null = File::options().write(true).open("/dev/null").unwrap();
+        assert!(discards(null.as_fd()));
+        let dir = scratch("discards");
+        let file = File::create(dir.join("file")).unwrap();
+        assert!(!discards(file.as_fd()));
+        let zero = File::open("/dev/zero").unwrap();
+        assert!(!discards(zero.as_fd()), "another character device");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

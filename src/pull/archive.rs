@@ -21,6 +21,7 @@ use crate::sinks::archive::{
 use crate::sinks::layout::{self, Entry, Plan};
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Write};
+use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
@@ -278,13 +279,15 @@ fn stream(
         Target::Stream(None) => {
             let shown = Path::new("standard output");
             // Unlocked (a lock cannot go to the thread that writes behind); one writer here.
+            let behind = !outfile::discards(io::stdout().as_fd());
             let out = Box::new(BufWriter::with_capacity(64 * 1024, io::stdout()));
-            let stats = write_stream(images, layout_images, plan, out, compression, shown)?;
+            let stats = write_stream(images, layout_images, plan, out, compression, behind, shown)?;
             Ok((None, stats))
         }
         Target::Stream(Some((file, path))) => {
+            let behind = !outfile::discards(file.as_fd());
             let out = Box::new(BufWriter::with_capacity(64 * 1024, file));
-            let stats = write_stream(images, layout_images, plan, out, compression, &path)?;
+            let stats = write_stream(images, layout_images, plan, out, compression, behind, &path)?;
             Ok((Some(path), stats))
         }
         Target::File(path) => {
@@ -292,7 +295,7 @@ fn stream(
             let shown = temp.path();
             let file = temp.file().try_clone().map_err(|e| Error::io(&shown, e))?;
             let out = Box::new(BufWriter::with_capacity(64 * 1024, file));
-            let stats = write_stream(images, layout_images, plan, out, compression, &shown)?;
+            let stats = write_stream(images, layout_images, plan, out, compression, true, &shown)?;
             temp.persist()?;
             Ok((Some(path), stats))
         }
@@ -300,13 +303,15 @@ fn stream(
     }
 }
 
-/// Writes the archive front to back into `out` and flushes it.
+/// Writes the archive front to back into `out` and flushes it; `behind`: on the second core
+/// (not worth a hand-off when `out` is the null device and nothing compresses).
 fn write_stream(
     images: &[Image],
     layout_images: &[layout::Image],
     plan: &Plan,
     out: Box<dyn Write + Send + '_>,
     compression: Compression,
+    behind: bool,
     shown: &Path,
 ) -> Result<Vec<LayerStats>, Error> {
     let io_err = |e| Error::io(shown, e);
@@ -330,9 +335,14 @@ fn write_stream(
         let entries = layer_entries(plan, slot);
         let mut entry = tar.layer(&entries, sizes[slot]).map_err(io_err)?;
         // The compressor (--gzip, --xz) and the output work on the other core.
-        let result = overlap::write_behind(&mut entry, shown, |out| {
+        let unpack = |out: &mut (dyn Write + Send)| {
             image.unpack(layer.index, &name, shown, out, keep(plan), Some(slot))
-        });
+        };
+        let result = if behind || !matches!(compression, Compression::None) {
+            overlap::write_behind(&mut entry, shown, unpack)
+        } else {
+            unpack(&mut entry)
+        };
         let wrong_size = |actual: String| {
             Error::Invalid {
             what: name.clone(),
