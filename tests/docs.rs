@@ -191,3 +191,117 @@ fn every_link_between_the_documents_leads_somewhere() {
     assert!(checked > 20, "only {checked} links found");
     assert!(broken.is_empty(), "broken links:\n{}", broken.join("\n"));
 }
+
+/// The performance notes' tables are written by `build/bench.sh` (`DS_BENCH_DOCS=1`), each
+/// between the markers of the section that measured it and closed by the line that says how
+/// and when; no table outside them holds a figure, and every program the notes name is here.
+#[test]
+fn every_table_of_figures_in_the_performance_notes_is_written_by_the_bench() {
+    let bench = std::fs::read_to_string(root().join("build/bench.sh")).unwrap();
+    let notes = std::fs::read_to_string(root().join("docs/performance.md")).unwrap();
+    let default: BTreeSet<String> = bench
+        .lines()
+        .find_map(|l| l.strip_prefix("sections=${DS_BENCH_SECTIONS:-"))
+        .expect("bench.sh's default sections")
+        .trim_end_matches('}')
+        .split_whitespace()
+        .map(String::from)
+        .collect();
+    let started: BTreeSet<String> = bench
+        .lines()
+        .filter_map(|l| l.strip_prefix("section "))
+        .map(|s| s.trim().to_string())
+        .collect();
+    assert_eq!(
+        default, started,
+        "bench.sh runs by default exactly the sections it has"
+    );
+
+    let mut blocks = BTreeSet::new();
+    let mut inside: Option<(String, Vec<&str>)> = None;
+    let mut loose = Vec::new();
+    let figure = |line: &str| {
+        let b = line.as_bytes();
+        (1..b.len().saturating_sub(1))
+            .any(|i| b[i] == b'.' && b[i - 1].is_ascii_digit() && b[i + 1].is_ascii_digit())
+            || [
+                " s ", " s|", " ms", " MiB", " KiB", " MB", " KB", " GB", "%",
+            ]
+            .iter()
+            .any(|unit| {
+                line.match_indices(unit)
+                    .any(|(at, _)| line[..at].ends_with(|c: char| c.is_ascii_digit()))
+            })
+    };
+    for (number, line) in notes.lines().enumerate() {
+        if let Some(name) = line
+            .strip_prefix("<!-- bench ")
+            .and_then(|l| l.strip_suffix(" -->"))
+        {
+            assert!(
+                inside.is_none(),
+                "line {}: a block inside a block",
+                number + 1
+            );
+            inside = Some((name.to_string(), Vec::new()));
+        } else if let Some(name) = line
+            .strip_prefix("<!-- /bench ")
+            .and_then(|l| l.strip_suffix(" -->"))
+        {
+            let (open, body) = inside.take().expect("a block's end without its start");
+            assert_eq!(
+                open,
+                name,
+                "line {}: the block of {open} ends as {name}",
+                number + 1
+            );
+            assert!(
+                body.iter().any(|l| l.starts_with("|---")),
+                "the block of {name} holds no table: run DS_BENCH_SECTIONS={name} DS_BENCH_DOCS=1 build/bench.sh"
+            );
+            let provenance = body
+                .iter()
+                .rev()
+                .find(|l| !l.is_empty())
+                .copied()
+                .unwrap_or("");
+            let prefix = format!("Measured by `DS_BENCH_SECTIONS={name} build/bench.sh ");
+            assert!(
+                provenance.starts_with(&prefix) && provenance.contains("` on 20"),
+                "the block of {name} does not end with the line bench.sh writes: {provenance:?}"
+            );
+            assert!(blocks.insert(name.to_string()), "two blocks of {name}");
+        } else if let Some((_, body)) = inside.as_mut() {
+            body.push(line);
+        } else if line.starts_with('|') && !line.starts_with("|--") && figure(line) {
+            loose.push(format!("line {}: {line}", number + 1));
+        }
+    }
+    assert!(inside.is_none(), "a block is not closed");
+    assert_eq!(
+        blocks, default,
+        "docs/performance.md has one block for each section of bench.sh"
+    );
+    assert!(
+        loose.is_empty(),
+        "figures in tables that bench.sh did not write (measure them in a section of build/bench.sh):\n{}",
+        loose.join("\n")
+    );
+    assert!(figure("| big | 0.42 |") && figure("| 3 MiB |") && !figure("| 1 + min(N, 3) |"));
+
+    let mut missing = Vec::new();
+    for (at, _) in notes.match_indices("build/") {
+        let path: String = notes[at..]
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || "/._-".contains(*c))
+            .collect();
+        let path = path.trim_end_matches('.');
+        if path != "build/" && !root().join(path).exists() {
+            missing.push(path.to_string());
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "programs named in docs/performance.md that are not here: {missing:?}"
+    );
+}
