@@ -1,7 +1,8 @@
 //! The documentation: the man page and the bash completions in `docs/` against the binary's
 //! own `--help` (every option `--help` lists is in both, `man` renders the page without a
 //! warning, bash completes a flag with them), the README kept for users (short, with the
-//! set-up commands) and every link between the documents leading somewhere.
+//! set-up commands), every link between the documents leading somewhere, and the performance
+//! notes' tables written by `build/bench.sh`, not by hand.
 
 mod common;
 
