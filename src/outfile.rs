@@ -642,30 +642,26 @@ fn describe(stat: &libc::stat) -> String {
     }
 }
 
-/// A file written front to back whose writeback is started every `WRITEBACK_STEP` bytes
-/// (see `start_writeback`), for files that are synced before they are renamed into place.
+/// A file written front to back whose writeback is started as it grows (see `Writeback`),
+/// for files that are synced before they are renamed into place.
 pub struct EarlyWriteback<'a> {
     file: &'a File,
-    unflushed: u64,
+    writeback: Writeback,
 }
-
-/// How many bytes a file takes before the kernel is asked to start writing them out.
-pub const WRITEBACK_STEP: u64 = 8 << 20;
 
 impl<'a> EarlyWriteback<'a> {
     pub fn new(file: &'a File) -> EarlyWriteback<'a> {
-        EarlyWriteback { file, unflushed: 0 }
+        EarlyWriteback {
+            file,
+            writeback: Writeback::default(),
+        }
     }
 }
 
 impl io::Write for EarlyWriteback<'_> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let n = (&mut &*self.file).write(buf)?;
-        self.unflushed += n as u64;
-        if self.unflushed >= WRITEBACK_STEP {
-            self.unflushed = 0;
-            start_writeback(self.file);
-        }
+        self.writeback.wrote(self.file, n as u64);
         Ok(n)
     }
 
@@ -674,10 +670,33 @@ impl io::Write for EarlyWriteback<'_> {
     }
 }
 
+/// Counts the bytes written into one file, by one thread or several, and starts their
+/// writeback (`start_writeback`) every 8 MiB: the pages go to disk while the layers are still
+/// being inflated and hashed, not all at the final `fsync`. (A usize: ARMv5 has no 64-bit
+/// atomics.)
+#[derive(Default)]
+pub struct Writeback {
+    unflushed: std::sync::atomic::AtomicUsize,
+}
+
+impl Writeback {
+    const STEP: usize = 8 << 20;
+
+    pub fn wrote(&self, file: &File, n: u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let n = usize::try_from(n).unwrap_or(usize::MAX);
+        // Racing threads may lose a count between the add and the reset: advice, not accounting.
+        if self.unflushed.fetch_add(n, Relaxed).saturating_add(n) >= Self::STEP {
+            self.unflushed.store(0, Relaxed);
+            start_writeback(file);
+        }
+    }
+}
+
 /// Asks the kernel to start writing `file`'s dirty pages to disk now, without waiting for
 /// them: the final `fsync` of a file written over seconds then finds little left, and the
 /// device works while the CPU goes on. Advice only: an error changes nothing.
-pub fn start_writeback(file: &File) {
+fn start_writeback(file: &File) {
     // SAFETY: a valid descriptor; the call only starts I/O on it.
     unsafe {
         libc::sync_file_range(file.as_raw_fd(), 0, 0, libc::SYNC_FILE_RANGE_WRITE);

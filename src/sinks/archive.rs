@@ -10,7 +10,7 @@
 
 use super::layout::Entry;
 use crate::error::Error;
-use crate::outfile::{Dir, NewFile};
+use crate::outfile::{Dir, NewFile, Writeback};
 use std::fs::{self, File};
 use std::io::{self, Seek, Write};
 use std::os::unix::fs::FileExt;
@@ -44,9 +44,8 @@ pub struct ArchiveWriter {
     turn: AtomicUsize,
     /// Layers spooled completely before their turn, appended by whoever hands the turn on.
     waiting: Mutex<Vec<Option<Spooled>>>,
-    /// Bytes written into the archive since its writeback was last started (a usize: ARMv5 has
-    /// no 64-bit atomics).
-    unflushed: AtomicUsize,
+    /// The archive's writeback, started as it grows.
+    writeback: Writeback,
 }
 
 /// A layer's tar name, and the entries that precede it (a legacy layer directory).
@@ -80,25 +79,13 @@ impl ArchiveWriter {
             direct,
             turn: AtomicUsize::new(0),
             waiting: Mutex::new((0..layers).map(|_| None).collect()),
-            unflushed: AtomicUsize::new(0),
+            writeback: Writeback::default(),
         })
     }
 
-    /// Counts `n` more bytes in the archive, starting their writeback every `WRITEBACK_STEP`:
-    /// the pages go to disk while the layers are still being inflated and hashed, not all at
-    /// the final `fsync`.
+    /// Counts `n` more bytes in the archive (see `Writeback`).
     fn wrote(&self, n: u64) {
-        let n = usize::try_from(n).unwrap_or(usize::MAX);
-        let step = crate::outfile::WRITEBACK_STEP as usize;
-        if self
-            .unflushed
-            .fetch_add(n, Ordering::Relaxed)
-            .saturating_add(n)
-            >= step
-        {
-            self.unflushed.store(0, Ordering::Relaxed);
-            crate::outfile::start_writeback(&self.file);
-        }
+        self.writeback.wrote(&self.file, n);
     }
 
     /// Where layer `index`'s `layer.tar` goes: straight into the archive if it is its turn,
