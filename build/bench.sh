@@ -769,18 +769,22 @@ done
     cargo build -q --locked --release --target x86_64-unknown-linux-musl $DS_CARGO_FLAGS
 )
 symbols=$DS_ROOT/target/profile/x86_64-unknown-linux-musl/release/dockersave
+# profile_args TOOL: an emptied $out, and TOOL's output arguments in $args.
+profile_args() {
+  rm -rf "$out" && mkdir -p "$out"
+  case $1 in
+    archive) args=(-o "$out/big.tar") ;;
+    devnull) args=(-o /dev/null) ;;
+    rootfs) args=(--rootfs "$out/rootfs") ;;
+  esac
+}
 md ""
 md "Where the CPU time goes (\`perf record -e cpu-clock\`, one run each, all threads, kernel included):"
 md ""
 md "| big | sha256 | inflate (zlib-rs) | memcpy, memmove | other dockersave | kernel | the kernel's largest |"
 md "|---|---|---|---|---|---|---|"
 for tool in archive devnull rootfs; do
-  rm -rf "$out" && mkdir -p "$out"
-  case $tool in
-    archive) args=(-o "$out/big.tar") ;;
-    devnull) args=(-o /dev/null) ;;
-    rootfs) args=(--rootfs "$out/rootfs") ;;
-  esac
+  profile_args "$tool"
   perf record -q -e cpu-clock -F 2000 -o "$DS_STATE/perf.data" -- \
     "$symbols" --insecure -q "${args[@]}" "$registry/big:latest" >/dev/null 2>&1
   perf report -i "$DS_STATE/perf.data" --stdio --no-children --sort dso,symbol 2>/dev/null |
@@ -806,12 +810,7 @@ md ""
 md "| big | the system calls that took longest (seconds, share of the traced time) |"
 md "|---|---|"
 for tool in archive devnull rootfs; do
-  rm -rf "$out" && mkdir -p "$out"
-  case $tool in
-    archive) args=(-o "$out/big.tar") ;;
-    devnull) args=(-o /dev/null) ;;
-    rootfs) args=(--rootfs "$out/rootfs") ;;
-  esac
+  profile_args "$tool"
   strace -f -c -w -o "$DS_STATE/strace" "$dockersave" --insecure -q "${args[@]}" "$registry/big:latest" >/dev/null 2>&1
   md "| $(label "$tool") | $(awk '$1 ~ /^[0-9.]+$/ && $NF != "total" { printf "%s%s %.3f s (%.0f%%)", (n++ ? ", " : ""), $NF, $2, $1 } n == 5 { exit }' \
     "$DS_STATE/strace") |"
