@@ -28,11 +28,25 @@ pub fn write_behind<T>(
     out_path: &Path,
     produce: impl FnOnce(&mut (dyn Write + Send)) -> Result<T, Error>,
 ) -> Result<T, Error> {
+    write_behind_from(out, out_path, &|| 1, produce)
+}
+
+/// `write_behind` from the first write at which fewer pipelines than cores are busy (`busy`
+/// counts them, this one included); until then the writes go straight into `out` on the
+/// producer's own thread. For a pipeline that shares the cores with others while they last
+/// (an archive's layers): a second thread only pays once a core is idle, and the switch is
+/// one way, mid-layer, without a copy of what was written before.
+pub fn write_behind_from<T>(
+    out: &mut (dyn Write + Send),
+    out_path: &Path,
+    busy: &(dyn Fn() -> usize + Sync),
+    produce: impl FnOnce(&mut (dyn Write + Send)) -> Result<T, Error>,
+) -> Result<T, Error> {
     if !two_cores() {
         return produce(out);
     }
     let (mut produce, mut value) = (Some(produce), None);
-    write_behind_once(out, out_path, &mut |to| {
+    write_behind_once(out, out_path, busy, &mut |to| {
         if let Some(produce) = produce.take() {
             value = Some(produce(to)?);
         }
@@ -41,49 +55,39 @@ pub fn write_behind<T>(
     value.ok_or_else(|| Error::io(out_path, io::Error::other("nothing was produced")))
 }
 
-/// Whether this process may run on more than one core (its affinity, as `taskset` sets it, and
-/// cgroup quotas count): on one, handing buffers between threads only adds their copying, and
-/// the calls go straight through.
-fn two_cores() -> bool {
-    static CORES: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *CORES.get_or_init(|| std::thread::available_parallelism().is_ok_and(|n| n.get() > 1))
+/// How many cores this process may run on (its affinity, as `taskset` sets it, and cgroup
+/// quotas count); 1 if that cannot be known.
+fn cores() -> usize {
+    static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
 }
 
-/// `write_behind`, compiled once whatever the caller produces.
+/// Whether this process may run on more than one core: on one, handing buffers between threads
+/// only adds their copying, and the calls go straight through.
+fn two_cores() -> bool {
+    cores() > 1
+}
+
+/// `write_behind_from`, compiled once whatever the caller produces.
 fn write_behind_once(
     out: &mut (dyn Write + Send),
     out_path: &Path,
+    busy: &(dyn Fn() -> usize + Sync),
     produce: &mut dyn FnMut(&mut (dyn Write + Send)) -> Result<(), Error>,
 ) -> Result<(), Error> {
     let (filled, empty) = (Queue::default(), Queue::default());
     std::thread::scope(|scope| {
-        let writer = scope.spawn(|| -> io::Result<()> {
-            let written = (|| {
-                while let Some(Ok(mut buf)) = filled.pop() {
-                    out.write_all(&buf)?;
-                    buf.clear();
-                    empty.offer(Ok(buf));
-                }
-                out.flush()
-            })();
-            // On failure the producer's next hand-over fails, and it stops.
-            filled.close();
-            written
-        });
         let mut handoff = Handoff {
-            buf: Vec::with_capacity(BEHIND_BUFFER),
+            out: Some(out),
+            busy,
+            scope,
+            writer: None,
+            buf: Vec::new(),
             filled: &filled,
             empty: &empty,
         };
         let produced = produce(&mut handoff);
-        let sent = match handoff.buf.is_empty() {
-            true => Ok(()),
-            false => handoff.send(),
-        };
-        filled.close();
-        let written = writer
-            .join()
-            .unwrap_or_else(|_| Err(io::Error::other("the writing thread stopped")));
+        let (sent, written) = handoff.finish();
         match (produced, sent, written) {
             (_, _, Err(e)) => Err(Error::io(out_path, e)),
             (Err(e), _, Ok(())) => Err(e),
@@ -92,15 +96,38 @@ fn write_behind_once(
     })
 }
 
-/// The producing end of `write_behind`: fills a buffer and hands it over when full, taking an
-/// emptied one back (or a new one while fewer than `BEHIND` exist).
-struct Handoff<'a> {
-    buf: Vec<u8>,
-    filled: &'a Queue,
-    empty: &'a Queue,
+/// The writing thread of `write_behind`: the filled buffers into `out`, in order, each handed
+/// back emptied.
+fn write_out(out: &mut (dyn Write + Send), filled: &Queue, empty: &Queue) -> io::Result<()> {
+    let written = (|| {
+        while let Some(Ok(mut buf)) = filled.pop() {
+            out.write_all(&buf)?;
+            buf.clear();
+            empty.offer(Ok(buf));
+        }
+        out.flush()
+    })();
+    // On failure the producer's next hand-over fails, and it stops.
+    filled.close();
+    written
 }
 
-impl Handoff<'_> {
+/// The producing end of `write_behind`: writes straight into `out` while every core is busy,
+/// then moves `out` to a writing thread and from there on fills a buffer and hands it over
+/// when full, taking an emptied one back (or a new one while fewer than `BEHIND` exist).
+struct Handoff<'scope, 'env> {
+    /// `out` while the writes go straight into it.
+    out: Option<&'env mut (dyn Write + Send)>,
+    busy: &'env (dyn Fn() -> usize + Sync),
+    scope: &'scope std::thread::Scope<'scope, 'env>,
+    /// The writing thread, once started.
+    writer: Option<std::thread::ScopedJoinHandle<'scope, io::Result<()>>>,
+    buf: Vec<u8>,
+    filled: &'env Queue,
+    empty: &'env Queue,
+}
+
+impl Handoff<'_, '_> {
     fn send(&mut self) -> io::Result<()> {
         let next = match self.empty.take() {
             Some(Ok(buf)) => buf,
@@ -111,10 +138,40 @@ impl Handoff<'_> {
             .push(Ok(buf))
             .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "the writing thread stopped"))
     }
+
+    /// Hands over what is left and waits for the writing thread: the hand-over's result and
+    /// the writer's.
+    fn finish(mut self) -> (io::Result<()>, io::Result<()>) {
+        if let Some(out) = self.out.take() {
+            return (Ok(()), out.flush());
+        }
+        let sent = match self.buf.is_empty() {
+            true => Ok(()),
+            false => self.send(),
+        };
+        self.filled.close();
+        let written = match self.writer.take() {
+            Some(writer) => writer
+                .join()
+                .unwrap_or_else(|_| Err(io::Error::other("the writing thread stopped"))),
+            None => Ok(()),
+        };
+        (sent, written)
+    }
 }
 
-impl Write for Handoff<'_> {
+impl Write for Handoff<'_, '_> {
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        if let Some(out) = self.out.take() {
+            if (self.busy)() >= cores() {
+                let wrote = out.write(data);
+                self.out = Some(out);
+                return wrote;
+            }
+            let (filled, empty) = (self.filled, self.empty);
+            self.writer = Some(self.scope.spawn(move || write_out(out, filled, empty)));
+            self.buf = Vec::with_capacity(BEHIND_BUFFER);
+        }
         let n = data.len().min(BEHIND_BUFFER - self.buf.len());
         self.buf.extend_from_slice(&data[..n]);
         if self.buf.len() == BEHIND_BUFFER {

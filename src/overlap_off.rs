@@ -15,6 +15,16 @@ pub fn write_behind<T>(
     produce(out)
 }
 
+/// `produce` writing straight into `out`.
+pub fn write_behind_from<T>(
+    out: &mut (dyn Write + Send),
+    _out_path: &Path,
+    _busy: &(dyn Fn() -> usize + Sync),
+    produce: impl FnOnce(&mut (dyn Write + Send)) -> Result<T, Error>,
+) -> Result<T, Error> {
+    produce(out)
+}
+
 /// `consume` reading straight from `reader`.
 pub fn read_ahead<T>(
     reader: &mut (dyn Read + Send),

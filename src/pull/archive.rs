@@ -408,7 +408,12 @@ fn in_place(
     // With --no-rm the directory must hold every layer too, so nothing streams past it.
     let archive = tar_path
         .as_deref()
-        .map(|path| ArchiveWriter::create(path, plan.layers.len(), !options.no_rm, &plan.prelude))
+        .map(|path| {
+            let layers = (0..plan.layers.len())
+                .map(|slot| layer_entries(plan, slot))
+                .collect();
+            ArchiveWriter::create(path, work.dir(), layers, !options.no_rm, &plan.prelude)
+        })
         .transpose()?;
     if keep_dir {
         archive::write_entries(work.dir(), &plan.prelude)?;
@@ -420,6 +425,7 @@ fn in_place(
         archive: archive.as_ref(),
         tar_path: tar_path.as_deref().unwrap_or(&work_dir),
         keep_dir,
+        busy: AtomicUsize::new(0),
     };
     let stats = fetch_layers(&job)?;
     let sizes: Vec<u64> = stats.iter().map(|s| stored_size(plan, s)).collect();
@@ -449,10 +455,13 @@ struct LayerJob<'a> {
     plan: &'a Plan,
     work_dir: &'a Dir,
     /// The archive being written, unless --no-tar.
-    archive: Option<&'a ArchiveWriter>,
+    archive: Option<&'a ArchiveWriter<'a>>,
     tar_path: &'a Path,
     /// Whether the image directory is kept (--no-tar, --no-rm): then it gets every file.
     keep_dir: bool,
+    /// The threads still pulling layers: once they are fewer than the cores, the ones left
+    /// write behind (`overlap::write_behind_from`).
+    busy: AtomicUsize,
 }
 
 /// How many layers are pulled at once. Downloads wait on the network and the pipeline on the
@@ -469,8 +478,10 @@ fn fetch_layers(job: &LayerJob) -> Result<Vec<LayerStats>, Error> {
     let failed = AtomicBool::new(false);
     let results: Mutex<Vec<Option<Result<LayerStats, Error>>>> =
         Mutex::new((0..total).map(|_| None).collect());
+    let threads = CONCURRENT_LAYERS.min(total);
+    job.busy.store(threads, Ordering::SeqCst);
     std::thread::scope(|scope| {
-        for _ in 0..CONCURRENT_LAYERS.min(total) {
+        for _ in 0..threads {
             scope.spawn(|| {
                 while !failed.load(Ordering::SeqCst) {
                     let i = next.fetch_add(1, Ordering::SeqCst);
@@ -483,6 +494,7 @@ fn fetch_layers(job: &LayerJob) -> Result<Vec<LayerStats>, Error> {
                     }
                     crate::locks::lock(&results)[i] = Some(result);
                 }
+                job.busy.fetch_sub(1, Ordering::SeqCst);
             });
         }
     });
@@ -517,42 +529,51 @@ fn fetch_layer(job: &LayerJob, slot: usize) -> Result<LayerStats, Error> {
     if job.keep_dir {
         archive::write_entries(job.work_dir, &layer.before)?;
     }
-    let keep = || keep(job.plan);
+    // Written behind only once a core is idle: while the layers in flight outnumber the
+    // cores, a writing thread for each only adds its hand-offs (measured: it slowed big2x).
+    let busy = || job.busy.load(Ordering::SeqCst);
+    let unpack = |path: &Path, out: &mut (dyn Write + Send)| {
+        overlap::write_behind_from(out, path, &busy, |out| {
+            image.unpack(layer.index, &name, path, out, keep(job.plan), Some(slot))
+        })
+    };
     let stats = match job.archive {
         Some(archive) => {
-            let entries = layer_entries(job.plan, slot);
-            let rel = Path::new(&layer.name);
-            // No write-behind here: three layers in flight already keep both cores busy
-            // (measured: it slowed big2x); the archive's writeback starts as it grows.
-            let mut sink = archive.layer(slot, entries, job.work_dir, rel)?;
-            let stats = image.unpack(
-                layer.index,
-                &name,
-                job.tar_path,
-                &mut sink,
-                keep(),
-                Some(slot),
-            )?;
+            let mut sink = archive.layer(slot, &mut |before| predict(job, slot, before))?;
+            let stats = unpack(job.tar_path, &mut sink)?;
             sink.finish()?;
             stats
         }
         None => {
             let out = job.work_dir.create_at(Path::new(&layer.name))?;
-            let mut early = outfile::EarlyWriteback::new(&out);
-            let stats = image.unpack(
-                layer.index,
-                &name,
-                &out_path,
-                &mut early,
-                keep(),
-                Some(slot),
-            )?;
+            let stats = unpack(&out_path, &mut outfile::EarlyWriteback::new(&out))?;
             out.sync_all().map_err(|e| Error::io(&out_path, e))?;
             stats
         }
     };
     report(image, slot, &name, &stats);
     Ok(stats)
+}
+
+/// Layers of less than this (compressed) are spooled rather than placed ahead in the archive
+/// by a prediction of the layers before them: copying a small layer costs less than asking.
+/// (Text inflates a thousandfold: 900 KB of gzip can be 200 MB of tar.)
+const PLACED_AHEAD_FROM: u64 = 64 << 10;
+
+/// The size layer `before` will have in the archive, predicted for layer `slot` to be written
+/// after it before it arrives (a gzip trailer's 4-byte range request, or a blob kept as
+/// served); `None` when it cannot be known or is not worth asking.
+fn predict(job: &LayerJob, slot: usize, before: usize) -> Option<u64> {
+    let (layer, earlier) = (&job.plan.layers[slot], &job.plan.layers[before]);
+    if job.images[layer.image].manifest.layers[layer.index].size < PLACED_AHEAD_FROM {
+        return None;
+    }
+    let name = layer_name(job.plan, job.images, before);
+    // A failed request only costs the prediction; the layer's own download tells the error.
+    job.images[earlier.image]
+        .known_size(earlier.index, job.plan.compressed, &name)
+        .ok()
+        .flatten()
 }
 
 /// A stored layer's line on the progress display, once it is in the archive.

@@ -12,11 +12,11 @@ use super::layout::Entry;
 use crate::error::Error;
 use crate::outfile::{Dir, NewFile, Writeback};
 use std::fs::{self, File};
-use std::io::{self, Seek, Write};
+use std::io::{self, Write};
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 /// Entries written as files and directories under `dir` (the `--no-tar` directory, private
 /// to this run until it is complete).
@@ -30,20 +30,29 @@ pub fn write_entries(dir: &Dir, entries: &[Entry]) -> Result<(), Error> {
     Ok(())
 }
 
-/// The archive being written. Layers enter it in manifest order: the layer whose turn it is
-/// streams straight into the archive (`direct`), the others into spool files until their turn
-/// comes, when what they have so far is copied in by the kernel (`copy_file_range`) and the rest
-/// streams. Most bytes are thus written once, and the first layer, usually the biggest, always.
-/// Without `direct` every layer is spooled and its file kept (`--no-rm` keeps the directory).
-pub struct ArchiveWriter {
+/// The archive being written, several layers at once. Each layer's `layer.tar` goes where the
+/// sizes of the layers before it put it. A layer that starts when that place is known (every
+/// layer before it finished, or its size predicted: a gzip trailer, a blob kept as served) is
+/// written straight there, even while the layers before it still arrive; any other is spooled
+/// into its file in the image directory until the layers before it are in, when what it has
+/// so far is copied in by the kernel (`copy_file_range`) and the rest goes straight in. A
+/// prediction that proves wrong (several gzip members, 4 GiB or more, a registry's lie) first
+/// moves the layers placed after it into spool files, so nothing is overwritten and the same
+/// images always give the same bytes. Without `direct` every layer is spooled and its file kept
+/// (`--no-rm` keeps the directory).
+pub struct ArchiveWriter<'d> {
     out: NewFile,
     file: File,
     temp: PathBuf,
+    /// The image directory, private to this run: where layers are spooled.
+    dir: &'d Dir,
     direct: bool,
-    /// The index of the layer that owns the end of the archive; only its thread writes there.
-    turn: AtomicUsize,
-    /// Layers spooled completely before their turn, appended by whoever hands the turn on.
-    waiting: Mutex<Vec<Option<Spooled>>>,
+    layers: Vec<LayerEntries>,
+    /// Bytes of each layer's entries before its `layer.tar`, and of that header.
+    lead: Vec<u64>,
+    state: Mutex<State>,
+    /// A slot stopped being busy.
+    changed: Condvar,
     /// The archive's writeback, started as it grows.
     writeback: Writeback,
 }
@@ -54,207 +63,389 @@ pub struct LayerEntries {
     pub name: String,
 }
 
-struct Spooled {
-    entries: LayerEntries,
-    path: PathBuf,
+struct State {
+    slots: Vec<Slot>,
+    /// Layers complete in the archive, in order, and where the next one's entries go.
+    committed: usize,
+    end: u64,
+    /// A thread is completing layers (`commit`), with the lock released while it copies.
+    committing: bool,
 }
 
-impl ArchiveWriter {
-    /// Starts the archive for `dest` under its temporary name, for `layers` layers, with the
-    /// entries of `prelude` first.
+#[derive(Default)]
+struct Slot {
+    place: Place,
+    /// Bytes of the layer's tar written so far.
+    len: u64,
+    /// Its size as predicted, until it proves wrong.
+    predicted: Option<u64>,
+    /// Whether a prediction was asked for (once per layer).
+    asked: bool,
+    finished: bool,
+    /// A thread writes or copies the layer's bytes with the lock released: wait for it.
+    busy: bool,
+}
+
+#[derive(Default)]
+enum Place {
+    #[default]
+    NotStarted,
+    /// Its tar's offset in the archive.
+    At(u64),
+    Spool(Arc<File>),
+}
+
+/// Where a layer placed ahead may start: beyond this, a prediction is not believed.
+const FURTHEST: u64 = 1 << 40;
+
+impl<'d> ArchiveWriter<'d> {
+    /// Starts the archive for `dest` under its temporary name, with the entries of `prelude`
+    /// first, for `layers` in this order; spools go into `dir`.
     pub fn create(
         dest: &Path,
-        layers: usize,
+        dir: &'d Dir,
+        layers: Vec<LayerEntries>,
         direct: bool,
         prelude: &[Entry],
-    ) -> Result<ArchiveWriter, Error> {
+    ) -> Result<ArchiveWriter<'d>, Error> {
         let out = NewFile::create(dest)?;
         let temp = out.path();
-        let mut file = out.file().try_clone().map_err(|e| Error::io(&temp, e))?;
-        append_entries(&mut file, prelude).map_err(|e| Error::io(&temp, e))?;
+        let file = out.file().try_clone().map_err(|e| Error::io(&temp, e))?;
+        let mut at = WriteAt { file: &file, at: 0 };
+        append_entries(&mut at, prelude).map_err(|e| Error::io(&temp, e))?;
+        let lead = layers
+            .iter()
+            .map(|l| {
+                let mut count = WriteCount(0);
+                append_entries(&mut count, &l.before).map(|()| count.0 + 512)
+            })
+            .collect::<io::Result<_>>()
+            .map_err(|e| Error::io(&temp, e))?;
+        let state = State {
+            slots: layers.iter().map(|_| Slot::default()).collect(),
+            committed: 0,
+            end: at.at,
+            committing: false,
+        };
         Ok(ArchiveWriter {
             out,
             file,
             temp,
+            dir,
             direct,
-            turn: AtomicUsize::new(0),
-            waiting: Mutex::new((0..layers).map(|_| None).collect()),
+            layers,
+            lead,
+            state: Mutex::new(state),
+            changed: Condvar::new(),
             writeback: Writeback::default(),
         })
     }
 
-    /// Counts `n` more bytes in the archive (see `Writeback`).
-    fn wrote(&self, n: u64) {
-        self.writeback.wrote(&self.file, n);
-    }
-
-    /// Where layer `index`'s `layer.tar` goes: straight into the archive if it is its turn,
-    /// else into `spool` (its file in the image directory `dir`) for now.
+    /// Where layer `index`'s `layer.tar` goes: straight to its place in the archive if that
+    /// is known, else into its spool file for now. `predict` gives a layer's size before it
+    /// arrives, if it can (asked once per layer, without the lock: it may cost a request).
     pub fn layer(
         &self,
         index: usize,
-        entries: LayerEntries,
-        dir: &Dir,
-        spool: &Path,
-    ) -> Result<LayerSink<'_>, Error> {
-        let mut sink = LayerSink {
+        predict: &mut dyn FnMut(usize) -> Option<u64>,
+    ) -> Result<LayerSink<'_, 'd>, Error> {
+        if self.direct {
+            let mut unknown = Vec::new();
+            let mut state = crate::locks::lock(&self.state);
+            for j in state.committed..index {
+                let slot = &mut state.slots[j];
+                if !slot.finished && !std::mem::replace(&mut slot.asked, true) {
+                    unknown.push(j);
+                }
+            }
+            drop(state);
+            for j in unknown {
+                let size = predict(j);
+                let slot = &mut crate::locks::lock(&self.state).slots[j];
+                // Already longer than that: wrong before anything relied on it.
+                slot.predicted = size.filter(|&size| !slot.finished && slot.len <= size);
+            }
+        }
+        let mut state = crate::locks::lock(&self.state);
+        let mut at = Some(state.end);
+        for j in state.committed..index {
+            let slot = &state.slots[j];
+            let size = match slot.finished {
+                true => Some(slot.len),
+                false => slot.predicted,
+            };
+            let entry = size
+                .and_then(padded)
+                .and_then(|s| s.checked_add(self.lead[j]));
+            at = at.zip(entry).and_then(|(at, entry)| at.checked_add(entry));
+        }
+        let at = at.and_then(|at| at.checked_add(self.lead[index]));
+        state.slots[index].place = match at {
+            Some(at) if self.direct && at <= FURTHEST => Place::At(at),
+            _ => Place::Spool(Arc::new(self.spool(index)?)),
+        };
+        drop(state);
+        Ok(LayerSink {
             archive: self,
             index,
-            entries,
-            spool_path: dir.join(spool),
-            spool: None,
-            header_at: None,
-            len: 0,
-        };
-        if self.direct && self.turn.load(Ordering::Acquire) == index {
-            sink.take_turn().map_err(|e| Error::io(&self.temp, e))?;
-        } else {
-            // Read back when its turn comes mid-layer.
-            sink.spool = Some(dir.create_at(spool)?);
-        }
-        Ok(sink)
+        })
     }
 
     /// Appends the entries after the layers (see `layout`), syncs and renames the archive
     /// into place. Every layer must have been finished.
     pub fn finish(self, files: &[Entry]) -> Result<(), Error> {
         let io_err = |e| Error::io(&self.temp, e);
-        let layers = self.waiting.lock().map_or(0, |w| w.len());
-        if self.turn.load(Ordering::Acquire) != layers {
+        let state = crate::locks::lock(&self.state);
+        if state.committed != state.slots.len() {
             return Err(io_err(io::Error::other(
                 "a layer is missing from the archive",
             )));
         }
-        let mut out = &self.file;
+        let mut out = WriteAt {
+            file: &self.file,
+            at: state.end,
+        };
+        drop(state);
         append_entries(&mut out, files).map_err(io_err)?;
         end_of_archive(&mut out).map_err(io_err)?;
+        // What a layer wrote ahead at a place a wrong prediction gave may lie beyond the end.
+        self.file.set_len(out.at).map_err(io_err)?;
         self.out.persist()
     }
 
-    /// Hands the end of the archive to layer `next`, first appending it and its successors
-    /// if they are already spooled completely. Called by the layer that had the turn.
-    fn pass_turn(&self, mut next: usize) -> io::Result<()> {
-        let mut waiting = crate::locks::lock(&self.waiting);
-        while let Some(spooled) = waiting.get_mut(next).and_then(Option::take) {
-            self.append_spooled(&spooled)?;
+    fn spool(&self, index: usize) -> Result<File, Error> {
+        self.dir.create_at(Path::new(&self.layers[index].name))
+    }
+
+    /// The lock, once layer `index` is not busy.
+    fn idle(&self, index: usize) -> MutexGuard<'_, State> {
+        let mut state = crate::locks::lock(&self.state);
+        while state.slots[index].busy {
+            state = self.wait(state);
+        }
+        state
+    }
+
+    fn wait<'s>(&self, state: MutexGuard<'s, State>) -> MutexGuard<'s, State> {
+        self.changed.wait(state).unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Writes `buf` as the next bytes of layer `index`, wherever the layer is now.
+    fn write_layer(&self, index: usize, buf: &[u8]) -> io::Result<()> {
+        let mut state = self.idle(index);
+        let (len, end) = (
+            state.slots[index].len,
+            state.slots[index].len + buf.len() as u64,
+        );
+        if state.slots[index].predicted.is_some_and(|size| end > size) {
+            // Longer than predicted: the layers placed after it move out of its way first.
+            state.slots[index].predicted = None;
+            state = self.evacuate_after(state, index)?;
+        }
+        let slot = &mut state.slots[index];
+        let spool = match &slot.place {
+            Place::At(at) => Err(at + len),
+            Place::Spool(spool) => Ok(Arc::clone(spool)),
+            Place::NotStarted => return Err(io::Error::other("a layer written before it started")),
+        };
+        slot.busy = true;
+        drop(state);
+        let wrote = match &spool {
+            Ok(spool) => spool.write_all_at(buf, len),
+            Err(at) => self.file.write_all_at(buf, *at),
+        };
+        let mut state = crate::locks::lock(&self.state);
+        let slot = &mut state.slots[index];
+        slot.busy = false;
+        if wrote.is_ok() {
+            slot.len = end;
+        }
+        self.changed.notify_all();
+        drop(state);
+        if wrote.is_ok() && spool.is_err() {
+            self.writeback.wrote(&self.file, buf.len() as u64);
+        }
+        wrote
+    }
+
+    /// Layer `index` is complete: checks its prediction and completes what can be.
+    fn finish_layer(&self, index: usize) -> io::Result<()> {
+        let mut state = self.idle(index);
+        let slot = &mut state.slots[index];
+        slot.finished = true;
+        if slot.predicted.is_some_and(|size| size != slot.len) {
+            slot.predicted = None;
+            state = self.evacuate_after(state, index)?;
+        }
+        self.commit(state)
+    }
+
+    /// Moves every layer after `index` that was written ahead at a place `index`'s prediction
+    /// gave into its spool file: that place is wrong. Rare (a wrong prediction); the lock is
+    /// held while it copies.
+    fn evacuate_after<'s>(
+        &'s self,
+        mut state: MutexGuard<'s, State>,
+        index: usize,
+    ) -> io::Result<MutexGuard<'s, State>> {
+        let mut next = index + 1;
+        while next < state.slots.len() {
+            let slot = &state.slots[next];
+            let Place::At(at) = slot.place else {
+                next += 1;
+                continue;
+            };
+            if slot.busy {
+                state = self.wait(state);
+                continue;
+            }
+            let spool = self.spool(next).map_err(io::Error::other)?;
+            copy_range(&self.file, at, &spool, 0, slot.len)?;
+            state.slots[next].place = Place::Spool(Arc::new(spool));
             next += 1;
         }
-        self.turn.store(next, Ordering::Release);
-        Ok(())
+        Ok(state)
     }
 
-    fn append_spooled(&self, spooled: &Spooled) -> io::Result<()> {
-        let mut out = &self.file;
-        append_entries(&mut out, &spooled.entries.before)?;
-        let mut spool = File::open(&spooled.path)?;
-        let len = spool.metadata()?.len();
-        out.write_all(header(&spooled.entries.name, len)?.as_bytes())?;
-        copy_spool(&mut spool, &mut out, len)?;
-        pad(&mut out, len)?;
-        self.wrote(len);
-        self.discard_spool(&spooled.path)
-    }
-
-    fn discard_spool(&self, path: &Path) -> io::Result<()> {
-        if self.direct {
-            fs::remove_file(path)?;
+    /// Completes the layers that can be, in order: writes the entries and header of each
+    /// finished one at its place, and copies a spooled one in as soon as the layers before it
+    /// are in (one still arriving goes on straight into the archive from there). One thread
+    /// at a time; another that finishes a layer meanwhile leaves it to that one.
+    fn commit<'s>(&'s self, mut state: MutexGuard<'s, State>) -> io::Result<()> {
+        if state.committing {
+            return Ok(());
         }
-        Ok(())
+        state.committing = true;
+        let done = loop {
+            let index = state.committed;
+            let Some(slot) = state.slots.get(index) else {
+                break Ok(());
+            };
+            if slot.busy {
+                state = self.wait(state);
+                continue;
+            }
+            let entries_at = state.end;
+            let at = entries_at + self.lead[index];
+            match &slot.place {
+                Place::NotStarted => break Ok(()),
+                Place::At(placed) if *placed != at => {
+                    break Err(io::Error::other("a layer was written at the wrong place"));
+                }
+                Place::At(_) if !slot.finished => break Ok(()),
+                Place::At(_) => {
+                    let len = slot.len;
+                    let entries = &self.layers[index];
+                    let mut out = WriteAt {
+                        file: &self.file,
+                        at: entries_at,
+                    };
+                    let completed = append_entries(&mut out, &entries.before)
+                        .and_then(|()| out.write_all(header(&entries.name, len)?.as_bytes()))
+                        .and_then(|()| {
+                            out.at = at + len;
+                            pad(&mut out, len)
+                        });
+                    if let Err(e) = completed {
+                        break Err(e);
+                    }
+                    state.end = out.at;
+                    state.committed += 1;
+                }
+                Place::Spool(_) if !slot.finished && !self.direct => break Ok(()),
+                Place::Spool(spool) => {
+                    let (spool, len) = (Arc::clone(spool), slot.len);
+                    state.slots[index].busy = true;
+                    drop(state);
+                    let copied = copy_range(&spool, 0, &self.file, at, len);
+                    drop(spool);
+                    let removed = match self.direct {
+                        true => copied.and_then(|()| {
+                            fs::remove_file(self.dir.join(&self.layers[index].name))
+                        }),
+                        false => copied,
+                    };
+                    state = crate::locks::lock(&self.state);
+                    state.slots[index].busy = false;
+                    self.changed.notify_all();
+                    if let Err(e) = removed {
+                        break Err(e);
+                    }
+                    self.writeback.wrote(&self.file, len);
+                    // Finished, it is completed next round; else it goes on from here.
+                    if self.direct || state.slots[index].finished {
+                        state.slots[index].place = Place::At(at);
+                    }
+                }
+            }
+        };
+        state.committing = false;
+        done
     }
 }
 
 /// Where one layer's uncompressed tar is written (see `ArchiveWriter`).
-pub struct LayerSink<'a> {
-    archive: &'a ArchiveWriter,
+pub struct LayerSink<'a, 'd> {
+    archive: &'a ArchiveWriter<'d>,
     index: usize,
-    entries: LayerEntries,
-    spool_path: PathBuf,
-    spool: Option<File>,
-    /// Where this layer's `layer.tar` header goes, once it streams into the archive: the
-    /// header is written last, when the size is known.
-    header_at: Option<u64>,
-    len: u64,
 }
 
-impl LayerSink<'_> {
-    /// Completes the layer: fills in its header, or leaves it spooled for its turn.
+impl LayerSink<'_, '_> {
+    /// Completes the layer: in the archive at once if the layers before it are, else when
+    /// they are.
     pub fn finish(self) -> Result<(), Error> {
-        let LayerSink {
-            archive,
-            index,
-            entries,
-            spool_path,
-            spool,
-            header_at,
-            len,
-        } = self;
-        let io_err = |e| Error::io(&archive.temp, e);
-        if let Some(spool) = spool {
-            drop(spool);
-            let spooled = Spooled {
-                entries,
-                path: spool_path,
-            };
-            let mut waiting = crate::locks::lock(&archive.waiting);
-            if archive.turn.load(Ordering::Acquire) != index {
-                // The layer that has the turn appends this one when it hands the turn on.
-                waiting[index] = Some(spooled);
-                return Ok(());
-            }
-            drop(waiting);
-            archive.append_spooled(&spooled).map_err(io_err)?;
-        } else if let Some(at) = header_at {
-            let header = header(&entries.name, len).map_err(io_err)?;
-            archive
-                .file
-                .write_all_at(header.as_bytes(), at)
-                .map_err(io_err)?;
-            pad(&mut &archive.file, len).map_err(io_err)?;
-        }
-        archive.pass_turn(index + 1).map_err(io_err)
+        self.archive
+            .finish_layer(self.index)
+            .map_err(|e| Error::io(&self.archive.temp, e))
+    }
+}
+
+impl Write for LayerSink<'_, '_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.archive.write_layer(self.index, buf)?;
+        Ok(buf.len())
     }
 
-    /// Takes over the end of the archive: writes this layer's directory entries and room for
-    /// its `layer.tar` header, copies in what was spooled, and streams from here on.
-    fn take_turn(&mut self) -> io::Result<()> {
-        let mut out = &self.archive.file;
-        append_entries(&mut out, &self.entries.before)?;
-        self.header_at = Some(out.stream_position()?);
-        out.write_all(&[0; 512])?;
-        if let Some(mut spool) = self.spool.take() {
-            spool.rewind()?;
-            copy_spool(&mut spool, &mut out, self.len)?;
-            self.archive.wrote(self.len);
-            drop(spool);
-            self.archive.discard_spool(&self.spool_path)?;
-        }
+    fn flush(&mut self) -> io::Result<()> {
         Ok(())
     }
 }
 
-impl Write for LayerSink<'_> {
+/// Writes at an offset of a file, without its position (which threads would share).
+struct WriteAt<'a> {
+    file: &'a File,
+    at: u64,
+}
+
+impl Write for WriteAt<'_> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        if self.header_at.is_none()
-            && self.archive.direct
-            && self.archive.turn.load(Ordering::Acquire) == self.index
-        {
-            self.take_turn()?;
-        }
-        let n = match &mut self.spool {
-            Some(spool) => spool.write(buf)?,
-            None => {
-                let n = (&self.archive.file).write(buf)?;
-                self.archive.wrote(n as u64);
-                n
-            }
-        };
-        self.len += n as u64;
+        let n = self.file.write_at(buf, self.at)?;
+        self.at += n as u64;
         Ok(n)
     }
 
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
     }
+}
+
+/// Counts what would be written.
+struct WriteCount(u64);
+
+impl Write for WriteCount {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0 += buf.len() as u64;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// `len` bytes of an entry and the zeros up to the next 512-byte block.
+fn padded(len: u64) -> Option<u64> {
+    len.checked_add((512 - len % 512) % 512)
 }
 
 /// A tar written front to back into `out` (standard output, a compressor): every entry's
@@ -431,16 +622,66 @@ impl<W: Write> Write for Compressor<W> {
     }
 }
 
-/// Copies a spool file into the archive File-to-File, which Linux turns into `copy_file_range`:
-/// the bytes stay in the kernel.
-fn copy_spool(spool: &mut File, out: &mut &File, len: u64) -> io::Result<()> {
-    if io::copy(spool, out)? != len {
-        return Err(io::Error::new(
-            io::ErrorKind::UnexpectedEof,
-            "a spooled layer changed while being archived",
-        ));
+/// Copies `len` bytes at `from_at` in `from` to `to_at` in `to`, by offset (the files'
+/// positions, shared between threads, are not used): by `copy_file_range`, so the bytes stay
+/// in the kernel, else through a buffer.
+fn copy_range(from: &File, from_at: u64, to: &File, to_at: u64, len: u64) -> io::Result<()> {
+    let (mut from_at, mut to_at, mut left) = (from_at, to_at, len);
+    let fallback = loop {
+        if left == 0 {
+            return Ok(());
+        }
+        let (mut off_in, mut off_out) = (from_at as libc::loff_t, to_at as libc::loff_t);
+        let chunk = usize::try_from(left.min(1 << 30)).unwrap_or(1 << 30);
+        // SAFETY: two open descriptors and offsets that live through the call.
+        let n = unsafe {
+            libc::copy_file_range(
+                from.as_raw_fd(),
+                &mut off_in,
+                to.as_raw_fd(),
+                &mut off_out,
+                chunk,
+                0,
+            )
+        };
+        match n {
+            0 => return Err(shrank()),
+            n if n > 0 => {
+                let n = n as u64;
+                (from_at, to_at, left) = (from_at + n, to_at + n, left - n);
+            }
+            _ => {
+                let e = io::Error::last_os_error();
+                match e.raw_os_error() {
+                    Some(libc::EINTR) => continue,
+                    Some(libc::EXDEV | libc::ENOSYS | libc::EINVAL | libc::EOPNOTSUPP) => {
+                        break true
+                    }
+                    _ => return Err(e),
+                }
+            }
+        }
+    };
+    debug_assert!(fallback);
+    let mut buf = vec![0u8; 64 * 1024];
+    while left > 0 {
+        let chunk = usize::try_from(left).map_or(buf.len(), |l| l.min(buf.len()));
+        let n = from.read_at(&mut buf[..chunk], from_at)?;
+        if n == 0 {
+            return Err(shrank());
+        }
+        to.write_all_at(&buf[..n], to_at)?;
+        let n = n as u64;
+        (from_at, to_at, left) = (from_at + n, to_at + n, left - n);
     }
     Ok(())
+}
+
+fn shrank() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::UnexpectedEof,
+        "a spooled layer changed while being archived",
+    )
 }
 
 /// Directories and small files, in order.
@@ -515,41 +756,41 @@ mod tests {
         }
     }
 
-    /// Three layers finishing out of order: layer 1 starts spooled and takes the turn midway,
-    /// layer 2 is spooled completely and waits, layer 0 streams. Returns the archive's bytes.
-    fn write_out_of_order(dir: &Path, direct: bool) -> Vec<u8> {
-        let dest = dir.join(format!("image-{direct}.tar"));
+    const IDS: [&str; 3] = ["zero", "one", "two"];
+
+    /// Three layers finishing out of order, each layer's size predicted as `predicted` says
+    /// (asked at most once, and only as a layer after it starts): layer 1 starts first and
+    /// takes its place midway, layer 2 is complete before layer 1, layer 0 arrives in one go.
+    /// Returns the archive's bytes, and which layers were in spool files once all were written
+    /// but none finished.
+    fn write_out_of_order(
+        dir: &Path,
+        direct: bool,
+        predicted: [Option<u64>; 3],
+    ) -> (Vec<u8>, [bool; 3]) {
+        let dest = dir.join("image.tar");
+        let _ = fs::remove_file(&dest);
+        for id in IDS {
+            let _ = fs::remove_dir_all(dir.join(id));
+        }
         let data: Vec<Vec<u8>> = (0..3u8)
             .map(|i| vec![b'a' + i; 700 * (i as usize + 1)])
             .collect();
-        let archive = ArchiveWriter::create(&dest, 3, direct, &[]).unwrap();
-        let mut one = archive
-            .layer(
-                1,
-                entries("one"),
-                &Dir::open(dir).unwrap(),
-                Path::new("one.tar"),
-            )
-            .unwrap();
+        let work = Dir::open(dir).unwrap();
+        let layers = IDS.iter().map(|id| entries(id)).collect();
+        let archive = ArchiveWriter::create(&dest, &work, layers, direct, &[]).unwrap();
+        let asked = std::cell::RefCell::new(Vec::new());
+        let mut predict = |j: usize| {
+            asked.borrow_mut().push(j);
+            predicted[j]
+        };
+        let mut one = archive.layer(1, &mut predict).unwrap();
         one.write_all(&data[1][..100]).unwrap();
-        let mut zero = archive
-            .layer(
-                0,
-                entries("zero"),
-                &Dir::open(dir).unwrap(),
-                Path::new("zero.tar"),
-            )
-            .unwrap();
+        let mut zero = archive.layer(0, &mut predict).unwrap();
         zero.write_all(&data[0]).unwrap();
-        let mut two = archive
-            .layer(
-                2,
-                entries("two"),
-                &Dir::open(dir).unwrap(),
-                Path::new("two.tar"),
-            )
-            .unwrap();
+        let mut two = archive.layer(2, &mut predict).unwrap();
         two.write_all(&data[2]).unwrap();
+        let spooled = IDS.map(|id| dir.join(id).join("layer.tar").exists());
         zero.finish().unwrap();
         two.finish().unwrap();
         one.write_all(&data[1][100..]).unwrap();
@@ -558,9 +799,19 @@ mod tests {
             .finish(&[Entry::File("manifest.json".into(), b"[]".to_vec())])
             .unwrap();
         assert!(!crate::partial::temp_name(&dest).exists());
-        // Streamed or spooled, nothing is left behind unless the directory is kept.
-        for spool in ["zero.tar", "one.tar", "two.tar"] {
-            assert_eq!(dir.join(spool).exists(), !direct, "{spool}");
+        let mut asked = asked.into_inner();
+        asked.sort();
+        match direct {
+            true => assert_eq!(asked, [0, 1], "each layer before another asked once"),
+            false => assert!(
+                asked.is_empty(),
+                "nothing is placed ahead when every layer is kept"
+            ),
+        }
+        // Placed, streamed or spooled, nothing is left behind unless the directory is kept.
+        for id in IDS {
+            let spool = dir.join(id).join("layer.tar");
+            assert_eq!(spool.exists(), !direct, "{}", spool.display());
         }
 
         let bytes = fs::read(&dest).unwrap();
@@ -571,29 +822,47 @@ mod tests {
             let name = entry.path().unwrap().to_string_lossy().into_owned();
             let mut contents = Vec::new();
             io::Read::read_to_end(&mut entry, &mut contents).unwrap();
-            if let Some(i) = ["zero/layer.tar", "one/layer.tar", "two/layer.tar"]
-                .iter()
-                .position(|n| *n == name)
-            {
+            if let Some(i) = IDS.iter().position(|id| format!("{id}/layer.tar") == name) {
                 assert_eq!(contents, data[i], "{name}");
             }
             seen.push(name);
         }
-        let expected: Vec<String> = ["zero", "one", "two"]
+        let expected: Vec<String> = IDS
             .iter()
             .flat_map(|id| ["/", "/VERSION", "/json", "/layer.tar"].map(|f| format!("{id}{f}")))
             .chain(["manifest.json".to_string()])
             .collect();
         assert_eq!(seen, expected);
-        bytes
+        (bytes, spooled)
     }
 
     #[test]
-    fn layers_enter_the_archive_in_order_whatever_order_they_finish() {
+    fn layers_enter_the_archive_in_order_whatever_order_they_finish_and_whatever_was_predicted() {
         let dir = scratch("order");
-        let streamed = write_out_of_order(&dir, true);
-        let spooled = write_out_of_order(&dir, false);
-        assert_eq!(streamed, spooled, "same image, same bytes");
+        let (kept, _) = write_out_of_order(&dir, false, [None; 3]);
+        for (predicted, spooled) in [
+            // Nothing known ahead: spooled until their turn.
+            ([None; 3], [false, true, true]),
+            // Right: every layer goes straight to its place.
+            ([Some(700), Some(1400), None], [false; 3]),
+            // Layer 0 outgrows its prediction while layer 1 is being written after it (which
+            // moves to a spool file); then overshoots it, with layers 1 and 2 placed after it.
+            ([Some(300), Some(1400), None], [false, true, true]),
+            ([Some(5000), Some(1400), None], [false; 3]),
+            // Layer 1 wrong both ways, found once layer 2 was complete behind it.
+            ([Some(700), Some(1000), None], [false; 3]),
+            ([Some(700), Some(4096), None], [false; 3]),
+            // Beyond belief.
+            ([Some(1 << 50), Some(1400), None], [false, true, true]),
+            (
+                [Some(u64::MAX - 100), Some(u64::MAX - 100), None],
+                [false, true, true],
+            ),
+        ] {
+            let placed = write_out_of_order(&dir, true, predicted);
+            assert!(placed.0 == kept, "same image, same bytes: {predicted:?}");
+            assert_eq!(placed.1, spooled, "spooled for {predicted:?}");
+        }
         fs::remove_dir_all(&dir).unwrap();
     }
 
@@ -601,17 +870,12 @@ mod tests {
     fn an_unfinished_archive_leaves_nothing() {
         let dir = scratch("unfinished");
         let dest = dir.join("image.tar");
-        let archive = ArchiveWriter::create(&dest, 2, true, &[]).unwrap();
-        let mut zero = archive
-            .layer(
-                0,
-                entries("zero"),
-                &Dir::open(&dir).unwrap(),
-                Path::new("zero.tar"),
-            )
-            .unwrap();
+        let work = Dir::open(&dir).unwrap();
+        let layers = vec![entries("zero"), entries("one")];
+        let archive = ArchiveWriter::create(&dest, &work, layers, true, &[]).unwrap();
+        let mut zero = archive.layer(0, &mut |_| None).unwrap();
+        // Never finished.
         zero.write_all(b"partial").unwrap();
-        drop(zero);
         assert!(archive.finish(&[]).is_err());
         assert!(!dest.exists() && !crate::partial::temp_name(&dest).exists());
         fs::remove_dir_all(&dir).unwrap();
