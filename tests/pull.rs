@@ -376,6 +376,44 @@ fn corrupted_layer_is_a_digest_mismatch_and_leaves_nothing() {
     assert!(dir.names().is_empty(), "left behind: {:?}", dir.names());
 }
 
+/// A layer that starts while the layers before it still arrive is written straight to its
+/// place in the archive, where their gzip trailers put it. These trailers mislead, one short
+/// and one 4 GiB long: whatever the timing, the layers placed after a wrong one move out of
+/// the way before anything is overwritten, and the archive is the one that spooling every
+/// layer (`--no-rm`) writes.
+#[test]
+fn layers_placed_by_misleading_gzip_trailers_make_the_same_archive() {
+    let dir = Scratch::new("members");
+    let reference = format!("{}/members:latest", registry());
+    let args = |extra: &[&'static str], name: &'static str| {
+        let mut args = vec!["--insecure", "-q"];
+        args.extend_from_slice(extra);
+        args.extend(["-o", name]);
+        args
+    };
+    let mut spooled = args(&["--no-rm"], "spooled.tar");
+    spooled.push(&reference);
+    dockersave_ok(dir.path(), &spooled);
+    let spooled = fs::read(dir.path().join("spooled.tar")).unwrap();
+    for name in ["placed-1.tar", "placed-2.tar", "placed-3.tar"] {
+        let mut placed = args(&[], name);
+        placed.push(&reference);
+        dockersave_ok(dir.path(), &placed);
+        let placed = fs::read(dir.path().join(name)).unwrap();
+        assert!(
+            placed == spooled,
+            "{name}: {} bytes, not the {} bytes of the archive spooling every layer writes",
+            placed.len(),
+            spooled.len()
+        );
+    }
+    load(
+        &dir.path().join("placed-1.tar"),
+        Some(&reference),
+        &config_digest(&reference, &[]),
+    );
+}
+
 #[test]
 fn no_tar_leaves_the_directory_and_no_rm_keeps_both() {
     let _engine = engine();

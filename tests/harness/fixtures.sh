@@ -19,6 +19,8 @@
 #   zstd-long:latest      a layer with a 256 MiB window (zstd --long=28), over the cap
 #   estargz:latest        layers:latest as eStargz: a gzip member per entry, an index entry and
 #                         a footer member at the end
+#   members:latest        four gzip layers of random data (18 MB) whose trailers mislead:
+#                         several gzip members each, the trailer giving the last one's size
 #   twins:latest          OCI index listing busybox twice for linux/amd64: gzip, and zstd
 #                         annotated as podman and buildah annotate it
 #   library/busybox:latest  busybox under the path Docker Hub gives official images, for the
@@ -145,11 +147,12 @@ python3 "$zstd_images" chunked "$oci" layers zstd-chunked
 python3 "$zstd_images" estargz "$oci" layers estargz
 python3 "$zstd_images" big "$oci" zstd-big
 python3 "$zstd_images" long "$oci" zstd-long
+python3 "$zstd_images" members "$oci" members
 python3 "$zstd_images" twins "$oci" busybox "$work/busybox-zstd" busybox-zstd twins
 # --preserve-digests: skopeo must push these blobs as they are; without it skopeo puts the
 # gzip blobs the registry already has for the same tars in their place.
 "${push[@]}" --preserve-digests "oci:$work/zstd:zstd" "docker://$registry/zstd:latest"
-for tag in zstd-chunked zstd-big zstd-long estargz; do
+for tag in zstd-chunked zstd-big zstd-long estargz members; do
   "${push[@]}" --preserve-digests "oci:$oci:$tag" "docker://$registry/$tag:latest"
 done
 "${push[@]}" --preserve-digests --all "oci:$oci:twins" "docker://$registry/twins:latest"

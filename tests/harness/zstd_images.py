@@ -15,6 +15,11 @@ are the shapes it does not make:
                                              member per tar entry, the stargz.index.json entry
                                              and a footer member at the end (gzip, not zstd: the
                                              other lazy-pulling format, read by the same walker)
+    zstd_images.py members LAYOUT TAG        four gzip layers of random files whose gzip trailers
+                                             mislead (several members; the trailer gives the
+                                             last one's size): the first's gives less than its
+                                             tar, the second's only its end blocks, read as
+                                             4 GiB more; the third and fourth are plain
     zstd_images.py twins LAYOUT GZIP OTHER ZSTD TAG   an index listing GZIP and, copied from the
                                              layout OTHER, ZSTD (the same image compressed two
                                              ways) for linux/amd64, the zstd entry annotated as
@@ -157,8 +162,8 @@ def text_tar(seed, size):
     return out.getvalue()
 
 
-def image_of(layout, tag, tars, compress):
-    blobs = [layout.put(compress(i, tar), ZSTD_LAYER) for i, tar in enumerate(tars)]
+def image_of(layout, tag, tars, compress, media_type=ZSTD_LAYER):
+    blobs = [layout.put(compress(i, tar), media_type) for i, tar in enumerate(tars)]
     config = {"architecture": "amd64", "os": "linux", "created": "2020-09-13T12:26:40Z",
               "rootfs": {"type": "layers",
                          "diff_ids": ["sha256:" + hashlib.sha256(t).hexdigest() for t in tars]},
@@ -176,6 +181,28 @@ def big(layout, tag):
 def long(layout, tag):
     # From standard input the size is unknown, so the window is not shrunk to fit it.
     image_of(layout, tag, [text_tar(7, 100_000)], lambda i, tar: zstd(tar, "--long=28"))
+
+
+def members(layout, tag):
+    rng = random.Random(5)
+
+    def random_tar(name, size):
+        out = io.BytesIO()
+        with tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as tar:
+            info = tarfile.TarInfo(name)
+            info.size, info.mtime, info.mode = size, 1_600_000_000, 0o644
+            tar.addfile(info, io.BytesIO(rng.randbytes(size)))
+        return out.getvalue()
+
+    def in_members(tar, *cuts):
+        points = [0, *cuts, len(tar)]
+        return b"".join(gzip.compress(tar[a:b], mtime=0) for a, b in zip(points, points[1:]))
+
+    tars = [random_tar(f"data/{name}", size) for name, size in
+            [("first", 12_000_000), ("second", 3_000_000), ("third", 3_000_000), ("fourth", 200_000)]]
+    cuts = [[1 << 20], [len(tars[1]) - 1024], [], []]
+    image_of(layout, tag, tars, lambda i, tar: in_members(tar, *cuts[i]),
+             "application/vnd.oci.image.layer.v1.tar+gzip")
 
 
 def twins(layout, gzip_tag, other, zstd_tag, tag):
@@ -205,6 +232,8 @@ def main():
         big(layout, sys.argv[3])
     elif kind == "long":
         long(layout, sys.argv[3])
+    elif kind == "members":
+        members(layout, sys.argv[3])
     elif kind == "twins":
         twins(layout, sys.argv[3], Layout(sys.argv[4]), sys.argv[5], sys.argv[6])
     else:
