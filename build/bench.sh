@@ -42,8 +42,8 @@
 #   thin:      "big-v2" ("big" with one more, small layer): a full archive against a thin one
 #              (--have big:latest), time and bytes; and a pull of big-v2 through a --cache-dir
 #              that holds big (warm) against an empty one (cold);
-#   cores:     the archive of big and big2x (`-o FILE`) against `-o /dev/null` of the same (the
-#              CPU work alone: inflate and two sha256 passes, nothing written), `-o - >FILE`
+#   cores:     the archive of big, big2x and rootfs (one layer) (`-o FILE`) against `-o /dev/null`
+#              of the same (the CPU work alone: inflate and two sha256 passes, nothing written), `-o - >FILE`
 #              against it, `--gzip` against the plain archive, the archive pinned to one core
 #              (`taskset -c 0`) against /dev/null pinned, and `--rootfs` and `--flatten` pinned
 #              against free;
@@ -738,7 +738,7 @@ fi
 if [[ " $sections " == *" cores "* ]]; then
 section cores
 echo "== cores: the archive against -o /dev/null (the CPU work alone), on two cores and on one"
-compare archive devnull big big2x
+compare archive devnull big big2x rootfs
 compare stdout devnull big
 compare gzip archive big
 compare archive-1core devnull-1core big
