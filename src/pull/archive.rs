@@ -2,8 +2,9 @@
 //! the pipeline into the archive as it arrives (or into the image directory, with --no-tar or
 //! --no-rm).
 //!
-//! Two ways to write it. Into a file, several layers at once, each placed when its turn comes
-//! (`ArchiveWriter`). Front to back, one layer after the other with nothing on disk, when the
+//! Two ways to write it. Into a file, several layers at once, each at its place as soon as the
+//! sizes of the layers ahead are known or predicted (`ArchiveWriter`; `predict` asks for a
+//! gzip trailer). Front to back, one layer after the other with nothing on disk, when the
 //! archive goes to standard output, a pipe or a compressor (`TarStream`): then each layer's size
 //! must be known before its bytes, which for an uncompressed layer is read from its gzip
 //! trailer and checked as the layer streams.

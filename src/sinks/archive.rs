@@ -1,8 +1,9 @@
 //! The `docker save` archive as a tar, written while the layers arrive; what goes in it is
 //! decided by `layout`.
 //!
-//! Two writers: `ArchiveWriter` fills a file in place, several layers at once, seeking back to
-//! fill in each layer's header when its size is known; `TarStream` writes front to back into
+//! Two writers: `ArchiveWriter` fills a file in place, several layers at once, each at the
+//! offset the sizes (or predicted sizes) of the layers ahead give, going back to fill in each
+//! layer's header when its size is known; `TarStream` writes front to back into
 //! any `Write` (standard output, a compressor), so every layer's size must be known before its
 //! bytes. Either way the same images give the same bytes. A file is written under a temporary
 //! name and renamed into place only when complete and synced, so no half-written archive ever
