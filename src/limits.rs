@@ -48,6 +48,9 @@ pub const MAX_ARCHIVE_DOCUMENTS: u64 = 8 << 20;
 /// Layers `manifest.json` may list in all (Docker's limit is 127 per image): each costs its
 /// entry's description, whatever the archive holds.
 pub const MAX_ARCHIVED_LAYERS: usize = 65_536;
+/// How far into an archive file a layer may be placed by the predicted sizes of the layers
+/// ahead of it (gzip trailers, unverified until those layers arrive); beyond, it is spooled.
+pub const MAX_PLACED_AHEAD: u64 = 1 << 40;
 /// Layers one artifact may have (each becomes a file), and the bytes of one file's name.
 pub const MAX_ARTIFACT_FILES: usize = 1_000;
 pub const MAX_TITLE: usize = 4_096;
@@ -400,6 +403,8 @@ mod tests {
                 let unit = match shift.trim() {
                     "10" => "KiB",
                     "20" => "MiB",
+                    "30" => "GiB",
+                    "40" => "TiB",
                     other => panic!("a shift of {other}"),
                 };
                 format!("{} {unit}", number(n.trim()))

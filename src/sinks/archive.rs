@@ -11,6 +11,7 @@
 
 use super::layout::Entry;
 use crate::error::Error;
+use crate::limits::MAX_PLACED_AHEAD;
 use crate::outfile::{Dir, NewFile, Writeback};
 use std::fs::{self, File};
 use std::io::{self, Write};
@@ -96,9 +97,6 @@ enum Place {
     Spool(Arc<File>),
 }
 
-/// Where a layer placed ahead may start: beyond this, a prediction is not believed.
-const FURTHEST: u64 = 1 << 40;
-
 impl<'d> ArchiveWriter<'d> {
     /// Starts the archive for `dest` under its temporary name, with the entries of `prelude`
     /// first, for `layers` in this order; spools go into `dir`.
@@ -182,7 +180,7 @@ impl<'d> ArchiveWriter<'d> {
         }
         let at = at.and_then(|at| at.checked_add(self.lead[index]));
         state.slots[index].place = match at {
-            Some(at) if self.direct && at <= FURTHEST => Place::At(at),
+            Some(at) if self.direct && at <= MAX_PLACED_AHEAD => Place::At(at),
             _ => Place::Spool(Arc::new(self.spool(index)?)),
         };
         drop(state);
