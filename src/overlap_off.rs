@@ -9,10 +9,10 @@ use std::path::Path;
 /// `produce` writing straight into `out`.
 pub fn write_behind<T>(
     out: &mut (dyn Write + Send),
-    _out_path: &Path,
+    out_path: &Path,
     produce: impl FnOnce(&mut (dyn Write + Send)) -> Result<T, Error>,
 ) -> Result<T, Error> {
-    produce(out)
+    write_behind_from(out, out_path, &|| 1, produce)
 }
 
 /// `produce` writing straight into `out`.

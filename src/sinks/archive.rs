@@ -88,7 +88,7 @@ struct Slot {
     busy: bool,
 }
 
-#[derive(Default)]
+#[derive(Default, Clone)]
 enum Place {
     #[default]
     NotStarted,
@@ -242,16 +242,13 @@ impl<'d> ArchiveWriter<'d> {
             state = self.evacuate_after(state, index)?;
         }
         let slot = &mut state.slots[index];
-        let spool = match &slot.place {
-            Place::At(at) => Err(at + len),
-            Place::Spool(spool) => Ok(Arc::clone(spool)),
-            Place::NotStarted => return Err(io::Error::other("a layer written before it started")),
-        };
+        let place = slot.place.clone();
         slot.busy = true;
         drop(state);
-        let wrote = match &spool {
-            Ok(spool) => spool.write_all_at(buf, len),
-            Err(at) => self.file.write_all_at(buf, *at),
+        let wrote = match &place {
+            Place::At(at) => self.file.write_all_at(buf, at + len),
+            Place::Spool(spool) => spool.write_all_at(buf, len),
+            Place::NotStarted => Err(io::Error::other("a layer written before it started")),
         };
         let mut state = crate::locks::lock(&self.state);
         let slot = &mut state.slots[index];
@@ -261,7 +258,7 @@ impl<'d> ArchiveWriter<'d> {
         }
         self.changed.notify_all();
         drop(state);
-        if wrote.is_ok() && spool.is_err() {
+        if wrote.is_ok() && matches!(place, Place::At(_)) {
             self.writeback.wrote(&self.file, buf.len() as u64);
         }
         wrote
